@@ -1,0 +1,91 @@
+# Aether build.
+#
+#   make               build/aetherc and build/libaether_rt.a
+#   make check         every unit and end-to-end test (Check)
+#   make asan          the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make fuzz          the GGUF reader under libFuzzer for FUZZ_SECONDS (clang)
+#   make demo          install what is missing, build, make a model, run it
+#   make install       PREFIX=/usr/local
+#
+# Sources are found by wildcard: a new runtime/*.c joins the runtime library, a new
+# compiler/ ir/ passes/ *.c joins aetherc, a new tests/unit/check_*.c becomes a test.
+
+BUILD   ?= build
+PREFIX  ?= /usr/local
+CC      ?= cc
+SHARED  ?= $(abspath $(CURDIR)/../shared)
+FUZZ_SECONDS ?= 60
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wswitch-enum -Wno-switch-default
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS := -std=c17 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Iruntime -Iir -Ipasses -Icompiler
+LDLIBS  := -lm -lpthread
+YAML_LIBS := -lyaml
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -lpthread)
+
+ifeq ($(SAN),1)
+ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS    += -fsanitize=address,undefined
+endif
+
+RT_SRC   := $(sort $(wildcard runtime/*.c))
+CC_SRC   := $(sort $(wildcard compiler/*.c ir/*.c passes/*.c))
+TEST_SRC := $(sort $(wildcard tests/unit/check_*.c))
+
+RT_OBJ   := $(RT_SRC:%.c=$(BUILD)/obj/%.o)
+CC_OBJ   := $(CC_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ  := $(filter-out $(BUILD)/obj/compiler/main.o,$(CC_OBJ))
+TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TEST_SUPPORT := $(BUILD)/obj/tests/unit/test_util.o
+
+.PHONY: all check asan fuzz demo install clean bench
+all: $(BUILD)/aetherc $(BUILD)/libaether_rt.a
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libaether_rt.a: $(RT_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/aetherc: $(CC_OBJ) $(BUILD)/libaether_rt.a
+	$(CC) $(LDFLAGS) -o $@ $(CC_OBJ) $(BUILD)/libaether_rt.a $(YAML_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TEST_SUPPORT) $(LIB_OBJ) $(BUILD)/libaether_rt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(TEST_SUPPORT) $(LIB_OBJ) $(BUILD)/libaether_rt.a $(YAML_LIBS) $(CHECK_LIBS) $(LDLIBS)
+
+# Each test runs from the repository root with AE_SHARED pointing at the shared models.
+check: all $(TESTS)
+	@AE_SHARED=$(SHARED) AE_AETHERC=$(abspath $(BUILD)/aetherc) sh tests/run_tests.sh $(TESTS)
+
+asan:
+	$(MAKE) BUILD=build-asan SAN=1 CFLAGS="-O1 -g" check
+
+FUZZ_BIN := $(BUILD)/fuzz/fuzz_gguf
+$(FUZZ_BIN): tests/fuzz/fuzz_gguf.c $(RT_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=c17 -D_GNU_SOURCE -O1 -g -Iruntime -fsanitize=fuzzer,address,undefined \
+	    -o $@ tests/fuzz/fuzz_gguf.c $(RT_SRC) -lm -lpthread
+
+fuzz: $(FUZZ_BIN)
+	@mkdir -p $(BUILD)/fuzz/corpus
+	cp -n tests/fuzz/seeds/* $(BUILD)/fuzz/corpus/ 2>/dev/null || true
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	    -print_final_stats=1 $(BUILD)/fuzz/corpus
+
+demo: all
+	sh examples/demo.sh $(BUILD)/aetherc $(SHARED)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/aether
+	install -m 755 $(BUILD)/aetherc $(DESTDIR)$(PREFIX)/bin/aetherc
+	install -m 644 $(BUILD)/libaether_rt.a $(DESTDIR)$(PREFIX)/lib/libaether_rt.a
+	install -m 644 runtime/*.h runtime/*.def $(DESTDIR)$(PREFIX)/include/aether/
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,12 @@
+/* The aetherc subcommands. Each lives in its own compiler/cmd_<name>.c and returns the process's
+ * exit status: 0 on success, 1 on bad input (after printing "aetherc: <message>" to stderr), 2 on a
+ * usage error. */
+#ifndef AE_COMMANDS_H
+#define AE_COMMANDS_H
+
+int cmd_inspect(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+
+#endif

@@ -1,0 +1,20 @@
+/* Helpers shared by the Check suites: where the shared models are, reading whole files. */
+#ifndef AE_TEST_UTIL_H
+#define AE_TEST_UTIL_H
+
+#include <check.h>
+#include <stddef.h>
+
+/* The shared test data folder (env AE_SHARED, set by make). Fails the test loudly when it is absent. */
+const char *test_shared_dir(void);
+
+/* "<shared>/<rel>" in a static buffer that the next call overwrites. */
+const char *test_shared_path(const char *rel);
+
+/* Reads a whole file (malloc'd; caller frees) or fails the test. */
+void *test_read_file(const char *path, size_t *size);
+
+/* Runs a suite with CK_NORMAL output and returns the process exit status. */
+int test_run_suite(Suite *s);
+
+#endif
