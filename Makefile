@@ -1,7 +1,7 @@
 # Aether build.
 #
 #   make               build/aetherc and build/libaether_rt.a
-#   make check         every unit and end-to-end test (Check)
+#   make check         every unit and end-to-end test (Check); installs missing packages first
 #   make asan          the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz          the GGUF reader under libFuzzer for FUZZ_SECONDS (clang)
 #   make demo          install what is missing, build, make a model, run it
@@ -39,7 +39,7 @@ LIB_OBJ  := $(filter-out $(BUILD)/obj/compiler/main.o,$(CC_OBJ))
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(BUILD)/obj/tests/unit/test_util.o
 
-.PHONY: all check asan fuzz demo install clean bench
+.PHONY: all deps check test asan fuzz demo install clean bench
 all: $(BUILD)/aetherc $(BUILD)/libaether_rt.a
 
 $(BUILD)/obj/%.o: %.c
@@ -57,12 +57,21 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TEST_SUPPORT) $(LIB_OBJ) $(BUILD
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_SUPPORT) $(LIB_OBJ) $(BUILD)/libaether_rt.a $(YAML_LIBS) $(CHECK_LIBS) $(LDLIBS)
 
-# Each test runs from the repository root with AE_SHARED pointing at the shared models.
-check: all $(TESTS)
-	@AE_SHARED=$(SHARED) AE_AETHERC=$(abspath $(BUILD)/aetherc) sh tests/run_tests.sh $(TESTS)
+# Installs the Debian packages that are missing (a no-op when all are there).
+deps:
+	@sh .ci/install-deps
 
-asan:
-	$(MAKE) BUILD=build-asan SAN=1 CFLAGS="-O1 -g" check
+# check and asan install what is missing first, then build and test in a fresh make (so that flags
+# taken from pkg-config see the installed packages).
+check: deps
+	@$(MAKE) --no-print-directory test
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS="-O1 -g" test
+
+# Each test runs from the repository root with AE_SHARED pointing at the shared models.
+test: all $(TESTS)
+	@AE_SHARED=$(SHARED) AE_AETHERC=$(abspath $(BUILD)/aetherc) sh tests/run_tests.sh $(TESTS)
 
 FUZZ_BIN := $(BUILD)/fuzz/fuzz_gguf
 $(FUZZ_BIN): tests/fuzz/fuzz_gguf.c $(RT_SRC)
@@ -76,8 +85,9 @@ fuzz: $(FUZZ_BIN)
 	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
 	    -print_final_stats=1 $(BUILD)/fuzz/corpus
 
-demo: all
-	sh examples/demo.sh $(BUILD)/aetherc $(SHARED)
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh examples/demo.sh $(BUILD)/aetherc $(SHARED)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/aether
