@@ -8,5 +8,9 @@ int cmd_inspect(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+/* 'aetherc [flags] MODEL.gguf [flags]': the compiler proper; argv[0] is "aetherc", flags and the model
+ * path follow in any order. */
+int cmd_compile(int argc, char **argv);
 
 #endif
