@@ -18,7 +18,7 @@ FUZZ_SECONDS ?= 60
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wswitch-enum -Wno-switch-default
 CFLAGS  ?= -O2 -g
-ALL_CFLAGS := -std=c17 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Iruntime -Iir -Ipasses -Icompiler
+ALL_CFLAGS := -std=c17 -D_GNU_SOURCE -ffp-contract=off $(WARN) $(CFLAGS) -Iruntime -Iir -Ipasses -Icompiler
 LDLIBS  := -ltcc -ldl -lm -lpthread
 YAML_LIBS := -lyaml
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)

@@ -1,0 +1,134 @@
+/* The block layouts of ggml's quantized types, byte for byte as GGUF files store them.
+ *
+ * A quantized row is a sequence of blocks; each block packs block_size values (32, or 256 for the
+ * K-quants) as small integers with one or more fp16 scales. The dequantizer, the CPU kernels and the
+ * synthetic-model writer all read or write these structs, so their layout is pinned here once and
+ * checked against the type table (ggml_types.def) at compile time. Scales marked "fp16" are IEEE half
+ * bit patterns (ae_fp16_to_fp32). Blocks inside a tensor are only 2-byte aligned (4 for Q8_K), so
+ * readers that may see other alignments copy a block out with memcpy before using its fields.
+ *
+ * The value each block encodes (x = element, q = its quant, d/m = scales):
+ *   Q4_0  x = d * (q - 8)            Q4_1  x = d * q + m          (q 4 bits)
+ *   Q5_0  x = d * (q - 16)           Q5_1  x = d * q + m          (q 5 bits: 4 in qs, 1 in qh)
+ *   Q8_0  x = d * q                  Q8_1  x = d * q, s = d * sum(q)
+ *   Q2_K  x = (d * sc) * q - dmin * m              16 groups of 16, q 2 bits, sc/m 4 bits
+ *   Q3_K  x = (d * (sc - 32)) * (q - 4)            16 groups of 16, q 3 bits, sc 6 bits
+ *   Q4_K  x = (d * sc) * q - dmin * m              8 groups of 32, q 4 bits, sc/m 6 bits
+ *   Q5_K  x = (d * sc) * q - dmin * m              8 groups of 32, q 5 bits, sc/m 6 bits
+ *   Q6_K  x = (d * sc) * (q - 32)                  16 groups of 16, q 6 bits, sc 8 bits signed
+ *   Q8_K  x = d * q                                d is f32; bsums are for dot products
+ */
+#ifndef AE_QUANT_BLOCKS_H
+#define AE_QUANT_BLOCKS_H
+
+#include <stdint.h>
+
+/* AE_BLOCK_SIZE_<TYPE> (values per block) and AE_BLOCK_BYTES_<TYPE> for every row of the type table. */
+enum {
+#define X(NAME, ID, STR, BS, BB) AE_BLOCK_SIZE_##NAME = BS, AE_BLOCK_BYTES_##NAME = BB,
+#include "ggml_types.def"
+#undef X
+};
+
+#define AE_QK 32   /* values per block of the 32-value types */
+#define AE_QK_K 256 /* values per super-block of the K-quants */
+#define AE_K_SCALE_BYTES 12 /* packed 6-bit scales and mins of Q3_K, Q4_K, Q5_K */
+
+struct ae_block_q4_0 {
+    uint16_t d;               /* fp16 scale */
+    uint8_t qs[AE_QK / 2];    /* element j in the low nibble of qs[j], element j+16 in the high */
+};
+
+struct ae_block_q4_1 {
+    uint16_t d;               /* fp16 scale */
+    uint16_t m;               /* fp16 minimum */
+    uint8_t qs[AE_QK / 2];    /* nibbles as in Q4_0 */
+};
+
+struct ae_block_q5_0 {
+    uint16_t d;               /* fp16 scale */
+    uint8_t qh[4];            /* 5th bits: bit j of the little-endian uint32 belongs to element j */
+    uint8_t qs[AE_QK / 2];    /* low 4 bits, nibbles as in Q4_0 */
+};
+
+struct ae_block_q5_1 {
+    uint16_t d;               /* fp16 scale */
+    uint16_t m;               /* fp16 minimum */
+    uint8_t qh[4];            /* 5th bits as in Q5_0 */
+    uint8_t qs[AE_QK / 2];    /* low 4 bits as in Q5_0 */
+};
+
+struct ae_block_q8_0 {
+    uint16_t d;               /* fp16 scale */
+    int8_t qs[AE_QK];
+};
+
+struct ae_block_q8_1 {
+    uint16_t d;               /* fp16 scale */
+    uint16_t s;               /* fp16 d * sum(qs) */
+    int8_t qs[AE_QK];
+};
+
+struct ae_block_q2_k {
+    uint8_t scales[AE_QK_K / 16]; /* per group of 16: scale in the low nibble, min in the high */
+    uint8_t qs[AE_QK_K / 4];      /* 2-bit quants; see the dequantizer for the order */
+    uint16_t d;                   /* fp16 super-block scale of the scales */
+    uint16_t dmin;                /* fp16 super-block scale of the mins */
+};
+
+struct ae_block_q3_k {
+    uint8_t hmask[AE_QK_K / 8];       /* 3rd bits of the quants */
+    uint8_t qs[AE_QK_K / 4];          /* low 2 bits of the quants */
+    uint8_t scales[AE_K_SCALE_BYTES]; /* 16 6-bit scales, offset by 32 */
+    uint16_t d;                       /* fp16 super-block scale */
+};
+
+struct ae_block_q4_k {
+    uint16_t d;                       /* fp16 super-block scale of the scales */
+    uint16_t dmin;                    /* fp16 super-block scale of the mins */
+    uint8_t scales[AE_K_SCALE_BYTES]; /* 8 6-bit scales and 8 6-bit mins */
+    uint8_t qs[AE_QK_K / 2];          /* 4-bit quants */
+};
+
+struct ae_block_q5_k {
+    uint16_t d;                       /* fp16 super-block scale of the scales */
+    uint16_t dmin;                    /* fp16 super-block scale of the mins */
+    uint8_t scales[AE_K_SCALE_BYTES]; /* as in Q4_K */
+    uint8_t qh[AE_QK_K / 8];          /* 5th bits of the quants */
+    uint8_t qs[AE_QK_K / 2];          /* low 4 bits of the quants */
+};
+
+struct ae_block_q6_k {
+    uint8_t ql[AE_QK_K / 2];          /* low 4 bits of the quants */
+    uint8_t qh[AE_QK_K / 4];          /* high 2 bits of the quants */
+    int8_t scales[AE_QK_K / 16];      /* signed 8-bit scale per group of 16 */
+    uint16_t d;                       /* fp16 super-block scale */
+};
+
+struct ae_block_q8_k {
+    float d;                          /* f32 scale (not fp16) */
+    int8_t qs[AE_QK_K];
+    int16_t bsums[AE_QK_K / 16];      /* sum of each group of 16 quants */
+};
+
+_Static_assert(sizeof(struct ae_block_q4_0) == AE_BLOCK_BYTES_Q4_0, "q4_0 block layout");
+_Static_assert(sizeof(struct ae_block_q4_1) == AE_BLOCK_BYTES_Q4_1, "q4_1 block layout");
+_Static_assert(sizeof(struct ae_block_q5_0) == AE_BLOCK_BYTES_Q5_0, "q5_0 block layout");
+_Static_assert(sizeof(struct ae_block_q5_1) == AE_BLOCK_BYTES_Q5_1, "q5_1 block layout");
+_Static_assert(sizeof(struct ae_block_q8_0) == AE_BLOCK_BYTES_Q8_0, "q8_0 block layout");
+_Static_assert(sizeof(struct ae_block_q8_1) == AE_BLOCK_BYTES_Q8_1, "q8_1 block layout");
+_Static_assert(sizeof(struct ae_block_q2_k) == AE_BLOCK_BYTES_Q2_K, "q2_k block layout");
+_Static_assert(sizeof(struct ae_block_q3_k) == AE_BLOCK_BYTES_Q3_K, "q3_k block layout");
+_Static_assert(sizeof(struct ae_block_q4_k) == AE_BLOCK_BYTES_Q4_K, "q4_k block layout");
+_Static_assert(sizeof(struct ae_block_q5_k) == AE_BLOCK_BYTES_Q5_K, "q5_k block layout");
+_Static_assert(sizeof(struct ae_block_q6_k) == AE_BLOCK_BYTES_Q6_K, "q6_k block layout");
+_Static_assert(sizeof(struct ae_block_q8_k) == AE_BLOCK_BYTES_Q8_K, "q8_k block layout");
+
+_Static_assert(AE_BLOCK_SIZE_Q4_0 == AE_QK && AE_BLOCK_SIZE_Q4_1 == AE_QK && AE_BLOCK_SIZE_Q5_0 == AE_QK &&
+                   AE_BLOCK_SIZE_Q5_1 == AE_QK && AE_BLOCK_SIZE_Q8_0 == AE_QK && AE_BLOCK_SIZE_Q8_1 == AE_QK,
+               "32-value block types");
+_Static_assert(AE_BLOCK_SIZE_Q2_K == AE_QK_K && AE_BLOCK_SIZE_Q3_K == AE_QK_K && AE_BLOCK_SIZE_Q4_K == AE_QK_K &&
+                   AE_BLOCK_SIZE_Q5_K == AE_QK_K && AE_BLOCK_SIZE_Q6_K == AE_QK_K && AE_BLOCK_SIZE_Q8_K == AE_QK_K,
+               "K-quant super-blocks");
+
+#endif
