@@ -10,7 +10,7 @@ rows {split set, text, word lengths in codepoints}. Two llama.cpp quirks are rep
 with literal non-ASCII ranges (its std::wregex path) see non-ASCII whitespace as U+000B, and its
 category-collapsed \\p{S} leaves out '~'.
 
-    python3 tools/gen_pretok_rows.py [SEED] [ROWS_PER_SET]
+    python3 tests/unit/gen_pretok_rows.py [SEED] [ROWS_PER_SET]
 """
 import random
 import sys
