@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "commands.h"
-#include "hparams.h"
+#include "import.h"
 
 /* Arrays longer than this are summarized by their count and first elements. */
 #define ARRAY_PREVIEW 8
@@ -98,20 +98,35 @@ static void text_value(FILE *f, const struct ae_gguf_value *v)
         fputs(", ...", f);
 }
 
-static void text_hparams(FILE *f, const struct hparams *hp)
+static const char *rope_name(const struct import_hparams *hp) { return hp->rope_mode == IR_ROPE_NEOX ? "neox" : "normal"; }
+
+static const char *scaling_name(const struct import_hparams *hp)
+{
+    switch (hp->rope_scaling) {
+    case IMPORT_ROPE_SCALING_NONE: return "none";
+    case IMPORT_ROPE_SCALING_LINEAR: return "linear";
+    case IMPORT_ROPE_SCALING_YARN: return "yarn";
+    }
+    return "unknown";
+}
+
+/* The attention scale the graph uses: attention.scale, or 1/sqrt(head_dim_k). */
+static double attn_scale(const struct import_hparams *hp)
+{
+    return hp->attn_scale != 0.0f ? hp->attn_scale : 1.0 / sqrt((double)hp->head_dim_k);
+}
+
+static void text_hparams(FILE *f, const struct import_hparams *hp)
 {
     fprintf(f, "hyperparameters (%s, as the compiler reads them):\n", hp->arch);
     fprintf(f, "  n_vocab %" PRIu32 ", n_ctx_train %" PRIu32 ", n_embd %" PRIu32 ", n_layer %" PRIu32 ", n_ff %" PRIu32 "\n",
             hp->n_vocab, hp->n_ctx_train, hp->n_embd, hp->n_layer, hp->n_ff);
     fprintf(f, "  n_head %" PRIu32 ", n_head_kv %" PRIu32 " (GQA %" PRIu32 "), head_dim k %" PRIu32 " v %" PRIu32 "\n",
             hp->n_head, hp->n_head_kv, hp->n_head / hp->n_head_kv, hp->head_dim_k, hp->head_dim_v);
-    fprintf(f, "  rope %s, n_rot %" PRIu32 ", freq_base %g, scaling %s (freq_scale %g", hp->rope == ROPE_NEOX ? "neox" : "normal",
-            hp->n_rot, hp->rope_freq_base, hp->rope_scaling, hp->rope_freq_scale);
-    if (hp->rope_orig_ctx)
-        fprintf(f, ", original context %" PRIu32, hp->rope_orig_ctx);
-    fprintf(f, ")%s\n", hp->has_rope_freqs ? ", rope_freqs.weight factors" : "");
-    fprintf(f, "  rms_eps %g, attn_softcap %g, final_softcap %g, sliding_window %" PRIu32 ", embeddings %s\n",
-            hp->rms_eps, hp->attn_softcap, hp->final_softcap, hp->sliding_window,
+    fprintf(f, "  rope %s, n_rot %" PRIu32 ", freq_base %g, scaling %s (freq_scale %g, original context %" PRIu32 ")\n",
+            rope_name(hp), hp->n_rot, hp->rope_freq_base, scaling_name(hp), hp->rope_freq_scale, hp->n_ctx_orig);
+    fprintf(f, "  rms_eps %g, attn_scale %g, attn_softcap %g, final_softcap %g, sliding_window %" PRIu32 ", embeddings %s\n",
+            hp->rms_eps, attn_scale(hp), hp->attn_softcap, hp->final_softcap, hp->sliding_window,
             hp->tied_embeddings ? "tied (lm head = token_embd)" : "separate output.weight");
 }
 
@@ -125,7 +140,7 @@ static void shape_str(const struct ae_gguf_tensor *t, char *buf, size_t n)
 }
 
 static void print_text(FILE *f, const ae_gguf *g, bool tensors, const struct type_total *totals,
-                       const struct hparams *hp, const char *hp_error)
+                       const struct import_hparams *hp, const char *hp_error)
 {
     fprintf(f, "file: %s\n", g->path);
     fprintf(f, "format: GGUF v%" PRIu32 ", %" PRIu64 " bytes, alignment %" PRIu64 ", data section at byte %" PRIu64 "\n",
@@ -243,7 +258,7 @@ static void json_value(FILE *f, const struct ae_gguf_value *v)
 }
 
 static void print_json(FILE *f, const ae_gguf *g, bool tensors, const struct type_total *totals,
-                       const struct hparams *hp, const char *hp_error)
+                       const struct import_hparams *hp, const char *hp_error)
 {
     fputs("{\n  \"file\": ", f);
     json_str(f, g->path, strlen(g->path));
@@ -289,13 +304,14 @@ static void print_json(FILE *f, const ae_gguf *g, bool tensors, const struct typ
                 ", \"n_head_kv\": %" PRIu32 ", \"head_dim_k\": %" PRIu32 ", \"head_dim_v\": %" PRIu32
                 ", \"n_rot\": %" PRIu32 ", \"rope\": \"%s\", \"rope_freq_base\": ",
                 hp->arch, hp->n_vocab, hp->n_ctx_train, hp->n_embd, hp->n_layer, hp->n_ff, hp->n_head, hp->n_head_kv,
-                hp->head_dim_k, hp->head_dim_v, hp->n_rot, hp->rope == ROPE_NEOX ? "neox" : "normal");
+                hp->head_dim_k, hp->head_dim_v, hp->n_rot, rope_name(hp));
         json_number(f, hp->rope_freq_base, 9);
-        fprintf(f, ", \"rope_scaling\": \"%s\", \"rope_freq_scale\": ", hp->rope_scaling);
+        fprintf(f, ", \"rope_scaling\": \"%s\", \"rope_freq_scale\": ", scaling_name(hp));
         json_number(f, hp->rope_freq_scale, 9);
-        fprintf(f, ", \"rope_orig_ctx\": %" PRIu32 ", \"rope_freqs\": %s, \"rms_eps\": ", hp->rope_orig_ctx,
-                hp->has_rope_freqs ? "true" : "false");
+        fprintf(f, ", \"rope_orig_ctx\": %" PRIu32 ", \"rms_eps\": ", hp->n_ctx_orig);
         json_number(f, hp->rms_eps, 9);
+        fputs(", \"attn_scale\": ", f);
+        json_number(f, attn_scale(hp), 9);
         fputs(", \"attn_softcap\": ", f);
         json_number(f, hp->attn_softcap, 9);
         fputs(", \"final_softcap\": ", f);
@@ -359,13 +375,13 @@ int cmd_inspect(int argc, char **argv)
         totals[t->type].params += t->n_elements;
         totals[t->type].bytes += t->n_bytes;
     }
-    struct hparams hp;
+    struct import_hparams hp;
     ae_error hp_err;
     bool have_hp = true;
     if (!ae_gguf_find_kv(g, "general.architecture")) {
         have_hp = false;
         snprintf(hp_err.msg, sizeof hp_err.msg, "no general.architecture: not a model file");
-    } else if (hparams_read(g, &hp, &hp_err) < 0)
+    } else if (import_model_hparams(g, &hp, &hp_err) < 0)
         have_hp = false;
     if (json)
         print_json(stdout, g, tensors, totals, have_hp ? &hp : NULL, hp_err.msg);

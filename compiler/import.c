@@ -25,12 +25,32 @@ void import_options_init(struct import_options *o)
 static const struct arch_entry {
     const char *name;
     int (*build)(struct import_ctx *c);
+    enum ir_rope_mode rope_mode;
 } arch_table[] = {
-    {"llama", import_build_llama},
-    {"qwen2", import_build_qwen2},
-    {"phi3", import_build_phi3},
-    {"gemma2", import_build_gemma2},
+    {"llama", import_build_llama, IR_ROPE_NORMAL},
+    {"qwen2", import_build_qwen2, IR_ROPE_NEOX},
+    {"phi3", import_build_phi3, IR_ROPE_NEOX},
+    {"gemma2", import_build_gemma2, IR_ROPE_NEOX},
 };
+
+/* The table row of the file's general.architecture; fails naming what is supported. */
+static int find_arch(const ae_gguf *f, const struct arch_entry **out, ae_error *err)
+{
+    struct ae_str arch;
+    int rc = ae_gguf_get_str(f, "general.architecture", &arch, err);
+    if (rc < 0)
+        return ae_fail_prefix(err, "%s", f->path);
+    if (rc == 0)
+        return ae_fail(err, "%s: metadata key 'general.architecture' is missing; supported architectures: %s",
+                       f->path, import_supported_archs());
+    for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
+        if (ae_str_eq(arch, arch_table[i].name)) {
+            *out = &arch_table[i];
+            return 0;
+        }
+    return ae_fail(err, "%s: architecture '%.*s' is not supported; supported architectures: %s", f->path,
+                   (int)(arch.len > 64 ? 64 : arch.len), arch.ptr, import_supported_archs());
+}
 
 const char *import_supported_archs(void)
 {
@@ -38,6 +58,13 @@ const char *import_supported_archs(void)
 }
 
 /* ---- Hyperparameters ------------------------------------------------------------------------------ */
+
+int import_model_hparams(const ae_gguf *f, struct import_hparams *hp, ae_error *err)
+{
+    const struct arch_entry *entry;
+    return find_arch(f, &entry, err) || import_read_hparams(f, entry->name, hp, err) ? -1 : 0;
+}
+
 
 /* "<arch>.<key>" into buf. */
 static const char *arch_key(char *buf, size_t size, const char *arch, const char *key)
@@ -109,6 +136,11 @@ int import_read_hparams(const ae_gguf *f, const char *arch, struct import_hparam
     struct import_hparams h;
     memset(&h, 0, sizeof h);
     snprintf(h.arch, sizeof h.arch, "%s", arch);
+    h.rope_mode = IR_ROPE_NORMAL;
+    for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
+        if (!strcmp(arch, arch_table[i].name))
+            h.rope_mode = arch_table[i].rope_mode;
+    h.tied_embeddings = ae_gguf_find_tensor(f, "output.weight") == NULL;
 
     if (read_u32(f, arch, "embedding_length", true, &h.n_embd, err) < 0 ||
         read_u32(f, arch, "block_count", true, &h.n_layer, err) < 0 ||
@@ -445,23 +477,9 @@ int import_model(struct ir_graph **out, const ae_gguf *f, const struct import_op
     if (opt->kv_type != AE_TYPE_F16 && opt->kv_type != AE_TYPE_F32)
         return ae_fail(err, "KV cache type %s is not supported; use f16 or f32", ae_type_name(opt->kv_type));
 
-    struct ae_str arch;
-    int rc = ae_gguf_get_str(f, "general.architecture", &arch, err);
-    if (rc < 0)
-        return ae_fail_prefix(err, "%s", f->path);
-    if (rc == 0)
-        return ae_fail(err, "%s: metadata key 'general.architecture' is missing; supported architectures: %s",
-                       f->path, import_supported_archs());
-    const struct arch_entry *entry = NULL;
-    for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
-        if (ae_str_eq(arch, arch_table[i].name))
-            entry = &arch_table[i];
-    if (!entry)
-        return ae_fail(err, "%s: architecture '%.*s' is not supported; supported architectures: %s", f->path,
-                       (int)(arch.len > 64 ? 64 : arch.len), arch.ptr, import_supported_archs());
-
+    const struct arch_entry *entry;
     struct import_hparams hp;
-    if (import_read_hparams(f, entry->name, &hp, err))
+    if (find_arch(f, &entry, err) || import_read_hparams(f, entry->name, &hp, err))
         return -1;
 
     struct import_ctx c;

@@ -45,6 +45,8 @@ struct import_hparams {
     float attn_softcap;           /* attn_logit_softcapping; 0: none */
     float final_softcap;          /* final_logit_softcapping; 0: none */
     uint32_t sliding_window;      /* attention.sliding_window; 0: none */
+    enum ir_rope_mode rope_mode;  /* the family's rotation: adjacent pairs (llama) or halves (neox) */
+    bool tied_embeddings;         /* no output.weight: the lm head is token_embd.weight */
 };
 
 struct import_options {
@@ -63,6 +65,9 @@ const char *import_supported_archs(void);
  * untouched and err names the file and the key or tensor at fault. The graph passes ir_verify. */
 int import_model(struct ir_graph **out, const ae_gguf *f, const struct import_options *opt,
                  struct import_hparams *hp, ae_error *err);
+
+/* Reads general.architecture (an error lists the supported ones) and that family's hyperparameters. */
+int import_model_hparams(const ae_gguf *f, struct import_hparams *hp, ae_error *err);
 
 /* Reads the hyperparameters of architecture arch (keys "<arch>.*") and n_vocab from token_embd.weight. */
 int import_read_hparams(const ae_gguf *f, const char *arch, struct import_hparams *hp, ae_error *err);

@@ -58,7 +58,7 @@ int import_build_gemma2(struct import_ctx *c)
             return -1;
         int32_t li = (int32_t)il;
         struct import_attn_params ap = {
-            .rope_mode = IR_ROPE_NEOX,
+            .rope_mode = hp->rope_mode,
             .q_scale = q_scale,
             .kq_scale = 1.0f,
             .softcap = attn_softcap,

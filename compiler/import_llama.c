@@ -24,7 +24,7 @@ int import_build_llama(struct import_ctx *c)
     int64_t n_ff = hp->n_ff;
 
     struct import_attn_params ap = {
-        .rope_mode = IR_ROPE_NORMAL,
+        .rope_mode = hp->rope_mode,
         .kq_scale = hp->attn_scale != 0.0f ? hp->attn_scale : 1.0f / sqrtf((float)hp->head_dim_k),
     };
     int64_t ff_shape[1] = {hp->n_rot / 2};

@@ -26,7 +26,7 @@ int import_build_phi3(struct import_ctx *c)
     int64_t n_ff = hp->n_ff;
 
     struct import_attn_params ap = {
-        .rope_mode = IR_ROPE_NEOX,
+        .rope_mode = hp->rope_mode,
         .q_scale = 1.0f / sqrtf((float)hp->head_dim_k),
         .kq_scale = 1.0f,
         .window = (int32_t)hp->sliding_window,

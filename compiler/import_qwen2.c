@@ -23,7 +23,7 @@ int import_build_qwen2(struct import_ctx *c)
     int64_t n_ff = hp->n_ff;
 
     struct import_attn_params ap = {
-        .rope_mode = IR_ROPE_NEOX,
+        .rope_mode = hp->rope_mode,
         .kq_scale = 1.0f / sqrtf((float)hp->head_dim_k),
     };
 

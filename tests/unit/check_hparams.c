@@ -5,27 +5,27 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "hparams.h"
+#include "import.h"
 #include "test_util.h"
 
 static const struct expected {
     const char *file;
     const char *arch;
     uint32_t n_vocab, n_ctx, n_embd, n_layer, n_ff, n_head, n_head_kv, head_dim, n_rot;
-    enum rope_kind rope;
+    enum ir_rope_mode rope;
     float rope_base, eps, attn_softcap, final_softcap;
     uint32_t sliding_window;
     int tied;
 } models[] = {
-    {"models/stories260K.gguf", "llama", 512, 2048, 64, 5, 172, 8, 4, 8, 8, ROPE_NORMAL, 10000, 1e-5f, 0, 0, 0, 0},
-    {"models/stories260K-q8_0.gguf", "llama", 512, 2048, 64, 5, 172, 8, 4, 8, 8, ROPE_NORMAL, 10000, 1e-5f, 0, 0, 0, 0},
-    {"models/stories260K-q4_0.gguf", "llama", 512, 2048, 64, 5, 172, 8, 4, 8, 8, ROPE_NORMAL, 10000, 1e-5f, 0, 0, 0, 0},
-    {"models/llama-2-tiny-random.gguf", "llama", 32000, 4096, 8, 1, 32, 2, 2, 4, 4, ROPE_NORMAL, 10000, 1e-5f, 0, 0, 0, 0},
-    {"models/synthetic/tiny-llama-f32.gguf", "llama", 512, 512, 256, 4, 768, 8, 4, 32, 32, ROPE_NORMAL, 10000, 1e-5f, 0, 0, 0, 0},
-    {"models/synthetic/tiny-llama-q4_k_m.gguf", "llama", 512, 512, 256, 4, 768, 8, 4, 32, 32, ROPE_NORMAL, 10000, 1e-5f, 0, 0, 0, 0},
-    {"models/synthetic/tiny-phi3-q4_0.gguf", "phi3", 512, 512, 256, 4, 512, 8, 4, 32, 32, ROPE_NEOX, 10000, 1e-5f, 0, 0, 2047, 0},
-    {"models/synthetic/tiny-gemma2-f32.gguf", "gemma2", 512, 512, 128, 26, 128, 4, 2, 32, 32, ROPE_NEOX, 10000, 1e-6f, 50, 30, 4096, 1},
-    {"models/synthetic/tiny-qwen2-q4_k.gguf", "qwen2", 50257, 512, 64, 4, 256, 2, 1, 32, 32, ROPE_NEOX, 1e6f, 1e-6f, 0, 0, 0, 1},
+    {"models/stories260K.gguf", "llama", 512, 2048, 64, 5, 172, 8, 4, 8, 8, IR_ROPE_NORMAL, 10000, 1e-5f, 0, 0, 0, 0},
+    {"models/stories260K-q8_0.gguf", "llama", 512, 2048, 64, 5, 172, 8, 4, 8, 8, IR_ROPE_NORMAL, 10000, 1e-5f, 0, 0, 0, 0},
+    {"models/stories260K-q4_0.gguf", "llama", 512, 2048, 64, 5, 172, 8, 4, 8, 8, IR_ROPE_NORMAL, 10000, 1e-5f, 0, 0, 0, 0},
+    {"models/llama-2-tiny-random.gguf", "llama", 32000, 4096, 8, 1, 32, 2, 2, 4, 4, IR_ROPE_NORMAL, 10000, 1e-5f, 0, 0, 0, 0},
+    {"models/synthetic/tiny-llama-f32.gguf", "llama", 512, 512, 256, 4, 768, 8, 4, 32, 32, IR_ROPE_NORMAL, 10000, 1e-5f, 0, 0, 0, 0},
+    {"models/synthetic/tiny-llama-q4_k_m.gguf", "llama", 512, 512, 256, 4, 768, 8, 4, 32, 32, IR_ROPE_NORMAL, 10000, 1e-5f, 0, 0, 0, 0},
+    {"models/synthetic/tiny-phi3-q4_0.gguf", "phi3", 512, 512, 256, 4, 512, 8, 4, 32, 32, IR_ROPE_NEOX, 10000, 1e-5f, 0, 0, 2047, 0},
+    {"models/synthetic/tiny-gemma2-f32.gguf", "gemma2", 512, 512, 128, 26, 128, 4, 2, 32, 32, IR_ROPE_NEOX, 10000, 1e-6f, 50, 30, 4096, 1},
+    {"models/synthetic/tiny-qwen2-q4_k.gguf", "qwen2", 50257, 512, 64, 4, 256, 2, 1, 32, 32, IR_ROPE_NEOX, 1e6f, 1e-6f, 0, 0, 0, 1},
 };
 
 START_TEST(test_model_hparams)
@@ -34,8 +34,8 @@ START_TEST(test_model_hparams)
     ae_gguf *g;
     ae_error err;
     ck_assert_msg(ae_gguf_open(&g, test_shared_path(e->file), &err) == 0, "%s", err.msg);
-    struct hparams hp;
-    ck_assert_msg(hparams_read(g, &hp, &err) == 0, "%s", err.msg);
+    struct import_hparams hp;
+    ck_assert_msg(import_model_hparams(g, &hp, &err) == 0, "%s", err.msg);
     ck_assert_str_eq(hp.arch, e->arch);
     ck_assert_uint_eq(hp.n_vocab, e->n_vocab);
     ck_assert_uint_eq(hp.n_ctx_train, e->n_ctx);
@@ -47,7 +47,7 @@ START_TEST(test_model_hparams)
     ck_assert_uint_eq(hp.head_dim_k, e->head_dim);
     ck_assert_uint_eq(hp.head_dim_v, e->head_dim);
     ck_assert_uint_eq(hp.n_rot, e->n_rot);
-    ck_assert_int_eq(hp.rope, e->rope);
+    ck_assert_int_eq(hp.rope_mode, e->rope);
     ck_assert_float_eq(hp.rope_freq_base, e->rope_base);
     ck_assert_float_eq(hp.rms_eps, e->eps);
     ck_assert_float_eq(hp.attn_softcap, e->attn_softcap);
@@ -132,7 +132,7 @@ START_TEST(test_inspect_errors)
     /* A vocab-only file is not a model: inspect still shows it and says why there are no hyperparameters. */
     snprintf(args, sizeof args, "inspect %s", test_shared_path("tokenizer/ggml-vocab-gpt-2.gguf"));
     ck_assert_int_eq(run_aetherc(args, out, sizeof out), 0);
-    ck_assert_ptr_nonnull(strstr(out, "architecture 'gpt2' is not supported (supported: llama, qwen2, phi3, gemma2)"));
+    ck_assert_ptr_nonnull(strstr(out, "architecture 'gpt2' is not supported; supported architectures: llama, qwen2, phi3, gemma2"));
     ck_assert_int_eq(run_aetherc("frobnicate", out, sizeof out), 2);
     ck_assert_ptr_nonnull(strstr(out, "unknown command 'frobnicate'"));
 }
