@@ -18,7 +18,6 @@
 #include <stdio.h>
 
 #include "ae_error.h"
-#include "ae_pool.h"
 
 /* Everything one forward step may touch. */
 struct ae_state {
@@ -29,7 +28,7 @@ struct ae_state {
     void **v_cache;          /* per layer: [n_ctx, n_head_kv, head_dim_v] */
     uint32_t kv_type;        /* AE_TYPE_F16 or AE_TYPE_F32 */
     int32_t n_ctx;           /* KV cache length */
-    ae_pool *pool;
+    struct ae_pool *pool;    /* the thread pool (ae_pool.h) */
 };
 
 struct ae_model {
