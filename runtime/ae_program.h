@@ -22,7 +22,7 @@
 /* Everything one forward step may touch. */
 struct ae_state {
     uint8_t *arena;          /* activations: ae_model.arena_bytes, 64-byte aligned */
-    uint8_t *scratch;        /* per-step kernel scratch: ae_model.scratch_bytes (quantized activations...) */
+    uint8_t *scratch;        /* per-step kernel scratch: ae_model.scratch_size(n_ctx, threads) bytes */
     const uint8_t *weights;  /* the packed weights; each weight at a constant offset */
     void **k_cache;          /* per layer: [n_ctx, n_head_kv, head_dim_k], F16 or F32 (kv_type) */
     void **v_cache;          /* per layer: [n_ctx, n_head_kv, head_dim_v] */
@@ -38,7 +38,9 @@ struct ae_model {
     int32_t n_ctx_train;     /* the model's context length; --ctx defaults to min(this, 4096) */
     int32_t t_max;           /* the most tokens one forward call takes (prefill chunk) */
     uint64_t arena_bytes;    /* planned for t_max tokens */
-    uint64_t scratch_bytes;  /* for t_max tokens and the largest n_ctx the program accepts */
+    /* Bytes of per-step kernel scratch (quantized activations, attention rows) for a KV cache of n_ctx
+     * rows and a pool of n_threads threads; the runtime allocates it once at start-up. */
+    uint64_t (*scratch_size)(int32_t n_ctx, int32_t n_threads);
     uint64_t weights_bytes;  /* size of the packed weights */
     uint64_t weights_checksum; /* ae_pack_checksum of the packed weights, for --verify */
     const char *info;        /* what --info prints: passes, fused groups, compiler and flags */
