@@ -7,7 +7,10 @@
  *   padding to general.alignment, then the data section.
  * A string is a u64 length and that many bytes. An array is an element type u32, a count u64, and the
  * elements. Every count and length is checked against the bytes left before anything is allocated, so a
- * hostile header cannot make the reader allocate more than the file could describe.
+ * hostile header cannot make the reader allocate more than a small multiple of the file's size.
+ *
+ * Every message has one shape: "<file>: byte <offset>: <subject>: <problem>: expected <x>, found <y>",
+ * where the subject is the header, a key (with the element index inside arrays) or a tensor.
  */
 #include "ae_gguf.h"
 
@@ -15,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -23,8 +27,13 @@
 
 _Static_assert(sizeof(float) == 4 && sizeof(double) == 8, "IEEE float sizes");
 
-/* Nested arrays deeper than this are rejected: no real file needs more, and it bounds recursion. */
+/* Nested arrays deeper than this are rejected: no real file needs more than 2, and it bounds recursion. */
 #define MAX_ARRAY_DEPTH 8
+
+/* The fewest bytes a key-value pair (key of 1 byte, 1-byte value) and a tensor info (name of 1 byte,
+ * one dimension) can take; they bound the counts in the header before anything is allocated. */
+#define MIN_KV_BYTES 14
+#define MIN_TENSOR_INFO_BYTES 33
 
 /* ---- A bump arena that owns every allocation of one file ------------------------------------------ */
 
@@ -34,6 +43,7 @@ struct arena_chunk {
     _Alignas(16) unsigned char data[];
 };
 
+/* size must be at most SIZE_MAX / 2 (every caller's size is bounded by the file size). */
 static void *arena_alloc(void **arena, size_t size)
 {
     struct arena_chunk *c = *arena;
@@ -61,6 +71,27 @@ static void arena_free(void *arena)
     }
 }
 
+/* ---- Names in messages -------------------------------------------------------------------------- */
+
+/* Writes a key or tensor name for a message: at most 120 bytes, control bytes and quotes escaped. */
+static void quote_name(char *dst, size_t cap, const char *s, uint64_t len)
+{
+    size_t o = 0;
+    for (uint64_t i = 0; i < len && o + 8 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (o >= 120) {
+            memcpy(dst + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (c < 0x20 || c == 0x7f || c == '\'' || c == '\\')
+            o += (size_t)snprintf(dst + o, cap - o, "\\x%02x", c);
+        else
+            dst[o++] = (char)c;
+    }
+    dst[o] = 0;
+}
+
 /* ---- The cursor ------------------------------------------------------------------------------------- */
 
 struct reader {
@@ -70,20 +101,41 @@ struct reader {
     const char *path;
     void **arena;
     ae_error *err;
+    char subject[256];                 /* "header", "key 'x'", "tensor 'y'", ... */
+    int depth;                         /* arrays entered while reading the current value */
+    uint64_t index[MAX_ARRAY_DEPTH];   /* the element being read at each of those levels */
 };
 
 static uint64_t left(const struct reader *r) { return r->size - r->pos; }
 
-static int truncated(struct reader *r, uint64_t need, const char *what)
+/* Fails with "<file>: byte <at>: <subject>[ element [i][j]]: <message>". */
+__attribute__((format(printf, 3, 4))) static int fail_at(struct reader *r, uint64_t at, const char *fmt, ...)
 {
-    return ae_fail(r->err, "%s: byte %" PRIu64 ": file ends inside %s: need %" PRIu64 " bytes, %" PRIu64 " left",
-                   r->path, r->pos, what, need, left(r));
+    char msg[768], where[200] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (r->depth > 0) {
+        size_t o = (size_t)snprintf(where, sizeof where, " element ");
+        for (int d = 0; d < r->depth && o < sizeof where; d++)
+            o += (size_t)snprintf(where + o, sizeof where - o, "[%" PRIu64 "]", r->index[d]);
+    }
+    return ae_fail(r->err, "%s: byte %" PRIu64 ": %s%s: %s", r->path, at, r->subject, where, msg);
+}
+
+static void set_subject(struct reader *r, const char *kind, const char *s, uint64_t len)
+{
+    char name[136];
+    quote_name(name, sizeof name, s, len);
+    snprintf(r->subject, sizeof r->subject, "%s '%s'", kind, name);
 }
 
 static int read_bytes(struct reader *r, void *dst, uint64_t n, const char *what)
 {
     if (left(r) < n)
-        return truncated(r, n, what);
+        return fail_at(r, r->pos, "file ends inside %s: expected %" PRIu64 " byte%s, found %" PRIu64, what, n,
+                       n == 1 ? "" : "s", left(r));
     memcpy(dst, r->base + r->pos, n);
     r->pos += n;
     return 0;
@@ -92,14 +144,17 @@ static int read_bytes(struct reader *r, void *dst, uint64_t n, const char *what)
 static int read_u32(struct reader *r, uint32_t *v, const char *what) { return read_bytes(r, v, 4, what); }
 static int read_u64(struct reader *r, uint64_t *v, const char *what) { return read_bytes(r, v, 8, what); }
 
+/* what names the string ("the key"); its length field is "the length of <what>". */
 static int read_str(struct reader *r, struct ae_str *s, const char *what)
 {
+    char len_what[64];
+    snprintf(len_what, sizeof len_what, "the length of %s", what);
     uint64_t at = r->pos, len = 0;
-    if (read_u64(r, &len, what) < 0)
+    if (read_u64(r, &len, len_what) < 0)
         return -1;
     if (len > left(r))
-        return ae_fail(r->err, "%s: byte %" PRIu64 ": %s has length %" PRIu64 ", past the end of the file (%" PRIu64
-                       " bytes left)", r->path, at, what, len, left(r));
+        return fail_at(r, at, "%s runs past the end of the file: expected a length of at most %" PRIu64
+                       " (the bytes left), found %" PRIu64, what, left(r), len);
     s->ptr = (const char *)r->base + r->pos;
     s->len = len;
     r->pos += len;
@@ -108,14 +163,25 @@ static int read_str(struct reader *r, struct ae_str *s, const char *what)
 
 static void *alloc_array(struct reader *r, uint64_t n, size_t size)
 {
-    if (n > SIZE_MAX / size) {
-        ae_fail(r->err, "%s: out of memory", r->path);
-        return NULL;
-    }
+    /* n * size is at most a few times the file size: every caller bounded n by the bytes left. */
+    assert(n <= SIZE_MAX / 2 / size);
     void *p = arena_alloc(r->arena, n ? n * size : 1);
     if (!p)
         ae_fail(r->err, "%s: out of memory allocating %" PRIu64 " bytes", r->path, (uint64_t)(n * size));
     return p;
+}
+
+/* A NUL-terminated copy in the arena. */
+static char *arena_cstr(struct reader *r, struct ae_str s)
+{
+    char *c = arena_alloc(r->arena, s.len + 1);
+    if (!c) {
+        ae_fail(r->err, "%s: out of memory", r->path);
+        return NULL;
+    }
+    memcpy(c, s.ptr, s.len);
+    c[s.len] = 0;
+    return c;
 }
 
 /* ---- Metadata values ---------------------------------------------------------------------------- */
@@ -143,7 +209,7 @@ uint32_t ae_gguf_type_size(enum ae_gguf_type t) { return (unsigned)t < AE_GGUF_T
 bool ae_str_eq(struct ae_str s, const char *c)
 {
     size_t n = strlen(c);
-    return s.len == n && memcmp(s.ptr, c, n) == 0;
+    return s.len == n && (n == 0 || memcmp(s.ptr, c, n) == 0);
 }
 
 /* Decodes one fixed-size scalar at p into v (which already has its type). */
@@ -167,102 +233,105 @@ static void decode_scalar(struct ae_gguf_value *v, const uint8_t *p)
     }
 }
 
-static int read_value(struct reader *r, struct ae_gguf_value *v, enum ae_gguf_type type, const char *key, int depth);
+static int read_value(struct reader *r, struct ae_gguf_value *v, enum ae_gguf_type type);
 
-static int read_array(struct reader *r, struct ae_gguf_array *a, const char *key, int depth)
+/* Reads a value type (of a pair or of an array's elements). */
+static int read_type(struct reader *r, enum ae_gguf_type *type, const char *what)
 {
     uint64_t at = r->pos;
     uint32_t t = 0;
-    if (read_u32(r, &t, "an array's element type") < 0)
-        return ae_fail_prefix(r->err, "key '%s'", key);
+    if (read_u32(r, &t, what) < 0)
+        return -1;
     if (t >= AE_GGUF_TYPE_COUNT)
-        return ae_fail(r->err, "%s: byte %" PRIu64 ": key '%s': array element type %" PRIu32
-                       " is not a GGUF value type (expected 0..%d)", r->path, at, key, t, AE_GGUF_TYPE_COUNT - 1);
-    if (depth >= MAX_ARRAY_DEPTH)
-        return ae_fail(r->err, "%s: byte %" PRIu64 ": key '%s': arrays nested deeper than %d levels",
-                       r->path, at, key, MAX_ARRAY_DEPTH);
-    a->type = t;
+        return fail_at(r, at, "%s is not a GGUF value type: expected 0..%d, found %" PRIu32, what,
+                       AE_GGUF_TYPE_COUNT - 1, t);
+    *type = (enum ae_gguf_type)t;
+    return 0;
+}
+
+static int read_array(struct reader *r, struct ae_gguf_array *a)
+{
+    uint64_t at = r->pos;
+    if (r->depth >= MAX_ARRAY_DEPTH)
+        return fail_at(r, at, "arrays nested too deeply: expected at most %d levels, found %d", MAX_ARRAY_DEPTH,
+                       r->depth + 1);
+    if (read_type(r, &a->type, "the array's element type") < 0)
+        return -1;
+    enum ae_gguf_type t = a->type;
     at = r->pos;
-    if (read_u64(r, &a->n, "an array's element count") < 0)
-        return ae_fail_prefix(r->err, "key '%s'", key);
+    if (read_u64(r, &a->n, "the array's element count") < 0)
+        return -1;
     /* The smallest encoding of one element bounds the count before anything is allocated. */
     uint64_t min_size = t == AE_GGUF_STRING ? 8 : t == AE_GGUF_ARRAY ? 12 : type_sizes[t];
     if (a->n > left(r) / min_size)
-        return ae_fail(r->err, "%s: byte %" PRIu64 ": key '%s': array of %" PRIu64 " %s elements needs at least %s"
-                       " bytes, but only %" PRIu64 " are left in the file", r->path, at, key, a->n,
-                       type_names[t], a->n > UINT64_MAX / min_size ? "2^64" : "that many", left(r));
+        return fail_at(r, at, "array of %s does not fit in the %" PRIu64 " bytes left in the file: expected at most %"
+                       PRIu64 " elements, found %" PRIu64, type_names[t], left(r), left(r) / min_size, a->n);
     a->data = r->base + r->pos;
     a->elems = NULL;
     if (t != AE_GGUF_STRING && t != AE_GGUF_ARRAY) {
         r->pos += a->n * min_size;
         return 0;
     }
-    a->elems = alloc_array(r, a->n, sizeof *a->elems);
-    if (!a->elems)
+    if (!(a->elems = alloc_array(r, a->n, sizeof *a->elems)))
         return -1;
-    for (uint64_t i = 0; i < a->n; i++)
-        if (read_value(r, &a->elems[i], t, key, depth + 1) < 0)
+    int d = r->depth++;
+    for (uint64_t i = 0; i < a->n; i++) {
+        r->index[d] = i;
+        if (read_value(r, &a->elems[i], t) < 0)
             return -1;
+    }
+    r->depth--;
     return 0;
 }
 
-static int read_value(struct reader *r, struct ae_gguf_value *v, enum ae_gguf_type type, const char *key, int depth)
+static int read_value(struct reader *r, struct ae_gguf_value *v, enum ae_gguf_type type)
 {
     v->type = type;
     switch (type) {
     case AE_GGUF_STRING:
-        if (read_str(r, &v->str, "a string value") < 0)
-            return ae_fail_prefix(r->err, "key '%s'", key);
-        return 0;
+        return read_str(r, &v->str, "the string");
     case AE_GGUF_ARRAY:
-        return read_array(r, &v->arr, key, depth);
+        return read_array(r, &v->arr);
     case AE_GGUF_U8: case AE_GGUF_I8: case AE_GGUF_U16: case AE_GGUF_I16: case AE_GGUF_U32:
     case AE_GGUF_I32: case AE_GGUF_F32: case AE_GGUF_BOOL: case AE_GGUF_U64: case AE_GGUF_I64:
     case AE_GGUF_F64:
-        if (left(r) < type_sizes[type]) {
-            truncated(r, type_sizes[type], "a value");
-            return ae_fail_prefix(r->err, "key '%s'", key);
-        }
+        if (left(r) < type_sizes[type])
+            return fail_at(r, r->pos, "file ends inside the %s value: expected %" PRIu8 " byte%s, found %" PRIu64,
+                           type_names[type], type_sizes[type], type_sizes[type] == 1 ? "" : "s", left(r));
         decode_scalar(v, r->base + r->pos);
         r->pos += type_sizes[type];
         return 0;
     case AE_GGUF_TYPE_COUNT:
         break;
     }
-    assert(!"unreachable: type checked by the caller");
+    assert(!"unreachable: type checked by read_type");
     return -1;
 }
 
-/* Keys are NUL-free in every real file; a NUL would make the key unprintable and unfindable. */
-static char *key_cstr(struct reader *r, struct ae_str s)
+/* Keys and tensor names: not empty, no NUL (a NUL would make them unprintable and unfindable). */
+static int check_name(struct reader *r, uint64_t at, struct ae_str s, const char *what)
 {
-    char *c = arena_alloc(r->arena, s.len + 1);
-    if (c) {
-        memcpy(c, s.ptr, s.len);
-        c[s.len] = 0;
-    }
-    return c;
+    if (s.len == 0)
+        return fail_at(r, at, "%s is empty: expected at least 1 byte, found 0", what);
+    const char *nul = memchr(s.ptr, 0, s.len);
+    if (nul)
+        return fail_at(r, at, "%s contains a NUL byte: expected none, found one at position %" PRIu64 " of %" PRIu64,
+                       what, (uint64_t)(nul - s.ptr), s.len);
+    return 0;
 }
 
 static int read_kv(struct reader *r, struct ae_gguf_kv *kv, uint64_t index)
 {
+    snprintf(r->subject, sizeof r->subject, "key-value pair %" PRIu64, index);
     kv->offset = r->pos;
-    if (read_str(r, &kv->key, "a key") < 0)
-        return ae_fail_prefix(r->err, "key-value pair %" PRIu64, index);
-    if (kv->key.len == 0 || memchr(kv->key.ptr, 0, kv->key.len))
-        return ae_fail(r->err, "%s: byte %" PRIu64 ": key-value pair %" PRIu64 ": key is %s", r->path, kv->offset,
-                       index, kv->key.len == 0 ? "empty" : "not a valid string (it contains a NUL byte)");
-    char *key = key_cstr(r, kv->key);
-    if (!key)
-        return ae_fail(r->err, "%s: out of memory", r->path);
-    uint64_t at = r->pos;
-    uint32_t t = 0;
-    if (read_u32(r, &t, "a value type") < 0)
-        return ae_fail_prefix(r->err, "key '%s'", key);
-    if (t >= AE_GGUF_TYPE_COUNT)
-        return ae_fail(r->err, "%s: byte %" PRIu64 ": key '%s': value type %" PRIu32
-                       " is not a GGUF value type (expected 0..%d)", r->path, at, key, t, AE_GGUF_TYPE_COUNT - 1);
-    return read_value(r, &kv->value, t, key, 0);
+    if (read_str(r, &kv->key, "the key") < 0 || check_name(r, kv->offset, kv->key, "the key") < 0)
+        return -1;
+    set_subject(r, "key", kv->key.ptr, kv->key.len);
+    enum ae_gguf_type t = AE_GGUF_TYPE_COUNT;
+    if (read_type(r, &t, "the value type") < 0)
+        return -1;
+    r->depth = 0;
+    return read_value(r, &kv->value, t);
 }
 
 /* ---- Tensor infos --------------------------------------------------------------------------------- */
@@ -270,55 +339,59 @@ static int read_kv(struct reader *r, struct ae_gguf_kv *kv, uint64_t index)
 static int read_tensor_info(struct reader *r, struct ae_gguf_tensor *ti, uint64_t index)
 {
     struct ae_str name;
+    snprintf(r->subject, sizeof r->subject, "tensor info %" PRIu64, index);
     ti->info_offset = r->pos;
-    if (read_str(r, &name, "a tensor name") < 0)
-        return ae_fail_prefix(r->err, "tensor info %" PRIu64, index);
-    if (name.len == 0 || memchr(name.ptr, 0, name.len))
-        return ae_fail(r->err, "%s: byte %" PRIu64 ": tensor info %" PRIu64 ": name is %s", r->path,
-                       ti->info_offset, index, name.len == 0 ? "empty" : "not a valid string (it contains a NUL byte)");
-    if (!(ti->name = key_cstr(r, name)))
-        return ae_fail(r->err, "%s: out of memory", r->path);
+    if (read_str(r, &name, "the tensor name") < 0 || check_name(r, ti->info_offset, name, "the tensor name") < 0)
+        return -1;
+    if (!(ti->name = arena_cstr(r, name)))
+        return -1;
+    set_subject(r, "tensor", name.ptr, name.len);
 
     uint64_t at = r->pos;
-    if (read_u32(r, &ti->n_dims, "a tensor's dimension count") < 0)
-        return ae_fail_prefix(r->err, "tensor '%s'", ti->name);
+    if (read_u32(r, &ti->n_dims, "the dimension count") < 0)
+        return -1;
     if (ti->n_dims < 1 || ti->n_dims > AE_GGUF_MAX_DIMS)
-        return ae_fail(r->err, "%s: byte %" PRIu64 ": tensor '%s': n_dims is %" PRIu32 ", expected 1..%d", r->path,
-                       at, ti->name, ti->n_dims, AE_GGUF_MAX_DIMS);
+        return fail_at(r, at, "bad dimension count: expected n_dims 1..%d, found %" PRIu32, AE_GGUF_MAX_DIMS,
+                       ti->n_dims);
     ti->n_elements = 1;
-    for (uint32_t d = 0; d < AE_GGUF_MAX_DIMS; d++) {
+    for (uint32_t d = 0; d < AE_GGUF_MAX_DIMS; d++)
         ti->ne[d] = 1;
-        if (d >= ti->n_dims)
-            continue;
+    for (uint32_t d = 0; d < ti->n_dims; d++) {
+        char what[32];
+        snprintf(what, sizeof what, "the shape (ne[%" PRIu32 "])", d);
         uint64_t ne = 0;
         at = r->pos;
-        if (read_u64(r, &ne, "a tensor's shape") < 0)
-            return ae_fail_prefix(r->err, "tensor '%s'", ti->name);
+        if (read_u64(r, &ne, what) < 0)
+            return -1;
         if (ne > INT64_MAX)
-            return ae_fail(r->err, "%s: byte %" PRIu64 ": tensor '%s': dimension %" PRIu32 " is %" PRId64
-                           ", expected a count >= 0", r->path, at, ti->name, d, (int64_t)ne);
-        if (ne != 0 && ti->n_elements > INT64_MAX / ne)
-            return ae_fail(r->err, "%s: byte %" PRIu64 ": tensor '%s': element count overflows at dimension %" PRIu32
-                           " (%" PRIu64 ")", r->path, at, ti->name, d, ne);
+            return fail_at(r, at, "negative dimension: expected ne[%" PRIu32 "] >= 0, found %" PRId64, d, (int64_t)ne);
         ti->ne[d] = (int64_t)ne;
+        if (ne != 0 && ti->n_elements > INT64_MAX / ne)
+            return fail_at(r, at, "element count overflows at ne[%" PRIu32 "] = %" PRIu64 ": expected a product of "
+                           "dimensions below 2^63, found %" PRIu64 " x %" PRIu64, d, ne, ti->n_elements, ne);
         ti->n_elements *= ne;
     }
     at = r->pos;
-    if (read_u32(r, &ti->type, "a tensor's type") < 0)
-        return ae_fail_prefix(r->err, "tensor '%s'", ti->name);
+    if (read_u32(r, &ti->type, "the tensor type") < 0)
+        return -1;
     const struct ae_type_info *t = ae_type_info(ti->type);
     if (!t)
-        return ae_fail(r->err, "%s: byte %" PRIu64 ": tensor '%s': type %" PRIu32 " is not a known ggml type",
-                       r->path, at, ti->name, ti->type);
-    if (ti->ne[0] % t->block_size != 0)
-        return ae_fail(r->err, "%s: byte %" PRIu64 ": tensor '%s' of type %" PRIu32 " (%s) has %" PRId64
-                       " elements per row, not a multiple of block size (%" PRIu32 ")", r->path, ti->info_offset,
-                       ti->name, ti->type, t->name, ti->ne[0], t->block_size);
-    if (ae_type_row_bytes(ti->type, ti->n_elements, &ti->n_bytes, r->err) < 0)
-        return ae_fail_prefix(r->err, "%s: byte %" PRIu64 ": tensor '%s'", r->path, ti->info_offset, ti->name);
-    if (read_u64(r, &ti->offset, "a tensor's data offset") < 0)
-        return ae_fail_prefix(r->err, "tensor '%s'", ti->name);
-    return 0;
+        return fail_at(r, at, "unknown tensor type: expected a ggml type id this reader knows, found %" PRIu32,
+                       ti->type);
+    if (ti->ne[0] % t->block_size != 0) {
+        /* Worded as llama.cpp words it, so the message is recognizable (and searchable). */
+        size_t n = strlen(r->subject);
+        snprintf(r->subject + n, sizeof r->subject - n, " of type %" PRIu32 " (%s) has %" PRId64 " elements per row, "
+                 "not a multiple of block size (%" PRIu32 ")", ti->type, t->name, ti->ne[0], t->block_size);
+        return fail_at(r, at, "expected a row length ne[0] that is a multiple of %" PRIu32 ", found %" PRId64,
+                       t->block_size, ti->ne[0]);
+    }
+    uint64_t blocks = ti->n_elements / t->block_size;
+    if (blocks > UINT64_MAX / t->block_bytes)
+        return fail_at(r, at, "data size overflows: expected at most 2^64-1 bytes, found %" PRIu64 " blocks of %"
+                       PRIu32 " bytes (%s)", blocks, t->block_bytes, t->name);
+    ti->n_bytes = blocks * t->block_bytes;
+    return read_u64(r, &ti->offset, "the data offset");
 }
 
 /* ---- The whole file -------------------------------------------------------------------------------- */
@@ -328,57 +401,70 @@ static int cmp_kv_key(const void *a, const void *b)
     const struct ae_gguf_kv *x = *(const struct ae_gguf_kv *const *)a, *y = *(const struct ae_gguf_kv *const *)b;
     uint64_t n = x->key.len < y->key.len ? x->key.len : y->key.len;
     int c = memcmp(x->key.ptr, y->key.ptr, n);
-    return c ? c : (x->key.len > y->key.len) - (x->key.len < y->key.len);
+    if (c == 0)
+        c = (x->key.len > y->key.len) - (x->key.len < y->key.len);
+    /* Ties by position, so the first of two duplicates sorts first. */
+    return c ? c : (x->offset > y->offset) - (x->offset < y->offset);
 }
 
 static int cmp_tensor_name(const void *a, const void *b)
 {
-    return strcmp((*(const struct ae_gguf_tensor *const *)a)->name, (*(const struct ae_gguf_tensor *const *)b)->name);
+    const struct ae_gguf_tensor *x = *(const struct ae_gguf_tensor *const *)a;
+    const struct ae_gguf_tensor *y = *(const struct ae_gguf_tensor *const *)b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->info_offset > y->info_offset) - (x->info_offset < y->info_offset);
 }
 
 static int cmp_tensor_offset(const void *a, const void *b)
 {
-    const struct ae_gguf_tensor *x = *(const struct ae_gguf_tensor *const *)a, *y = *(const struct ae_gguf_tensor *const *)b;
-    return (x->offset > y->offset) - (x->offset < y->offset);
+    const struct ae_gguf_tensor *x = *(const struct ae_gguf_tensor *const *)a;
+    const struct ae_gguf_tensor *y = *(const struct ae_gguf_tensor *const *)b;
+    if (x->offset != y->offset)
+        return (x->offset > y->offset) - (x->offset < y->offset);
+    return (x->info_offset > y->info_offset) - (x->info_offset < y->info_offset);
+}
+
+/* Sorts pointers to the n elements of size sz at base; NULL when out of memory (err set). */
+static const void **sorted_ptrs(struct reader *r, const void *base, uint64_t n, size_t sz,
+                                int (*cmp)(const void *, const void *))
+{
+    const void **p = malloc((n ? n : 1) * sizeof *p);
+    if (!p) {
+        ae_fail(r->err, "%s: out of memory", r->path);
+        return NULL;
+    }
+    for (uint64_t i = 0; i < n; i++)
+        p[i] = (const char *)base + i * sz;
+    qsort(p, n, sizeof *p, cmp);
+    return p;
 }
 
 static int check_duplicates(struct reader *r, ae_gguf *g)
 {
-    uint64_t n = g->n_kv > g->n_tensors ? g->n_kv : g->n_tensors;
-    const void **sorted = malloc((n ? n : 1) * sizeof *sorted);
-    if (!sorted)
-        return ae_fail(r->err, "%s: out of memory", r->path);
+    const void **s = sorted_ptrs(r, g->kv, g->n_kv, sizeof *g->kv, cmp_kv_key);
+    if (!s)
+        return -1;
     int rc = 0;
-    for (uint64_t i = 0; i < g->n_kv; i++)
-        sorted[i] = &g->kv[i];
-    qsort(sorted, g->n_kv, sizeof *sorted, cmp_kv_key);
-    for (uint64_t i = 1; i < g->n_kv && rc == 0; i++)
-        if (cmp_kv_key(&sorted[i - 1], &sorted[i]) == 0) {
-            const struct ae_gguf_kv *a = sorted[i - 1], *b = sorted[i];
-            if (a->offset > b->offset) {
-                const struct ae_gguf_kv *t = a;
-                a = b;
-                b = t;
-            }
-            rc = ae_fail(r->err, "%s: byte %" PRIu64 ": duplicate key '%.*s' (first defined at byte %" PRIu64 ")",
-                         r->path, b->offset, (int)(b->key.len > 200 ? 200 : b->key.len), b->key.ptr, a->offset);
+    for (uint64_t i = 1; i < g->n_kv && rc == 0; i++) {
+        const struct ae_gguf_kv *a = s[i - 1], *b = s[i];
+        if (a->key.len == b->key.len && memcmp(a->key.ptr, b->key.ptr, a->key.len) == 0) {
+            set_subject(r, "key", b->key.ptr, b->key.len);
+            rc = fail_at(r, b->offset, "duplicate key: expected each key once, found it also at byte %" PRIu64,
+                         a->offset);
         }
-    for (uint64_t i = 0; i < g->n_tensors && rc == 0; i++)
-        sorted[i] = &g->tensors[i];
-    if (rc == 0)
-        qsort(sorted, g->n_tensors, sizeof *sorted, cmp_tensor_name);
-    for (uint64_t i = 1; i < g->n_tensors && rc == 0; i++)
-        if (cmp_tensor_name(&sorted[i - 1], &sorted[i]) == 0) {
-            const struct ae_gguf_tensor *a = sorted[i - 1], *b = sorted[i];
-            if (a->info_offset > b->info_offset) {
-                const struct ae_gguf_tensor *t = a;
-                a = b;
-                b = t;
-            }
-            rc = ae_fail(r->err, "%s: byte %" PRIu64 ": duplicate tensor name '%s' (first defined at byte %" PRIu64 ")",
-                         r->path, b->info_offset, b->name, a->info_offset);
+    }
+    free(s);
+    if (rc < 0 || !(s = sorted_ptrs(r, g->tensors, g->n_tensors, sizeof *g->tensors, cmp_tensor_name)))
+        return -1;
+    for (uint64_t i = 1; i < g->n_tensors && rc == 0; i++) {
+        const struct ae_gguf_tensor *a = s[i - 1], *b = s[i];
+        if (strcmp(a->name, b->name) == 0) {
+            set_subject(r, "tensor", b->name, strlen(b->name));
+            rc = fail_at(r, b->info_offset, "duplicate tensor name: expected each name once, found it also at byte %"
+                         PRIu64, a->info_offset);
         }
-    free(sorted);
+    }
+    free(s);
     return rc;
 }
 
@@ -388,13 +474,12 @@ static int read_alignment(struct reader *r, ae_gguf *g)
     const struct ae_gguf_kv *kv = ae_gguf_find_kv(g, "general.alignment");
     if (!kv)
         return 0;
+    snprintf(r->subject, sizeof r->subject, "key 'general.alignment'");
     if (kv->value.type != AE_GGUF_U32)
-        return ae_fail(r->err, "%s: byte %" PRIu64 ": key 'general.alignment' has type %s, expected u32", r->path,
-                       kv->offset, ae_gguf_type_name(kv->value.type));
+        return fail_at(r, kv->offset, "wrong type: expected u32, found %s", type_names[kv->value.type]);
     uint64_t a = kv->value.u;
     if (a == 0 || (a & (a - 1)) != 0)
-        return ae_fail(r->err, "%s: byte %" PRIu64 ": key 'general.alignment' is %" PRIu64
-                       ", expected a non-zero power of two", r->path, kv->offset, a);
+        return fail_at(r, kv->offset, "bad alignment: expected a non-zero power of two, found %" PRIu64, a);
     g->alignment = a;
     return 0;
 }
@@ -403,75 +488,91 @@ static int read_alignment(struct reader *r, ae_gguf *g)
 static int place_tensors(struct reader *r, ae_gguf *g)
 {
     uint64_t end_of_infos = r->pos, pad = (g->alignment - end_of_infos % g->alignment) % g->alignment;
-    g->data_offset = end_of_infos + pad; /* cannot overflow: end_of_infos <= size, alignment <= 2^32 */
+    g->data_offset = end_of_infos + pad; /* cannot overflow: end_of_infos <= size < 2^63, alignment <= 2^31 */
     if (g->n_tensors == 0)
         return 0;
+    snprintf(r->subject, sizeof r->subject, "data section");
     if (g->data_offset > g->size)
-        return ae_fail(r->err, "%s: byte %" PRIu64 ": the data section starts at byte %" PRIu64
-                       " (aligned to %" PRIu64 "), past the end of the file (%" PRIu64 " bytes)",
-                       r->path, end_of_infos, g->data_offset, g->alignment, g->size);
+        return fail_at(r, end_of_infos, "the file ends before it starts: expected a file of at least %" PRIu64
+                       " bytes (tensor infos padded to alignment %" PRIu64 "), found %" PRIu64 " bytes",
+                       g->data_offset, g->alignment, g->size);
     uint64_t data_size = g->size - g->data_offset;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         struct ae_gguf_tensor *t = &g->tensors[i];
+        set_subject(r, "tensor", t->name, strlen(t->name));
         if (t->offset % g->alignment != 0)
-            return ae_fail(r->err, "%s: byte %" PRIu64 ": tensor '%s': data offset %" PRIu64
-                           " is not a multiple of the alignment %" PRIu64, r->path, t->info_offset, t->name,
-                           t->offset, g->alignment);
-        if (t->offset > data_size || t->n_bytes > data_size - t->offset)
-            return ae_fail(r->err, "%s: byte %" PRIu64 ": tensor '%s': data at offset %" PRIu64 " + %" PRIu64
-                           " bytes ends past the end of the file (data section holds %" PRIu64 " bytes)",
-                           r->path, t->info_offset, t->name, t->offset, t->n_bytes, data_size);
+            return fail_at(r, t->info_offset, "misaligned data offset: expected a multiple of %" PRIu64 ", found %"
+                           PRIu64, g->alignment, t->offset);
+        if (t->offset > data_size || t->n_bytes > data_size - t->offset) {
+            char file_byte[48] = "beyond 2^64";
+            if (t->offset <= UINT64_MAX - g->data_offset)
+                snprintf(file_byte, sizeof file_byte, "%" PRIu64, g->data_offset + t->offset);
+            return fail_at(r, t->info_offset, "data (%" PRIu64 " bytes at offset %" PRIu64 " of the data section, file"
+                           " byte %s) runs past the end of the file: expected it to end within the %" PRIu64
+                           " bytes of the data section", t->n_bytes, t->offset, file_byte, data_size);
+        }
         t->data = g->base + g->data_offset + t->offset;
     }
-    const struct ae_gguf_tensor **sorted = malloc(g->n_tensors * sizeof *sorted);
-    if (!sorted)
-        return ae_fail(r->err, "%s: out of memory", r->path);
-    for (uint64_t i = 0; i < g->n_tensors; i++)
-        sorted[i] = &g->tensors[i];
-    qsort(sorted, g->n_tensors, sizeof *sorted, cmp_tensor_offset);
+    const void **s = sorted_ptrs(r, g->tensors, g->n_tensors, sizeof *g->tensors, cmp_tensor_offset);
+    if (!s)
+        return -1;
+    /* Every tensor lies inside the data section now, so offset + n_bytes cannot overflow. */
+    const struct ae_gguf_tensor *reach = s[0]; /* the tensor whose data ends furthest so far */
     int rc = 0;
     for (uint64_t i = 1; i < g->n_tensors && rc == 0; i++) {
-        const struct ae_gguf_tensor *a = sorted[i - 1], *b = sorted[i];
-        if (a->offset + a->n_bytes > b->offset && b->n_bytes > 0)
-            rc = ae_fail(r->err, "%s: byte %" PRIu64 ": tensor '%s': data at offset %" PRIu64
-                         " overlaps tensor '%s' (offset %" PRIu64 ", %" PRIu64 " bytes)", r->path, b->info_offset,
-                         b->name, b->offset, a->name, a->offset, a->n_bytes);
+        const struct ae_gguf_tensor *b = s[i];
+        if (b->n_bytes > 0 && reach->offset + reach->n_bytes > b->offset) {
+            set_subject(r, "tensor", b->name, strlen(b->name));
+            rc = fail_at(r, b->info_offset, "data [%" PRIu64 ", %" PRIu64 ") overlaps tensor '%s' [%" PRIu64 ", %"
+                         PRIu64 "): expected disjoint tensor data", b->offset, b->offset + b->n_bytes, reach->name,
+                         reach->offset, reach->offset + reach->n_bytes);
+        }
+        if (b->offset + b->n_bytes > reach->offset + reach->n_bytes)
+            reach = b;
     }
-    free(sorted);
+    free(s);
     return rc;
+}
+
+static int read_header(struct reader *r, ae_gguf *g)
+{
+    snprintf(r->subject, sizeof r->subject, "header");
+    if (g->size == 0)
+        return fail_at(r, 0, "the file is empty: expected a GGUF header of 24 bytes, found 0 bytes");
+    uint8_t m[4];
+    if (read_bytes(r, m, 4, "the magic") < 0)
+        return -1;
+    if (memcmp(m, "GGUF", 4) != 0)
+        return fail_at(r, 0, "not a GGUF file: expected the magic \"GGUF\" (47 47 55 46), found %02x %02x %02x %02x",
+                       m[0], m[1], m[2], m[3]);
+    uint32_t version = 0;
+    if (read_u32(r, &version, "the version") < 0)
+        return -1;
+    if (version == 1)
+        return fail_at(r, 4, "GGUF version 1 is not supported (it uses 32-bit counts; convert the file to version 3):"
+                       " expected version 2 or 3, found 1");
+    if (version == 0x02000000u || version == 0x03000000u)
+        return fail_at(r, 4, "big-endian GGUF files are not supported: expected version 2 or 3 little-endian, found "
+                       "version %" PRIu32 " big-endian", version >> 24);
+    if (version != 2 && version != 3)
+        return fail_at(r, 4, "unsupported GGUF version: expected 2 or 3, found %" PRIu32, version);
+    g->version = version;
+    if (read_u64(r, &g->n_tensors, "the tensor count") < 0 || read_u64(r, &g->n_kv, "the key-value count") < 0)
+        return -1;
+    if (g->n_kv > left(r) / MIN_KV_BYTES)
+        return fail_at(r, 16, "key-value count does not fit in the %" PRIu64 " bytes left in the file: expected at "
+                       "most %" PRIu64 ", found %" PRIu64, left(r), left(r) / MIN_KV_BYTES, g->n_kv);
+    if (g->n_tensors > left(r) / MIN_TENSOR_INFO_BYTES)
+        return fail_at(r, 8, "tensor count does not fit in the %" PRIu64 " bytes left in the file: expected at "
+                       "most %" PRIu64 ", found %" PRIu64, left(r), left(r) / MIN_TENSOR_INFO_BYTES, g->n_tensors);
+    return 0;
 }
 
 static int parse(ae_gguf *g, ae_error *err)
 {
-    struct reader r = {g->base, g->size, 0, g->path, &g->arena, err};
-    uint32_t magic, version = 0;
-    if (g->size < 4)
-        return ae_fail(err, "%s: byte 0: not a GGUF file: %" PRIu64 " bytes, too short for the magic", g->path, g->size);
-    memcpy(&magic, g->base, 4);
-    if (magic != AE_GGUF_MAGIC)
-        return ae_fail(err, "%s: byte 0: not a GGUF file: magic is %02x %02x %02x %02x, expected \"GGUF\"",
-                       g->path, g->base[0], g->base[1], g->base[2], g->base[3]);
-    r.pos = 4;
-    if (read_u32(&r, &version, "the header (version)") < 0)
+    struct reader r = {.base = g->base, .size = g->size, .path = g->path, .arena = &g->arena, .err = err};
+    if (read_header(&r, g) < 0)
         return -1;
-    if (version == 1)
-        return ae_fail(err, "%s: byte 4: GGUF version 1 is not supported (it uses 32-bit counts); "
-                       "convert the file to version 3", g->path);
-    if (version == 0x02000000 || version == 0x03000000)
-        return ae_fail(err, "%s: byte 4: big-endian GGUF files are not supported", g->path);
-    if (version != 2 && version != 3)
-        return ae_fail(err, "%s: byte 4: GGUF version %" PRIu32 " is not supported, expected 2 or 3", g->path, version);
-    g->version = version;
-    if (read_u64(&r, &g->n_tensors, "the header (tensor count)") < 0 ||
-        read_u64(&r, &g->n_kv, "the header (key-value count)") < 0)
-        return -1;
-    /* The smallest key-value pair takes 13 bytes and the smallest tensor info 33. */
-    if (g->n_kv > left(&r) / 13)
-        return ae_fail(err, "%s: byte 16: key-value count %" PRIu64 " cannot fit in the %" PRIu64
-                       " bytes left in the file", g->path, g->n_kv, left(&r));
-    if (g->n_tensors > left(&r) / 33)
-        return ae_fail(err, "%s: byte 8: tensor count %" PRIu64 " cannot fit in the %" PRIu64
-                       " bytes left in the file", g->path, g->n_tensors, left(&r));
     if (!(g->kv = alloc_array(&r, g->n_kv, sizeof *g->kv)))
         return -1;
     for (uint64_t i = 0; i < g->n_kv; i++)
@@ -526,9 +627,9 @@ int ae_gguf_open(ae_gguf **out, const char *path, ae_error *err)
         close(fd);
         return ae_fail(err, "%s: cannot read: %s", path, S_ISDIR(st.st_mode) ? "it is a directory" : "not a regular file");
     }
-    if (st.st_size == 0) {
+    if (st.st_size == 0) { /* mmap cannot map nothing; the parser gives the message */
         close(fd);
-        return ae_fail(err, "%s: byte 0: not a GGUF file: the file is empty", path);
+        return open_bytes(out, NULL, 0, false, path, err);
     }
     void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
@@ -583,43 +684,53 @@ static bool is_signed(enum ae_gguf_type t)
 
 static int wrong_type(const ae_gguf *g, const struct ae_gguf_kv *kv, const char *expected, ae_error *err)
 {
-    return ae_fail(err, "%s: byte %" PRIu64 ": key '%.*s' has type %s, expected %s", g->path, kv->offset,
-                   (int)kv->key.len, kv->key.ptr, ae_gguf_type_name(kv->value.type), expected);
+    char name[136];
+    quote_name(name, sizeof name, kv->key.ptr, kv->key.len);
+    return ae_fail(err, "%s: byte %" PRIu64 ": key '%s': wrong type: expected %s, found %s", g->path, kv->offset,
+                   name, expected, ae_gguf_type_name(kv->value.type));
 }
 
 static int out_of_range(const ae_gguf *g, const struct ae_gguf_kv *kv, const char *range, ae_error *err)
 {
+    char name[136], found[32];
+    quote_name(name, sizeof name, kv->key.ptr, kv->key.len);
     if (is_signed(kv->value.type))
-        return ae_fail(err, "%s: byte %" PRIu64 ": key '%.*s' is %" PRId64 ", expected a value in %s", g->path,
-                       kv->offset, (int)kv->key.len, kv->key.ptr, kv->value.i, range);
-    return ae_fail(err, "%s: byte %" PRIu64 ": key '%.*s' is %" PRIu64 ", expected a value in %s", g->path,
-                   kv->offset, (int)kv->key.len, kv->key.ptr, kv->value.u, range);
+        snprintf(found, sizeof found, "%" PRId64, kv->value.i);
+    else
+        snprintf(found, sizeof found, "%" PRIu64, kv->value.u);
+    return ae_fail(err, "%s: byte %" PRIu64 ": key '%s': value out of range: expected %s, found %s (%s)", g->path,
+                   kv->offset, name, range, found, ae_gguf_type_name(kv->value.type));
+}
+
+/* Any integer value as unsigned in [0, max]: 1, or -1 with err set. */
+static int get_unsigned(const ae_gguf *g, const struct ae_gguf_kv *kv, uint64_t max, const char *range,
+                        uint64_t *out, ae_error *err)
+{
+    if (is_unsigned(kv->value.type) && kv->value.u <= max)
+        *out = kv->value.u;
+    else if (is_signed(kv->value.type) && kv->value.i >= 0 && (uint64_t)kv->value.i <= max)
+        *out = (uint64_t)kv->value.i;
+    else if (is_signed(kv->value.type) || is_unsigned(kv->value.type))
+        return out_of_range(g, kv, range, err);
+    else
+        return wrong_type(g, kv, "an integer type (u8..u64, i8..i64)", err);
+    return 1;
 }
 
 int ae_gguf_get_u64(const ae_gguf *g, const char *key, uint64_t *out, ae_error *err)
 {
     const struct ae_gguf_kv *kv = ae_gguf_find_kv(g, key);
-    if (!kv)
-        return 0;
-    if (is_unsigned(kv->value.type))
-        *out = kv->value.u;
-    else if (is_signed(kv->value.type) && kv->value.i >= 0)
-        *out = (uint64_t)kv->value.i;
-    else if (is_signed(kv->value.type))
-        return out_of_range(g, kv, "0..2^64-1", err);
-    else
-        return wrong_type(g, kv, "an unsigned integer", err);
-    return 1;
+    return kv ? get_unsigned(g, kv, UINT64_MAX, "0..18446744073709551615", out, err) : 0;
 }
 
 int ae_gguf_get_u32(const ae_gguf *g, const char *key, uint32_t *out, ae_error *err)
 {
-    uint64_t v;
-    int rc = ae_gguf_get_u64(g, key, &v, err);
-    if (rc <= 0)
-        return rc;
-    if (v > UINT32_MAX)
-        return out_of_range(g, ae_gguf_find_kv(g, key), "0..4294967295", err);
+    const struct ae_gguf_kv *kv = ae_gguf_find_kv(g, key);
+    uint64_t v = 0;
+    if (!kv)
+        return 0;
+    if (get_unsigned(g, kv, UINT32_MAX, "0..4294967295", &v, err) < 0)
+        return -1;
     *out = (uint32_t)v;
     return 1;
 }
@@ -634,9 +745,9 @@ int ae_gguf_get_i64(const ae_gguf *g, const char *key, int64_t *out, ae_error *e
     else if (is_unsigned(kv->value.type) && kv->value.u <= INT64_MAX)
         *out = (int64_t)kv->value.u;
     else if (is_unsigned(kv->value.type))
-        return out_of_range(g, kv, "-2^63..2^63-1", err);
+        return out_of_range(g, kv, "-9223372036854775808..9223372036854775807", err);
     else
-        return wrong_type(g, kv, "an integer", err);
+        return wrong_type(g, kv, "an integer type (u8..u64, i8..i64)", err);
     return 1;
 }
 
@@ -646,7 +757,7 @@ int ae_gguf_get_f32(const ae_gguf *g, const char *key, float *out, ae_error *err
     if (!kv)
         return 0;
     if (kv->value.type != AE_GGUF_F32 && kv->value.type != AE_GGUF_F64)
-        return wrong_type(g, kv, "f32", err);
+        return wrong_type(g, kv, "f32 or f64", err);
     *out = (float)kv->value.f;
     return 1;
 }
@@ -681,9 +792,13 @@ int ae_gguf_get_arr(const ae_gguf *g, const char *key, enum ae_gguf_type elem, c
         return 0;
     if (kv->value.type != AE_GGUF_ARRAY)
         return wrong_type(g, kv, "array", err);
-    if (elem != AE_GGUF_TYPE_COUNT && kv->value.arr.type != elem)
-        return ae_fail(err, "%s: byte %" PRIu64 ": key '%s' is an array of %s, expected an array of %s", g->path,
-                       kv->offset, key, ae_gguf_type_name(kv->value.arr.type), ae_gguf_type_name(elem));
+    if (elem != AE_GGUF_TYPE_COUNT && kv->value.arr.type != elem) {
+        char name[136];
+        quote_name(name, sizeof name, kv->key.ptr, kv->key.len);
+        return ae_fail(err, "%s: byte %" PRIu64 ": key '%s': wrong element type: expected an array of %s, found an "
+                       "array of %s", g->path, kv->offset, name, ae_gguf_type_name(elem),
+                       ae_gguf_type_name(kv->value.arr.type));
+    }
     *out = &kv->value.arr;
     return 1;
 }
@@ -691,8 +806,8 @@ int ae_gguf_get_arr(const ae_gguf *g, const char *key, enum ae_gguf_type elem, c
 int64_t ae_gguf_arr_int(const struct ae_gguf_array *a, uint64_t i)
 {
     assert(i < a->n);
-    struct ae_gguf_value v = {.type = a->type};
     assert(is_signed(a->type) || is_unsigned(a->type) || a->type == AE_GGUF_BOOL);
+    struct ae_gguf_value v = {.type = a->type};
     decode_scalar(&v, a->data + i * type_sizes[a->type]);
     return is_signed(a->type) ? v.i : a->type == AE_GGUF_BOOL ? v.b : (int64_t)v.u;
 }
