@@ -145,7 +145,8 @@ ae_gguf_writer *ae_gguf_writer_create(void);
 void ae_gguf_writer_destroy(ae_gguf_writer *w);
 
 /* Metadata, written in the order added. Keys and strings are copied. Writing the key
- * general.alignment also sets the alignment used for tensor data. */
+ * general.alignment also sets the alignment used for tensor data. A bad key (empty, given twice, or a
+ * general.alignment that is not a u32 power of two) is remembered and makes ae_gguf_writer_write fail. */
 void ae_gguf_writer_add_u32(ae_gguf_writer *w, const char *key, uint32_t v);
 void ae_gguf_writer_add_i32(ae_gguf_writer *w, const char *key, int32_t v);
 void ae_gguf_writer_add_u64(ae_gguf_writer *w, const char *key, uint64_t v);
