@@ -33,8 +33,10 @@ RT_SRC   := $(sort $(wildcard runtime/*.c))
 CC_SRC   := $(sort $(wildcard compiler/*.c ir/*.c passes/*.c))
 TEST_SRC := $(sort $(wildcard tests/unit/check_*.c))
 
+TEMPLATES := $(sort $(wildcard templates/*.c))
+
 RT_OBJ   := $(RT_SRC:%.c=$(BUILD)/obj/%.o)
-CC_OBJ   := $(CC_SRC:%.c=$(BUILD)/obj/%.o)
+CC_OBJ   := $(CC_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/templates.o
 LIB_OBJ  := $(filter-out $(BUILD)/obj/compiler/main.o,$(CC_OBJ))
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(BUILD)/obj/tests/unit/test_util.o
@@ -45,6 +47,15 @@ all: $(BUILD)/aetherc $(BUILD)/libaether_rt.a
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -MMD -MP -c $< -o $@
+
+# The templates, embedded into aetherc as strings.
+$(BUILD)/gen/templates.c: $(TEMPLATES) compiler/embed_templates.sh
+	@mkdir -p $(dir $@)
+	sh compiler/embed_templates.sh $(TEMPLATES) > $@
+
+$(BUILD)/obj/gen/templates.o: $(BUILD)/gen/templates.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/libaether_rt.a: $(RT_OBJ)
 	@mkdir -p $(dir $@)
@@ -73,11 +84,13 @@ asan: deps
 test: all $(TESTS)
 	@AE_SHARED=$(SHARED) AE_AETHERC=$(abspath $(BUILD)/aetherc) sh tests/run_tests.sh $(TESTS)
 
+# The fuzzer sees the GGUF reader and writer and what they use, nothing else.
 FUZZ_BIN := $(BUILD)/fuzz/fuzz_gguf
-$(FUZZ_BIN): tests/fuzz/fuzz_gguf.c $(RT_SRC)
+FUZZ_SRC := runtime/gguf.c runtime/gguf_write.c runtime/error.c runtime/types.c
+$(FUZZ_BIN): tests/fuzz/fuzz_gguf.c $(FUZZ_SRC)
 	@mkdir -p $(dir $@)
 	clang -std=c17 -D_GNU_SOURCE -O1 -g -Iruntime -fsanitize=fuzzer,address,undefined \
-	    -o $@ tests/fuzz/fuzz_gguf.c $(RT_SRC) -lm -lpthread
+	    -o $@ tests/fuzz/fuzz_gguf.c $(FUZZ_SRC) -lm -lpthread
 
 fuzz: $(FUZZ_BIN)
 	@mkdir -p $(BUILD)/fuzz/corpus
