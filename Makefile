@@ -39,7 +39,7 @@ RT_OBJ   := $(RT_SRC:%.c=$(BUILD)/obj/%.o)
 CC_OBJ   := $(CC_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/templates.o
 LIB_OBJ  := $(filter-out $(BUILD)/obj/compiler/main.o,$(CC_OBJ))
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-TEST_SUPPORT := $(BUILD)/obj/tests/unit/test_util.o
+TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/unit/test_*.c)))
 
 .PHONY: all deps check test asan fuzz demo install clean bench
 all: $(BUILD)/aetherc $(BUILD)/libaether_rt.a

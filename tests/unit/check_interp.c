@@ -11,6 +11,7 @@
  */
 #include "import.h"
 #include "interp.h"
+#include "test_reference.h"
 #include "test_util.h"
 
 #include <inttypes.h>
@@ -20,129 +21,6 @@
 #include <string.h>
 
 #define N_CTX 512
-#define N_STEPS 32
-
-enum tol_kind { TOL_F32, TOL_F16, TOL_BF16, TOL_QUANT };
-
-struct model_row {
-    const char *file;     /* under models/ */
-    const char *ref;      /* folder under reference/ */
-    enum tol_kind tol;
-    bool force_all;       /* teacher forcing on all three prompts (else prompt 1) */
-};
-
-static const struct model_row model_rows[] = {
-    {"stories260K.gguf", "stories260K", TOL_F32, true},
-    {"synthetic/tiny-llama-f32.gguf", "tiny-llama-f32", TOL_F32, true},
-    {"synthetic/tiny-qwen2-f32.gguf", "tiny-qwen2-f32", TOL_F32, true},
-    {"synthetic/tiny-phi3-f32.gguf", "tiny-phi3-f32", TOL_F32, true},
-    {"synthetic/tiny-gemma2-f32.gguf", "tiny-gemma2-f32", TOL_F32, true},
-    {"synthetic/tiny-llama-f16.gguf", "tiny-llama-f16", TOL_F16, false},
-    {"llama-2-tiny-random.gguf", "llama-2-tiny-random", TOL_F16, false},
-    {"synthetic/tiny-llama-bf16.gguf", "tiny-llama-bf16", TOL_BF16, false},
-    {"synthetic/tiny-llama-q8_0.gguf", "tiny-llama-q8_0", TOL_QUANT, false},
-    {"synthetic/tiny-llama-q6_k.gguf", "tiny-llama-q6_k", TOL_QUANT, false},
-    {"synthetic/tiny-llama-q5_k.gguf", "tiny-llama-q5_k", TOL_QUANT, false},
-    {"synthetic/tiny-llama-q5_1.gguf", "tiny-llama-q5_1", TOL_QUANT, false},
-    {"synthetic/tiny-llama-q5_0.gguf", "tiny-llama-q5_0", TOL_QUANT, false},
-    {"synthetic/tiny-llama-q4_k.gguf", "tiny-llama-q4_k", TOL_QUANT, false},
-    {"synthetic/tiny-llama-q4_k_m.gguf", "tiny-llama-q4_k_m", TOL_QUANT, false},
-    {"synthetic/tiny-llama-q4_1.gguf", "tiny-llama-q4_1", TOL_QUANT, false},
-    {"synthetic/tiny-llama-q4_0.gguf", "tiny-llama-q4_0", TOL_QUANT, false},
-    {"synthetic/tiny-llama-q3_k.gguf", "tiny-llama-q3_k", TOL_QUANT, false},
-    {"synthetic/tiny-llama-q2_k.gguf", "tiny-llama-q2_k", TOL_QUANT, false},
-    {"synthetic/tiny-qwen2-q8_0.gguf", "tiny-qwen2-q8_0", TOL_QUANT, false},
-    {"synthetic/tiny-qwen2-q4_k.gguf", "tiny-qwen2-q4_k", TOL_QUANT, false},
-    {"synthetic/tiny-qwen2-q4_0.gguf", "tiny-qwen2-q4_0", TOL_QUANT, false},
-    {"synthetic/tiny-phi3-q8_0.gguf", "tiny-phi3-q8_0", TOL_QUANT, false},
-    {"synthetic/tiny-phi3-q4_k.gguf", "tiny-phi3-q4_k", TOL_QUANT, false},
-    {"synthetic/tiny-phi3-q4_0.gguf", "tiny-phi3-q4_0", TOL_QUANT, false},
-    {"synthetic/tiny-gemma2-q8_0.gguf", "tiny-gemma2-q8_0", TOL_QUANT, false},
-    {"synthetic/tiny-gemma2-q4_0.gguf", "tiny-gemma2-q4_0", TOL_QUANT, false},
-    {"stories260K-q8_0.gguf", "stories260K-q8_0", TOL_QUANT, false},
-    {"stories260K-q4_0.gguf", "stories260K-q4_0", TOL_QUANT, false},
-};
-#define N_MODEL_ROWS ((int)(sizeof model_rows / sizeof model_rows[0]))
-
-/* The README's recommended tolerances: max abs diff of the prompt logits, and RMS for quantized. */
-static double tol_max_abs(enum tol_kind k)
-{
-    switch (k) {
-    case TOL_F32: return 2e-2;
-    case TOL_F16: return 2e-2;
-    case TOL_BF16: return 0.1;
-    case TOL_QUANT: return 0.5;
-    }
-    return 0;
-}
-
-/* ---- Reference files ---------------------------------------------------------------------------- */
-
-struct reference {
-    int32_t prompt[64];
-    uint32_t n_prompt;
-    int32_t greedy[N_STEPS];
-    double margin[N_STEPS];
-    float *logits;        /* n_vocab */
-};
-
-/* The numbers of the JSON array under "key": a tiny scanner, enough for the reference files. */
-static uint32_t json_array(const char *text, const char *key, double *out, uint32_t max)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(text, pat);
-    ck_assert_msg(p != NULL, "reference JSON has no key \"%s\"", key);
-    p = strchr(p + strlen(pat), '[');
-    ck_assert_msg(p != NULL, "reference JSON key \"%s\" is not an array", key);
-    p++;
-    uint32_t n = 0;
-    for (;;) {
-        while (*p == ' ' || *p == '\n' || *p == ',')
-            p++;
-        if (*p == ']')
-            break;
-        char *e;
-        double v = strtod(p, &e);
-        ck_assert_msg(e != p, "reference JSON key \"%s\": bad number at '%.16s'", key, p);
-        ck_assert_msg(n < max, "reference JSON key \"%s\" has more than %u entries", key, max);
-        out[n++] = v;
-        p = e;
-    }
-    return n;
-}
-
-static float *read_floats(const char *rel, int64_t n)
-{
-    size_t size;
-    float *f = test_read_file(test_shared_path(rel), &size);
-    ck_assert_msg(size == (size_t)n * sizeof(float), "%s has %zu bytes, expected %" PRId64 " floats", rel, size, n);
-    return f;
-}
-
-static void load_reference(struct reference *r, const char *ref, int prompt, const char *kv, int64_t n_vocab)
-{
-    char rel[256];
-    size_t size;
-    double tmp[64];
-    snprintf(rel, sizeof rel, "reference/%s/prompt%d.kv%s.json", ref, prompt, kv);
-    char *raw = test_read_file(test_shared_path(rel), &size);
-    char *text = malloc(size + 1);
-    ck_assert(text != NULL);
-    memcpy(text, raw, size);
-    text[size] = 0;
-    free(raw);
-    r->n_prompt = json_array(text, "prompt_tokens", tmp, 64);
-    for (uint32_t i = 0; i < r->n_prompt; i++)
-        r->prompt[i] = (int32_t)tmp[i];
-    ck_assert_uint_eq(json_array(text, "greedy_tokens", tmp, 64), N_STEPS);
-    for (uint32_t i = 0; i < N_STEPS; i++)
-        r->greedy[i] = (int32_t)tmp[i];
-    ck_assert_uint_eq(json_array(text, "greedy_margins", r->margin, N_STEPS), N_STEPS);
-    free(text);
-    snprintf(rel, sizeof rel, "reference/%s/prompt%d.kv%s.logits.f32", ref, prompt, kv);
-    r->logits = read_floats(rel, n_vocab);
-}
 
 /* ---- A model under test ------------------------------------------------------------------------- */
 
@@ -180,48 +58,27 @@ static void eval(struct model *m, const int32_t *tokens, uint32_t n, uint32_t po
     ck_assert_msg(interp_eval(m->it, tokens, n, pos, logits, &err) == 0, "%s", err.msg);
 }
 
-struct diff {
-    double max_abs, rms;
-    int64_t at;
-};
-
-static struct diff compare(const float *a, const float *b, int64_t n)
-{
-    struct diff d = {0, 0, 0};
-    double sq = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - (double)b[i]);
-        if (!(e <= d.max_abs)) {
-            d.max_abs = e;
-            d.at = i;
-        }
-        sq += e * e;
-    }
-    d.rms = sqrt(sq / (double)n);
-    return d;
-}
-
 /* ---- The main rows ------------------------------------------------------------------------------ */
 
 START_TEST(test_model_against_llama_cpp)
 {
-    const struct model_row *row = &model_rows[_i];
+    const struct model_row *row = &ref_models[_i];
     struct model m;
     model_open(&m, row->file, AE_TYPE_F16);
     int64_t nv = m.hp.n_vocab;
-    double tol = tol_max_abs(row->tol);
+    double tol = ref_tol_max_abs(row->tol);
     float *logits = malloc((size_t)nv * sizeof *logits);
     ck_assert(logits != NULL);
 
     for (int prompt = 1; prompt <= 3; prompt++) {
         struct reference r;
-        load_reference(&r, row->ref, prompt, "f16", nv);
+        ref_load(&r, row->ref, prompt, "f16", nv);
         eval(&m, r.prompt, r.n_prompt, 0, logits);
-        struct diff d = compare(logits, r.logits, nv);
+        struct ref_diff d = ref_compare(logits, r.logits, nv);
         ck_assert_msg(d.max_abs <= tol, "%s prompt %d: logit %" PRId64 " is %g, llama.cpp %g (|diff| %g > %g)",
                       row->ref, prompt, d.at, (double)logits[d.at], (double)r.logits[d.at], d.max_abs, tol);
         if (row->tol == TOL_QUANT)
-            ck_assert_msg(d.rms <= 0.15, "%s prompt %d: RMS diff %g > 0.15", row->ref, prompt, d.rms);
+            ck_assert_msg(d.rms <= REF_QUANT_RMS, "%s prompt %d: RMS diff %g > %g", row->ref, prompt, d.rms, REF_QUANT_RMS);
         free(r.logits);
 
         if (prompt > 1 && !row->force_all)
@@ -229,7 +86,7 @@ START_TEST(test_model_against_llama_cpp)
         /* Teacher forcing: the reference's greedy tokens go in, our argmax must agree where the
          * reference's top-2 margin is larger than our tolerance. */
         uint32_t pos = r.n_prompt;
-        for (int s = 0; s < N_STEPS; s++) {
+        for (int s = 0; s < REF_STEPS; s++) {
             if (s > 0)
                 eval(&m, &r.greedy[s - 1], 1, pos++, logits);
             int32_t top = interp_argmax(logits, nv);
@@ -254,15 +111,15 @@ START_TEST(test_stories_free_running)
     ck_assert(logits != NULL);
     for (int prompt = 1; prompt <= 3; prompt++) {
         struct reference r;
-        load_reference(&r, "stories260K", prompt, "f16", nv);
+        ref_load(&r, "stories260K", prompt, "f16", nv);
         free(r.logits);
         eval(&m, r.prompt, r.n_prompt, 0, logits);
         uint32_t pos = r.n_prompt;
-        for (int s = 0; s < N_STEPS; s++) {
+        for (int s = 0; s < REF_STEPS; s++) {
             int32_t next = interp_argmax(logits, nv);
             ck_assert_msg(next == r.greedy[s], "prompt %d step %d: %" PRId32 ", llama.cpp %" PRId32, prompt, s, next,
                           r.greedy[s]);
-            if (s + 1 < N_STEPS)
+            if (s + 1 < REF_STEPS)
                 eval(&m, &next, 1, pos++, logits);
         }
     }
@@ -288,16 +145,16 @@ START_TEST(test_kv_f32_steps)
     float *logits = malloc((size_t)nv * sizeof *logits);
     ck_assert(logits != NULL);
     struct reference r;
-    load_reference(&r, f32_models[_i][1], 1, "f32", nv);
+    ref_load(&r, f32_models[_i][1], 1, "f32", nv);
     char rel[256];
     snprintf(rel, sizeof rel, "reference/%s/prompt1.kvf32.steps.f32", f32_models[_i][1]);
-    float *steps = read_floats(rel, N_STEPS * nv);
+    float *steps = ref_read_floats(rel, REF_STEPS * nv);
     eval(&m, r.prompt, r.n_prompt, 0, logits);
     uint32_t pos = r.n_prompt;
-    for (int s = 0; s < N_STEPS; s++) {
+    for (int s = 0; s < REF_STEPS; s++) {
         if (s > 0)
             eval(&m, &r.greedy[s - 1], 1, pos++, logits);
-        struct diff d = compare(logits, steps + (int64_t)s * nv, nv);
+        struct ref_diff d = ref_compare(logits, steps + (int64_t)s * nv, nv);
         ck_assert_msg(d.max_abs <= 2e-2, "%s step %d: logit %" PRId64 " differs by %g", f32_models[_i][1], s, d.at,
                       d.max_abs);
     }
@@ -322,7 +179,7 @@ START_TEST(test_one_token_at_a_time)
     for (uint32_t i = 0; i < n; i++)
         eval(&m, &prompt[i], 1, i, split);
     ck_assert_msg(memcmp(whole, split, (size_t)nv * sizeof *whole) == 0, "%s: logits differ (max %g)",
-                  f32_models[_i][1], compare(whole, split, nv).max_abs);
+                  f32_models[_i][1], ref_compare(whole, split, nv).max_abs);
     free(whole);
     free(split);
     model_close(&m);
@@ -538,7 +395,7 @@ static Suite *interp_suite(void)
     Suite *s = suite_create("interp");
     TCase *tc = tcase_create("llama.cpp");
     tcase_set_timeout(tc, 120);
-    tcase_add_loop_test(tc, test_model_against_llama_cpp, 0, N_MODEL_ROWS);
+    tcase_add_loop_test(tc, test_model_against_llama_cpp, 0, ref_n_models);
     tcase_add_test(tc, test_stories_free_running);
     tcase_add_loop_test(tc, test_kv_f32_steps, 0, (int)(sizeof f32_models / sizeof f32_models[0]));
     suite_add_tcase(s, tc);
