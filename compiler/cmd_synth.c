@@ -1,12 +1,496 @@
-/* Placeholder for 'aetherc synth' while it is being written. */
+/* aetherc synth: writes a random-weight GGUF model of any shape and weight type.
+ *
+ * The file looks like one llama.cpp writes: the same metadata keys, tensor names and shapes, and a real
+ * tokenizer whose tokenizer.* keys are copied from another GGUF file. Weights come from synth_gen.c:
+ * valid blocks of the chosen type, generated tensor by tensor while the writer streams the file, so a
+ * model larger than memory never sits in memory whole. Their spread follows a trained model's, so
+ * activations stay O(1) and logits O(1-10):
+ *   projections N(0, 1/sqrt(fan_in)), attn_output and ffn_down further times 1/sqrt(2 * layers);
+ *   token_embd N(0, 1) untied, N(0, 0.02) tied; output N(0, 4/sqrt(dim));
+ *   norms 1 + N(0, 0.1), output_norm m (1 + N(0, 0.1)) with m = 8 sqrt(256/dim) when tied, else 1.
+ * The bytes depend only on the flags: each tensor is seeded from (--seed, tensor name).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "ae_gguf.h"
 #include "commands.h"
+#include "synth.h"
+
+#define MAX_DIM (1u << 20)     /* --dim, --ffn, --head-dim */
+#define MAX_HEADS (1u << 12)
+#define MAX_LAYERS 4096
+#define MAX_CTX (1u << 30)
+#define MAX_THREADS 64
+#define DEFAULT_SEED 1234
+#define DEFAULT_CTX 2048
+
+enum flag_kind { FLAG_STR, FLAG_UINT, FLAG_U64, FLAG_FLOAT, FLAG_BOOL };
+
+enum flag_id {
+    F_ARCH, F_DIM, F_LAYERS, F_HEADS, F_KV_HEADS, F_FFN, F_TYPE, F_VOCAB, F_OUT,
+    F_CTX, F_TIED, F_SEED, F_HEAD_DIM, F_ROPE_BASE, F_EPS, F_NAME, F_THREADS, F_COUNT
+};
+
+struct flag {
+    const char *name;
+    const char *metavar;
+    enum flag_kind kind;
+    bool required;
+    uint64_t max; /* FLAG_UINT: accepted range 1..max */
+    const char *help;
+};
+
+static const struct flag flags[F_COUNT] = {
+    [F_ARCH] = {"--arch", "NAME", FLAG_STR, true, 0, "architecture; supported: llama"},
+    [F_DIM] = {"--dim", "N", FLAG_UINT, true, MAX_DIM, "embedding length (llama.embedding_length)"},
+    [F_LAYERS] = {"--layers", "N", FLAG_UINT, true, MAX_LAYERS, "transformer blocks (llama.block_count)"},
+    [F_HEADS] = {"--heads", "N", FLAG_UINT, true, MAX_HEADS, "attention heads"},
+    [F_KV_HEADS] = {"--kv-heads", "N", FLAG_UINT, false, MAX_HEADS, "key/value heads, dividing --heads (default: --heads)"},
+    [F_FFN] = {"--ffn", "N", FLAG_UINT, true, MAX_DIM, "feed-forward length (llama.feed_forward_length)"},
+    [F_TYPE] = {"--type", "TYPE", FLAG_STR, true, 0, "type of every 2-D weight (1-D tensors are f32), see below"},
+    [F_VOCAB] = {"--vocab-from", "FILE", FLAG_STR, true, 0,
+                 "GGUF file whose tokenizer.* keys are copied; its token list sets the vocab size"},
+    [F_OUT] = {"-o", "FILE", FLAG_STR, true, 0, "output GGUF file"},
+    [F_CTX] = {"--ctx", "N", FLAG_UINT, false, MAX_CTX, "llama.context_length (default 2048)"},
+    [F_TIED] = {"--tied", NULL, FLAG_BOOL, false, 0, "no output.weight: the lm head is token_embd.weight"},
+    [F_SEED] = {"--seed", "S", FLAG_U64, false, 0, "64-bit seed (default 1234)"},
+    [F_HEAD_DIM] = {"--head-dim", "N", FLAG_UINT, false, MAX_DIM,
+                    "per-head dimension, even (default --dim / --heads); also rope.dimension_count"},
+    [F_ROPE_BASE] = {"--rope-base", "F", FLAG_FLOAT, false, 0, "llama.rope.freq_base (default 10000)"},
+    [F_EPS] = {"--eps", "F", FLAG_FLOAT, false, 0, "llama.attention.layer_norm_rms_epsilon (default 1e-5)"},
+    [F_NAME] = {"--name", "S", FLAG_STR, false, 0, "general.name (default synth-<arch>-<type>)"},
+    [F_THREADS] = {"--threads", "N", FLAG_UINT, false, MAX_THREADS,
+                   "threads generating weights (default: all cores); the bytes do not depend on it"},
+};
+
+struct flag_value {
+    bool set;
+    const char *s;
+    uint64_t u;
+    double f;
+};
+
+/* One tensor of the model, generated when the writer asks for its bytes. */
+struct synth_tensor {
+    char name[64];
+    uint32_t n_dims;
+    int64_t ne[2];
+    uint32_t type;
+    struct synth_dist dist;
+    uint64_t n_bytes;
+};
+
+/* The fill callback's context. */
+struct synth_fill {
+    const struct synth_tensor *tensors;
+    uint64_t n_tensors;
+    const struct synth_tables *tables;
+    uint64_t seed;
+    int threads;
+};
+
+/* llama_ftype of a file whose weights are all of one type (K-quants get llama.cpp's _M labels, as
+ * llama-quantize --pure writes them). */
+static uint32_t synth_file_type(uint32_t type)
+{
+    switch (type) {
+    case AE_TYPE_F32: return 0;
+    case AE_TYPE_F16: return 1;
+    case AE_TYPE_Q4_0: return 2;
+    case AE_TYPE_Q4_1: return 3;
+    case AE_TYPE_Q8_0: return 7;
+    case AE_TYPE_Q5_0: return 8;
+    case AE_TYPE_Q5_1: return 9;
+    case AE_TYPE_Q2_K: return 10;
+    case AE_TYPE_Q3_K: return 12;
+    case AE_TYPE_Q4_K: return 15;
+    case AE_TYPE_Q5_K: return 17;
+    case AE_TYPE_Q6_K: return 18;
+    case AE_TYPE_BF16: return 32;
+    default: return 0;
+    }
+}
+
+static void synth_usage(FILE *f)
+{
+    fprintf(f, "usage: aetherc synth --arch llama --dim N --layers N --heads N [--kv-heads N] --ffn N --type TYPE\n"
+               "                     --vocab-from FILE -o OUT.gguf [options]\n\n"
+               "Writes a GGUF v3 model with random weights in llama.cpp's layout and a real tokenizer.\n\n");
+    for (int i = 0; i < F_COUNT; i++) {
+        char left[40];
+        snprintf(left, sizeof left, "%s%s%s", flags[i].name, flags[i].metavar ? " " : "",
+                 flags[i].metavar ? flags[i].metavar : "");
+        fprintf(f, "  %-18s %s%s\n", left, flags[i].help, flags[i].required ? " (required)" : "");
+    }
+    fprintf(f, "  %-18s %s\n", "-h, --help", "this text");
+    fprintf(f, "\nTypes: %s.\n"
+               "Every row length (--dim, --heads x head dim, --ffn) must be a multiple of the type's block size:\n"
+               "32 for q4_0 q4_1 q5_0 q5_1 q8_0, 256 for q2_k q3_k q4_k q5_k q6_k. Other lengths are an error naming\n"
+               "the tensor; there is no fallback to another type.\n\n"
+               "Weights: quant bits and block scales are drawn directly (no quantizer), so that the dequantized\n"
+               "values have the spread of a trained model's: projections N(0, 1/sqrt(fan_in)), attn_output and\n"
+               "ffn_down further times 1/sqrt(2 x layers); token_embd N(0, 1), or N(0, 0.02) with --tied;\n"
+               "output N(0, 4/sqrt(dim)); norms 1 + N(0, 0.1), output_norm times 8 sqrt(256/dim) with --tied.\n"
+               "Each tensor is seeded from (--seed, its name): the same flags give the same bytes.\n",
+            synth_type_list());
+}
+
+/* Prints "aetherc: <msg>" and the pointer to --help; returns the usage status 2. */
+static int synth_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int synth_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("aetherc: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs(" ('aetherc synth --help' lists the flags)\n", stderr);
+    return 2;
+}
+
+/* Parses one flag's value; returns 0, or 2 after printing what is wrong. */
+static int synth_parse_value(const struct flag *fl, const char *arg, struct flag_value *v)
+{
+    char *end;
+    switch (fl->kind) {
+    case FLAG_STR:
+        if (!*arg)
+            return synth_usage_error("%s: expected a value, got an empty string", fl->name);
+        v->s = arg;
+        break;
+    case FLAG_UINT:
+    case FLAG_U64: {
+        errno = 0;
+        unsigned long long x = strtoull(arg, &end, 10);
+        bool ok = *arg >= '0' && *arg <= '9' && !*end && errno == 0;
+        if (fl->kind == FLAG_UINT && (!ok || x < 1 || x > fl->max))
+            return synth_usage_error("%s: expected an integer in 1..%" PRIu64 ", got '%s'", fl->name, fl->max, arg);
+        if (!ok)
+            return synth_usage_error("%s: expected an unsigned 64-bit integer, got '%s'", fl->name, arg);
+        v->u = x;
+        break;
+    }
+    case FLAG_FLOAT: {
+        errno = 0;
+        double x = strtod(arg, &end);
+        if (end == arg || *end || errno != 0 || !isfinite(x) || x <= 0 || x > 3.4e38)
+            return synth_usage_error("%s: expected a positive number, got '%s'", fl->name, arg);
+        v->f = x;
+        break;
+    }
+    case FLAG_BOOL:
+        return synth_usage_error("%s takes no value, got '%s'", fl->name, arg);
+    }
+    v->set = true;
+    return 0;
+}
+
+/* Fills vals from argv; returns -1 for --help (usage printed), 0, or 2 for a usage error. */
+static int synth_parse_flags(int argc, char **argv, struct flag_value *vals)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            synth_usage(stdout);
+            return -1;
+        }
+        int id = -1;
+        const char *inline_val = NULL;
+        for (int k = 0; k < F_COUNT && id < 0; k++) {
+            size_t n = strlen(flags[k].name);
+            if (!strncmp(arg, flags[k].name, n) && (arg[n] == 0 || (arg[n] == '=' && n > 2))) {
+                id = k;
+                inline_val = arg[n] ? arg + n + 1 : NULL;
+            }
+        }
+        if (id < 0)
+            return synth_usage_error(arg[0] == '-' ? "unknown flag '%s'" : "unexpected argument '%s'", arg);
+        const struct flag *fl = &flags[id];
+        if (fl->kind == FLAG_BOOL) {
+            if (inline_val)
+                return synth_parse_value(fl, inline_val, &vals[id]);
+            vals[id].set = true;
+            continue;
+        }
+        if (!inline_val) {
+            if (i + 1 >= argc)
+                return synth_usage_error("%s needs a value (%s)", fl->name, fl->metavar);
+            inline_val = argv[++i];
+        }
+        int rc = synth_parse_value(fl, inline_val, &vals[id]);
+        if (rc)
+            return rc;
+    }
+    for (int k = 0; k < F_COUNT; k++)
+        if (flags[k].required && !vals[k].set)
+            return synth_usage_error("missing %s %s", flags[k].name, flags[k].metavar);
+    return 0;
+}
+
+/* The model's shape after defaults and checks. */
+struct synth_shape {
+    uint32_t dim, layers, heads, kv_heads, ffn, head_dim, ctx, vocab;
+    uint32_t type;
+    bool tied;
+};
+
+/* Applies defaults and checks the flags against each other; 0 or 2. */
+static int synth_check_shape(const struct flag_value *v, struct synth_shape *sh)
+{
+    if (strcmp(v[F_ARCH].s, "llama"))
+        return synth_usage_error("--arch: '%s' is not supported (supported: llama)", v[F_ARCH].s);
+    int type = ae_type_from_name(v[F_TYPE].s);
+    if (type < 0 || !synth_type_supported((uint32_t)type))
+        return synth_usage_error("--type: '%s' is not supported; valid types: %s", v[F_TYPE].s, synth_type_list());
+    sh->type = (uint32_t)type;
+    sh->dim = (uint32_t)v[F_DIM].u;
+    sh->layers = (uint32_t)v[F_LAYERS].u;
+    sh->heads = (uint32_t)v[F_HEADS].u;
+    sh->kv_heads = v[F_KV_HEADS].set ? (uint32_t)v[F_KV_HEADS].u : sh->heads;
+    sh->ffn = (uint32_t)v[F_FFN].u;
+    sh->ctx = v[F_CTX].set ? (uint32_t)v[F_CTX].u : DEFAULT_CTX;
+    sh->tied = v[F_TIED].set;
+    if (sh->heads % sh->kv_heads)
+        return synth_usage_error("--kv-heads %" PRIu32 " does not divide --heads %" PRIu32, sh->kv_heads, sh->heads);
+    if (v[F_HEAD_DIM].set) {
+        sh->head_dim = (uint32_t)v[F_HEAD_DIM].u;
+        if (sh->head_dim % 2)
+            return synth_usage_error("--head-dim %" PRIu32 " is odd; rope rotates pairs, so it must be even",
+                                     sh->head_dim);
+    } else {
+        if (sh->dim % sh->heads)
+            return synth_usage_error("--dim %" PRIu32 " is not a multiple of --heads %" PRIu32 "; give --head-dim",
+                                     sh->dim, sh->heads);
+        sh->head_dim = sh->dim / sh->heads;
+        if (sh->head_dim % 2)
+            return synth_usage_error("--dim / --heads gives head dim %" PRIu32 ", which is odd; rope rotates pairs, "
+                                     "so give an even --head-dim", sh->head_dim);
+    }
+    if ((uint64_t)sh->heads * sh->head_dim > MAX_DIM)
+        return synth_usage_error("--heads x head dim = %" PRIu64 " is larger than %u",
+                                 (uint64_t)sh->heads * sh->head_dim, MAX_DIM);
+    return 0;
+}
+
+static void synth_add_tensor(struct synth_tensor *t, uint64_t *n, const char *name, uint32_t type, int64_t ne0,
+                             int64_t ne1, float mean, float std)
+{
+    struct synth_tensor *x = &t[(*n)++];
+    memset(x, 0, sizeof *x);
+    snprintf(x->name, sizeof x->name, "%s", name);
+    x->n_dims = ne1 ? 2 : 1;
+    x->ne[0] = ne0;
+    x->ne[1] = ne1 ? ne1 : 1;
+    x->type = type;
+    x->dist.mean = mean;
+    x->dist.std = std;
+}
+
+/* The llama tensor list, in the order convert_hf_to_gguf writes it. t holds 3 + 9 * layers entries. */
+static uint64_t synth_llama_tensors(const struct synth_shape *sh, struct synth_tensor *t)
+{
+    uint64_t n = 0;
+    const int64_t dim = sh->dim, q = (int64_t)sh->heads * sh->head_dim, kv = (int64_t)sh->kv_heads * sh->head_dim;
+    const float deep = 1.0f / sqrtf(2.0f * (float)sh->layers);
+    synth_add_tensor(t, &n, "token_embd.weight", sh->type, dim, sh->vocab, 0, sh->tied ? 0.02f : 1.0f);
+    for (uint32_t l = 0; l < sh->layers; l++) {
+        char name[64];
+#define LAYER_TENSOR(SUFFIX, TYPE, NE0, NE1, MEAN, STD)                                                                \
+    do {                                                                                                           \
+        snprintf(name, sizeof name, "blk.%" PRIu32 ".%s.weight", l, SUFFIX);                                     \
+        synth_add_tensor(t, &n, name, TYPE, NE0, NE1, MEAN, STD);                                                  \
+    } while (0)
+        LAYER_TENSOR("attn_norm", AE_TYPE_F32, dim, 0, 1.0f, 0.1f);
+        LAYER_TENSOR("attn_q", sh->type, dim, q, 0, 1 / sqrtf((float)dim));
+        LAYER_TENSOR("attn_k", sh->type, dim, kv, 0, 1 / sqrtf((float)dim));
+        LAYER_TENSOR("attn_v", sh->type, dim, kv, 0, 1 / sqrtf((float)dim));
+        LAYER_TENSOR("attn_output", sh->type, q, dim, 0, deep / sqrtf((float)q));
+        LAYER_TENSOR("ffn_norm", AE_TYPE_F32, dim, 0, 1.0f, 0.1f);
+        LAYER_TENSOR("ffn_gate", sh->type, dim, sh->ffn, 0, 1 / sqrtf((float)dim));
+        LAYER_TENSOR("ffn_up", sh->type, dim, sh->ffn, 0, 1 / sqrtf((float)dim));
+        LAYER_TENSOR("ffn_down", sh->type, sh->ffn, dim, 0, deep / sqrtf((float)sh->ffn));
+#undef LAYER_TENSOR
+    }
+    const float m = sh->tied ? 8.0f * sqrtf(256.0f / (float)dim) : 1.0f;
+    synth_add_tensor(t, &n, "output_norm.weight", AE_TYPE_F32, dim, 0, m, 0.1f * m);
+    if (!sh->tied)
+        synth_add_tensor(t, &n, "output.weight", sh->type, dim, sh->vocab, 0, 4 / sqrtf((float)dim));
+    return n;
+}
+
+static void synth_add_metadata(ae_gguf_writer *w, const struct synth_shape *sh, const struct flag_value *v)
+{
+    char key[96], name[96];
+    const char *arch = v[F_ARCH].s;
+#define ARCH_KEY(SUFFIX) (snprintf(key, sizeof key, "%s.%s", arch, SUFFIX), key)
+    ae_gguf_writer_add_str(w, "general.architecture", arch);
+    if (v[F_NAME].set)
+        snprintf(name, sizeof name, "%s", v[F_NAME].s);
+    else
+        snprintf(name, sizeof name, "synth-%s-%s", arch, ae_type_name(sh->type));
+    ae_gguf_writer_add_str(w, "general.name", name);
+    ae_gguf_writer_add_u32(w, ARCH_KEY("vocab_size"), sh->vocab);
+    ae_gguf_writer_add_u32(w, ARCH_KEY("context_length"), sh->ctx);
+    ae_gguf_writer_add_u32(w, ARCH_KEY("embedding_length"), sh->dim);
+    ae_gguf_writer_add_u32(w, ARCH_KEY("block_count"), sh->layers);
+    ae_gguf_writer_add_u32(w, ARCH_KEY("feed_forward_length"), sh->ffn);
+    ae_gguf_writer_add_u32(w, ARCH_KEY("rope.dimension_count"), sh->head_dim);
+    ae_gguf_writer_add_u32(w, ARCH_KEY("attention.head_count"), sh->heads);
+    ae_gguf_writer_add_u32(w, ARCH_KEY("attention.head_count_kv"), sh->kv_heads);
+    if ((uint64_t)sh->head_dim * sh->heads != sh->dim) {
+        ae_gguf_writer_add_u32(w, ARCH_KEY("attention.key_length"), sh->head_dim);
+        ae_gguf_writer_add_u32(w, ARCH_KEY("attention.value_length"), sh->head_dim);
+    }
+    ae_gguf_writer_add_f32(w, ARCH_KEY("rope.freq_base"), v[F_ROPE_BASE].set ? (float)v[F_ROPE_BASE].f : 10000.0f);
+    ae_gguf_writer_add_f32(w, ARCH_KEY("attention.layer_norm_rms_epsilon"), v[F_EPS].set ? (float)v[F_EPS].f : 1e-5f);
+    ae_gguf_writer_add_u32(w, "general.file_type", synth_file_type(sh->type));
+    ae_gguf_writer_add_u32(w, "general.quantization_version", 2);
+#undef ARCH_KEY
+}
+
+/* Opens the vocab file and reads its vocabulary size from the token list; 0, or 1 after printing why. */
+static int synth_open_vocab(const char *path, ae_gguf **out, uint32_t *vocab)
+{
+    ae_error err = {{0}};
+    ae_gguf *g;
+    if (ae_gguf_open(&g, path, &err) < 0) {
+        fprintf(stderr, "aetherc: --vocab-from: %s\n", err.msg);
+        return 1;
+    }
+    const struct ae_gguf_array *tokens;
+    int found = ae_gguf_get_arr(g, "tokenizer.ggml.tokens", AE_GGUF_STRING, &tokens, &err);
+    if (found < 0) {
+        fprintf(stderr, "aetherc: --vocab-from: %s\n", err.msg);
+        ae_gguf_close(g);
+        return 1;
+    }
+    if (found == 0 || tokens->n == 0 || tokens->n > UINT32_MAX) {
+        fprintf(stderr, "aetherc: --vocab-from: %s has no tokenizer.ggml.tokens array of 1..%" PRIu32
+                        " strings, so it gives no vocabulary\n", path, UINT32_MAX);
+        ae_gguf_close(g);
+        return 1;
+    }
+    *vocab = (uint32_t)tokens->n;
+    *out = g;
+    return 0;
+}
+
+/* Copies every tokenizer.* key of the vocab file, in its order; 0 or 1. */
+static int synth_copy_tokenizer(ae_gguf_writer *w, const ae_gguf *g)
+{
+    static const char prefix[] = "tokenizer.";
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        const struct ae_gguf_kv *kv = &g->kv[i];
+        if (kv->key.len < sizeof prefix - 1 || memcmp(kv->key.ptr, prefix, sizeof prefix - 1))
+            continue;
+        char *key = malloc(kv->key.len + 1);
+        if (!key) {
+            fprintf(stderr, "aetherc: out of memory\n");
+            return 1;
+        }
+        memcpy(key, kv->key.ptr, kv->key.len);
+        key[kv->key.len] = 0;
+        ae_gguf_writer_add_value(w, key, &kv->value);
+        free(key);
+    }
+    return 0;
+}
+
+static int synth_fill_cb(void *ctx, uint64_t tensor_index, void *buf, uint64_t n_bytes, ae_error *err)
+{
+    const struct synth_fill *f = ctx;
+    if (tensor_index >= f->n_tensors || f->tensors[tensor_index].n_bytes != n_bytes)
+        return ae_fail(err, "synth: the writer asked for tensor %" PRIu64 " with %" PRIu64 " bytes, which does not "
+                       "match the tensor list", tensor_index, n_bytes);
+    const struct synth_tensor *t = &f->tensors[tensor_index];
+    synth_fill_tensor(f->tables, t->type, t->dist, synth_tensor_seed(f->seed, t->name), t->ne[0], t->ne[1], buf,
+                      f->threads);
+    return 0;
+}
+
+static double synth_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 int cmd_synth(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "aetherc: 'synth' is not available yet\n");
-    return 1;
+    double t0 = synth_now();
+    struct flag_value v[F_COUNT];
+    memset(v, 0, sizeof v);
+    int rc = synth_parse_flags(argc, argv, v);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    struct synth_shape sh = {0};
+    if ((rc = synth_check_shape(v, &sh)))
+        return rc;
+
+    ae_gguf *vocab;
+    if (synth_open_vocab(v[F_VOCAB].s, &vocab, &sh.vocab))
+        return 1;
+    ae_gguf_writer *w = ae_gguf_writer_create();
+    struct synth_tensor *tensors = calloc(3 + 9 * (uint64_t)sh.layers, sizeof *tensors);
+    struct synth_tables *tables = synth_tables_create();
+    rc = 1;
+    if (!w || !tensors || !tables) {
+        fprintf(stderr, "aetherc: out of memory\n");
+        goto free_all;
+    }
+    synth_add_metadata(w, &sh, v);
+    if (synth_copy_tokenizer(w, vocab))
+        goto free_all;
+
+    uint64_t n_tensors = synth_llama_tensors(&sh, tensors), params = 0;
+    ae_error err = {{0}};
+    for (uint64_t i = 0; i < n_tensors; i++) {
+        struct synth_tensor *t = &tensors[i];
+        uint32_t bs = ae_type_info(t->type)->block_size;
+        if (t->ne[0] % bs) {
+            rc = synth_usage_error("tensor %s has rows of %" PRId64 " values, not a multiple of %s's block size %"
+                                   PRIu32 "; pick row lengths (--dim, --heads x head dim, --ffn) that are, or "
+                                   "another --type", t->name, t->ne[0], ae_type_name(t->type), bs);
+            goto free_all;
+        }
+        uint64_t n = (uint64_t)t->ne[0] * (uint64_t)t->ne[1];
+        if (ae_type_row_bytes(t->type, n, &t->n_bytes, &err) < 0 ||
+            ae_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, NULL, &err) < 0) {
+            fprintf(stderr, "aetherc: %s\n", err.msg);
+            goto free_all;
+        }
+        params += n;
+    }
+
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    struct synth_fill fill = {
+        tensors, n_tensors, tables, v[F_SEED].set ? v[F_SEED].u : DEFAULT_SEED,
+        v[F_THREADS].set ? (int)v[F_THREADS].u : cores < 1 ? 1 : cores > MAX_THREADS ? MAX_THREADS : (int)cores,
+    };
+    if (ae_gguf_writer_write_file(w, v[F_OUT].s, synth_fill_cb, &fill, &err) < 0) {
+        fprintf(stderr, "aetherc: %s\n", err.msg);
+        goto free_all;
+    }
+    struct stat st;
+    uint64_t bytes = stat(v[F_OUT].s, &st) == 0 ? (uint64_t)st.st_size : 0;
+    bool billions = params >= 1000000000u;
+    fprintf(stderr, "aetherc: wrote %s: %s %s, %.2f%s params, %" PRIu64 " bytes, %.2f s\n", v[F_OUT].s, v[F_ARCH].s,
+            ae_type_name(sh.type), (double)params / (billions ? 1e9 : 1e6), billions ? "B" : "M", bytes,
+            synth_now() - t0);
+    rc = 0;
+free_all:
+    synth_tables_destroy(tables);
+    free(tensors);
+    ae_gguf_writer_destroy(w);
+    ae_gguf_close(vocab);
+    return rc;
 }
