@@ -1,0 +1,201 @@
+/* The CPU compute kernels that generated programs call: quantized matrix multiplication for every
+ * supported weight type, the row-wise ops of a transformer, and attention over a KV cache.
+ *
+ * Matmul follows ggml's scheme so that results track llama.cpp: the f32 activations are first converted
+ * to the weight type's "vec type" (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the K-quants,
+ * F16 for F16, BF16 for BF16; F32 stays F32), then each output is a dot product of integers (or of
+ * half-precision values) per block, scaled by the blocks' scales. Each type has a scalar reference and
+ * some have AVX2 paths; the path is picked at run time from the CPU's features and an optional cap.
+ *
+ * Every output value is computed by one thread in one fixed order of float operations, and that order
+ * is the same in the scalar and the AVX2 code (integer sums are exact, float sums are kept in the same
+ * lanes and reduced by the same tree, products of half-precision values are exact so FMA changes
+ * nothing). The same inputs therefore give the same bytes for any thread count and either path.
+ *
+ * The ops follow ggml's CPU formulas (see each function). None of these functions allocates: scratch
+ * memory comes from the caller, sized by the *_scratch_size functions.
+ */
+#ifndef AE_KERNELS_H
+#define AE_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ae_error.h"
+#include "ae_pool.h"
+#include "ae_types.h"
+
+/* ---- CPU features (cpu.c) ------------------------------------------------------------------------- */
+
+/* Instruction-set levels of the kernels, in increasing order. AE_ISA_AVX2 means AVX2 + FMA + F16C. */
+enum ae_isa {
+    AE_ISA_SCALAR = 0,
+    AE_ISA_AVX2 = 1,
+};
+#define AE_ISA_COUNT 2
+
+/* The best level this CPU supports (AE_ISA_SCALAR on hosts other than x86-64). */
+enum ae_isa ae_cpu_host_isa(void);
+
+/* Caps the level the kernels use (for tests, and for programs built for a lesser target). The default
+ * cap is the highest level; a cap above what the host supports has no effect beyond it. */
+void ae_cpu_set_max_isa(enum ae_isa isa);
+
+/* The level the kernels use now: the lower of the host's level and the cap. */
+enum ae_isa ae_cpu_isa(void);
+
+/* "scalar", "avx2"; "unknown" for other values. */
+const char *ae_isa_name(enum ae_isa isa);
+
+/* Looks a level up by name (case-insensitive); returns -1 if there is none. */
+int ae_isa_from_name(const char *name);
+
+/* ---- Matmul (kernels_matmul.c) ------------------------------------------------------------------- */
+
+/* Whether ae_matmul handles weights of this type: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K,
+ * Q3_K, Q4_K, Q5_K, Q6_K. */
+bool ae_matmul_supports(uint32_t type);
+
+/* The type the activations are converted to for weights of this type (AE_TYPE_Q8_0, ...); the weight
+ * type itself for F32, F16 and BF16. Returns AE_TYPE_ID_LIMIT for unsupported types. */
+uint32_t ae_matmul_vec_type(uint32_t type);
+
+/* Bytes of scratch that ae_matmul needs for M rows of K activations; 0 for F32 weights (whose
+ * activations are used as they are) and for unsupported types or K that is not a whole number of
+ * blocks. The scratch must be 4-byte aligned (64 is best). */
+size_t ae_matmul_scratch_size(uint32_t type, int64_t K, int64_t M);
+
+/* Y[m][n] = sum_k X[m][k] * W[n][k], for m < M and n < N.
+ *   W: N rows of K values of the given ggml type, row n contiguous (as stored in GGUF); 2-byte aligned
+ *      (4 for F32).
+ *   X: M rows of K floats; Y: M rows of N floats; scratch: ae_matmul_scratch_size(type, K, M) bytes.
+ * Fails (-1, err set) for an unsupported type, K not a multiple of the type's block size, a negative
+ * size, or a misaligned W or scratch. pool may be NULL (one thread). */
+int ae_matmul(uint32_t type, const void *W, int64_t N, int64_t K, const float *X, int64_t M, float *Y,
+              void *scratch, ae_pool *pool, ae_error *err);
+
+/* ae_matmul in two steps, so that one converted input serves several weights (Q, K and V; gate and up):
+ * ae_matmul_quantize converts X into Xq (ae_matmul_scratch_size bytes; for F32 weights it does nothing
+ * and Xq is X itself), and ae_matmul_prequantized multiplies W by the converted rows. Weights of
+ * different types may share Xq when their vec types agree. */
+int ae_matmul_quantize(uint32_t type, const float *X, int64_t K, int64_t M, void *Xq, ae_pool *pool,
+                       ae_error *err);
+int ae_matmul_prequantized(uint32_t type, const void *W, int64_t N, int64_t K, const void *Xq, int64_t M,
+                           float *Y, ae_pool *pool, ae_error *err);
+
+/* ---- Activation quantizers (kernels_quantize.c) -------------------------------------------------- */
+
+/* Each converts k floats (a multiple of the block size) into blocks of ae_quant_blocks.h, as ggml's
+ * reference quantizers do (quantize_row_q8_0_ref, q8_1_ref, q8_K_ref):
+ *   Q8_0: d = amax / 127, q = roundf(x / d) (computed as x * (1/d); ties away from zero), d stored fp16.
+ *   Q8_1: the same, plus s = fp16(d * sum(q)).
+ *   Q8_K: max = the value of largest magnitude, iscale = -127 / max, q = min(127, nearest(iscale * x))
+ *         (ties to even), d = 1 / iscale as f32, bsums = sums of each 16 quants; an all-zero block
+ *         has d = 0.
+ * F16 and BF16 round to nearest even. */
+void ae_quantize_row_q8_0(const float *x, void *y, int64_t k);
+void ae_quantize_row_q8_1(const float *x, void *y, int64_t k);
+void ae_quantize_row_q8_k(const float *x, void *y, int64_t k);
+void ae_convert_row_f16(const float *x, uint16_t *y, int64_t k);
+void ae_convert_row_bf16(const float *x, uint16_t *y, int64_t k);
+
+/* ---- Row kernels ---------------------------------------------------------------------------------- */
+
+/* *out = the dot product of one weight row w (k values of a weight type) with one activation row x
+ * (k values of that type's vec type). */
+typedef void (*ae_vec_dot_fn)(int64_t k, const void *w, const void *x, float *out);
+
+/* The row kernels of one instruction-set level. A NULL entry means the level has no kernel of its
+ * own for it, and the scalar one is used. */
+struct ae_kernel_set {
+    const char *name;
+    ae_vec_dot_fn vec_dot[AE_TYPE_ID_LIMIT];               /* by weight type */
+    void (*to_f16)(const float *x, uint16_t *y, int64_t n); /* f32 -> fp16, nearest even */
+    void (*mad_f16)(int64_t n, float *y, const uint16_t *x, float a); /* y[i] += a * fp16 x[i] */
+};
+
+/* The scalar set (complete for every supported type) and the AVX2 set (NULL on hosts other than
+ * x86-64, whatever the CPU). */
+const struct ae_kernel_set *ae_kernels_scalar(void);
+const struct ae_kernel_set *ae_kernels_avx2(void);
+
+/* The row dot that the matmul uses for this weight type at the current level; NULL when unsupported. */
+ae_vec_dot_fn ae_kernel_vec_dot(uint32_t type);
+
+/* ---- Ops (kernels_ops.c) ------------------------------------------------------------------------- */
+
+/* y = x / sqrt(mean(x^2) + eps) * w, per row of n (w may be NULL: no weight). As ggml: the sum of
+ * squares in double, scale = 1 / sqrtf(mean + eps) in float, then (x * scale) * w. x may equal y. */
+void ae_rms_norm(const float *x, const float *w, float *y, int64_t n_rows, int64_t n, float eps);
+
+/* y = exp(x - max) / sum, per row of n; the sum in double, as ggml. x may equal y. */
+void ae_softmax(const float *x, float *y, int64_t n_rows, int64_t n);
+
+/* y = x / (1 + exp(-x)). */
+void ae_silu(const float *x, float *y, int64_t n);
+
+/* GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2))).
+ * ae_gelu does what ggml's CPU backend does: x <= -10 gives 0, x >= 10 gives x, otherwise x is rounded
+ * to fp16, the formula is evaluated in float and the result rounded to fp16 (ggml's lookup table).
+ * ae_gelu_f32 evaluates the formula in float without the fp16 roundings. */
+void ae_gelu(const float *x, float *y, int64_t n);
+void ae_gelu_f32(const float *x, float *y, int64_t n);
+
+/* Tanh soft-capping: y = cap * tanh(x * (1 / cap)), as ggml's scale, tanh, scale. */
+void ae_softcap(const float *x, float *y, int64_t n, float cap);
+
+/* Rotary position embedding. */
+struct ae_rope_params {
+    int32_t n_rot;              /* rotated dimensions at the start of each head: even, <= head_dim */
+    bool neox;                  /* false: pairs (2i, 2i+1); true: pairs (i, i + n_rot/2) */
+    float freq_base;            /* e.g. 10000 */
+    float freq_scale;           /* 1 / linear scaling factor; 1 for none */
+    const float *freq_factors;  /* n_rot/2 divisors of the angles, or NULL */
+};
+#define AE_ROPE_MAX_ROT 1024
+
+/* Rotates x [n_tokens, n_heads, head_dim] (token t at position pos0 + t) into y (may equal x). For pair
+ * i (i < n_rot/2) at position p the angle is theta_i = freq_scale * (p * base^(-2i/n_rot)) / ff_i,
+ * computed as ggml's rope cache does: theta starts at (float)p and is multiplied by
+ * powf(base, -2/n_rot) once per pair, in float. (x0, x1) becomes (x0 cos - x1 sin, x0 sin + x1 cos).
+ * Dimensions from n_rot on are copied. Fails for odd, zero or too large n_rot. */
+int ae_rope(const float *x, float *y, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t pos0,
+            const struct ae_rope_params *p, ae_error *err);
+
+/* Attention of n_tokens queries over a KV cache. */
+struct ae_attn_params {
+    int64_t n_tokens;   /* T: query rows in this step */
+    int64_t pos0;       /* P: position of the first query; cache rows 0..P+T-1 must be stored */
+    int64_t n_ctx;      /* rows the cache holds */
+    int32_t n_head;     /* query heads */
+    int32_t n_head_kv;  /* key/value heads; divides n_head; head h reads kv head h / (n_head / n_head_kv) */
+    int32_t head_dim_k; /* of q and k */
+    int32_t head_dim_v; /* of v and of the output */
+    uint32_t kv_type;   /* AE_TYPE_F16 (llama.cpp's default) or AE_TYPE_F32 */
+    float scale;        /* multiplies q.k, usually 1/sqrt(head_dim_k) */
+    float softcap;      /* > 0: s = softcap * tanh(s / softcap) after the scale, before the mask */
+    int64_t window;     /* > 0: sliding window, query at p sees keys at j with p - window < j <= p */
+};
+
+/* Per-thread scratch for ae_attention: ae_pool_threads(pool) slices of (n_ctx floats + head_dim_k
+ * halves), rounded up to 64 bytes each. */
+size_t ae_attention_scratch_size(const struct ae_attn_params *p, int n_threads);
+
+/* out [T, n_head, head_dim_v] = softmax(mask(softcap(scale * q.k))) v for q [T, n_head, head_dim_k];
+ * k_cache [n_ctx, n_head_kv, head_dim_k], v_cache [n_ctx, n_head_kv, head_dim_v] of kv_type. Query t
+ * (position P + t) sees keys 0..P+t (causal) within the window. The softmax is computed in f32 with its
+ * sum in double. With an F16 cache, as llama.cpp's default CPU path does, q is rounded to fp16 for the
+ * q.k products and the softmax weights are rounded to fp16 before they multiply v. (llama.cpp's gemma2
+ * multiplies q by its scale before that rounding and passes scale 1; do the same to match it bit for
+ * bit.) Each (token, head) pair is one pool task. Fails for bad parameters (head counts, sizes,
+ * P + T > n_ctx, kv_type). */
+int ae_attention(const struct ae_attn_params *p, const float *q, const void *k_cache, const void *v_cache,
+                 float *out, void *scratch, ae_pool *pool, ae_error *err);
+
+/* Stores n_rows rows of row_len floats into rows pos0.. of a cache of n_ctx rows of kv_type (F16:
+ * rounded to nearest even; F32: copied). Fails when the rows do not fit or the type is not F16/F32. */
+int ae_kv_store(uint32_t kv_type, void *cache, int64_t n_ctx, int64_t row_len, int64_t pos0, const float *src,
+                int64_t n_rows, ae_error *err);
+
+#endif

@@ -1,0 +1,88 @@
+/* CPU feature detection for the kernels: which instruction-set level this host runs, and a cap on it.
+ *
+ * The library is built for baseline x86-64 (or any other host) and carries AVX2 kernels compiled with
+ * per-function target attributes; this file decides at run time whether they may run. The cap lets the
+ * tests run the scalar and the AVX2 paths side by side, and lets a program built for a lesser target
+ * keep to it.
+ */
+#include "ae_kernels.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+#include <strings.h>
+
+/* -1 until detected, then the host's enum ae_isa. */
+static atomic_int host_isa = -1;
+static atomic_int max_isa = AE_ISA_COUNT - 1;
+
+/* AVX2 needs the CPU's AVX2, FMA and F16C bits and the OS saving the YMM registers (XCR0 bits 1-2).
+ * Read with cpuid and xgetbv directly rather than __builtin_cpu_supports, whose support code lives in
+ * libgcc: programs linked by libtcc do not get libgcc. */
+static enum ae_isa cpu_detect(void)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return AE_ISA_SCALAR;
+    const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
+    if (!(fma && osxsave && avx && f16c))
+        return AE_ISA_SCALAR;
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    (void)xcr0_hi;
+    if ((xcr0_lo & 6u) != 6u || !__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 5)))
+        return AE_ISA_SCALAR;
+    return AE_ISA_AVX2;
+#else
+    return AE_ISA_SCALAR;
+#endif
+}
+
+enum ae_isa ae_cpu_host_isa(void)
+{
+    int isa = atomic_load_explicit(&host_isa, memory_order_relaxed);
+    if (isa < 0) { /* detection is idempotent, so racing first calls are harmless */
+        isa = (int)cpu_detect();
+        atomic_store_explicit(&host_isa, isa, memory_order_relaxed);
+    }
+    return (enum ae_isa)isa;
+}
+
+void ae_cpu_set_max_isa(enum ae_isa isa)
+{
+    int v = (int)isa;
+    if (v < 0)
+        v = AE_ISA_SCALAR;
+    if (v >= AE_ISA_COUNT)
+        v = AE_ISA_COUNT - 1;
+    atomic_store_explicit(&max_isa, v, memory_order_relaxed);
+}
+
+enum ae_isa ae_cpu_isa(void)
+{
+    const int host = (int)ae_cpu_host_isa();
+    const int cap = atomic_load_explicit(&max_isa, memory_order_relaxed);
+    return (enum ae_isa)(host < cap ? host : cap);
+}
+
+static const char *const isa_names[AE_ISA_COUNT] = {
+    [AE_ISA_SCALAR] = "scalar",
+    [AE_ISA_AVX2] = "avx2",
+};
+
+const char *ae_isa_name(enum ae_isa isa)
+{
+    const int v = (int)isa;
+    return v >= 0 && v < AE_ISA_COUNT ? isa_names[v] : "unknown";
+}
+
+int ae_isa_from_name(const char *name)
+{
+    for (int i = 0; name && i < AE_ISA_COUNT; i++)
+        if (strcasecmp(name, isa_names[i]) == 0)
+            return i;
+    return -1;
+}

@@ -1,0 +1,114 @@
+/* Activation quantizers: f32 rows into the blocks that the matmul's integer dot products read.
+ *
+ * Before a quantized matmul, llama.cpp converts the activations to the weight type's vec type; to track
+ * its results we convert them the same way, following ggml's reference quantizers value for value:
+ * Q8_0 and Q8_1 round x * (1/d) half away from zero (roundf), Q8_K rounds iscale * x to nearest even
+ * (ggml's nearest_int) and stores an f32 scale. Each product is its own statement so that no compiler
+ * fuses it into an FMA. The conversions run once per activation row, which is cheap next to the
+ * matmul, so they are plain scalar code.
+ */
+#include "ae_kernels.h"
+#include "ae_quant_blocks.h"
+
+#include <assert.h>
+#include <math.h>
+#include <string.h>
+
+/* The absolute maximum of n floats (0 for an all-zero block). */
+static float row_amax(const float *x, int n)
+{
+    float amax = 0.0f;
+    for (int j = 0; j < n; j++) {
+        const float a = fabsf(x[j]);
+        amax = amax > a ? amax : a;
+    }
+    return amax;
+}
+
+void ae_quantize_row_q8_0(const float *x, void *vy, int64_t k)
+{
+    assert(k % AE_QK == 0);
+    struct ae_block_q8_0 *y = vy;
+    for (int64_t i = 0; i < k / AE_QK; i++, x += AE_QK) {
+        const float d = row_amax(x, AE_QK) / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = ae_fp32_to_fp16(d);
+        for (int j = 0; j < AE_QK; j++) {
+            const float v = x[j] * id;
+            y[i].qs[j] = (int8_t)roundf(v);
+        }
+    }
+}
+
+void ae_quantize_row_q8_1(const float *x, void *vy, int64_t k)
+{
+    assert(k % AE_QK == 0);
+    struct ae_block_q8_1 *y = vy;
+    for (int64_t i = 0; i < k / AE_QK; i++, x += AE_QK) {
+        const float d = row_amax(x, AE_QK) / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        int sum = 0;
+        y[i].d = ae_fp32_to_fp16(d);
+        for (int j = 0; j < AE_QK; j++) {
+            const float v = x[j] * id;
+            y[i].qs[j] = (int8_t)roundf(v);
+            sum += y[i].qs[j];
+        }
+        const float s = (float)sum * d;
+        y[i].s = ae_fp32_to_fp16(s);
+    }
+}
+
+/* ggml's nearest_int: round to nearest, ties to even, through the float adder (|v| < 2^22). */
+static int nearest_even_int(float v)
+{
+    const float t = v + 12582912.0f; /* 1.5 * 2^23: the integer part lands in the low mantissa bits */
+    int32_t i;
+    memcpy(&i, &t, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+void ae_quantize_row_q8_k(const float *x, void *vy, int64_t k)
+{
+    assert(k % AE_QK_K == 0);
+    struct ae_block_q8_k *y = vy;
+    for (int64_t i = 0; i < k / AE_QK_K; i++, x += AE_QK_K) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < AE_QK_K; j++) {
+            const float a = fabsf(x[j]);
+            if (a > amax) {
+                amax = a;
+                max = x[j];
+            }
+        }
+        if (amax == 0.0f) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        const float iscale = -127.0f / max;
+        for (int j = 0; j < AE_QK_K; j++) {
+            const float v = iscale * x[j];
+            const int q = nearest_even_int(v);
+            y[i].qs[j] = (int8_t)(q < 127 ? q : 127);
+        }
+        for (int g = 0; g < AE_QK_K / 16; g++) {
+            int sum = 0;
+            for (int j = 0; j < 16; j++)
+                sum += y[i].qs[16 * g + j];
+            y[i].bsums[g] = (int16_t)sum;
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+
+void ae_convert_row_f16(const float *x, uint16_t *y, int64_t k)
+{
+    for (int64_t i = 0; i < k; i++)
+        y[i] = ae_fp32_to_fp16(x[i]);
+}
+
+void ae_convert_row_bf16(const float *x, uint16_t *y, int64_t k)
+{
+    for (int64_t i = 0; i < k; i++)
+        y[i] = ae_fp32_to_bf16(x[i]);
+}

@@ -1,0 +1,985 @@
+/* Tests of the CPU kernels (runtime/kernels_*.c): matmul for every weight type, the activation
+ * quantizers, the ops and attention.
+ *
+ * Matmul rows run real weights of the synthetic tiny-llama models (attn_q [256, 256] and ffn_down
+ * [768, 256] of each type), plus slices of them with an odd number of blocks and tails, against a
+ * double-precision reference computed from the dequantized weights (ae_dequantize_row) and the same
+ * converted activations. The error is measured against sum_k |w_k x_k|, which does not depend on
+ * cancellation; the bound of each type is in the table. The AVX2 path must give the scalar path's
+ * bytes exactly, and 1, 2, 3 and 4 threads must give the same bytes. The ops are checked against
+ * straightforward double formulas; attention also against a poisoned cache (NaN in every row it must
+ * not read).
+ */
+#include "ae_gguf.h"
+#include "ae_kernels.h"
+#include "ae_quant_blocks.h"
+#include "ae_types.h"
+#include "test_util.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ck_assert records its location on every call; checks inside loops use this, which only acts on
+ * failure. */
+#define EXPECT(cond, ...)                                                                                  \
+    do {                                                                                                   \
+        if (!(cond))                                                                                       \
+            ck_abort_msg(__VA_ARGS__);                                                                     \
+    } while (0)
+
+/* ---- deterministic inputs ------------------------------------------------------------------------- */
+
+static uint64_t rng_state;
+
+static void rng_seed(uint64_t seed)
+{
+    rng_state = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+}
+
+/* Uniform in [-1, 1). */
+static float rng_uniform(void)
+{
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((double)(rng_state >> 40) / (double)(1ULL << 23) - 1.0);
+}
+
+/* Roughly normal with unit variance: a sum of four uniforms. */
+static float rng_normal(void)
+{
+    return (rng_uniform() + rng_uniform() + rng_uniform() + rng_uniform()) * 0.8660254f;
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = aligned_alloc(64, (n + 63) & ~(size_t)63);
+    ck_assert_msg(p != NULL, "out of memory (%zu bytes)", n);
+    return p;
+}
+
+static bool host_has_avx2(void)
+{
+    return ae_cpu_host_isa() >= AE_ISA_AVX2;
+}
+
+/* ---- matmul against the double reference ---------------------------------------------------------- */
+
+struct mm_row {
+    const char *type_name; /* tiny-llama-<type>.gguf */
+    uint32_t type;
+    double tol;            /* max |y - ref| / sum |w x| */
+};
+
+/* The bounds: the integer dots are exact, so the error is float rounding of the block terms and sums
+ * (about 1e-7 of sum |w x|), except for Q4_1/Q5_1, whose block term m * s uses s = d * sum(q) stored
+ * as fp16 (ggml's Q8_1): up to 2^-11 of |m| sum |x| per block. */
+static const struct mm_row mm_rows[] = {
+    {"f32", AE_TYPE_F32, 2e-6},   {"f16", AE_TYPE_F16, 2e-6},   {"bf16", AE_TYPE_BF16, 2e-6},
+    {"q4_0", AE_TYPE_Q4_0, 2e-6}, {"q4_1", AE_TYPE_Q4_1, 2e-3}, {"q5_0", AE_TYPE_Q5_0, 2e-6},
+    {"q5_1", AE_TYPE_Q5_1, 2e-3}, {"q8_0", AE_TYPE_Q8_0, 2e-6}, {"q2_k", AE_TYPE_Q2_K, 2e-6},
+    {"q3_k", AE_TYPE_Q3_K, 2e-6}, {"q4_k", AE_TYPE_Q4_K, 2e-6}, {"q5_k", AE_TYPE_Q5_K, 2e-6},
+    {"q6_k", AE_TYPE_Q6_K, 2e-6},
+};
+#define N_MM_ROWS ((int)(sizeof mm_rows / sizeof mm_rows[0]))
+
+/* A weight matrix owned by the test: N rows of K values of type. */
+struct matrix {
+    uint32_t type;
+    int64_t N, K;
+    size_t row_bytes;
+    uint8_t *data;
+};
+
+static size_t type_row_bytes(uint32_t type, int64_t k)
+{
+    uint64_t n;
+    ae_error err;
+    ck_assert_msg(ae_type_row_bytes(type, (uint64_t)k, &n, &err) == 0, "%s", err.msg);
+    return (size_t)n;
+}
+
+/* Copies the first K values (whole blocks) of the first N rows of a model tensor. */
+static struct matrix matrix_from_model(const char *type_name, const char *tensor, uint32_t type, int64_t N, int64_t K)
+{
+    char rel[256];
+    ae_error err = {{0}};
+    ae_gguf *g = NULL;
+    snprintf(rel, sizeof rel, "models/synthetic/tiny-llama-%s.gguf", type_name);
+    ck_assert_msg(ae_gguf_open(&g, test_shared_path(rel), &err) == 0, "%s", err.msg);
+    const struct ae_gguf_tensor *t = ae_gguf_find_tensor(g, tensor);
+    ck_assert_msg(t != NULL, "%s: no tensor %s", rel, tensor);
+    ck_assert_msg(t->type == type, "%s %s: type %s, expected %s", rel, tensor, ae_type_name(t->type),
+                  ae_type_name(type));
+    ck_assert_msg(N <= t->ne[1] && K <= t->ne[0], "%s %s: [%" PRId64 ", %" PRId64 "] is smaller than the test needs", rel,
+                  tensor, t->ne[0], t->ne[1]);
+
+    struct matrix m = {.type = type, .N = N, .K = K, .row_bytes = type_row_bytes(type, K)};
+    const size_t src_row = type_row_bytes(type, t->ne[0]);
+    m.data = xmalloc(m.row_bytes * (size_t)N);
+    for (int64_t n = 0; n < N; n++)
+        memcpy(m.data + (size_t)n * m.row_bytes, (const uint8_t *)t->data + (size_t)n * src_row, m.row_bytes);
+    ae_gguf_close(g);
+    return m;
+}
+
+/* The activations as the kernels see them, back in f32: X converted to the vec type and widened. */
+static float *converted_activations(uint32_t type, const float *X, int64_t K, int64_t M)
+{
+    const uint32_t vt = ae_matmul_vec_type(type);
+    float *out = xmalloc((size_t)(K * M) * sizeof(float));
+    void *tmp = xmalloc(type_row_bytes(vt == AE_TYPE_F32 ? AE_TYPE_F32 : vt, K) + 64);
+    ae_error err = {{0}};
+    for (int64_t m = 0; m < M; m++) {
+        const float *x = X + m * K;
+        float *o = out + m * K;
+        switch (vt) {
+        case AE_TYPE_F32:
+            memcpy(o, x, (size_t)K * sizeof(float));
+            break;
+        case AE_TYPE_F16:
+            ae_convert_row_f16(x, tmp, K);
+            for (int64_t i = 0; i < K; i++)
+                o[i] = ae_fp16_to_fp32(((uint16_t *)tmp)[i]);
+            break;
+        case AE_TYPE_BF16:
+            ae_convert_row_bf16(x, tmp, K);
+            for (int64_t i = 0; i < K; i++)
+                o[i] = ae_bf16_to_fp32(((uint16_t *)tmp)[i]);
+            break;
+        case AE_TYPE_Q8_0:
+            ae_quantize_row_q8_0(x, tmp, K);
+            ck_assert_msg(ae_dequantize_row(AE_TYPE_Q8_0, tmp, o, K, &err) == 0, "%s", err.msg);
+            break;
+        case AE_TYPE_Q8_1: {
+            ae_quantize_row_q8_1(x, tmp, K);
+            const struct ae_block_q8_1 *b = tmp;
+            for (int64_t i = 0; i < K; i++)
+                o[i] = ae_fp16_to_fp32(b[i / AE_QK].d) * b[i / AE_QK].qs[i % AE_QK];
+            break;
+        }
+        case AE_TYPE_Q8_K:
+            ae_quantize_row_q8_k(x, tmp, K);
+            ck_assert_msg(ae_dequantize_row(AE_TYPE_Q8_K, tmp, o, K, &err) == 0, "%s", err.msg);
+            break;
+        default:
+            ck_abort_msg("no vec type %" PRIu32, vt);
+        }
+    }
+    free(tmp);
+    return out;
+}
+
+/* Runs ae_matmul at the given level with a pool of n_threads into a new buffer. */
+static float *run_matmul(const struct matrix *w, const float *X, int64_t M, enum ae_isa isa, int n_threads)
+{
+    ae_error err = {{0}};
+    ae_pool *pool = ae_pool_create(n_threads, &err);
+    ck_assert_msg(pool != NULL, "%s", err.msg);
+    const size_t scratch_bytes = ae_matmul_scratch_size(w->type, w->K, M);
+    void *scratch = scratch_bytes ? xmalloc(scratch_bytes) : NULL;
+    float *Y = xmalloc((size_t)(M * w->N) * sizeof(float));
+    memset(Y, 0xff, (size_t)(M * w->N) * sizeof(float)); /* NaN: every output must be written */
+    ae_cpu_set_max_isa(isa);
+    const int rc = ae_matmul(w->type, w->data, w->N, w->K, X, M, Y, scratch, pool, &err);
+    ae_cpu_set_max_isa(AE_ISA_AVX2);
+    ck_assert_msg(rc == 0, "matmul %s: %s", ae_type_name(w->type), err.msg);
+    free(scratch);
+    ae_pool_destroy(pool);
+    return Y;
+}
+
+/* Checks one matrix with M activation rows: the reference, AVX2 = scalar, thread counts. */
+static void check_matmul(const struct matrix *w, int64_t M, double tol, uint64_t seed, const char *what)
+{
+    rng_seed(seed);
+    float *X = xmalloc((size_t)(M * w->K) * sizeof(float));
+    for (int64_t i = 0; i < M * w->K; i++)
+        X[i] = rng_normal();
+
+    /* reference: dequantized weights times the converted activations, in double */
+    float *Wf = xmalloc((size_t)(w->N * w->K) * sizeof(float));
+    ae_error err = {{0}};
+    for (int64_t n = 0; n < w->N; n++)
+        ck_assert_msg(ae_dequantize_row(w->type, w->data + (size_t)n * w->row_bytes, Wf + n * w->K, w->K, &err) == 0,
+                      "%s", err.msg);
+    float *Xc = converted_activations(w->type, X, w->K, M);
+
+    float *Ys = run_matmul(w, X, M, AE_ISA_SCALAR, 1);
+    double worst = 0.0;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < w->N; n++) {
+            double ref = 0.0, mag = 0.0;
+            for (int64_t k = 0; k < w->K; k++) {
+                const double p = (double)Wf[n * w->K + k] * (double)Xc[m * w->K + k];
+                ref += p;
+                mag += fabs(p);
+            }
+            const double y = Ys[m * w->N + n];
+            EXPECT(isfinite(y), "%s M=%" PRId64 ": y[%" PRId64 "][%" PRId64 "] = %g", what, M, m, n, y);
+            const double e = fabs(y - ref) / (mag > 0 ? mag : 1.0);
+            worst = e > worst ? e : worst;
+            EXPECT(e <= tol, "%s M=%" PRId64 ": y[%" PRId64 "][%" PRId64 "] = %.9g, reference %.9g, error %.3g of sum|wx| %.4g > %.3g",
+                   what, M, m, n, y, ref, e, mag, tol);
+        }
+
+    const size_t bytes = (size_t)(M * w->N) * sizeof(float);
+    if (host_has_avx2()) {
+        float *Ya = run_matmul(w, X, M, AE_ISA_AVX2, 1);
+        for (int64_t i = 0; i < M * w->N; i++)
+            EXPECT(memcmp(&Ya[i], &Ys[i], sizeof(float)) == 0, "%s M=%" PRId64 ": AVX2 y[%" PRId64 "] = %.9g, scalar %.9g", what,
+                   M, i, Ya[i], Ys[i]);
+        free(Ya);
+    }
+    const enum ae_isa best = ae_cpu_host_isa();
+    for (int threads = 2; threads <= 4; threads++) {
+        float *Yt = run_matmul(w, X, M, best, threads);
+        EXPECT(memcmp(Yt, Ys, bytes) == 0, "%s M=%" PRId64 ": %d threads differ from one", what, M, threads);
+        free(Yt);
+    }
+    if (getenv("AE_KERNELS_VERBOSE"))
+        fprintf(stderr, "%-40s M=%-3" PRId64 " worst error %.3g of sum|wx|\n", what, M, worst);
+    free(Ys);
+    free(Xc);
+    free(Wf);
+    free(X);
+}
+
+START_TEST(test_matmul_model)
+{
+    const struct mm_row *r = &mm_rows[_i];
+    static const struct {
+        const char *tensor;
+        int64_t N, K;
+    } shapes[] = {
+        {"blk.0.attn_q.weight", 256, 256},
+        {"blk.0.ffn_down.weight", 256, 768},
+    };
+    static const int64_t Ms[] = {1, 3, 17};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        struct matrix w = matrix_from_model(r->type_name, shapes[s].tensor, r->type, shapes[s].N, shapes[s].K);
+        for (size_t j = 0; j < sizeof Ms / sizeof Ms[0]; j++) {
+            char what[128];
+            snprintf(what, sizeof what, "%s %s", r->type_name, shapes[s].tensor);
+            check_matmul(&w, Ms[j], r->tol, 1000 + (uint64_t)(s * 10 + j), what);
+        }
+        free(w.data);
+    }
+}
+END_TEST
+
+/* Odd shapes: N = 37 (not a multiple of any split), an odd number of blocks (the even/odd accumulators
+ * and the lone last block), and for F32/F16/BF16 a K with a tail shorter than the 32 lanes. */
+START_TEST(test_matmul_odd_shapes)
+{
+    const struct mm_row *r = &mm_rows[_i];
+    const int64_t bs = ae_type_info(r->type)->block_size;
+    int64_t K;
+    const char *tensor;
+    if (bs == 1) {
+        K = 45;
+        tensor = "blk.0.attn_q.weight";
+    } else if (bs == AE_QK) {
+        K = 3 * AE_QK;
+        tensor = "blk.0.attn_q.weight";
+    } else {
+        K = 3 * AE_QK_K;
+        tensor = "blk.0.ffn_down.weight";
+    }
+    struct matrix w = matrix_from_model(r->type_name, tensor, r->type, 37, K);
+    static const int64_t Ms[] = {1, 3, 17};
+    for (size_t j = 0; j < sizeof Ms / sizeof Ms[0]; j++) {
+        char what[128];
+        snprintf(what, sizeof what, "%s %s [%" PRId64 ", 37]", r->type_name, tensor, K);
+        check_matmul(&w, Ms[j], r->tol, 2000 + j, what);
+    }
+    /* one block: nothing in the odd accumulators */
+    struct matrix w1 = matrix_from_model(r->type_name, tensor, r->type, 5, bs == 1 ? 7 : bs);
+    check_matmul(&w1, 2, r->tol, 3000, "one block");
+    free(w1.data);
+    free(w.data);
+}
+END_TEST
+
+/* Q8_0 weights with scale 1 and activations whose largest value is 127 (scale 1): every product is an
+ * integer, so the result is exact, on every path. */
+START_TEST(test_matmul_exact_q8_0)
+{
+    enum { N = 3, K = 64, M = 2 };
+    struct ae_block_q8_0 W[N][K / AE_QK];
+    float X[M][K];
+    double expect[M][N] = {{0}};
+    for (int n = 0; n < N; n++)
+        for (int b = 0; b < K / AE_QK; b++) {
+            W[n][b].d = 0x3c00; /* 1.0 */
+            for (int j = 0; j < AE_QK; j++)
+                W[n][b].qs[j] = (int8_t)((n * 37 + b * 11 + j * 5) % 255 - 127);
+        }
+    W[1][1].qs[3] = -128; /* the format allows it; the sign trick of the AVX2 path must too */
+    for (int m = 0; m < M; m++)
+        for (int k = 0; k < K; k++)
+            X[m][k] = (k % AE_QK == 0) ? 127.0f : (float)((m * 13 + k * 7) % 101 - 50);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++)
+            for (int k = 0; k < K; k++)
+                expect[m][n] += (double)W[n][k / AE_QK].qs[k % AE_QK] * X[m][k];
+
+    for (int isa = 0; isa <= (int)ae_cpu_host_isa(); isa++) {
+        float Y[M][N];
+        unsigned char scratch[M * (K / AE_QK) * sizeof(struct ae_block_q8_0)] __attribute__((aligned(64)));
+        ck_assert_uint_eq(ae_matmul_scratch_size(AE_TYPE_Q8_0, K, M), sizeof scratch);
+        ae_error err = {{0}};
+        ae_cpu_set_max_isa((enum ae_isa)isa);
+        ck_assert_msg(ae_matmul(AE_TYPE_Q8_0, W, N, K, &X[0][0], M, &Y[0][0], scratch, NULL, &err) == 0, "%s",
+                      err.msg);
+        ae_cpu_set_max_isa(AE_ISA_AVX2);
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++)
+                ck_assert_msg(Y[m][n] == (float)expect[m][n], "%s: y[%d][%d] = %.9g, expected %.9g",
+                              ae_isa_name((enum ae_isa)isa), m, n, Y[m][n], expect[m][n]);
+    }
+}
+END_TEST
+
+/* One converted input serves two weights (the Q/K/V pattern) and gives ae_matmul's bytes. */
+START_TEST(test_matmul_prequantized)
+{
+    struct matrix w = matrix_from_model("q4_k", "blk.0.attn_q.weight", AE_TYPE_Q4_K, 64, 256);
+    enum { M = 3 };
+    float X[M * 256];
+    rng_seed(7);
+    for (int i = 0; i < M * 256; i++)
+        X[i] = rng_normal();
+    ae_error err = {{0}};
+    void *xq = xmalloc(ae_matmul_scratch_size(AE_TYPE_Q4_K, 256, M));
+    ck_assert_msg(ae_matmul_quantize(AE_TYPE_Q4_K, X, 256, M, xq, NULL, &err) == 0, "%s", err.msg);
+    float Y1[M * 64], Y2[M * 64];
+    ck_assert_msg(ae_matmul_prequantized(AE_TYPE_Q4_K, w.data, 64, 256, xq, M, Y1, NULL, &err) == 0, "%s", err.msg);
+    ck_assert_msg(ae_matmul_prequantized(AE_TYPE_Q4_K, w.data, 64, 256, xq, M, Y2, NULL, &err) == 0, "%s", err.msg);
+    float *Y = run_matmul(&w, X, M, ae_cpu_host_isa(), 1);
+    ck_assert(memcmp(Y1, Y, sizeof Y1) == 0);
+    ck_assert(memcmp(Y2, Y, sizeof Y2) == 0);
+    free(Y);
+    free(xq);
+    free(w.data);
+}
+END_TEST
+
+START_TEST(test_matmul_errors)
+{
+    ae_error err = {{0}};
+    float x[256] = {0}, y[4];
+    uint8_t w[1024] __attribute__((aligned(64))) = {0};
+    uint8_t scratch[1024] __attribute__((aligned(64)));
+
+    ck_assert_int_eq(ae_matmul(AE_TYPE_IQ2_XXS, w, 1, 256, x, 1, y, scratch, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "iq2_xxs") && strstr(err.msg, "not supported"), "%s", err.msg);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_Q8_1, w, 1, 32, x, 1, y, scratch, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "q8_1"), "%s", err.msg);
+    ck_assert_int_eq(ae_matmul(999, w, 1, 32, x, 1, y, scratch, NULL, &err), -1);
+
+    ck_assert_int_eq(ae_matmul(AE_TYPE_Q4_0, w, 1, 48, x, 1, y, scratch, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "K=48") && strstr(err.msg, "multiple"), "%s", err.msg);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_Q4_K, w, 1, 128, x, 1, y, scratch, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "256"), "%s", err.msg);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_Q4_0, w, -1, 32, x, 1, y, scratch, NULL, &err), -1);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_Q4_0, w + 1, 1, 32, x, 1, y, scratch, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "aligned"), "%s", err.msg);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_Q4_0, w, 1, 32, x, 1, y, NULL, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "scratch"), "%s", err.msg);
+
+    ck_assert(!ae_matmul_supports(AE_TYPE_Q8_K));
+    ck_assert_uint_eq(ae_matmul_vec_type(AE_TYPE_Q5_1), AE_TYPE_Q8_1);
+    ck_assert_uint_eq(ae_matmul_vec_type(AE_TYPE_Q3_K), AE_TYPE_Q8_K);
+    ck_assert_uint_eq(ae_matmul_vec_type(AE_TYPE_Q5_0), AE_TYPE_Q8_0);
+    ck_assert_uint_eq(ae_matmul_vec_type(AE_TYPE_BF16), AE_TYPE_BF16);
+    ck_assert_uint_eq(ae_matmul_vec_type(AE_TYPE_IQ4_NL), AE_TYPE_ID_LIMIT);
+    ck_assert_uint_eq(ae_matmul_scratch_size(AE_TYPE_F32, 256, 4), 0);
+    ck_assert_uint_eq(ae_matmul_scratch_size(AE_TYPE_Q4_K, 512, 3), 3 * 2 * sizeof(struct ae_block_q8_k));
+
+    /* K = 0: empty sums */
+    y[0] = y[1] = 1.0f;
+    ck_assert_int_eq(ae_matmul(AE_TYPE_F16, w, 2, 0, x, 1, y, NULL, NULL, &err), 0);
+    ck_assert(y[0] == 0.0f && y[1] == 0.0f);
+}
+END_TEST
+
+START_TEST(test_cpu_isa)
+{
+    const enum ae_isa host = ae_cpu_host_isa();
+#if defined(__x86_64__)
+    ck_assert_int_eq(host == AE_ISA_AVX2, __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                                              __builtin_cpu_supports("f16c"));
+#else
+    ck_assert_int_eq(host, AE_ISA_SCALAR);
+#endif
+    ae_cpu_set_max_isa(AE_ISA_SCALAR);
+    ck_assert_int_eq(ae_cpu_isa(), AE_ISA_SCALAR);
+    ck_assert(ae_kernel_vec_dot(AE_TYPE_Q4_0) == ae_kernels_scalar()->vec_dot[AE_TYPE_Q4_0]);
+    ae_cpu_set_max_isa(AE_ISA_AVX2);
+    ck_assert_int_eq(ae_cpu_isa(), host);
+    if (host >= AE_ISA_AVX2)
+        ck_assert(ae_kernel_vec_dot(AE_TYPE_Q4_0) == ae_kernels_avx2()->vec_dot[AE_TYPE_Q4_0]);
+    ck_assert(ae_kernel_vec_dot(AE_TYPE_IQ2_XS) == NULL);
+    ck_assert_str_eq(ae_isa_name(AE_ISA_AVX2), "avx2");
+    ck_assert_int_eq(ae_isa_from_name("SCALAR"), AE_ISA_SCALAR);
+    ck_assert_int_eq(ae_isa_from_name("avx9"), -1);
+}
+END_TEST
+
+/* ---- activation quantizers ------------------------------------------------------------------------ */
+
+START_TEST(test_quantize_q8_0)
+{
+    float x[2 * AE_QK] = {0};
+    /* amax 127 gives d = 1, so q = roundf(x): ties go away from zero */
+    const float vals[] = {127.0f, 2.5f, -2.5f, 0.5f, -0.5f, 1.49f, -126.6f, 3.0f};
+    const int8_t want[] = {127, 3, -3, 1, -1, 1, -127, 3};
+    memcpy(x, vals, sizeof vals);
+    struct ae_block_q8_0 y[2];
+    ae_quantize_row_q8_0(x, y, 2 * AE_QK);
+    ck_assert_uint_eq(y[0].d, 0x3c00);
+    for (size_t j = 0; j < sizeof want; j++)
+        ck_assert_msg(y[0].qs[j] == want[j], "q[%zu] = %d, expected %d", j, y[0].qs[j], want[j]);
+    for (int j = sizeof want; j < AE_QK; j++)
+        ck_assert_int_eq(y[0].qs[j], 0);
+    /* an all-zero block: d = 0, q = 0 */
+    ck_assert_uint_eq(y[1].d, 0);
+    for (int j = 0; j < AE_QK; j++)
+        ck_assert_int_eq(y[1].qs[j], 0);
+
+    /* random rows: |x - d q| <= d / 2 (plus the fp16 rounding of d) */
+    rng_seed(11);
+    float r[4 * AE_QK], back[4 * AE_QK];
+    for (int i = 0; i < 4 * AE_QK; i++)
+        r[i] = rng_normal() * 3.0f;
+    struct ae_block_q8_0 q[4];
+    ae_quantize_row_q8_0(r, q, 4 * AE_QK);
+    ae_error err;
+    ck_assert(ae_dequantize_row(AE_TYPE_Q8_0, q, back, 4 * AE_QK, &err) == 0);
+    for (int i = 0; i < 4 * AE_QK; i++) {
+        const float d = ae_fp16_to_fp32(q[i / AE_QK].d);
+        EXPECT(fabsf(back[i] - r[i]) <= 0.5f * d + 127.0f * d * 1e-3f, "q8_0 value %d: %g back as %g", i, r[i], back[i]);
+    }
+}
+END_TEST
+
+START_TEST(test_quantize_q8_1)
+{
+    float x[AE_QK] = {127.0f, 2.5f, -2.5f, 0.5f, 10.0f};
+    struct ae_block_q8_1 y;
+    ae_quantize_row_q8_1(x, &y, AE_QK);
+    ck_assert_uint_eq(y.d, 0x3c00);
+    ck_assert_int_eq(y.qs[0], 127);
+    ck_assert_int_eq(y.qs[1], 3);
+    ck_assert_int_eq(y.qs[2], -3);
+    ck_assert_int_eq(y.qs[3], 1);
+    ck_assert_int_eq(y.qs[4], 10);
+    ck_assert_uint_eq(y.s, ae_fp32_to_fp16(138.0f)); /* d * sum(q) = 127 + 3 - 3 + 1 + 10 */
+
+    rng_seed(12);
+    for (int i = 0; i < AE_QK; i++)
+        x[i] = rng_normal();
+    ae_quantize_row_q8_1(x, &y, AE_QK);
+    int sum = 0;
+    for (int i = 0; i < AE_QK; i++)
+        sum += y.qs[i];
+    ck_assert_uint_eq(y.s, ae_fp32_to_fp16((float)sum * ae_fp16_to_fp32(y.d)));
+}
+END_TEST
+
+START_TEST(test_quantize_q8_k)
+{
+    float x[2 * AE_QK_K] = {0};
+    struct ae_block_q8_k y[3];
+    /* the largest magnitude is -127: iscale = 1, q = nearest-even(x), d = 1 */
+    x[0] = -127.0f;
+    x[1] = 2.5f;  /* ties to even: 2 */
+    x[2] = 3.5f;  /* 4 */
+    x[3] = -2.5f; /* -2 */
+    x[17] = 100.2f;
+    /* second block: the largest is +127, iscale = -1, so q = -x and d = -1 */
+    x[AE_QK_K] = 127.0f;
+    x[AE_QK_K + 1] = 2.5f;
+    ae_quantize_row_q8_k(x, y, 2 * AE_QK_K);
+    ck_assert(y[0].d == 1.0f);
+    ck_assert_int_eq(y[0].qs[0], -127);
+    ck_assert_int_eq(y[0].qs[1], 2);
+    ck_assert_int_eq(y[0].qs[2], 4);
+    ck_assert_int_eq(y[0].qs[3], -2);
+    ck_assert_int_eq(y[0].qs[17], 100);
+    ck_assert_int_eq(y[0].bsums[0], -127 + 2 + 4 - 2);
+    ck_assert_int_eq(y[0].bsums[1], 100);
+    ck_assert(y[1].d == -1.0f);
+    ck_assert_int_eq(y[1].qs[0], -127);
+    ck_assert_int_eq(y[1].qs[1], -2);
+
+    /* all zero: d = 0, everything 0 */
+    memset(&y[2], 0x55, sizeof y[2]);
+    float z[AE_QK_K] = {0};
+    ae_quantize_row_q8_k(z, &y[2], AE_QK_K);
+    ck_assert(y[2].d == 0.0f);
+    for (int j = 0; j < AE_QK_K; j++)
+        ck_assert_int_eq(y[2].qs[j], 0);
+    for (int j = 0; j < AE_QK_K / 16; j++)
+        ck_assert_int_eq(y[2].bsums[j], 0);
+
+    /* random rows: bsums are the group sums, |x - d q| <= |d| / 2 */
+    rng_seed(13);
+    float r[AE_QK_K];
+    for (int i = 0; i < AE_QK_K; i++)
+        r[i] = rng_normal();
+    ae_quantize_row_q8_k(r, &y[0], AE_QK_K);
+    for (int g = 0; g < 16; g++) {
+        int s = 0;
+        for (int j = 0; j < 16; j++)
+            s += y[0].qs[16 * g + j];
+        ck_assert_int_eq(y[0].bsums[g], s);
+    }
+    for (int i = 0; i < AE_QK_K; i++)
+        EXPECT(fabsf(y[0].d * y[0].qs[i] - r[i]) <= 0.5001f * fabsf(y[0].d), "q8_k value %d: %g", i, r[i]);
+}
+END_TEST
+
+START_TEST(test_convert_f16_bf16)
+{
+    const float x[] = {1.0f, -2.5f, 65504.0f, 1e-8f, 3.14159265f, 70000.0f, -0.0f, 1.0009765625f, 1.00048828125f};
+    const int n = sizeof x / sizeof x[0];
+    uint16_t h[16], b[16];
+    ae_convert_row_f16(x, h, n);
+    ae_convert_row_bf16(x, b, n);
+    for (int i = 0; i < n; i++) {
+        ck_assert_uint_eq(h[i], ae_fp32_to_fp16(x[i]));
+        ck_assert_uint_eq(b[i], ae_fp32_to_bf16(x[i]));
+    }
+    if (host_has_avx2()) { /* the AVX2 conversion rounds the same way, tail included */
+        float many[37];
+        uint16_t s[37], a[37];
+        rng_seed(14);
+        for (int i = 0; i < 37; i++)
+            many[i] = rng_normal() * (i % 3 ? 1.0f : 30000.0f);
+        ae_kernels_scalar()->to_f16(many, s, 37);
+        ae_kernels_avx2()->to_f16(many, a, 37);
+        ck_assert(memcmp(s, a, sizeof s) == 0);
+    }
+}
+END_TEST
+
+/* ---- ops ------------------------------------------------------------------------------------------ */
+
+/* |got - want| <= tol * scale, per value. */
+static void expect_close(const float *got, const double *want, int64_t n, double tol, double scale, const char *what)
+{
+    for (int64_t i = 0; i < n; i++)
+        EXPECT(fabs(got[i] - want[i]) <= tol * scale, "%s[%" PRId64 "] = %.9g, expected %.9g (tolerance %.3g)", what, i,
+               got[i], want[i], tol * scale);
+}
+
+START_TEST(test_rms_norm)
+{
+    enum { R = 3, N = 96 };
+    float x[R * N], w[N], y[R * N];
+    double want[R * N];
+    rng_seed(20);
+    for (int i = 0; i < R * N; i++)
+        x[i] = rng_normal() * (float)(1 + i / N * 10);
+    for (int i = 0; i < N; i++)
+        w[i] = 1.0f + 0.1f * rng_normal();
+    const float eps = 1e-5f;
+    for (int r = 0; r < R; r++) {
+        double ss = 0;
+        for (int i = 0; i < N; i++)
+            ss += (double)x[r * N + i] * x[r * N + i];
+        const double s = 1.0 / sqrt(ss / N + eps);
+        for (int i = 0; i < N; i++)
+            want[r * N + i] = x[r * N + i] * s * w[i];
+    }
+    ae_rms_norm(x, w, y, R, N, eps);
+    expect_close(y, want, R * N, 1e-6, 4.0, "rms_norm");
+    /* without weight, in place */
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < N; i++)
+            want[r * N + i] /= w[i];
+    ae_rms_norm(x, NULL, x, R, N, eps);
+    expect_close(x, want, R * N, 1e-6, 4.0, "rms_norm in place");
+}
+END_TEST
+
+START_TEST(test_softmax)
+{
+    enum { R = 2, N = 77 };
+    float x[R * N], y[R * N];
+    double want[R * N];
+    rng_seed(21);
+    for (int i = 0; i < R * N; i++)
+        x[i] = rng_normal() * 5.0f + (i < N ? 0.0f : 300.0f); /* the second row tests the max shift */
+    x[5] = -INFINITY; /* a masked value */
+    for (int r = 0; r < R; r++) {
+        double max = -INFINITY, sum = 0;
+        for (int i = 0; i < N; i++)
+            max = x[r * N + i] > max ? x[r * N + i] : max;
+        for (int i = 0; i < N; i++)
+            sum += exp(x[r * N + i] - max);
+        for (int i = 0; i < N; i++)
+            want[r * N + i] = exp(x[r * N + i] - max) / sum;
+    }
+    ae_softmax(x, y, R, N);
+    expect_close(y, want, R * N, 1e-6, 1.0, "softmax");
+    ck_assert(y[5] == 0.0f);
+    ae_softmax(x, x, R, N);
+    ck_assert(memcmp(x, y, sizeof y) == 0);
+}
+END_TEST
+
+START_TEST(test_activations)
+{
+    enum { N = 400 };
+    float x[N], y[N];
+    double want[N];
+    for (int i = 0; i < N; i++)
+        x[i] = -12.0f + 24.0f * (float)i / N + 0.0123f;
+
+    ae_silu(x, y, N);
+    for (int i = 0; i < N; i++)
+        want[i] = x[i] / (1.0 + exp(-(double)x[i]));
+    expect_close(y, want, N, 1e-6, 12.0, "silu");
+
+    const double c = sqrt(2.0 / M_PI);
+    for (int i = 0; i < N; i++) {
+        const double v = x[i];
+        want[i] = 0.5 * v * (1.0 + tanh(c * v * (1.0 + 0.044715 * v * v)));
+    }
+    ae_gelu_f32(x, y, N);
+    expect_close(y, want, N, 1e-6, 12.0, "gelu_f32");
+
+    /* ggml's GELU: fp16 input, fp16 output, identity and zero beyond +-10 */
+    ae_gelu(x, y, N);
+    for (int i = 0; i < N; i++) {
+        double g;
+        if (x[i] <= -10.0f) {
+            g = 0.0;
+        } else if (x[i] >= 10.0f) {
+            g = x[i];
+        } else {
+            const double h = ae_fp16_to_fp32(ae_fp32_to_fp16(x[i]));
+            g = 0.5 * h * (1.0 + tanh(c * h * (1.0 + 0.044715 * h * h)));
+        }
+        /* one fp16 rounding of the result: half an ulp of 2^-11 relative, plus the f32 formula */
+        EXPECT(fabs(y[i] - g) <= fabs(g) * (1.0 / 2048.0) + 1e-7, "gelu(%g) = %.9g, expected %.9g", x[i], y[i], g);
+        const uint16_t h16 = ae_fp32_to_fp16(y[i]);
+        EXPECT(x[i] >= 10.0f || ae_fp16_to_fp32(h16) == y[i], "gelu(%g) = %.9g is not an fp16 value", x[i], y[i]);
+    }
+
+    const float cap = 30.0f;
+    float big[N];
+    for (int i = 0; i < N; i++)
+        big[i] = x[i] * 10.0f;
+    ae_softcap(big, y, N, cap);
+    for (int i = 0; i < N; i++)
+        want[i] = cap * tanh(big[i] / cap);
+    expect_close(y, want, N, 1e-6, 30.0, "softcap");
+}
+END_TEST
+
+/* The rope reference: angles as ggml builds them (float, theta *= theta_scale per pair), the rotation
+ * in double. */
+static void rope_reference(const float *x, double *y, int64_t T, int64_t H, int64_t hd, int64_t pos0,
+                           const struct ae_rope_params *p, bool closed_form)
+{
+    const float theta_scale = powf(p->freq_base, -2.0f / (float)p->n_rot);
+    for (int64_t t = 0; t < T; t++) {
+        float theta = (float)(pos0 + t);
+        double ang[AE_ROPE_MAX_ROT / 2];
+        for (int i = 0; i < p->n_rot / 2; i++) {
+            const double ff = p->freq_factors ? p->freq_factors[i] : 1.0;
+            if (closed_form)
+                ang[i] = (double)(pos0 + t) * pow(p->freq_base, -2.0 * i / p->n_rot) * p->freq_scale / ff;
+            else
+                ang[i] = (double)p->freq_scale * (double)(theta / (float)ff);
+            theta *= theta_scale;
+        }
+        for (int64_t h = 0; h < H; h++) {
+            const float *xr = x + (t * H + h) * hd;
+            double *yr = y + (t * H + h) * hd;
+            for (int64_t i = 0; i < hd; i++)
+                yr[i] = xr[i];
+            for (int i = 0; i < p->n_rot / 2; i++) {
+                const int a = p->neox ? i : 2 * i, b = p->neox ? i + p->n_rot / 2 : 2 * i + 1;
+                yr[a] = xr[a] * cos(ang[i]) - xr[b] * sin(ang[i]);
+                yr[b] = xr[a] * sin(ang[i]) + xr[b] * cos(ang[i]);
+            }
+        }
+    }
+}
+
+START_TEST(test_rope)
+{
+    enum { T = 3, H = 4, HD = 32 };
+    static const float factors[HD / 2] = {1.0f, 1.0f, 2.0f, 4.0f, 8.0f, 1.5f, 1.0f, 3.0f,
+                                          1.0f, 1.0f, 2.0f, 4.0f, 8.0f, 1.5f, 1.0f, 3.0f};
+    const struct {
+        struct ae_rope_params p;
+        int64_t pos0;
+    } cases[] = {
+        {{32, false, 10000.0f, 1.0f, NULL}, 0},   {{32, true, 10000.0f, 1.0f, NULL}, 5},
+        {{16, false, 10000.0f, 1.0f, NULL}, 7},   {{16, true, 1000000.0f, 1.0f, NULL}, 40},
+        {{32, true, 500000.0f, 0.25f, factors}, 90}, {{32, false, 10000.0f, 1.0f, NULL}, 400},
+    };
+    float x[T * H * HD], y[T * H * HD];
+    double want[T * H * HD];
+    rng_seed(30);
+    for (int i = 0; i < T * H * HD; i++)
+        x[i] = rng_normal();
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const struct ae_rope_params *p = &cases[c].p;
+        char what[64];
+        snprintf(what, sizeof what, "rope case %zu", c);
+        ae_error err = {{0}};
+        ck_assert_msg(ae_rope(x, y, T, H, HD, cases[c].pos0, p, &err) == 0, "%s", err.msg);
+        rope_reference(x, want, T, H, HD, cases[c].pos0, p, false);
+        expect_close(y, want, T * H * HD, 1e-6, 4.0, what);
+        /* against the closed form the float angle drifts by about pos * n_rot * 2^-24 radians */
+        rope_reference(x, want, T, H, HD, cases[c].pos0, p, true);
+        expect_close(y, want, T * H * HD, 1e-4 + 4e-8 * (double)(cases[c].pos0 + T) * p->n_rot, 4.0, what);
+        /* in place gives the same bytes */
+        float z[T * H * HD];
+        memcpy(z, x, sizeof z);
+        ck_assert(ae_rope(z, z, T, H, HD, cases[c].pos0, p, &err) == 0);
+        ck_assert(memcmp(z, y, sizeof z) == 0);
+    }
+    /* position 0 is the identity */
+    ck_assert(ae_rope(x, y, 1, H, HD, 0, &cases[0].p, NULL) == 0);
+    ck_assert(memcmp(x, y, H * HD * sizeof(float)) == 0);
+
+    ae_error err = {{0}};
+    struct ae_rope_params bad = {31, false, 10000.0f, 1.0f, NULL};
+    ck_assert_int_eq(ae_rope(x, y, T, H, HD, 0, &bad, &err), -1);
+    ck_assert_msg(strstr(err.msg, "n_rot 31"), "%s", err.msg);
+    bad.n_rot = 64;
+    ck_assert_int_eq(ae_rope(x, y, T, H, HD, 0, &bad, &err), -1);
+    ck_assert_int_eq(ae_rope(x, y, T, H, HD, 0, NULL, &err), -1);
+}
+END_TEST
+
+/* ---- attention ------------------------------------------------------------------------------------ */
+
+struct attn_case {
+    const char *name;
+    int64_t T, P, n_ctx;
+    int32_t n_head, n_head_kv, hdk, hdv;
+    uint32_t kv_type;
+    float softcap;
+    int64_t window;
+};
+
+static const struct attn_case attn_cases[] = {
+    {"decode f16", 1, 9, 16, 4, 4, 32, 32, AE_TYPE_F16, 0.0f, 0},
+    {"prefill f16 gqa", 5, 3, 12, 8, 2, 32, 32, AE_TYPE_F16, 0.0f, 0},
+    {"prefill f32 gqa", 5, 3, 12, 8, 2, 32, 32, AE_TYPE_F32, 0.0f, 0},
+    {"first token", 1, 0, 4, 2, 1, 16, 16, AE_TYPE_F32, 0.0f, 0},
+    {"softcap f16", 4, 6, 12, 4, 2, 32, 32, AE_TYPE_F16, 50.0f, 0},
+    {"window f32", 6, 5, 16, 4, 1, 32, 16, AE_TYPE_F32, 0.0f, 4},
+    {"window softcap f16 hd 64/48", 3, 20, 24, 6, 3, 64, 48, AE_TYPE_F16, 20.0f, 7},
+};
+#define N_ATTN_CASES ((int)(sizeof attn_cases / sizeof attn_cases[0]))
+
+static float cache_value(const void *cache, uint32_t type, size_t i)
+{
+    return type == AE_TYPE_F16 ? ae_fp16_to_fp32(((const uint16_t *)cache)[i]) : ((const float *)cache)[i];
+}
+
+static float *run_attention(const struct ae_attn_params *p, const float *q, const void *k, const void *v,
+                            enum ae_isa isa, int n_threads)
+{
+    ae_error err = {{0}};
+    ae_pool *pool = ae_pool_create(n_threads, &err);
+    ck_assert_msg(pool != NULL, "%s", err.msg);
+    void *scratch = xmalloc(ae_attention_scratch_size(p, n_threads));
+    const size_t n_out = (size_t)(p->n_tokens * p->n_head * p->head_dim_v);
+    float *out = xmalloc(n_out * sizeof(float));
+    memset(out, 0xff, n_out * sizeof(float));
+    ae_cpu_set_max_isa(isa);
+    const int rc = ae_attention(p, q, k, v, out, scratch, pool, &err);
+    ae_cpu_set_max_isa(AE_ISA_AVX2);
+    ck_assert_msg(rc == 0, "%s", err.msg);
+    free(scratch);
+    ae_pool_destroy(pool);
+    return out;
+}
+
+START_TEST(test_attention)
+{
+    const struct attn_case *c = &attn_cases[_i];
+    const struct ae_attn_params p = {
+        .n_tokens = c->T, .pos0 = c->P, .n_ctx = c->n_ctx, .n_head = c->n_head, .n_head_kv = c->n_head_kv,
+        .head_dim_k = c->hdk, .head_dim_v = c->hdv, .kv_type = c->kv_type,
+        .scale = 1.0f / sqrtf((float)c->hdk), .softcap = c->softcap, .window = c->window,
+    };
+    const int64_t krow = (int64_t)c->n_head_kv * c->hdk, vrow = (int64_t)c->n_head_kv * c->hdv;
+    const size_t elt = c->kv_type == AE_TYPE_F16 ? 2 : 4;
+    void *K = xmalloc((size_t)(c->n_ctx * krow) * elt);
+    void *V = xmalloc((size_t)(c->n_ctx * vrow) * elt);
+    /* every row starts as NaN: rows the queries must not read stay so */
+    memset(K, 0xff, (size_t)(c->n_ctx * krow) * elt);
+    memset(V, 0xff, (size_t)(c->n_ctx * vrow) * elt);
+
+    rng_seed(40 + (uint64_t)_i);
+    const int64_t rows = c->P + c->T;
+    float *kin = xmalloc((size_t)(rows * krow) * sizeof(float));
+    float *vin = xmalloc((size_t)(rows * vrow) * sizeof(float));
+    float *q = xmalloc((size_t)(c->T * c->n_head * c->hdk) * sizeof(float));
+    for (int64_t i = 0; i < rows * krow; i++)
+        kin[i] = rng_normal() * 2.0f;
+    for (int64_t i = 0; i < rows * vrow; i++)
+        vin[i] = rng_normal();
+    for (int64_t i = 0; i < c->T * c->n_head * c->hdk; i++)
+        q[i] = rng_normal() * 2.0f;
+
+    /* store the past, then this step's rows, as a program does; rows before a window stay NaN where
+     * no query of this step can see them */
+    ae_error err = {{0}};
+    const int64_t first_seen = c->window > 0 && c->P - c->window + 1 > 0 ? c->P - c->window + 1 : 0;
+    ck_assert_msg(ae_kv_store(c->kv_type, K, c->n_ctx, krow, first_seen, kin + first_seen * krow, c->P - first_seen,
+                              &err) == 0, "%s", err.msg);
+    ck_assert(ae_kv_store(c->kv_type, V, c->n_ctx, vrow, first_seen, vin + first_seen * vrow, c->P - first_seen, &err) == 0);
+    ck_assert(ae_kv_store(c->kv_type, K, c->n_ctx, krow, c->P, kin + c->P * krow, c->T, &err) == 0);
+    ck_assert(ae_kv_store(c->kv_type, V, c->n_ctx, vrow, c->P, vin + c->P * vrow, c->T, &err) == 0);
+
+    float *out = run_attention(&p, q, K, V, AE_ISA_SCALAR, 1);
+
+    /* the reference, in double, from the stored cache values; with an F16 cache q is rounded to fp16 */
+    double *s = xmalloc((size_t)rows * sizeof(double));
+    const int group = c->n_head / c->n_head_kv;
+    for (int64_t t = 0; t < c->T; t++)
+        for (int h = 0; h < c->n_head; h++) {
+            const int g = h / group;
+            const int64_t pos = c->P + t;
+            const int64_t lo = c->window > 0 && pos - c->window + 1 > 0 ? pos - c->window + 1 : 0;
+            double max = -INFINITY, sum = 0.0;
+            for (int64_t j = lo; j <= pos; j++) {
+                double d = 0.0;
+                for (int i = 0; i < c->hdk; i++) {
+                    float qi = q[(t * c->n_head + h) * c->hdk + i];
+                    if (c->kv_type == AE_TYPE_F16)
+                        qi = ae_fp16_to_fp32(ae_fp32_to_fp16(qi));
+                    d += (double)qi * cache_value(K, c->kv_type, (size_t)(j * krow + g * c->hdk + i));
+                }
+                d *= p.scale;
+                if (c->softcap > 0)
+                    d = c->softcap * tanh(d / c->softcap);
+                s[j] = d;
+                max = d > max ? d : max;
+            }
+            for (int64_t j = lo; j <= pos; j++)
+                sum += exp(s[j] - max);
+            double vmax = 0.0;
+            for (int i = 0; i < c->hdv; i++) {
+                double o = 0.0;
+                for (int64_t j = lo; j <= pos; j++) {
+                    const double vv = cache_value(V, c->kv_type, (size_t)(j * vrow + g * c->hdv + i));
+                    o += exp(s[j] - max) / sum * vv;
+                    vmax = fabs(vv) > vmax ? fabs(vv) : vmax;
+                }
+                const float got = out[(t * c->n_head + h) * c->hdv + i];
+                /* F16: the weights are rounded to fp16, 2^-11 of each, so at most 2^-11 max |v| */
+                const double tol = (c->kv_type == AE_TYPE_F16 ? 6e-4 : 2e-6) * (vmax > 1 ? vmax : 1.0);
+                EXPECT(isfinite(got) && fabs(got - o) <= tol, "%s: out[t=%" PRId64 "][h=%d][%d] = %.9g, expected %.9g",
+                       c->name, t, h, i, got, o);
+            }
+        }
+
+    const size_t bytes = (size_t)(c->T * c->n_head * c->hdv) * sizeof(float);
+    if (host_has_avx2()) {
+        float *oa = run_attention(&p, q, K, V, AE_ISA_AVX2, 1);
+        ck_assert_msg(memcmp(oa, out, bytes) == 0, "%s: AVX2 differs from scalar", c->name);
+        free(oa);
+    }
+    for (int threads = 2; threads <= 3; threads++) {
+        float *ot = run_attention(&p, q, K, V, ae_cpu_host_isa(), threads);
+        ck_assert_msg(memcmp(ot, out, bytes) == 0, "%s: %d threads differ from one", c->name, threads);
+        free(ot);
+    }
+    free(s);
+    free(out);
+    free(q);
+    free(vin);
+    free(kin);
+    free(V);
+    free(K);
+}
+END_TEST
+
+START_TEST(test_attention_errors)
+{
+    struct ae_attn_params p = {
+        .n_tokens = 2, .pos0 = 3, .n_ctx = 4, .n_head = 4, .n_head_kv = 2,
+        .head_dim_k = 8, .head_dim_v = 8, .kv_type = AE_TYPE_F16, .scale = 1.0f,
+    };
+    float q[64] = {0}, out[64];
+    uint16_t cache[64] = {0};
+    uint8_t scratch[4096] __attribute__((aligned(64)));
+    ae_error err = {{0}};
+    ck_assert_int_eq(ae_attention(&p, q, cache, cache, out, scratch, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "3..4") && strstr(err.msg, "4 rows"), "%s", err.msg);
+    p.n_ctx = 8;
+    p.n_head_kv = 3;
+    ck_assert_int_eq(ae_attention(&p, q, cache, cache, out, scratch, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "kv heads"), "%s", err.msg);
+    p.n_head_kv = 2;
+    p.kv_type = AE_TYPE_Q8_0;
+    ck_assert_int_eq(ae_attention(&p, q, cache, cache, out, scratch, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "q8_0"), "%s", err.msg);
+    ck_assert_uint_eq(ae_attention_scratch_size(&p, 1), 0);
+    p.kv_type = AE_TYPE_F32;
+    ck_assert_uint_eq(ae_attention_scratch_size(&p, 2), 2 * 64);
+
+    ck_assert_int_eq(ae_kv_store(AE_TYPE_F16, cache, 4, 8, 3, q, 2, &err), -1);
+    ck_assert_msg(strstr(err.msg, "3..4"), "%s", err.msg);
+    ck_assert_int_eq(ae_kv_store(AE_TYPE_BF16, cache, 4, 8, 0, q, 1, &err), -1);
+    /* F16 stores round to nearest even */
+    const float vals[4] = {1.0f, 1.00048828125f, 1.000732421875f, -70000.0f};
+    ck_assert_int_eq(ae_kv_store(AE_TYPE_F16, cache, 8, 4, 2, vals, 1, &err), 0);
+    for (int i = 0; i < 4; i++)
+        ck_assert_uint_eq(cache[8 + i], ae_fp32_to_fp16(vals[i]));
+    ck_assert_uint_eq(cache[9], 0x3c00);
+    ck_assert_uint_eq(cache[10], 0x3c01);
+    ck_assert_uint_eq(cache[11], 0xfc00);
+}
+END_TEST
+
+static Suite *kernels_suite(void)
+{
+    Suite *s = suite_create("kernels");
+    TCase *tc = tcase_create("matmul");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_matmul_model, 0, N_MM_ROWS);
+    tcase_add_loop_test(tc, test_matmul_odd_shapes, 0, N_MM_ROWS);
+    tcase_add_test(tc, test_matmul_exact_q8_0);
+    tcase_add_test(tc, test_matmul_prequantized);
+    tcase_add_test(tc, test_matmul_errors);
+    tcase_add_test(tc, test_cpu_isa);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("quantize");
+    tcase_add_test(tc, test_quantize_q8_0);
+    tcase_add_test(tc, test_quantize_q8_1);
+    tcase_add_test(tc, test_quantize_q8_k);
+    tcase_add_test(tc, test_convert_f16_bf16);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("ops");
+    tcase_add_test(tc, test_rms_norm);
+    tcase_add_test(tc, test_softmax);
+    tcase_add_test(tc, test_activations);
+    tcase_add_test(tc, test_rope);
+    tcase_add_loop_test(tc, test_attention, 0, N_ATTN_CASES);
+    tcase_add_test(tc, test_attention_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return test_run_suite(kernels_suite());
+}
