@@ -1,9 +1,13 @@
 /* The libtcc toolchain: compiles generated C in-process, into an executable or into memory. */
 #include "toolchain.h"
 
+#include "ae_kernels.h"
+#include "ae_program.h"
+
 #include <libtcc.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* libtcc reports through a callback; keep the first message for the error. */
 struct tcc_diag {
@@ -19,6 +23,26 @@ static void on_error(void *opaque, const char *msg)
     fprintf(stderr, "tcc: %s\n", msg);
 }
 
+/* The runtime functions generated code calls (templates/program_head.c and compiler/emit_c.c); a
+ * program run in memory links them from aetherc itself. */
+static const struct {
+    const char *name;
+    const void *addr;
+} jit_symbols[] = {
+#define SYM(f) {#f, (const void *)f}
+    SYM(ae_attention), SYM(ae_attention_scratch_size), SYM(ae_dequantize_row), SYM(ae_fail), SYM(ae_fail_prefix),
+    SYM(ae_gelu), SYM(ae_kv_store), SYM(ae_matmul), SYM(ae_matmul_scratch_size), SYM(ae_program_main),
+    SYM(ae_rms_norm), SYM(ae_rope), SYM(ae_softmax),
+#undef SYM
+};
+
+static double seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static TCCState *tcc_setup(const char *source, int output, const struct toolchain_paths *p, struct tcc_diag *d)
 {
     TCCState *s = tcc_new();
@@ -29,8 +53,20 @@ static TCCState *tcc_setup(const char *source, int output, const struct toolchai
     tcc_set_error_func(s, d, on_error);
     tcc_set_output_type(s, output);
     tcc_add_include_path(s, p->include_dir);
-    if (tcc_compile_string(s, source) < 0 || tcc_add_file(s, p->runtime_lib) < 0 || tcc_add_library(s, "m") < 0 ||
-        tcc_add_library(s, "pthread") < 0) {
+    if (tcc_compile_string(s, source) < 0) {
+        if (d->n == 0)
+            ae_fail(d->err, "tcc: compilation failed");
+        tcc_delete(s);
+        return NULL;
+    }
+    if (output == TCC_OUTPUT_MEMORY) {
+        /* In memory the program uses aetherc's own runtime: libtcc 0.9.27 mislinks gcc-built code that
+         * reaches libc's data (stdout) through the GOT when it relocates into memory. */
+        for (size_t i = 0; i < sizeof jit_symbols / sizeof jit_symbols[0]; i++)
+            tcc_add_symbol(s, jit_symbols[i].name, jit_symbols[i].addr);
+        return s;
+    }
+    if (tcc_add_file(s, p->runtime_lib) < 0 || tcc_add_library(s, "m") < 0 || tcc_add_library(s, "pthread") < 0) {
         if (d->n == 0)
             ae_fail(d->err, "tcc: compilation failed");
         tcc_delete(s);
@@ -52,7 +88,8 @@ int cc_tcc_build(const char *source, const char *out, const struct toolchain_pat
     return 0;
 }
 
-int cc_tcc_run(const char *source, const struct toolchain_paths *p, int argc, char **argv, int *status, ae_error *err)
+int cc_tcc_run(const char *source, const struct toolchain_paths *p, int argc, char **argv, int *status, double t_start,
+               ae_error *err)
 {
     struct tcc_diag d = {err, 0};
     TCCState *s = tcc_setup(source, TCC_OUTPUT_MEMORY, p, &d);
@@ -67,6 +104,7 @@ int cc_tcc_run(const char *source, const struct toolchain_paths *p, int argc, ch
         tcc_delete(s);
         return ae_fail(err, "tcc: the generated program has no main");
     }
+    fprintf(stderr, "aetherc: compiled in %.1f ms\n", (seconds() - t_start) * 1e3);
     *status = entry(argc, argv);
     tcc_delete(s);
     return 0;

@@ -1,12 +1,41 @@
-/* Placeholder for 'aetherc plan' while it is being written. */
+/* 'aetherc plan MODEL [--t-max N] [--ctx N] [compiler flags]': the activation memory plan as a table.
+ *
+ * The plan is the one the compiler makes (the whole pass pipeline, memplan last), so this command is
+ * 'aetherc MODEL --print-plan' under its own name: one row per buffer (its node, size, offset, first
+ * and last step), then the peak against the naive sum of all intermediates and the largest live set.
+ */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "commands.h"
 
 int cmd_plan(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "aetherc: 'plan' is not available yet\n");
-    return 1;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: aetherc plan MODEL [--t-max N] [--ctx N] [compiler flags]\n"
+                   "\n"
+                   "Prints the activation memory plan of MODEL after the passes: one row per buffer (node,\n"
+                   "size, offset, first and last step), the planned peak, the naive sum of all intermediates\n"
+                   "and the largest set of buffers live at one step.\n"
+                   "\n"
+                   "  --t-max N   plan for steps of up to N tokens (default 512)\n"
+                   "  --ctx N     context length (default: the model's training context, at most 4096)\n"
+                   "  -O0, --disable-pass=NAME, ... as for 'aetherc MODEL' (aetherc --help)\n");
+            return 0;
+        }
+    char **args = malloc(((size_t)argc + 2) * sizeof *args);
+    if (!args) {
+        fprintf(stderr, "aetherc: out of memory\n");
+        return 1;
+    }
+    args[0] = "aetherc";
+    args[1] = "--print-plan";
+    for (int i = 1; i < argc; i++)
+        args[i + 1] = argv[i];
+    args[argc + 1] = NULL;
+    int rc = cmd_compile(argc + 1, args);
+    free(args);
+    return rc;
 }

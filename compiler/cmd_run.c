@@ -1,5 +1,7 @@
-/* 'aetherc run': runs a model on given token ids.
+/* 'aetherc run': runs a model at once.
  *
+ *   aetherc run MODEL [PROGRAM FLAGS]   compiles the model in memory with libtcc and runs the program
+ *                                       with the flags that follow (-p TEXT, --tokens IDS, -n N, ...)
  *   aetherc run --interp MODEL --tokens 1,2,3 [--dump-logits FILE] [-n N] [--kv f16|f32] [--ctx N]
  *               [--dump-ir FILE] [--dump-format text|yaml]
  *
@@ -16,7 +18,9 @@
 #include <string.h>
 
 #include "ae_gguf.h"
+#include "build_program.h"
 #include "commands.h"
+#include "frontend.h"
 #include "import.h"
 #include "interp.h"
 #include "ir.h"
@@ -36,9 +40,15 @@ struct run_args {
 static void run_usage(FILE *f)
 {
     fprintf(f,
-            "usage: aetherc run --interp MODEL --tokens IDS [options]\n"
+            "usage: aetherc run MODEL [-p TEXT | --tokens IDS] [-n N] [program flags]\n"
+            "       aetherc run --interp MODEL --tokens IDS [options]\n"
             "\n"
-            "  --interp            execute in the reference interpreter (the only mode so far)\n"
+            "The first form compiles MODEL in memory with libtcc and runs it: the flags after MODEL are the\n"
+            "generated program's (run it with --help to list them). It prints the compile time, and with\n"
+            "--timings the time to the first token.\n"
+            "\n"
+            "The second runs the model in the reference interpreter:\n"
+            "  --interp            execute in the reference interpreter\n"
             "  --tokens 1,2,3      prompt token ids\n"
             "  -n N                generate N tokens greedily after the prompt and print their ids\n"
             "  --dump-logits FILE  write the prompt's last logits as raw little-endian float32\n"
@@ -187,17 +197,45 @@ static int write_logits(const char *path, const float *logits, int64_t n, ae_err
     return 0;
 }
 
+/* aetherc run MODEL [flags]: the program's argv is MODEL and the flags after it. */
+static int run_jit(int argc, char **argv)
+{
+    ae_error err = {{0}};
+    struct frontend fe;
+    if (frontend_compile(&fe, argv[0], NULL, NULL, NULL, &err)) {
+        fprintf(stderr, "aetherc: %s\n", err.msg);
+        return 1;
+    }
+    struct build_model m = {fe.path, fe.f, fe.g, &fe.c, &fe.hp};
+    int status = 1;
+    if (build_and_run(&m, argc, argv, &status, &err)) {
+        fprintf(stderr, "aetherc: %s\n", err.msg);
+        status = 1;
+    }
+    frontend_free(&fe);
+    return status;
+}
+
 int cmd_run(int argc, char **argv)
 {
+    bool interp = false;
+    for (int i = 1; i < argc; i++)
+        interp |= !strcmp(argv[i], "--interp");
+    if (!interp && argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        run_usage(stdout);
+        return 0;
+    }
+    if (!interp && argc >= 2 && argv[1][0] != '-')
+        return run_jit(argc - 1, argv + 1);
     struct run_args a;
     if (parse_args(argc, argv, &a)) {
         run_usage(stderr);
         return 2;
     }
     if (!a.interp) {
-        fprintf(stderr, "aetherc: run: compiled execution is not available yet; use --interp to run the model in "
-                        "the reference interpreter\n");
-        return 1;
+        fprintf(stderr, "aetherc: run: the model comes first: aetherc run MODEL [flags], or --interp\n");
+        run_usage(stderr);
+        return 2;
     }
     int32_t *tokens = NULL;
     uint32_t n_tokens = 0;

@@ -9,6 +9,7 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "ae_error.h"
 
@@ -37,8 +38,10 @@ int cc_gcc_build(const char *c_file, const char *out, const struct toolchain_pat
 /* libtcc: compiles source (NUL-terminated C) into the executable out. */
 int cc_tcc_build(const char *source, const char *out, const struct toolchain_paths *p, ae_error *err);
 
-/* libtcc: compiles source into memory and calls its main(argc, argv); *status is what main returned. */
-int cc_tcc_run(const char *source, const struct toolchain_paths *p, int argc, char **argv, int *status,
+/* libtcc: compiles source into memory, linked against aetherc's own runtime, and calls its main(argc,
+ * argv); *status is what main returned. Prints the time from t_start (CLOCK_MONOTONIC
+ * seconds) to the program's start as the compile time. */
+int cc_tcc_run(const char *source, const struct toolchain_paths *p, int argc, char **argv, int *status, double t_start,
                ae_error *err);
 
 #endif

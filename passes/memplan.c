@@ -1,8 +1,11 @@
-/* Activation memory planning (see memplan.h). */
+/* Activation memory planning (see memplan.h): the planner's core, and pass_memplan, which plans the
+ * buffers of a graph's schedule with it. */
 #include "memplan.h"
+#include "pass.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 
 static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1); }
 
@@ -108,4 +111,59 @@ uint64_t plan_max_live(const struct plan_buffer *b, uint32_t n)
             best = sum;
     }
     return best;
+}
+
+/* ---- The pass ------------------------------------------------------------------------------------- */
+
+/* pass_memplan: one buffer per node that owns a value, planned over the schedule (g->nodes in order).
+ *
+ * A buffer is written at its node's step (inputs: before step 0) and last read at the step of its last
+ * reader; a view (reshape, last_row) and an output own nothing and keep their source's buffer alive
+ * as long as they are read, an output until the end of the step. Weights live in the weight pack and
+ * the KV cache (kv_cache, kv_store) in its own storage, so neither is planned here. Sizes are taken at
+ * T = t_max and P = n_ctx - t_max, so P + T = n_ctx: the largest step the program will run. */
+int pass_memplan(struct ir_graph *g, struct pass_ctx *c)
+{
+    struct pass_plan *p = &c->plan;
+    free(p->node);
+    free(p->buf);
+    memset(p, 0, sizeof *p);
+    uint32_t n = g->n_nodes;
+    int32_t *owner = malloc((n ? n : 1) * sizeof *owner);
+    p->node = malloc((n ? n : 1) * sizeof *p->node);
+    p->buf = malloc((n ? n : 1) * sizeof *p->buf);
+    if (!owner || !p->node || !p->buf) {
+        free(owner);
+        return ae_fail(c->err, "out of memory");
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const struct ir_node *x = g->nodes[i];
+        owner[i] = -1;
+        if (ir_op_has(x->op, IR_PROP_VIEW) || x->op == IR_OP_OUTPUT) {
+            owner[i] = owner[x->src[0]->id];
+        } else if (x->op != IR_OP_WEIGHT && x->op != IR_OP_KV_CACHE && x->op != IR_OP_KV_STORE) {
+            owner[i] = (int32_t)p->n;
+            p->node[p->n] = i;
+            p->buf[p->n] = (struct plan_buffer){pass_node_bytes(x, c), x->op == IR_OP_INPUT ? 0 : i, i, 0};
+            p->n++;
+        }
+        for (uint32_t s = 0; s < x->n_src; s++) {
+            int32_t b = owner[x->src[s]->id];
+            if (b >= 0 && p->buf[b].last < i)
+                p->buf[b].last = i;
+        }
+        if (x->op == IR_OP_OUTPUT && owner[i] >= 0)
+            p->buf[owner[i]].last = n;
+    }
+    free(owner);
+    p->t_max = c->opt.t_max;
+    p->n_ctx = c->opt.n_ctx;
+    p->peak = plan_arena_assign(p->buf, p->n, c->opt.alignment);
+    p->max_live = plan_max_live(p->buf, p->n);
+    for (uint32_t i = 0; i < p->n; i++)
+        p->naive += align_up(p->buf[i].size, c->opt.alignment);
+    if (plan_check(p->buf, p->n, c->opt.alignment, p->peak, c->err))
+        return ae_fail_prefix(c->err, "the memory plan is broken");
+    p->done = true;
+    return 0;
 }

@@ -1,0 +1,213 @@
+/* From an optimized graph to a program (build_program.h). */
+#include "build_program.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ae_program.h"
+#include "emit_c.h"
+#include "pack_build.h"
+#include "toolchain.h"
+
+/* What --info prints about the compilation. */
+static void describe(const struct build_model *m, const char *compiler, char *buf, size_t size)
+{
+    const struct pass_stats *st = &m->c->stats;
+    size_t k = (size_t)snprintf(buf, size, "compiled from: %s\npasses: ", m->path);
+    for (int p = 0; p < PASS_COUNT && k < size; p++)
+        if (!(m->c->opt.disabled & (1u << p)))
+            k += (size_t)snprintf(buf + k, size - k, "%s%s", k && buf[k - 1] != ' ' ? ", " : "", pass_name((enum pass_id)p));
+    if (k < size)
+        k += (size_t)snprintf(buf + k, size - k, "\nnodes: %" PRIu32 " imported, %" PRIu32 " after the passes\nfused groups:",
+                              st->nodes_in, st->nodes_out);
+    bool any = false;
+    for (int f = 0; f < FUSE_KIND_COUNT && k < size; f++)
+        if (st->fused[f]) {
+            k += (size_t)snprintf(buf + k, size - k, " %s %" PRIu32, fuse_kind_name((enum fuse_kind)f), st->fused[f]);
+            any = true;
+        }
+    if (!any && k < size)
+        k += (size_t)snprintf(buf + k, size - k, " none");
+    if (k < size)
+        k += (size_t)snprintf(buf + k, size - k, "\nactivation arena: %" PRIu64 " bytes planned for %" PRId64
+                              " tokens (no reuse: %" PRIu64 ")\ncompiler: %s", m->c->plan.peak, m->c->plan.t_max,
+                              m->c->plan.naive, compiler);
+}
+
+static int emit_to_memory(const struct build_model *m, const struct pack_build *pb, const char *info, char **src,
+                          ae_error *err)
+{
+    size_t size;
+    FILE *f = open_memstream(src, &size);
+    if (!f)
+        return ae_fail(err, "out of memory");
+    const char *slash = strrchr(m->path, '/');
+    struct ae_str name = {0};
+    ae_gguf_get_str(m->f, "general.name", &name, NULL);
+    char model_name[128];
+    snprintf(model_name, sizeof model_name, "%.*s", name.len ? (int)(name.len > 100 ? 100 : name.len) : 0,
+             name.len ? name.ptr : "");
+    struct emit_options eo = {
+        .model_file = slash ? slash + 1 : m->path,
+        .model_name = model_name[0] ? model_name : (slash ? slash + 1 : m->path),
+        .info = info,
+        .t_max = (int32_t)m->c->opt.t_max,
+    };
+    int rc = emit_c(f, m->g, m->c, pb, m->hp, &eo, err);
+    if (fclose(f) != 0 && rc == 0)
+        rc = ae_fail(err, "out of memory writing the C source");
+    if (rc < 0) {
+        free(*src);
+        *src = NULL;
+    }
+    return rc;
+}
+
+static int write_text(const char *path, const char *text, ae_error *err)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return ae_fail(err, "%s: cannot create: %s", path, strerror(errno));
+    size_t n = strlen(text);
+    int rc = fwrite(text, 1, n, f) == n ? 0 : -1;
+    if (fclose(f) != 0)
+        rc = -1;
+    return rc ? ae_fail(err, "%s: write failed: %s", path, strerror(errno)) : 0;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int build_program(const struct build_model *m, const struct build_options *o, ae_error *err)
+{
+    struct toolchain_paths paths;
+    if (toolchain_find(&paths, err) < 0)
+        return -1;
+    char compiler[128];
+    if (o->use_tcc)
+        snprintf(compiler, sizeof compiler, "libtcc");
+    else
+        snprintf(compiler, sizeof compiler, "gcc -O2%s%s", o->march ? " -march=" : "", o->march ? o->march : "");
+    char info[4096];
+    describe(m, compiler, info, sizeof info);
+
+    struct pack_build pb;
+    if (pack_build(&pb, m->g, m->c, m->f, err) < 0)
+        return -1;
+    char *src = NULL;
+    char tmpdir[] = "/tmp/aetherc-XXXXXX";
+    bool made_tmp = false;
+    char c_path[PATH_MAX];
+    int rc = -1;
+    if (emit_to_memory(m, &pb, info, &src, err) < 0)
+        goto done;
+
+    /* The C file: kept in --emit-c DIR, or in a temporary folder for gcc. */
+    const char *dir = o->emit_c_dir;
+    if (!dir && !o->use_tcc) {
+        if (!mkdtemp(tmpdir)) {
+            ae_fail(err, "cannot make a temporary folder: %s", strerror(errno));
+            goto done;
+        }
+        made_tmp = true;
+        dir = tmpdir;
+    }
+    if (dir) {
+        if (mkdir(dir, 0777) < 0 && errno != EEXIST) {
+            ae_fail(err, "%s: cannot create: %s", dir, strerror(errno));
+            goto done;
+        }
+        char out_copy[PATH_MAX];
+        snprintf(out_copy, sizeof out_copy, "%s", o->output);
+        snprintf(c_path, sizeof c_path, "%s/%s.c", dir, basename(out_copy));
+        if (write_text(c_path, src, err) < 0)
+            goto done;
+    }
+    struct cc_options cco = {.march = o->march, .debug = o->debug};
+    if (o->use_tcc ? cc_tcc_build(src, o->output, &paths, err) : cc_gcc_build(c_path, o->output, &paths, &cco, err))
+        goto done;
+
+    if (o->weights_external) {
+        char wpath[PATH_MAX + 8];
+        snprintf(wpath, sizeof wpath, "%s.weights", o->output);
+        FILE *f = fopen(wpath, "wb");
+        if (!f) {
+            ae_fail(err, "%s: cannot create: %s", wpath, strerror(errno));
+            goto done;
+        }
+        int wrc = ae_pack_write(f, pb.meta, pb.meta_size, pb.weights, pb.weights_size, err);
+        if (fclose(f) != 0 && wrc == 0)
+            wrc = ae_fail(err, "%s: write failed: %s", wpath, strerror(errno));
+        if (wrc < 0)
+            goto done;
+    } else if (ae_pack_append(o->output, pb.meta, pb.meta_size, pb.weights, pb.weights_size, err) < 0)
+        goto done;
+    rc = 0;
+done:
+    if (made_tmp) {
+        if (c_path[0])
+            unlink(c_path);
+        rmdir(tmpdir);
+    }
+    free(src);
+    pack_build_free(&pb);
+    return rc;
+}
+
+int build_and_run(const struct build_model *m, int argc, char **argv, int *status, ae_error *err)
+{
+    struct toolchain_paths paths;
+    if (toolchain_find(&paths, err) < 0)
+        return -1;
+    char info[4096];
+    describe(m, "libtcc (in memory)", info, sizeof info);
+    double t0 = now();
+    struct pack_build pb;
+    if (pack_build(&pb, m->g, m->c, m->f, err) < 0)
+        return -1;
+    int rc = -1;
+    char *src = NULL, *pack = NULL;
+    size_t pack_size = 0;
+    FILE *mem = NULL;
+    void *aligned = NULL;
+    if (emit_to_memory(m, &pb, info, &src, err) < 0)
+        goto done;
+    if (!(mem = open_memstream(&pack, &pack_size))) {
+        ae_fail(err, "out of memory");
+        goto done;
+    }
+    int wrc = ae_pack_write(mem, pb.meta, pb.meta_size, pb.weights, pb.weights_size, err);
+    if (fclose(mem) != 0 || wrc < 0) {
+        if (wrc == 0)
+            ae_fail(err, "out of memory");
+        goto done;
+    }
+    /* The program uses the weights in place: give them the page alignment a file mapping would. */
+    if (!(aligned = aligned_alloc(AE_PACK_ALIGN, (pack_size + AE_PACK_ALIGN - 1) / AE_PACK_ALIGN * AE_PACK_ALIGN))) {
+        ae_fail(err, "out of memory for the weights");
+        goto done;
+    }
+    memcpy(aligned, pack, pack_size);
+    ae_program_set_pack(aligned, pack_size); /* the program runs on aetherc's runtime (cc_tcc.c) */
+    fprintf(stderr, "aetherc: compiling %s with libtcc\n", m->path);
+    if (cc_tcc_run(src, &paths, argc, argv, status, t0, err) < 0)
+        goto done;
+    rc = 0;
+done:
+    free(aligned);
+    free(pack);
+    free(src);
+    pack_build_free(&pb);
+    return rc;
+}

@@ -1,0 +1,39 @@
+/* From an optimized graph to a program: pack the weights, emit the C, compile it with gcc or libtcc,
+ * and attach the weights (appended to the executable, or in a .weights file beside it); or compile it
+ * into memory with libtcc and run it at once (aetherc run).
+ */
+#ifndef AE_BUILD_PROGRAM_H
+#define AE_BUILD_PROGRAM_H
+
+#include <stdbool.h>
+
+#include "ae_gguf.h"
+#include "import.h"
+#include "ir.h"
+#include "pass.h"
+
+struct build_options {
+    const char *output;        /* the executable to write */
+    bool use_tcc;              /* --cc tcc: libtcc in-process; otherwise gcc */
+    const char *march;         /* --march for gcc; NULL: gcc's default */
+    const char *emit_c_dir;    /* --emit-c DIR: keep the generated C there */
+    bool weights_external;     /* --weights=external: OUTPUT.weights beside the program */
+    bool debug;                /* -g */
+};
+
+/* The model the graph came from: its file, its metadata and hyperparameters, and the passes' results. */
+struct build_model {
+    const char *path;
+    const ae_gguf *f;
+    const struct ir_graph *g;
+    const struct pass_ctx *c;
+    const struct import_hparams *hp;
+};
+
+int build_program(const struct build_model *m, const struct build_options *o, ae_error *err);
+
+/* aetherc run: compiles in memory with libtcc and calls the program's main with argv (argv[0] is the
+ * program name). *status is what main returned. Prints the compile time to stderr. */
+int build_and_run(const struct build_model *m, int argc, char **argv, int *status, ae_error *err);
+
+#endif

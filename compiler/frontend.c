@@ -1,0 +1,41 @@
+/* The compiler's front half (frontend.h). */
+#include "frontend.h"
+
+#include <string.h>
+
+int frontend_compile(struct frontend *fe, const char *path, const struct import_options *io,
+                     void (*configure)(struct pass_ctx *c, void *arg), void *arg, ae_error *err)
+{
+    memset(fe, 0, sizeof *fe);
+    fe->path = path;
+    struct import_options defaults;
+    if (!io) {
+        import_options_init(&defaults);
+        io = &defaults;
+    }
+    if (ae_gguf_open(&fe->f, path, err) || import_model(&fe->g, fe->f, io, &fe->hp, err))
+        goto fail;
+    pass_ctx_init(&fe->c, err);
+    fe->have_ctx = true;
+    fe->c.gguf = fe->f;
+    fe->c.opt.n_ctx = io->n_ctx ? io->n_ctx : fe->hp.n_ctx_train < 4096 ? fe->hp.n_ctx_train : 4096;
+    if (fe->c.opt.t_max > fe->c.opt.n_ctx)
+        fe->c.opt.t_max = fe->c.opt.n_ctx;
+    if (configure)
+        configure(&fe->c, arg);
+    if (pass_pipeline_run(fe->g, &fe->c))
+        goto fail;
+    return 0;
+fail:
+    frontend_free(fe);
+    return -1;
+}
+
+void frontend_free(struct frontend *fe)
+{
+    if (fe->have_ctx)
+        pass_ctx_free(&fe->c);
+    ir_graph_destroy(fe->g);
+    ae_gguf_close(fe->f);
+    memset(fe, 0, sizeof *fe);
+}

@@ -1,0 +1,145 @@
+/* layout: decides, for every weight, the packed format the target's kernels will read, and which
+ * matrices are stored merged.
+ *
+ * The format names the arrangement of the bytes and the ggml type: for now every weight is
+ * "rowmajor-<type>", the GGUF rows as they are; interleaved row blocks for SIMD kernels come with those
+ * kernels. Merging: matrices multiplied by the same activations (the Q, K and V projections, the FFN's
+ * gate and up) can be stored as one matrix so that one matmul reads the activations once. A group is
+ * merged when every member is a weight of the same type and row length read by no other node; its
+ * kind is named from the members ("qkv", "gate_up", "qk", or "rows" for other groups). The decisions
+ * are recorded in the context (c->layouts, c->merges), keyed by tensor name, and printed beside the
+ * graph; the graph itself does not change.
+ */
+#include "pass.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* The role of a projection weight: a short name for merge kinds, or NULL. */
+static const char *role(const char *name)
+{
+    static const struct { const char *suffix, *role; } roles[] = {
+        {"attn_q.weight", "q"}, {"attn_k.weight", "k"}, {"attn_v.weight", "v"},
+        {"ffn_gate.weight", "gate"}, {"ffn_up.weight", "up"},
+    };
+    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
+        if (ends_with(name, roles[i].suffix))
+            return roles[i].role;
+    return NULL;
+}
+
+static void merge_kind(char out[16], const struct ir_node *const *w, uint32_t n)
+{
+    char buf[16] = "";
+    for (uint32_t i = 0; i < n; i++) {
+        const char *r = role(w[i]->name);
+        size_t len = strlen(buf);
+        bool wide = r && strlen(r) > 1;
+        if (!r || w[i]->layer != w[0]->layer || len + strlen(r) + 2 > sizeof buf) {
+            memcpy(out, "rows", 5);
+            return;
+        }
+        if (wide && len)
+            buf[len++] = '_';
+        memcpy(buf + len, r, strlen(r) + 1);
+    }
+    memcpy(out, buf, sizeof buf);
+}
+
+int pass_layout(struct ir_graph *g, struct pass_ctx *c)
+{
+    free(c->layouts);
+    free(c->merges);
+    c->layouts = NULL;
+    c->merges = NULL;
+    c->n_layouts = c->n_merges = 0;
+    uint32_t n = g->n_nodes;
+    uint32_t *uses = pass_count_uses(g);
+    int32_t *entry = malloc((n ? n : 1) * sizeof *entry);          /* weight id -> layout index */
+    struct ir_node **group = malloc((n ? n : 1) * sizeof *group);
+    c->layouts = calloc(n ? n : 1, sizeof *c->layouts);
+    c->merges = calloc(n ? n : 1, sizeof *c->merges);
+    if (!uses || !entry || !group || !c->layouts || !c->merges) {
+        free(uses);
+        free(entry);
+        free(group);
+        return ae_fail(c->err, "out of memory");
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const struct ir_node *w = g->nodes[i];
+        entry[i] = -1;
+        if (w->op != IR_OP_WEIGHT)
+            continue;
+        struct pass_layout *l = &c->layouts[c->n_layouts];
+        l->weight = w->name;
+        snprintf(l->format, sizeof l->format, "rowmajor-%s", ae_type_name(w->dtype));
+        l->merge = -1;
+        l->row_begin = 0;
+        l->row_end = w->shape[0];
+        entry[i] = (int32_t)c->n_layouts++;
+    }
+    c->stats.layout_weights = c->n_layouts;
+
+    /* Groups: for each activation x, the single-use weights of the matmuls that read x, by type and row
+     * length, in node order. */
+    for (uint32_t i = 0; i < n; i++) {
+        const struct ir_node *x = g->nodes[i];
+        bool *taken = NULL;
+        uint32_t n_mm = 0;
+        for (uint32_t j = i + 1; j < n; j++) {
+            const struct ir_node *m = g->nodes[j];
+            if (m->op == IR_OP_MATMUL && m->src[0] == x && m->src[1]->op == IR_OP_WEIGHT &&
+                uses[m->src[1]->id] == 1)
+                group[n_mm++] = m->src[1];
+        }
+        if (n_mm < 2)
+            continue;
+        taken = calloc(n_mm, sizeof *taken);
+        if (!taken) {
+            free(uses);
+            free(entry);
+            free(group);
+            return ae_fail(c->err, "out of memory");
+        }
+        for (uint32_t a = 0; a < n_mm; a++) {
+            if (taken[a])
+                continue;
+            struct ir_node *members[IR_MAX_SRC * 4];
+            uint32_t k = 0;
+            for (uint32_t b = a; b < n_mm && k < sizeof members / sizeof members[0]; b++)
+                if (!taken[b] && group[b]->dtype == group[a]->dtype && group[b]->shape[1] == group[a]->shape[1]) {
+                    members[k++] = group[b];
+                    taken[b] = true;
+                }
+            if (k < 2)
+                continue;
+            struct pass_merge *m = &c->merges[c->n_merges];
+            merge_kind(m->kind, (const struct ir_node *const *)members, k);
+            m->layer = members[0]->layer;
+            m->n_parts = k;
+            m->dtype = members[0]->dtype;
+            m->cols = members[0]->shape[1];
+            m->rows = 0;
+            for (uint32_t p = 0; p < k; p++) {
+                struct pass_layout *l = &c->layouts[entry[members[p]->id]];
+                l->merge = (int32_t)c->n_merges;
+                l->row_begin = m->rows;
+                m->rows += members[p]->shape[0];
+                l->row_end = m->rows;
+            }
+            c->n_merges++;
+        }
+        free(taken);
+    }
+    c->stats.layout_merges = c->n_merges;
+    free(uses);
+    free(entry);
+    free(group);
+    return 0;
+}

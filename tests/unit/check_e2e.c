@@ -1,0 +1,275 @@
+/* End to end: every shared model compiled by `aetherc MODEL -o PROGRAM` and run as a program, against
+ * llama.cpp's references.
+ *
+ * Per model: the prompt logits of the three prompts (--dump-logits) within the reference README's
+ * tolerance, and teacher forcing: the prompt plus the reference's first s greedy tokens, fed as one
+ * prompt, must give the reference's token s wherever its margin exceeds the tolerance. stories260K's
+ * free-running 32 greedy tokens, ids and text, must be exact. The libtcc build must give the gcc build's
+ * tokens; 1 and 2 threads must give bit-identical logits; and a model no test has seen, made by
+ * `aetherc synth` with unusual shapes, must match the reference interpreter.
+ *
+ * Programs run through the shell with AE_AETHERC (set by make) as the compiler; everything is written
+ * under a fresh temporary folder.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test_reference.h"
+#include "test_util.h"
+
+static char tmp_dir[64];
+
+static const char *aetherc(void)
+{
+    const char *bin = getenv("AE_AETHERC");
+    ck_assert_msg(bin && *bin, "AE_AETHERC is not set: run the tests through make check");
+    return bin;
+}
+
+/* Runs a shell command; its output goes to out (when not NULL, up to cap bytes) and the exit status is
+ * returned. */
+static int run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int run(char *out, size_t cap, const char *fmt, ...)
+{
+    char cmd[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    FILE *p = popen(cmd, "r");
+    ck_assert_msg(p != NULL, "cannot run %s", cmd);
+    char sink[4096];
+    size_t n = 0, k;
+    while ((k = fread(out && n < cap - 1 ? out + n : sink, 1, out && n < cap - 1 ? cap - 1 - n : sizeof sink, p)) > 0)
+        if (out && n < cap - 1)
+            n += k;
+    if (out)
+        out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char log_buf[1 << 16];
+
+/* Compiles models/<file> into <tmp>/<name> with extra aetherc flags. */
+static void compile(const char *file, const char *name, const char *flags)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/%s", file);
+    int rc = run(log_buf, sizeof log_buf, "%s %s -o %s/%s %s", aetherc(), test_shared_path(rel), tmp_dir, name, flags);
+    ck_assert_msg(rc == 0, "aetherc %s -o %s %s failed (%d):\n%s", file, name, flags, rc, log_buf);
+}
+
+static void ids_list(const int32_t *ids, uint32_t n, char *buf, size_t size)
+{
+    size_t k = 0;
+    buf[0] = 0;
+    for (uint32_t i = 0; i < n && k < size; i++)
+        k += (size_t)snprintf(buf + k, size - k, "%s%" PRId32, i ? "," : "", ids[i]);
+}
+
+/* The logits after the last of n prompt tokens, from a program run with flags. */
+static float *prompt_logits(const char *name, const int32_t *ids, uint32_t n, int64_t n_vocab, const char *flags)
+{
+    char list[2048], path[128];
+    ids_list(ids, n, list, sizeof list);
+    snprintf(path, sizeof path, "%s/%s.logits", tmp_dir, name);
+    int rc = run(log_buf, sizeof log_buf, "%s/%s --tokens %s -n 0 --dump-logits %s %s", tmp_dir, name, list, path, flags);
+    ck_assert_msg(rc == 0, "%s --tokens %s failed (%d):\n%s", name, list, rc, log_buf);
+    size_t size;
+    float *l = test_read_file(path, &size);
+    ck_assert_msg(size == (size_t)n_vocab * sizeof(float), "%s wrote %zu bytes of logits, expected %" PRId64 " floats",
+                  name, size, n_vocab);
+    return l;
+}
+
+/* n_vocab of a reference folder: the size of its prompt-1 logits. */
+static int64_t ref_n_vocab(const char *ref)
+{
+    char rel[256];
+    struct stat st;
+    snprintf(rel, sizeof rel, "reference/%s/prompt1.kvf16.logits.f32", ref);
+    ck_assert_msg(stat(test_shared_path(rel), &st) == 0, "missing %s", rel);
+    return (int64_t)st.st_size / 4;
+}
+
+START_TEST(test_model_against_llama_cpp)
+{
+    const struct model_row *row = &ref_models[_i];
+    compile(row->file, row->ref, "");
+    int64_t nv = ref_n_vocab(row->ref);
+    double tol = ref_tol_max_abs(row->tol);
+    for (int prompt = 1; prompt <= 3; prompt++) {
+        struct reference r;
+        ref_load(&r, row->ref, prompt, "f16", nv);
+        float *l = prompt_logits(row->ref, r.prompt, r.n_prompt, nv, "-t 1");
+        struct ref_diff d = ref_compare(l, r.logits, nv);
+        ck_assert_msg(d.max_abs <= tol, "%s prompt %d: logit %" PRId64 " is %g, llama.cpp %g (|diff| %g > %g)", row->ref,
+                      prompt, d.at, (double)l[d.at], (double)r.logits[d.at], d.max_abs, tol);
+        if (row->tol == TOL_QUANT)
+            ck_assert_msg(d.rms <= REF_QUANT_RMS, "%s prompt %d: RMS diff %g > %g", row->ref, prompt, d.rms, REF_QUANT_RMS);
+        free(l);
+        free(r.logits);
+        if (prompt > 1 && !row->force_all)
+            continue;
+        int32_t ids[64 + REF_STEPS];
+        memcpy(ids, r.prompt, r.n_prompt * sizeof *ids);
+        memcpy(ids + r.n_prompt, r.greedy, sizeof r.greedy);
+        for (int s = 1; s < REF_STEPS; s++) {
+            if (r.margin[s] <= tol)
+                continue;
+            l = prompt_logits(row->ref, ids, r.n_prompt + (uint32_t)s, nv, "-t 1");
+            int32_t top = ref_argmax(l, nv);
+            ck_assert_msg(top == r.greedy[s], "%s prompt %d step %d: argmax %" PRId32 ", llama.cpp chose %" PRId32
+                          " with margin %g", row->ref, prompt, s, top, r.greedy[s], r.margin[s]);
+            free(l);
+        }
+    }
+}
+END_TEST
+
+/* The ids a program prints with --print-ids, into out; returns how many. */
+static uint32_t generated_ids(const char *name, const char *prompt_flags, int32_t *out, uint32_t max)
+{
+    int rc = run(log_buf, sizeof log_buf, "%s/%s %s -n %u --temp 0 --print-ids", tmp_dir, name, prompt_flags, max);
+    ck_assert_msg(rc == 0, "%s %s failed (%d):\n%s", name, prompt_flags, rc, log_buf);
+    uint32_t n = 0;
+    for (char *p = log_buf; *p && n < max;) {
+        char *e;
+        long v = strtol(p, &e, 10);
+        if (e == p) {
+            p++;
+            continue;
+        }
+        out[n++] = (int32_t)v;
+        p = e;
+    }
+    return n;
+}
+
+START_TEST(test_stories_free_running)
+{
+    compile("stories260K.gguf", "stories", "");
+    for (int prompt = 1; prompt <= 3; prompt++) {
+        struct reference r;
+        ref_load(&r, "stories260K", prompt, "f16", 512);
+        free(r.logits);
+        char list[2048], flags[2100];
+        ids_list(r.prompt, r.n_prompt, list, sizeof list);
+        snprintf(flags, sizeof flags, "--tokens %s", list);
+        int32_t got[REF_STEPS];
+        ck_assert_uint_eq(generated_ids("stories", flags, got, REF_STEPS), REF_STEPS);
+        for (int s = 0; s < REF_STEPS; s++)
+            ck_assert_msg(got[s] == r.greedy[s], "prompt %d step %d: %" PRId32 ", llama.cpp %" PRId32, prompt, s, got[s],
+                          r.greedy[s]);
+    }
+    /* Text in, text out: the reference's greedy_text for "Once upon a time". */
+    int rc = run(log_buf, sizeof log_buf, "%s/stories -p 'Once upon a time' -n 32 --temp 0", tmp_dir);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(log_buf, ", there was a little girl named Lily. She loved to play outside in the park. One day, "
+                              "she saw");
+}
+END_TEST
+
+START_TEST(test_tcc_build_matches_gcc)
+{
+    static const char *const files[] = {"stories260K-q4_0.gguf", "synthetic/tiny-llama-q4_k_m.gguf",
+                                         "synthetic/tiny-phi3-q8_0.gguf"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        compile(files[i], "by_gcc", "--cc gcc");
+        compile(files[i], "by_tcc", "--cc tcc");
+        int32_t a[REF_STEPS], b[REF_STEPS];
+        uint32_t na = generated_ids("by_gcc", "--tokens 1,403,407,261,378", a, REF_STEPS);
+        uint32_t nb = generated_ids("by_tcc", "--tokens 1,403,407,261,378", b, REF_STEPS);
+        ck_assert_uint_eq(na, nb);
+        for (uint32_t s = 0; s < na; s++)
+            ck_assert_msg(a[s] == b[s], "%s step %u: gcc build %" PRId32 ", tcc build %" PRId32, files[i], s, a[s], b[s]);
+    }
+}
+END_TEST
+
+START_TEST(test_threads_bit_identical)
+{
+    static const char *const files[] = {"synthetic/tiny-llama-q4_k_m.gguf", "synthetic/tiny-llama-f16.gguf",
+                                         "synthetic/tiny-qwen2-q8_0.gguf"};
+    const int32_t ids[] = {1, 403, 407, 261, 378, 300, 301, 302, 303, 304, 305};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        compile(files[i], "threads", "");
+        int64_t nv = i == 2 ? 50257 : 512;
+        float *one = prompt_logits("threads", ids, 11, nv, "-t 1");
+        float *two = prompt_logits("threads", ids, 11, nv, "-t 2");
+        ck_assert_msg(memcmp(one, two, (size_t)nv * sizeof(float)) == 0, "%s: -t 1 and -t 2 logits differ", files[i]);
+        free(one);
+        free(two);
+    }
+}
+END_TEST
+
+/* A model of shapes no shared model has: the program against the reference interpreter. */
+START_TEST(test_unseen_model_matches_interpreter)
+{
+    static const struct {
+        const char *type;
+        double tol;
+    } types[] = {{"f32", 2e-3}, {"f16", 2e-2}, {"q4_1", 0.5}};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        char model[128];
+        snprintf(model, sizeof model, "%s/unseen-%s.gguf", tmp_dir, types[i].type);
+        int rc = run(log_buf, sizeof log_buf,
+                     "%s synth --arch llama --dim 96 --layers 3 --heads 3 --kv-heads 1 --ffn 160 --type %s "
+                     "--vocab-from %s --seed 7 -o %s", aetherc(), types[i].type,
+                     test_shared_path("models/stories260K.gguf"), model);
+        ck_assert_msg(rc == 0, "synth failed:\n%s", log_buf);
+        rc = run(log_buf, sizeof log_buf, "%s %s -o %s/unseen", aetherc(), model, tmp_dir);
+        ck_assert_msg(rc == 0, "compiling %s failed:\n%s", model, log_buf);
+        char ref_path[128];
+        snprintf(ref_path, sizeof ref_path, "%s/unseen.interp", tmp_dir);
+        rc = run(log_buf, sizeof log_buf, "%s run --interp %s --tokens 1,403,407,261,378,300 --dump-logits %s",
+                 aetherc(), model, ref_path);
+        ck_assert_msg(rc == 0, "the interpreter failed:\n%s", log_buf);
+        const int32_t ids[] = {1, 403, 407, 261, 378, 300};
+        float *got = prompt_logits("unseen", ids, 6, 512, "");
+        size_t size;
+        float *want = test_read_file(ref_path, &size);
+        ck_assert_uint_eq(size, 512 * sizeof(float));
+        struct ref_diff d = ref_compare(got, want, 512);
+        ck_assert_msg(d.max_abs <= types[i].tol, "%s: logit %" PRId64 " is %g, the interpreter says %g (|diff| %g > %g)",
+                      types[i].type, d.at, (double)got[d.at], (double)want[d.at], d.max_abs, types[i].tol);
+        free(got);
+        free(want);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/aether-e2e-XXXXXX");
+    if (!mkdtemp(tmp_dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    Suite *s = suite_create("e2e");
+    TCase *tc = tcase_create("programs");
+    tcase_set_timeout(tc, 600);
+    tcase_add_loop_test(tc, test_model_against_llama_cpp, 0, ref_n_models);
+    tcase_add_test(tc, test_stories_free_running);
+    tcase_add_test(tc, test_tcc_build_matches_gcc);
+    tcase_add_test(tc, test_threads_bit_identical);
+    tcase_add_test(tc, test_unseen_model_matches_interpreter);
+    suite_add_tcase(s, tc);
+    int rc = test_run_suite(s);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmp_dir);
+    return rc;
+}
