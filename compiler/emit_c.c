@@ -220,13 +220,13 @@ static void emit_step(struct emitter *e, enum ir_ew_step step, float k, const st
     switch (step) {
     case IR_EW_ADD:
     case IR_EW_MUL:
-        out(e, "            v = v %c %s[%s];\n", step == IR_EW_ADD ? '+' : '*', X(e, src),
+        out(e, "                v = v %c %s[%s];\n", step == IR_EW_ADD ? '+' : '*', X(e, src),
             row_broadcast(dst, src) ? "i" : "r * D + i");
         break;
-    case IR_EW_SCALE: out(e, "            v = v * %s;\n", flt(k).s); break;
-    case IR_EW_SILU: out(e, "            v = ew_silu(v);\n"); break;
-    case IR_EW_GELU: out(e, "            v = ew_gelu(v);\n"); break;
-    case IR_EW_SOFTCAP: out(e, "            v = ew_softcap(v, %s);\n", flt(k).s); break;
+    case IR_EW_SCALE: out(e, "                v = v * %s;\n", flt(k).s); break;
+    case IR_EW_SILU: out(e, "                v = ew_silu(v);\n"); break;
+    case IR_EW_GELU: out(e, "                v = ew_gelu(v);\n"); break;
+    case IR_EW_SOFTCAP: out(e, "                v = ew_softcap(v, %s);\n", flt(k).s); break;
     case IR_EW_NONE:
     case IR_EW_STEP_COUNT: break;
     }
@@ -241,7 +241,7 @@ static void emit_ew_loop(struct emitter *e, const struct ir_node *n, const char 
     out(e, "        const int64_t R = %s, D = %" PRId64 ";\n", rows, last_dim(n));
     out(e, "        float *y = %s;\n", X(e, n));
     out(e, "        for (int64_t r = 0; r < R; r++)\n            for (int64_t i = 0; i < D; i++) {\n");
-    out(e, "            float v = %s[r * D + i];\n", first);
+    out(e, "                float v = %s[r * D + i];\n", first);
     uint32_t next = 0;
     for (uint32_t s = 0; s < n_steps; s++) {
         const struct ir_node *src = NULL;
@@ -249,7 +249,7 @@ static void emit_ew_loop(struct emitter *e, const struct ir_node *n, const char 
             src = operands[next++];
         emit_step(e, steps[s], ks[s], n, src);
     }
-    out(e, "            y[r * D + i] = v;\n            }\n");
+    out(e, "                y[r * D + i] = v;\n            }\n");
 }
 
 /* The steps of an ew or matmul_ew node, with the operands of its add/mul steps (sources from first_src). */
@@ -598,6 +598,39 @@ static void emit_scratch_size(struct emitter *e)
     out(e, "    return m;\n}\n\n");
 }
 
+/* One step function: the prefill chunk (T tokens, 1..T_MAX) or the decode step (T = 1, a constant, so
+ * that every shape is constant and the compiler can specialize the loops). */
+static int emit_step_function(struct emitter *e, bool decode)
+{
+    if (decode) {
+        out(e, "/* The decode step: one token at position P. */\n");
+        out(e, "static int forward_decode(struct ae_state *s, const int32_t *tokens, int32_t P, float *logits, ae_error *err)\n{\n");
+        out(e, "    enum { T = 1 };\n");
+    } else {
+        out(e, "/* The prefill step: T tokens (1..T_MAX) at positions P..P+T-1. */\n");
+        out(e, "static int forward_prefill(struct ae_state *s, const int32_t *tokens, int32_t T, int32_t P, float *logits, ae_error *err)\n{\n");
+    }
+    out(e, "    uint8_t *const A = s->arena;\n    const uint8_t *const W = s->weights;\n");
+    out(e, "    (void)A;\n    (void)W;\n    (void)tokens;\n");
+    for (uint32_t i = 0; i < e->g->n_nodes; i++) {
+        const struct ir_node *n = e->g->nodes[i];
+        char line[512];
+        ir_print_node(n, line, sizeof line);
+        for (char *p = line; (p = strstr(p, "*/")); p++)
+            p[1] = '|'; /* keep the comment closed only where we close it */
+        if (storage_only(n->op)) {
+            out(e, "    /* %s */\n", line);
+            continue;
+        }
+        out(e, "    { /* %s */\n", line);
+        if (emit_node(e, n))
+            return -1;
+        out(e, "    }\n");
+    }
+    out(e, "    return 0;\n}\n\n");
+    return 0;
+}
+
 int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const struct pack_build *pb,
            const struct import_hparams *hp, const struct emit_options *o, ae_error *err)
 {
@@ -620,26 +653,11 @@ int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const st
     out(&e, "#define T_MAX %" PRId32 "\n\n", o->t_max);
     emit_scratch_size(&e);
 
+    if (emit_step_function(&e, false) || emit_step_function(&e, true))
+        goto done;
     out(&e, "/* One step: T tokens (1..T_MAX) at positions P..P+T-1; writes the last token's logits. */\n");
     out(&e, "static int forward(struct ae_state *s, const int32_t *tokens, int32_t T, int32_t P, float *logits, ae_error *err)\n{\n");
-    out(&e, "    uint8_t *const A = s->arena;\n    const uint8_t *const W = s->weights;\n");
-    out(&e, "    (void)A;\n    (void)W;\n    (void)tokens;\n");
-    for (uint32_t i = 0; i < g->n_nodes; i++) {
-        const struct ir_node *n = g->nodes[i];
-        char line[512];
-        ir_print_node(n, line, sizeof line);
-        for (char *p = line; (p = strstr(p, "*/")); p++)
-            p[1] = '|'; /* keep the comment closed only where we close it */
-        if (storage_only(n->op)) {
-            out(&e, "    /* %s */\n", line);
-            continue;
-        }
-        out(&e, "    { /* %s */\n", line);
-        if (emit_node(&e, n))
-            goto done;
-        out(&e, "    }\n");
-    }
-    out(&e, "    return 0;\n}\n\n");
+    out(&e, "    return T == 1 ? forward_decode(s, tokens, P, logits, err) : forward_prefill(s, tokens, T, P, logits, err);\n}\n\n");
 
     out(&e, "static const struct ae_model model = {\n    .name = ");
     emit_string(&e, o->model_name);

@@ -533,8 +533,16 @@ int ae_prog_generate(struct prog *p, int32_t n_predict, enum prog_stop *why, ae_
     return rc;
 }
 
+/* Whether stdout and stderr are the same file (2>&1). */
+static bool stdout_is_stderr(void)
+{
+    struct stat a, b;
+    return fstat(STDOUT_FILENO, &a) == 0 && fstat(STDERR_FILENO, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 void ae_prog_print_timings(const struct prog *p)
 {
+    fflush(stdout);
     fprintf(stderr, "prompt: %" PRId64 " tokens in %.2f ms (%.2f ms/token, %.2f tokens/s)\n", p->prompt_tokens,
             p->prompt_ms, p->prompt_tokens ? p->prompt_ms / (double)p->prompt_tokens : 0.0,
             p->prompt_ms > 0 ? (double)p->prompt_tokens * 1e3 / p->prompt_ms : 0.0);
@@ -602,7 +610,9 @@ static int prog_run(struct prog *p, ae_error *err)
     enum prog_stop why;
     if (ae_prog_generate(p, o->n_predict, &why, err) < 0)
         return -1;
-    if (!o->print_ids && isatty(STDOUT_FILENO))
+    /* End the text with a newline where a person reads it: on a terminal, or where the messages that
+     * follow on stderr land in the same file. */
+    if (!o->print_ids && (isatty(STDOUT_FILENO) || stdout_is_stderr()))
         ae_prog_write(p, "\n", 1);
     switch (why) {
     case PROG_STOP_CTX:

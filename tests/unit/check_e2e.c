@@ -11,8 +11,14 @@
  * Programs run through the shell with AE_AETHERC (set by make) as the compiler; everything is written
  * under a fresh temporary folder.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
+#include <termios.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,8 +39,8 @@ static const char *aetherc(void)
     return bin;
 }
 
-/* Runs a shell command; its output goes to out (when not NULL, up to cap bytes) and the exit status is
- * returned. */
+/* Runs a shell command; its output (stdout and stderr, unless the command redirects stderr itself) goes
+ * to out (when not NULL, up to cap bytes) and the exit status is returned. */
 static int run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static int run(char *out, size_t cap, const char *fmt, ...)
@@ -44,7 +50,8 @@ static int run(char *out, size_t cap, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    if (!strstr(cmd, "2>"))
+        strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
     FILE *p = popen(cmd, "r");
     ck_assert_msg(p != NULL, "cannot run %s", cmd);
     char sink[4096];
@@ -172,8 +179,8 @@ START_TEST(test_stories_free_running)
             ck_assert_msg(got[s] == r.greedy[s], "prompt %d step %d: %" PRId32 ", llama.cpp %" PRId32, prompt, s, got[s],
                           r.greedy[s]);
     }
-    /* Text in, text out: the reference's greedy_text for "Once upon a time". */
-    int rc = run(log_buf, sizeof log_buf, "%s/stories -p 'Once upon a time' -n 32 --temp 0", tmp_dir);
+    /* Text in, text out: exactly the reference's greedy_text for "Once upon a time" on stdout. */
+    int rc = run(log_buf, sizeof log_buf, "%s/stories -p 'Once upon a time' -n 32 --temp 0 2>/dev/null", tmp_dir);
     ck_assert_int_eq(rc, 0);
     ck_assert_str_eq(log_buf, ", there was a little girl named Lily. She loved to play outside in the park. One day, "
                               "she saw");
@@ -250,6 +257,101 @@ START_TEST(test_unseen_model_matches_interpreter)
 }
 END_TEST
 
+/* --chat in a pseudo-terminal (no echo, no output processing: the transcript is what the program wrote). */
+struct pty_chat {
+    pid_t pid;
+    int fd;
+    char buf[16384];
+    size_t len;
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Reads until the transcript after `from` holds needle; false at timeout or when the program is gone. */
+static bool pty_wait(struct pty_chat *p, size_t from, const char *needle, int timeout_ms)
+{
+    double end = now_ms() + timeout_ms;
+    while (!(from <= p->len && strstr(p->buf + from, needle))) {
+        double left = end - now_ms();
+        struct pollfd pfd = {p->fd, POLLIN, 0};
+        int r = left > 0 ? poll(&pfd, 1, (int)left + 1) : 0;
+        if (r < 0 && errno == EINTR)
+            continue;
+        ssize_t n = r > 0 ? read(p->fd, p->buf + p->len, sizeof p->buf - 1 - p->len) : 0;
+        if (n <= 0)
+            return false;
+        p->len += (size_t)n;
+        p->buf[p->len] = 0;
+    }
+    return true;
+}
+
+static void pty_send(struct pty_chat *p, const char *s)
+{
+    ck_assert(write(p->fd, s, strlen(s)) == (ssize_t)strlen(s));
+}
+
+/* Two turns with the compiled stories260K (chatml template), then /exit; the transcript into p->buf. */
+static void chat_two_turns(struct pty_chat *p, const char *program)
+{
+    memset(p, 0, sizeof *p);
+    fflush(NULL);
+    p->pid = forkpty(&p->fd, NULL, NULL, NULL);
+    ck_assert(p->pid >= 0);
+    if (p->pid == 0) {
+        struct termios t;
+        tcgetattr(0, &t);
+        t.c_lflag &= ~(tcflag_t)(ECHO | ECHOCTL);
+        t.c_lflag |= ICANON | ISIG;
+        t.c_oflag &= ~(tcflag_t)OPOST;
+        tcsetattr(0, TCSANOW, &t);
+        execl(program, program, "--chat", "--chat-template", "chatml", "--system", "You tell stories.", "--temp", "0",
+              "-n", "24", (char *)NULL);
+        _exit(127);
+    }
+    ck_assert_msg(pty_wait(p, 0, "> ", 10000), "no prompt: %s", p->buf);
+    pty_send(p, "Once upon a time\n");
+    ck_assert_msg(pty_wait(p, 2, "\n> ", 10000), "no second prompt: %s", p->buf);
+    size_t mark = p->len;
+    pty_send(p, "What did the dog do?\n");
+    ck_assert_msg(pty_wait(p, mark, "\n> ", 10000), "no third prompt: %s", p->buf);
+    pty_send(p, "/exit\n");
+    int st = 0;
+    double end = now_ms() + 10000;
+    pid_t w;
+    while ((w = waitpid(p->pid, &st, WNOHANG)) == 0 && now_ms() < end)
+        pty_wait(p, p->len, "\x01never", 20);
+    if (w == 0)
+        kill(p->pid, SIGKILL), waitpid(p->pid, &st, 0);
+    close(p->fd);
+    ck_assert_msg(w == p->pid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the chat did not exit cleanly: %s", p->buf);
+}
+
+START_TEST(test_chat_two_turns_in_a_pty)
+{
+    compile("stories260K.gguf", "chat", "");
+    char program[128];
+    snprintf(program, sizeof program, "%s/chat", tmp_dir);
+    static struct pty_chat a, b;
+    chat_two_turns(&a, program);
+    /* "> " answer "\n> " answer "\n> ": two prompts answered with text, and the third prompt. */
+    ck_assert_msg(!strncmp(a.buf, "> ", 2), "%s", a.buf);
+    const char *second = strstr(a.buf + 2, "\n> ");
+    ck_assert_msg(second && second > a.buf + 2, "the first answer is empty: %s", a.buf);
+    const char *third = strstr(second + 3, "\n> ");
+    ck_assert_msg(third && third > second + 3, "the second answer is empty: %s", a.buf);
+    ck_assert_str_eq(third, "\n> ");
+    /* Greedy: the same conversation gives the same transcript. */
+    chat_two_turns(&b, program);
+    ck_assert_str_eq(a.buf, b.buf);
+}
+END_TEST
+
 int main(void)
 {
     snprintf(tmp_dir, sizeof tmp_dir, "/tmp/aether-e2e-XXXXXX");
@@ -265,6 +367,7 @@ int main(void)
     tcase_add_test(tc, test_tcc_build_matches_gcc);
     tcase_add_test(tc, test_threads_bit_identical);
     tcase_add_test(tc, test_unseen_model_matches_interpreter);
+    tcase_add_test(tc, test_chat_two_turns_in_a_pty);
     suite_add_tcase(s, tc);
     int rc = test_run_suite(s);
     char cmd[128];
