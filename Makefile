@@ -42,6 +42,8 @@ TESTS    := $(filter-out $(TEST_SKIP:%=$(BUILD)/tests/%),$(TEST_SRC:tests/unit/%
 TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/unit/test_*.c)))
 
 .PHONY: all deps check test asan fuzz demo install clean bench
+# Keep the objects that tests are linked from (make would delete them as intermediates).
+.SECONDARY:
 all: $(BUILD)/aetherc $(BUILD)/libaether_rt.a
 
 $(BUILD)/obj/%.o: %.c
@@ -108,7 +110,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/aether
 	install -m 755 $(BUILD)/aetherc $(DESTDIR)$(PREFIX)/bin/aetherc
 	install -m 644 $(BUILD)/libaether_rt.a $(DESTDIR)$(PREFIX)/lib/libaether_rt.a
-	install -m 644 runtime/*.h runtime/*.def $(DESTDIR)$(PREFIX)/include/aether/
+	install -m 644 runtime/ae_*.h runtime/ggml_types.def $(DESTDIR)$(PREFIX)/include/aether/
 
 clean:
 	rm -rf build build-asan
