@@ -5,6 +5,7 @@
 #   make asan          the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz          the GGUF reader under libFuzzer for FUZZ_SECONDS (clang)
 #   make demo          install what is missing, build, make a model, run it
+#   make bench         1B-shaped synthetic models: prompt and generation speed (LLAMA_BENCH=... to compare)
 #   make install       PREFIX=/usr/local
 #
 # Sources are found by wildcard: a new runtime/*.c joins the runtime library, a new
@@ -105,6 +106,10 @@ fuzz: $(FUZZ_BIN)
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh examples/demo.sh $(BUILD)/aetherc $(SHARED)
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@sh examples/bench.sh $(BUILD)/aetherc $(SHARED)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/aether

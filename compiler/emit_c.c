@@ -569,6 +569,7 @@ static void emit_scratch_size(struct emitter *e)
     out(e, "/* Kernel scratch: the largest any one call needs (they run one after another). */\n");
     out(e, "static uint64_t scratch_size(int32_t n_ctx, int32_t n_threads)\n{\n    uint64_t m = 64, x;\n");
     out(e, "    (void)n_ctx;\n    (void)n_threads;\n");
+    bool attention_seen = false;
     for (uint32_t i = 0; i < e->g->n_nodes; i++) {
         const struct ir_node *n = e->g->nodes[i];
         if (n->op == IR_OP_MATMUL || n->op == IR_OP_MATMUL_EW || n->op == IR_OP_MATMUL_ROPE) {
@@ -585,14 +586,14 @@ static void emit_scratch_size(struct emitter *e)
                 out(e, "    x = ae_matmul_scratch_size(%s, %" PRId64 ", T_MAX);\n    if (x > m) m = x;\n",
                     type_const(w->dtype, t, sizeof t), w->shape[1]);
             }
-        } else if (n->op == IR_OP_ATTENTION) {
+        } else if (n->op == IR_OP_ATTENTION && !attention_seen) {
+            attention_seen = true; /* every layer's attention has the same shape */
             const struct ir_node *q = n->src[0], *k = n->src[1], *v = n->src[2];
             out(e, "    for (uint32_t kv_type = AE_TYPE_F32; kv_type <= AE_TYPE_F16; kv_type++) {\n");
             out(e, "        const struct ae_attn_params ap = {.n_tokens = T_MAX, .n_ctx = n_ctx, .n_head = %" PRId64
                    ", .n_head_kv = %" PRId64 ", .head_dim_k = %" PRId64 ", .head_dim_v = %" PRId64 ",\n"
                    "            .kv_type = kv_type, .scale = 1};\n", q->shape[1], k->shape[1], q->shape[2], v->shape[2]);
             out(e, "        x = ae_attention_scratch_size(&ap, n_threads);\n        if (x > m) m = x;\n    }\n");
-            break; /* every layer's attention has the same shape */
         }
     }
     out(e, "    return m;\n}\n\n");

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -549,9 +550,11 @@ void ae_prog_print_timings(const struct prog *p)
     fprintf(stderr, "generation: %" PRId64 " tokens in %.2f ms (%.2f ms/token, %.2f tokens/s)\n", p->gen_tokens,
             p->gen_ms, p->gen_tokens ? p->gen_ms / (double)p->gen_tokens : 0.0,
             p->gen_ms > 0 ? (double)p->gen_tokens * 1e3 / p->gen_ms : 0.0);
-    fprintf(stderr, "threads: %d; context: %" PRId32 " tokens (%s); seed: %" PRIu64 "\n",
+    struct rusage ru;
+    double rss_mib = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0;
+    fprintf(stderr, "threads: %d; context: %" PRId32 " tokens (%s); seed: %" PRIu64 "; peak RSS: %.1f MiB\n",
             ae_pool_threads(p->st.pool), p->st.n_ctx, p->st.kv_type == AE_TYPE_F32 ? "f32" : "f16",
-            ae_sampler_seed(p->sampler));
+            ae_sampler_seed(p->sampler), rss_mib);
 }
 
 static int prog_dump_logits(const struct prog *p, const char *path, ae_error *err)

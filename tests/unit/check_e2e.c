@@ -221,13 +221,19 @@ START_TEST(test_threads_bit_identical)
 }
 END_TEST
 
-/* A model of shapes no shared model has: the program against the reference interpreter. */
+/* A model of shapes no shared model has: the program against the reference interpreter, with a prompt
+ * longer than the program's step (--t-max 16), so that prefill runs in chunks at P > 0. */
 START_TEST(test_unseen_model_matches_interpreter)
 {
     static const struct {
         const char *type;
         double tol;
     } types[] = {{"f32", 2e-3}, {"f16", 2e-2}, {"q4_1", 0.5}};
+    int32_t ids[70];
+    char list[1024];
+    for (int i = 0; i < 70; i++)
+        ids[i] = i == 0 ? 1 : 3 + (i * 79) % 500;
+    ids_list(ids, 70, list, sizeof list);
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         char model[128];
         snprintf(model, sizeof model, "%s/unseen-%s.gguf", tmp_dir, types[i].type);
@@ -236,15 +242,14 @@ START_TEST(test_unseen_model_matches_interpreter)
                      "--vocab-from %s --seed 7 -o %s", aetherc(), types[i].type,
                      test_shared_path("models/stories260K.gguf"), model);
         ck_assert_msg(rc == 0, "synth failed:\n%s", log_buf);
-        rc = run(log_buf, sizeof log_buf, "%s %s -o %s/unseen", aetherc(), model, tmp_dir);
+        rc = run(log_buf, sizeof log_buf, "%s %s -o %s/unseen --t-max 16", aetherc(), model, tmp_dir);
         ck_assert_msg(rc == 0, "compiling %s failed:\n%s", model, log_buf);
         char ref_path[128];
         snprintf(ref_path, sizeof ref_path, "%s/unseen.interp", tmp_dir);
-        rc = run(log_buf, sizeof log_buf, "%s run --interp %s --tokens 1,403,407,261,378,300 --dump-logits %s",
-                 aetherc(), model, ref_path);
+        rc = run(log_buf, sizeof log_buf, "%s run --interp %s --tokens %s --dump-logits %s", aetherc(), model, list,
+                 ref_path);
         ck_assert_msg(rc == 0, "the interpreter failed:\n%s", log_buf);
-        const int32_t ids[] = {1, 403, 407, 261, 378, 300};
-        float *got = prompt_logits("unseen", ids, 6, 512, "");
+        float *got = prompt_logits("unseen", ids, 70, 512, "");
         size_t size;
         float *want = test_read_file(ref_path, &size);
         ck_assert_uint_eq(size, 512 * sizeof(float));
@@ -254,6 +259,28 @@ START_TEST(test_unseen_model_matches_interpreter)
         free(got);
         free(want);
     }
+}
+END_TEST
+
+/* A matmul after the first attention needs the most scratch (ffn_down with K = 2048, in 64-token steps):
+ * the program's scratch must be sized for it, not only for the matmuls before attention. */
+START_TEST(test_scratch_sized_for_every_matmul)
+{
+    char model[128];
+    snprintf(model, sizeof model, "%s/wide.gguf", tmp_dir);
+    int rc = run(log_buf, sizeof log_buf,
+                 "%s synth --arch llama --dim 64 --layers 1 --heads 2 --kv-heads 1 --ffn 2048 --type q8_0 "
+                 "--vocab-from %s --seed 3 -o %s", aetherc(), test_shared_path("models/stories260K.gguf"), model);
+    ck_assert_msg(rc == 0, "synth failed:\n%s", log_buf);
+    rc = run(log_buf, sizeof log_buf, "%s %s -o %s/wide --t-max 64", aetherc(), model, tmp_dir);
+    ck_assert_msg(rc == 0, "compiling failed:\n%s", log_buf);
+    int32_t ids[60];
+    char list[1024];
+    for (int i = 0; i < 60; i++)
+        ids[i] = i == 0 ? 1 : 3 + (i * 79) % 500;
+    ids_list(ids, 60, list, sizeof list);
+    rc = run(log_buf, sizeof log_buf, "%s/wide --tokens %s -n 4 --ctx 64 --temp 0 --print-ids", tmp_dir, list);
+    ck_assert_msg(rc == 0, "the program failed (%d):\n%s", rc, log_buf);
 }
 END_TEST
 
@@ -367,6 +394,7 @@ int main(void)
     tcase_add_test(tc, test_tcc_build_matches_gcc);
     tcase_add_test(tc, test_threads_bit_identical);
     tcase_add_test(tc, test_unseen_model_matches_interpreter);
+    tcase_add_test(tc, test_scratch_sized_for_every_matmul);
     tcase_add_test(tc, test_chat_two_turns_in_a_pty);
     suite_add_tcase(s, tc);
     int rc = test_run_suite(s);
