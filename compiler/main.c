@@ -7,22 +7,24 @@
 static const struct command {
     const char *name;
     int (*run)(int argc, char **argv);
-    const char *summary;
+    const char *syntax, *summary;
 } commands[] = {
-    {"inspect", cmd_inspect, "inspect FILE [--tensors] [--json]     what is in a GGUF file"},
-    {"synth", cmd_synth, "synth --arch llama ... -o out.gguf      a random-weight model of any shape"},
-    {"run", cmd_run, "run --interp MODEL --tokens IDS [-n N]     run a model in the reference interpreter"},
-    {"plan", cmd_plan, "plan MODEL                              the activation memory plan"},
-    {"tokenize", cmd_tokenize, "tokenize MODEL TEXT [--ids]            tokens of a text, as llama.cpp makes them"},
+    {"run", cmd_run, "run MODEL [-p TEXT] [-n N] [flags]", "compile in memory with libtcc and run at once"},
+    {"run", cmd_run, "run --interp MODEL --tokens IDS [-n N]", "run in the reference interpreter"},
+    {"inspect", cmd_inspect, "inspect FILE [--tensors] [--json]", "what is in a GGUF file"},
+    {"plan", cmd_plan, "plan MODEL", "the activation memory plan"},
+    {"tokenize", cmd_tokenize, "tokenize MODEL TEXT [--ids]", "tokens of a text, as llama.cpp makes them"},
+    {"synth", cmd_synth, "synth --arch llama ... -o OUT.gguf", "a random-weight model of any shape"},
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: aetherc MODEL.gguf [--dump-ir=...] [-O0] ...   compile a model (aetherc MODEL --help)\n"
+    fprintf(f, "usage: aetherc MODEL.gguf -o PROGRAM [flags]    compile a model into a program\n"
+               "       aetherc MODEL.gguf [--dump-ir=...]       run the passes and report what they did\n"
                "       aetherc COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %s\n", commands[i].summary);
-    fprintf(f, "\n'aetherc COMMAND --help' describes a command's flags.\n");
+        fprintf(f, "  %-40s %s\n", commands[i].syntax, commands[i].summary);
+    fprintf(f, "\n'aetherc MODEL.gguf --help' lists the compiler's flags, 'aetherc COMMAND --help' a command's.\n");
 }
 
 int main(int argc, char **argv)

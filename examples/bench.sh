@@ -18,7 +18,7 @@ prompt=$(awk 'BEGIN { printf "1"; for (i = 1; i < 512; i++) printf ",%d", 100 + 
 
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-field() { sed -n "s/^$1: .*(\([0-9.]*\) tokens\/s).*/\1/p"; }
+field() { sed -n "s/^$1: .*, \([0-9.]*\) tokens\/s).*/\1/p"; }
 
 printf '%-6s %10s %10s %10s %12s %12s %10s' type "pp512 t/s" "tg128 t/s" "RSS MiB" "gcc build s" "program KiB" "weights MiB"
 [ -n "${LLAMA_BENCH:-}" ] && printf ' %12s %12s %8s %8s' "llama pp512" "llama tg128" "pp ratio" "tg ratio"
