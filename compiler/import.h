@@ -147,6 +147,8 @@ int import_embeddings(struct import_ctx *c, struct ir_node **out);
 const char *import_name(struct import_ctx *c, int32_t layer, const char *what);
 
 /* The builders, one per architecture. */
+/* llama's graph; qkv_bias: the q/k/v biases are required (qwen2) rather than optional. */
+int import_build_llama_like(struct import_ctx *c, bool qkv_bias);
 int import_build_llama(struct import_ctx *c);
 int import_build_qwen2(struct import_ctx *c);
 int import_build_phi3(struct import_ctx *c);

@@ -7,12 +7,13 @@
  *   x = x + attention(q, k, v; scale = attention.scale or 1/sqrt(head_dim)) Wo (+bo)
  *   x = x + (silu(h' Wgate) * (h' Wup)) Wdown,  h' = rms_norm(x) * ffn_norm
  * then rms_norm(x) * output_norm and the lm head (output.weight, or the tied token_embd.weight).
+ * qwen2 is this graph with the q/k/v biases required and NeoX rope (import_qwen2.c).
  */
 #include "import.h"
 
 #include <math.h>
 
-int import_build_llama(struct import_ctx *c)
+int import_build_llama_like(struct import_ctx *c, bool qkv_bias)
 {
     const struct import_hparams *hp = c->hp;
     struct ir_graph *g = c->g;
@@ -40,9 +41,9 @@ int import_build_llama(struct import_ctx *c)
             import_layer_mat(c, &l.wq, il, "attn_q.weight", n_q, n_embd, true) ||
             import_layer_mat(c, &l.wk, il, "attn_k.weight", n_k, n_embd, true) ||
             import_layer_mat(c, &l.wv, il, "attn_v.weight", n_v, n_embd, true) ||
-            import_layer_vec(c, &l.bq, il, "attn_q.bias", n_q, false) ||
-            import_layer_vec(c, &l.bk, il, "attn_k.bias", n_k, false) ||
-            import_layer_vec(c, &l.bv, il, "attn_v.bias", n_v, false) ||
+            import_layer_vec(c, &l.bq, il, "attn_q.bias", n_q, qkv_bias) ||
+            import_layer_vec(c, &l.bk, il, "attn_k.bias", n_k, qkv_bias) ||
+            import_layer_vec(c, &l.bv, il, "attn_v.bias", n_v, qkv_bias) ||
             import_layer_mat(c, &l.wo, il, "attn_output.weight", n_embd, n_o, true) ||
             import_layer_vec(c, &l.bo, il, "attn_output.bias", n_embd, false) ||
             import_layer_vec(c, &l.ffn_norm, il, "ffn_norm.weight", n_embd, true) ||
@@ -65,4 +66,9 @@ int import_build_llama(struct import_ctx *c)
         ir_node_set_name(g, x, import_name(c, li, "l_out"));
     }
     return import_logits(c, x, 0.0f);
+}
+
+int import_build_llama(struct import_ctx *c)
+{
+    return import_build_llama_like(c, false);
 }
