@@ -44,54 +44,9 @@ struct symbol {
     int32_t prev, next;
 };
 
-struct bigram {
-    int32_t rank;
-    int32_t left, right;
-    uint32_t size;
-};
-
-/* Min-heap on (rank, left). */
-static int bigram_before(const struct bigram *a, const struct bigram *b)
-{
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static void heap_push(struct bigram *h, size_t *n, struct bigram b)
-{
-    size_t i = (*n)++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!bigram_before(&b, &h[p]))
-            break;
-        h[i] = h[p];
-        i = p;
-    }
-    h[i] = b;
-}
-
-static struct bigram heap_pop(struct bigram *h, size_t *n)
-{
-    struct bigram top = h[0], last = h[--*n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= *n)
-            break;
-        if (c + 1 < *n && bigram_before(&h[c + 1], &h[c]))
-            c++;
-        if (!bigram_before(&h[c], &last))
-            break;
-        h[i] = h[c];
-        i = c;
-    }
-    if (*n > 0)
-        h[i] = last;
-    return top;
-}
-
 struct bpe_work {
     struct symbol *sym;
-    struct bigram *heap;
+    struct ae_tok_bigram *heap;
     size_t n_heap;
 };
 
@@ -103,7 +58,7 @@ static void add_bigram(const ae_tokenizer *t, const char *w, struct bpe_work *k,
     int32_t rank = ae_tok_merge_rank(t, w + l->off, l->len, w + r->off, r->len);
     if (rank < 0)
         return;
-    heap_push(k->heap, &k->n_heap, (struct bigram){rank, left, right, l->len + r->len});
+    ae_tok_heap_push(k->heap, &k->n_heap, (struct ae_tok_bigram){-(float)rank, left, right, l->len + r->len});
 }
 
 /* Merges one encoded word w[0..n) and appends its ids. */
@@ -128,7 +83,7 @@ static void bpe_word(const ae_tokenizer *t, const char *w, size_t n, struct bpe_
     for (int32_t i = 1; i < n_sym; i++)
         add_bigram(t, w, k, i - 1, i);
     while (k->n_heap > 0) {
-        struct bigram b = heap_pop(k->heap, &k->n_heap);
+        struct ae_tok_bigram b = ae_tok_heap_pop(k->heap, &k->n_heap);
         struct symbol *l = &k->sym[b.left], *r = &k->sym[b.right];
         /* stale: one side was merged away or has grown since the pair was queued */
         if (l->len == 0 || r->len == 0 || l->len + r->len != b.size)

@@ -117,4 +117,17 @@ int ae_tok_wpm_encode(const ae_tokenizer *t, const char *text, size_t len, struc
 void ae_tok_pretokenize(enum ae_tok_split split, const uint32_t *cp, const uint16_t *fl, size_t n,
                         size_t *words, size_t *scratch, size_t *n_words);
 
+/* A candidate merge of two adjacent symbols, for SentencePiece (priority = the merged piece's score) and
+ * BPE (priority = minus the merge's rank, exact for ranks below 2^24). The heap pops the highest
+ * priority first, the leftmost among equals. size is the merged length, to recognize stale entries. */
+struct ae_tok_bigram {
+    float priority;
+    int32_t left, right;
+    uint32_t size;
+};
+
+/* The heap: h holds *n entries; push needs room for one more. */
+void ae_tok_heap_push(struct ae_tok_bigram *h, size_t *n, struct ae_tok_bigram b);
+struct ae_tok_bigram ae_tok_heap_pop(struct ae_tok_bigram *h, size_t *n);
+
 #endif

@@ -17,52 +17,7 @@ struct symbol {
     int32_t prev, next;
 };
 
-struct bigram {
-    float score;
-    int32_t left, right;
-    uint32_t size;
-};
-
-/* Max-heap on score, then min on left. */
-static int bigram_before(const struct bigram *a, const struct bigram *b)
-{
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-static void heap_push(struct bigram *h, size_t *n, struct bigram b)
-{
-    size_t i = (*n)++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!bigram_before(&b, &h[p]))
-            break;
-        h[i] = h[p];
-        i = p;
-    }
-    h[i] = b;
-}
-
-static struct bigram heap_pop(struct bigram *h, size_t *n)
-{
-    struct bigram top = h[0], last = h[--*n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= *n)
-            break;
-        if (c + 1 < *n && bigram_before(&h[c + 1], &h[c]))
-            c++;
-        if (!bigram_before(&h[c], &last))
-            break;
-        h[i] = h[c];
-        i = c;
-    }
-    if (*n > 0)
-        h[i] = last;
-    return top;
-}
-
-static void add_bigram(const ae_tokenizer *t, const char *text, const struct symbol *sym, struct bigram *heap,
+static void add_bigram(const ae_tokenizer *t, const char *text, const struct symbol *sym, struct ae_tok_bigram *heap,
                        size_t *n_heap, int32_t left, int32_t right)
 {
     if (left < 0 || right < 0)
@@ -71,7 +26,7 @@ static void add_bigram(const ae_tokenizer *t, const char *text, const struct sym
     int32_t id = ae_tok_lookup(t, text + sym[left].off, size);
     if (id == AE_TOKEN_NULL)
         return;
-    heap_push(heap, n_heap, (struct bigram){t->score[id], left, right, size});
+    ae_tok_heap_push(heap, n_heap, (struct ae_tok_bigram){t->score[id], left, right, size});
 }
 
 int ae_tok_spm_encode(const ae_tokenizer *t, const char *text, size_t len, struct ae_tok_ids *o)
@@ -79,7 +34,7 @@ int ae_tok_spm_encode(const ae_tokenizer *t, const char *text, size_t len, struc
     if (len == 0)
         return 0;
     struct symbol *sym = malloc(len * sizeof *sym);
-    struct bigram *heap = malloc(len * 3 * sizeof *heap); /* n - 1 pairs, then at most 2 per merge */
+    struct ae_tok_bigram *heap = malloc(len * 3 * sizeof *heap); /* n - 1 pairs, then at most 2 per merge */
     if (!sym || !heap) {
         free(sym);
         free(heap);
@@ -99,7 +54,7 @@ int ae_tok_spm_encode(const ae_tokenizer *t, const char *text, size_t len, struc
     for (int32_t i = 1; i < n_sym; i++)
         add_bigram(t, text, sym, heap, &n_heap, i - 1, i);
     while (n_heap > 0) {
-        struct bigram b = heap_pop(heap, &n_heap);
+        struct ae_tok_bigram b = ae_tok_heap_pop(heap, &n_heap);
         struct symbol *l = &sym[b.left], *r = &sym[b.right];
         if (l->len == 0 || r->len == 0 || l->len + r->len != b.size)
             continue; /* stale */

@@ -1124,3 +1124,43 @@ int32_t ae_token_find(const ae_tokenizer *t, const char *s, size_t len)
 {
     return ae_tok_lookup(t, s, len);
 }
+
+/* ---- The merge heap shared by SentencePiece and BPE ---------------------------------------------- */
+
+static bool bigram_before(const struct ae_tok_bigram *a, const struct ae_tok_bigram *b)
+{
+    return a->priority > b->priority || (a->priority == b->priority && a->left < b->left);
+}
+
+void ae_tok_heap_push(struct ae_tok_bigram *h, size_t *n, struct ae_tok_bigram b)
+{
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!bigram_before(&b, &h[p]))
+            break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = b;
+}
+
+struct ae_tok_bigram ae_tok_heap_pop(struct ae_tok_bigram *h, size_t *n)
+{
+    struct ae_tok_bigram top = h[0], last = h[--*n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n)
+            break;
+        if (c + 1 < *n && bigram_before(&h[c + 1], &h[c]))
+            c++;
+        if (!bigram_before(&h[c], &last))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n > 0)
+        h[i] = last;
+    return top;
+}
