@@ -146,13 +146,17 @@ int build_program(const struct build_model *m, const struct build_options *o, ae
             ae_fail(err, "%s: cannot create: %s", wpath, strerror(errno));
             goto done;
         }
-        int wrc = ae_pack_write(f, pb.meta, pb.meta_size, pb.weights, pb.weights_size, err);
+        struct ae_pack_weights w = pack_build_weights(&pb);
+        int wrc = ae_pack_write(f, pb.meta, pb.meta_size, &w, err);
         if (fclose(f) != 0 && wrc == 0)
             wrc = ae_fail(err, "%s: write failed: %s", wpath, strerror(errno));
         if (wrc < 0)
             goto done;
-    } else if (ae_pack_append(o->output, pb.meta, pb.meta_size, pb.weights, pb.weights_size, err) < 0)
-        goto done;
+    } else {
+        struct ae_pack_weights w = pack_build_weights(&pb);
+        if (ae_pack_append(o->output, pb.meta, pb.meta_size, &w, err) < 0)
+            goto done;
+    }
     rc = 0;
 done:
     if (made_tmp) {
@@ -187,7 +191,8 @@ int build_and_run(const struct build_model *m, int argc, char **argv, int *statu
         ae_fail(err, "out of memory");
         goto done;
     }
-    int wrc = ae_pack_write(mem, pb.meta, pb.meta_size, pb.weights, pb.weights_size, err);
+    struct ae_pack_weights w = pack_build_weights(&pb);
+    int wrc = ae_pack_write(mem, pb.meta, pb.meta_size, &w, err);
     if (fclose(mem) != 0 || wrc < 0) {
         if (wrc == 0)
             ae_fail(err, "out of memory");

@@ -98,6 +98,16 @@ struct ae_pack {
  * second, and any flipped bit changes it. */
 uint64_t ae_pack_checksum(const void *data, uint64_t size);
 
+/* The same checksum over bytes that come in pieces: init, update with each piece in order, final. */
+struct ae_checksum {
+    uint64_t h;
+    uint8_t tail[8];
+    unsigned n_tail;
+};
+void ae_checksum_init(struct ae_checksum *c);
+void ae_checksum_update(struct ae_checksum *c, const void *data, uint64_t size);
+uint64_t ae_checksum_final(const struct ae_checksum *c);
+
 /* Validates a pack held in memory (bytes not copied). name is used in messages. */
 int ae_pack_parse(struct ae_pack *p, const void *bytes, uint64_t size, const char *name, ae_error *err);
 
@@ -107,13 +117,28 @@ int ae_pack_open_file(struct ae_pack *p, const char *path, ae_error *err);
 
 void ae_pack_close(struct ae_pack *p);
 
+/* Where a pack's weights come from when they are written: size bytes whose checksum is known, put to f by
+ * write (so that a model larger than memory is written piece by piece). */
+struct ae_pack_weights {
+    uint64_t size;
+    uint64_t checksum;
+    int (*write)(void *ctx, FILE *f, ae_error *err);
+    void *ctx;
+};
+
 /* Writes a pack at f's current position, which must be a multiple of AE_PACK_ALIGN from the start of
  * the file (true for a new .weights file; ae_pack_append pads an executable first). */
-int ae_pack_write(FILE *f, const void *meta, uint64_t meta_size, const void *weights, uint64_t weights_size,
-                  ae_error *err);
+int ae_pack_write(FILE *f, const void *meta, uint64_t meta_size, const struct ae_pack_weights *w, ae_error *err);
 
 /* Appends a pack and its trailer to the executable at path. */
-int ae_pack_append(const char *path, const void *meta, uint64_t meta_size, const void *weights,
-                   uint64_t weights_size, ae_error *err);
+int ae_pack_append(const char *path, const void *meta, uint64_t meta_size, const struct ae_pack_weights *w,
+                   ae_error *err);
+
+/* Weights held in memory, as a struct ae_pack_weights (ctx points at the struct ae_pack_memory). */
+struct ae_pack_memory {
+    const void *data;
+    uint64_t size;
+};
+struct ae_pack_weights ae_pack_weights_in_memory(const struct ae_pack_memory *m);
 
 #endif

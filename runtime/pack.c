@@ -13,19 +13,50 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-uint64_t ae_pack_checksum(const void *data, uint64_t size)
+#define FNV_OFFSET 0xcbf29ce484222325u
+#define FNV_PRIME 0x100000001b3u
+
+void ae_checksum_init(struct ae_checksum *c)
+{
+    c->h = FNV_OFFSET;
+    c->n_tail = 0;
+}
+
+void ae_checksum_update(struct ae_checksum *c, const void *data, uint64_t size)
 {
     const uint8_t *p = data;
-    uint64_t h = 0xcbf29ce484222325u;
     uint64_t i = 0;
+    while (c->n_tail > 0 && c->n_tail < 8 && i < size)
+        c->tail[c->n_tail++] = p[i++];
+    if (c->n_tail == 8) {
+        uint64_t w;
+        memcpy(&w, c->tail, 8);
+        c->h = (c->h ^ w) * FNV_PRIME;
+        c->n_tail = 0;
+    }
     for (; i + 8 <= size; i += 8) {
         uint64_t w;
         memcpy(&w, p + i, 8);
-        h = (h ^ w) * 0x100000001b3u;
+        c->h = (c->h ^ w) * FNV_PRIME;
     }
-    for (; i < size; i++)
-        h = (h ^ p[i]) * 0x100000001b3u;
+    while (i < size)
+        c->tail[c->n_tail++] = p[i++];
+}
+
+uint64_t ae_checksum_final(const struct ae_checksum *c)
+{
+    uint64_t h = c->h;
+    for (unsigned i = 0; i < c->n_tail; i++)
+        h = (h ^ c->tail[i]) * FNV_PRIME;
     return h;
+}
+
+uint64_t ae_pack_checksum(const void *data, uint64_t size)
+{
+    struct ae_checksum c;
+    ae_checksum_init(&c);
+    ae_checksum_update(&c, data, size);
+    return ae_checksum_final(&c);
 }
 
 int ae_pack_parse(struct ae_pack *p, const void *bytes, uint64_t size, const char *name, ae_error *err)
@@ -118,24 +149,38 @@ static int pad_to(FILE *f, uint64_t at, uint64_t align, ae_error *err)
     return put(f, zeros, (align - at % align) % align, err);
 }
 
-int ae_pack_write(FILE *f, const void *meta, uint64_t meta_size, const void *weights, uint64_t weights_size,
-                  ae_error *err)
+static int write_memory(void *ctx, FILE *f, ae_error *err)
+{
+    const struct ae_pack_memory *m = ctx;
+    return put(f, m->data, m->size, err);
+}
+
+struct ae_pack_weights ae_pack_weights_in_memory(const struct ae_pack_memory *m)
+{
+    return (struct ae_pack_weights){m->size, ae_pack_checksum(m->data, m->size), write_memory, (void *)m};
+}
+
+int ae_pack_write(FILE *f, const void *meta, uint64_t meta_size, const struct ae_pack_weights *w, ae_error *err)
 {
     struct ae_pack_header h = {.version = AE_PACK_VERSION, .header_size = sizeof h};
     memcpy(h.magic, AE_PACK_MAGIC, 8);
     h.meta_offset = sizeof h;
     h.meta_size = meta_size;
     h.weights_offset = (sizeof h + meta_size + AE_PACK_ALIGN - 1) / AE_PACK_ALIGN * AE_PACK_ALIGN;
-    h.weights_size = weights_size;
-    h.weights_checksum = ae_pack_checksum(weights, weights_size);
+    h.weights_size = w->size;
+    h.weights_checksum = w->checksum;
+    long start = ftell(f);
     if (put(f, &h, sizeof h, err) < 0 || put(f, meta, meta_size, err) < 0 ||
-        pad_to(f, sizeof h + meta_size, AE_PACK_ALIGN, err) < 0 || put(f, weights, weights_size, err) < 0)
+        pad_to(f, sizeof h + meta_size, AE_PACK_ALIGN, err) < 0 || w->write(w->ctx, f, err) < 0)
         return -1;
+    if (start >= 0 && ftell(f) >= 0 && (uint64_t)(ftell(f) - start) != h.weights_offset + w->size)
+        return ae_fail(err, "writing the weights pack: %" PRIu64 " bytes of weights announced, %" PRIu64 " written",
+                       w->size, (uint64_t)(ftell(f) - start) - h.weights_offset);
     return 0;
 }
 
-int ae_pack_append(const char *path, const void *meta, uint64_t meta_size, const void *weights,
-                   uint64_t weights_size, ae_error *err)
+int ae_pack_append(const char *path, const void *meta, uint64_t meta_size, const struct ae_pack_weights *w,
+                   ae_error *err)
 {
     FILE *f = fopen(path, "r+b");
     if (!f)
@@ -150,7 +195,7 @@ int ae_pack_append(const char *path, const void *meta, uint64_t meta_size, const
         goto close;
     struct ae_pack_trailer t = {.pack_offset = (end + AE_PACK_ALIGN - 1) / AE_PACK_ALIGN * AE_PACK_ALIGN};
     memcpy(t.magic, AE_PACK_MAGIC, 8);
-    if (ae_pack_write(f, meta, meta_size, weights, weights_size, err) < 0)
+    if (ae_pack_write(f, meta, meta_size, w, err) < 0)
         goto close;
     t.pack_size = (uint64_t)ftello(f) - t.pack_offset;
     if (put(f, &t, sizeof t, err) < 0)

@@ -60,6 +60,8 @@
 #define FAKE_LOG_MAX 4096
 
 static uint8_t fake_weights[FAKE_WEIGHTS];
+static const struct ae_pack_memory fake_pack_memory = {fake_weights, FAKE_WEIGHTS};
+static struct ae_pack_weights fake_pack_weights; /* set by fake_init */
 static const char *fake_log_path; /* each forward call is appended here when set */
 static int fake_delay_us;         /* sleep per decode step, so that Ctrl-C lands inside an answer */
 static bool fake_never_eos;       /* FAKE_EOS_AFTER is an ordinary token */
@@ -222,6 +224,7 @@ static void fake_init(void)
     for (size_t i = 8; i < FAKE_WEIGHTS; i++)
         fake_weights[i] = (uint8_t)(i * 31 + 7);
     fake_model.weights_checksum = ae_pack_checksum(fake_weights, FAKE_WEIGHTS);
+    fake_pack_weights = ae_pack_weights_in_memory(&fake_pack_memory);
 }
 
 /* ---- The pack -------------------------------------------------------------------------------------- */
@@ -275,7 +278,7 @@ static uint8_t *pack_build(const char *chat_template, size_t *size)
     size_t n = 0;
     FILE *f = open_memstream(&bytes, &n);
     ck_assert(f != NULL);
-    ck_assert_msg(ae_pack_write(f, meta, meta_size, fake_weights, FAKE_WEIGHTS, &err) == 0, "%s", err.msg);
+    ck_assert_msg(ae_pack_write(f, meta, meta_size, &fake_pack_weights, &err) == 0, "%s", err.msg);
     ck_assert(fclose(f) == 0);
     uint8_t *aligned = aligned_alloc(AE_PACK_ALIGN, (n + AE_PACK_ALIGN - 1) / AE_PACK_ALIGN * AE_PACK_ALIGN);
     ck_assert(aligned != NULL);
@@ -994,7 +997,7 @@ START_TEST(test_pack_errors)
     fclose(f);
     ae_gguf_writer_destroy(w);
     f = open_memstream(&bytes, &n);
-    ck_assert(ae_pack_write(f, meta, meta_size, fake_weights, FAKE_WEIGHTS, &err) == 0);
+    ck_assert(ae_pack_write(f, meta, meta_size, &fake_pack_weights, &err) == 0);
     fclose(f);
     uint8_t *aligned = aligned_alloc(AE_PACK_ALIGN, (n + AE_PACK_ALIGN - 1) / AE_PACK_ALIGN * AE_PACK_ALIGN);
     memcpy(aligned, bytes, n);
@@ -1057,7 +1060,7 @@ START_TEST(test_pack_appended_to_executable)
     ae_error err = { { 0 } };
     size_t meta_size;
     char *meta = meta_build(chatml_jinja, &meta_size);
-    ck_assert_msg(ae_pack_append(copy, meta, meta_size, fake_weights, FAKE_WEIGHTS, &err) == 0, "%s", err.msg);
+    ck_assert_msg(ae_pack_append(copy, meta, meta_size, &fake_pack_weights, &err) == 0, "%s", err.msg);
     free(meta);
 
     const char *modes[2][10] = {
