@@ -520,6 +520,34 @@ static void ids_arg(const int32_t *ids, int32_t n, char *buf, size_t cap)
 
 /* ---- One-shot generation --------------------------------------------------------------------------- */
 
+/* The checksum of bytes given in pieces of any sizes equals the checksum of the whole. */
+START_TEST(test_checksum_in_pieces)
+{
+    const uint64_t whole = ae_pack_checksum(fake_weights, FAKE_WEIGHTS);
+    static const size_t cuts[][4] = {{1, 2, 3, 4}, {7, 8, 9, 15}, {0, 0, 64, 100}, {3, 3, 3, 3}, {13, 1, 0, 8}};
+    for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
+        struct ae_checksum sum;
+        ae_checksum_init(&sum);
+        size_t at = 0;
+        for (size_t k = 0; at < FAKE_WEIGHTS; k++) {
+            size_t n = cuts[c][k % 4];
+            if (n > FAKE_WEIGHTS - at)
+                n = FAKE_WEIGHTS - at;
+            ae_checksum_update(&sum, fake_weights + at, n);
+            at += n;
+            if (k > 4 * FAKE_WEIGHTS)
+                break;
+        }
+        ck_assert_uint_eq(at, FAKE_WEIGHTS);
+        ck_assert_uint_eq(ae_checksum_final(&sum), whole);
+    }
+    /* And it sees every byte: one flipped bit changes it. */
+    fake_weights[FAKE_WEIGHTS - 1] ^= 1;
+    ck_assert_uint_ne(ae_pack_checksum(fake_weights, FAKE_WEIGHTS), whole);
+    fake_weights[FAKE_WEIGHTS - 1] ^= 1;
+}
+END_TEST
+
 START_TEST(test_tokens_print_ids)
 {
     const int32_t prompt[] = { 1, 300, 301 };
@@ -1466,6 +1494,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_chat_pty_two_turns);
     tcase_add_test(tc, test_chat_pty_interrupt);
     tcase_add_test(tc, test_chat_pty_eof);
+    tcase_add_test(tc, test_checksum_in_pieces);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }
