@@ -87,7 +87,8 @@ asan: deps
 
 # Each test runs from the repository root with AE_SHARED pointing at the shared models.
 test: all $(TESTS)
-	@AE_SHARED=$(SHARED) AE_AETHERC=$(abspath $(BUILD)/aetherc) sh tests/run_tests.sh $(TESTS)
+	@AE_SHARED=$(SHARED) AE_AETHERC=$(abspath $(BUILD)/aetherc) AE_RUNTIME_INCLUDE=$(abspath runtime) \
+	    sh tests/run_tests.sh $(TESTS)
 
 # The fuzzer sees the GGUF reader and writer and what they use, nothing else.
 FUZZ_BIN := $(BUILD)/fuzz/fuzz_gguf

@@ -206,7 +206,21 @@ int build_and_run(const struct build_model *m, int argc, char **argv, int *statu
     memcpy(aligned, pack, pack_size);
     ae_program_set_pack(aligned, pack_size); /* the program runs on aetherc's runtime (cc_tcc.c) */
     fprintf(stderr, "aetherc: compiling %s with libtcc\n", m->path);
-    if (cc_tcc_run(src, &paths, argc, argv, status, t0, err) < 0)
+    /* The program reports its speed and the time to its first token. */
+    char **args = malloc(((size_t)argc + 2) * sizeof *args);
+    if (!args) {
+        ae_fail(err, "out of memory");
+        goto done;
+    }
+    bool timings = false;
+    for (int i = 0; i < argc; i++)
+        timings |= !strcmp(argv[i], "--timings");
+    memcpy(args, argv, (size_t)argc * sizeof *args);
+    args[argc] = "--timings";
+    args[argc + 1] = NULL;
+    rc = cc_tcc_run(src, &paths, timings ? argc : argc + 1, args, status, t0, err);
+    free(args);
+    if (rc < 0)
         goto done;
     rc = 0;
 done:

@@ -33,7 +33,8 @@ struct build_model {
 int build_program(const struct build_model *m, const struct build_options *o, ae_error *err);
 
 /* aetherc run: compiles in memory with libtcc and calls the program's main with argv (argv[0] is the
- * program name). *status is what main returned. Prints the compile time to stderr. */
+ * program name) and --timings, so that it reports its speed and time to first token. *status is what
+ * main returned. Prints the compile time to stderr. */
 int build_and_run(const struct build_model *m, int argc, char **argv, int *status, ae_error *err);
 
 #endif

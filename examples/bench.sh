@@ -40,7 +40,7 @@ for t in $types; do
     wsize=$(($(stat -c %s "$dir/llama1b-$t.weights") / 1048576))
     printf '%-6s %10s %10s %10s %12s %12s %10s' "$t" "$pp" "$tg" "$rss" "$(secs "$t0" "$t1")" "$size" "$wsize"
     if [ -n "${LLAMA_BENCH:-}" ]; then
-        csv=$("$LLAMA_BENCH" -m "$model" -p 512 -n 128 -t "$threads" -o csv 2>/dev/null)
+        csv=$("$LLAMA_BENCH" -m "$model" -p 512 -n 128 -t "$threads" -r "${LLAMA_REPS:-3}" -o csv 2>/dev/null)
         lpp=$(printf '%s\n' "$csv" | awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i ~ /avg_ts/) c = i }
                                                NR > 1 && $0 ~ /,512,0,|"512","0"/ { gsub(/"/, "", $c); print $c }')
         ltg=$(printf '%s\n' "$csv" | awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i ~ /avg_ts/) c = i }

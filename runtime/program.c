@@ -511,6 +511,8 @@ int ae_prog_generate(struct prog *p, int32_t n_predict, enum prog_stop *why, ae_
             break;
         }
         n_gen++;
+        if (p->first_token_ms == 0)
+            p->first_token_ms = prog_now_ms();
         if (p->out_failed) {
             stop = PROG_STOP_OUTPUT;
             break;
@@ -550,6 +552,8 @@ void ae_prog_print_timings(const struct prog *p)
     fprintf(stderr, "generation: %" PRId64 " tokens in %.2f ms (%.2f ms/token, %.2f tokens/s)\n", p->gen_tokens,
             p->gen_ms, p->gen_tokens ? p->gen_ms / (double)p->gen_tokens : 0.0,
             p->gen_ms > 0 ? (double)p->gen_tokens * 1e3 / p->gen_ms : 0.0);
+    if (p->first_token_ms > 0)
+        fprintf(stderr, "time to first token: %.2f ms from the program's start\n", p->first_token_ms - p->start_ms);
     struct rusage ru;
     double rss_mib = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0;
     fprintf(stderr, "threads: %d; context: %" PRId32 " tokens (%s); seed: %" PRIu64 "; peak RSS: %.1f MiB\n",
@@ -664,6 +668,7 @@ static int prog_main(struct prog *p, ae_error *err)
 
 int ae_program_main(int argc, char **argv, const struct ae_model *m)
 {
+    const double start_ms = prog_now_ms();
     ae_error err = { { 0 } };
     struct prog_opts o;
     int rc;
@@ -682,7 +687,7 @@ int ae_program_main(int argc, char **argv, const struct ae_model *m)
     } else if (o.info) {
         rc = prog_info(&o, m);
     } else {
-        struct prog p = { .m = m, .o = &o };
+        struct prog p = { .m = m, .o = &o, .start_ms = start_ms };
         rc = prog_main(&p, &err);
         if (rc == AE_PROG_EXIT_FAIL && err.msg[0])
             fprintf(stderr, "%s: %s\n", o.prog, err.msg);

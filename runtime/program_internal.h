@@ -100,6 +100,8 @@ struct prog {
     /* --timings */
     int64_t prompt_tokens, gen_tokens;
     double prompt_ms, gen_ms;
+    double start_ms;             /* when ae_program_main began */
+    double first_token_ms;       /* when the first generated token came out; 0 before */
 };
 
 /* Writes n bytes to standard output, retrying interrupted writes. Returns -1 when it fails. */

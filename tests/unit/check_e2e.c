@@ -262,6 +262,106 @@ START_TEST(test_unseen_model_matches_interpreter)
 }
 END_TEST
 
+/* The generated C of every architecture compiles with no warnings under -Wall -Wextra -Werror. */
+START_TEST(test_generated_c_has_no_warnings)
+{
+    static const char *const files[] = {"stories260K-q4_0.gguf", "synthetic/tiny-qwen2-q4_k.gguf",
+                                         "synthetic/tiny-phi3-q8_0.gguf", "synthetic/tiny-gemma2-q4_0.gguf"};
+    const char *inc = getenv("AE_RUNTIME_INCLUDE");
+    ck_assert_msg(inc && *inc, "AE_RUNTIME_INCLUDE is not set: run the tests through make check");
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char flags[256];
+        snprintf(flags, sizeof flags, "--emit-c %s/c", tmp_dir);
+        compile(files[i], "warn", flags);
+        int rc = run(log_buf, sizeof log_buf, "gcc -std=c17 -O2 -Wall -Wextra -Werror -I%s -c %s/c/warn.c -o %s/warn.o",
+                     inc, tmp_dir, tmp_dir);
+        ck_assert_msg(rc == 0, "the C generated for %s has warnings:\n%s", files[i], log_buf);
+    }
+}
+END_TEST
+
+/* What the program needs at run time: libc, libm, libpthread and the loader, nothing else. */
+START_TEST(test_program_needs_only_libc)
+{
+    compile("stories260K.gguf", "deps", "");
+    compile("stories260K.gguf", "deps_tcc", "--cc tcc");
+    static const char *const names[] = {"deps", "deps_tcc"};
+    for (int k = 0; k < 2; k++) {
+        int rc = run(log_buf, sizeof log_buf, "ldd %s/%s", tmp_dir, names[k]);
+        ck_assert_msg(rc == 0, "ldd failed:\n%s", log_buf);
+        for (char *line = strtok(log_buf, "\n"); line; line = strtok(NULL, "\n")) {
+            while (*line == ' ' || *line == '\t')
+                line++;
+            bool allowed = !strncmp(line, "linux-vdso.so", 13) || !strncmp(line, "libc.so", 7) ||
+                           !strncmp(line, "libm.so", 7) || !strncmp(line, "libpthread.so", 13) ||
+                           strstr(line, "ld-linux") != NULL;
+            ck_assert_msg(allowed, "%s links more than libc: '%s'", names[k], line);
+        }
+    }
+}
+END_TEST
+
+/* --weights=external: the program and PROGRAM.weights beside it; --verify checks them, and a flipped byte is
+ * found. */
+START_TEST(test_external_weights_and_verify)
+{
+    compile("stories260K-q8_0.gguf", "ext", "--weights=external");
+    int32_t got[REF_STEPS];
+    struct reference r;
+    ref_load(&r, "stories260K-q8_0", 1, "f16", 512);
+    free(r.logits);
+    ck_assert_uint_eq(generated_ids("ext", "--tokens 1,403,407,261,378", got, REF_STEPS), REF_STEPS);
+    for (int s = 0; s < REF_STEPS; s++)
+        ck_assert_msg(got[s] == r.greedy[s], "step %d: %" PRId32 ", llama.cpp %" PRId32, s, got[s], r.greedy[s]);
+    ck_assert_int_eq(run(log_buf, sizeof log_buf, "%s/ext --verify", tmp_dir), 0);
+    ck_assert_msg(strstr(log_buf, "weights OK"), "%s", log_buf);
+    /* Flip one bit near the end of the weights file. */
+    char path[128];
+    snprintf(path, sizeof path, "%s/ext.weights", tmp_dir);
+    FILE *f = fopen(path, "r+b");
+    ck_assert(f != NULL);
+    ck_assert(fseek(f, -100, SEEK_END) == 0);
+    int c = fgetc(f);
+    ck_assert(fseek(f, -100, SEEK_END) == 0);
+    fputc(c ^ 0x10, f);
+    fclose(f);
+    ck_assert_int_eq(run(log_buf, sizeof log_buf, "%s/ext --verify", tmp_dir), 1);
+    /* Without its weights file the program says what is missing. */
+    unlink(path);
+    ck_assert_int_eq(run(log_buf, sizeof log_buf, "%s/ext -p hi -n 1", tmp_dir), 1);
+    ck_assert_msg(strstr(log_buf, "ext.weights"), "%s", log_buf);
+}
+END_TEST
+
+/* aetherc run: compiled in memory by libtcc, the same tokens as llama.cpp. */
+START_TEST(test_aetherc_run_in_memory)
+{
+    struct reference r;
+    ref_load(&r, "stories260K", 2, "f16", 512);
+    free(r.logits);
+    char list[2048];
+    ids_list(r.prompt, r.n_prompt, list, sizeof list);
+    int rc = run(log_buf, sizeof log_buf, "%s run %s --tokens %s -n 32 --temp 0 --print-ids 2>%s/run.err", aetherc(),
+                 test_shared_path("models/stories260K.gguf"), list, tmp_dir);
+    ck_assert_msg(rc == 0, "aetherc run failed (%d):\n%s", rc, log_buf);
+    char *p = log_buf;
+    for (int s = 0; s < REF_STEPS; s++) {
+        char *e;
+        long v = strtol(p, &e, 10);
+        ck_assert_msg(e != p && v == r.greedy[s], "step %d: '%.20s', llama.cpp %" PRId32, s, p, r.greedy[s]);
+        p = e;
+    }
+    char err_path[128];
+    snprintf(err_path, sizeof err_path, "%s/run.err", tmp_dir);
+    size_t size;
+    char *errs = test_read_file(err_path, &size);
+    errs = realloc(errs, size + 1);
+    errs[size] = 0;
+    ck_assert_msg(strstr(errs, "aetherc: compiled in ") && strstr(errs, "time to first token: "), "%s", errs);
+    free(errs);
+}
+END_TEST
+
 /* A matmul after the first attention needs the most scratch (ffn_down with K = 2048, in 64-token steps):
  * the program's scratch must be sized for it, not only for the matmuls before attention. */
 START_TEST(test_scratch_sized_for_every_matmul)
@@ -395,6 +495,10 @@ int main(void)
     tcase_add_test(tc, test_threads_bit_identical);
     tcase_add_test(tc, test_unseen_model_matches_interpreter);
     tcase_add_test(tc, test_scratch_sized_for_every_matmul);
+    tcase_add_test(tc, test_generated_c_has_no_warnings);
+    tcase_add_test(tc, test_program_needs_only_libc);
+    tcase_add_test(tc, test_external_weights_and_verify);
+    tcase_add_test(tc, test_aetherc_run_in_memory);
     tcase_add_test(tc, test_chat_two_turns_in_a_pty);
     suite_add_tcase(s, tc);
     int rc = test_run_suite(s);
