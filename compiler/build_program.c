@@ -20,7 +20,7 @@
 static void describe(const struct build_model *m, const char *compiler, char *buf, size_t size)
 {
     const struct pass_stats *st = &m->c->stats;
-    size_t k = (size_t)snprintf(buf, size, "compiled from: %s\npasses: ", m->path);
+    size_t k = (size_t)snprintf(buf, size, "%s\npasses: ", m->path);
     for (int p = 0; p < PASS_COUNT && k < size; p++)
         if (!(m->c->opt.disabled & (1u << p)))
             k += (size_t)snprintf(buf + k, size - k, "%s%s", k && buf[k - 1] != ' ' ? ", " : "", pass_name((enum pass_id)p));
@@ -30,7 +30,8 @@ static void describe(const struct build_model *m, const char *compiler, char *bu
     bool any = false;
     for (int f = 0; f < FUSE_KIND_COUNT && k < size; f++)
         if (st->fused[f]) {
-            k += (size_t)snprintf(buf + k, size - k, " %s %" PRIu32, fuse_kind_name((enum fuse_kind)f), st->fused[f]);
+            k += (size_t)snprintf(buf + k, size - k, "%s %" PRIu32 " %s", any ? "," : "", st->fused[f],
+                                  fuse_kind_name((enum fuse_kind)f));
             any = true;
         }
     if (!any && k < size)
