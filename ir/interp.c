@@ -11,6 +11,8 @@
  */
 #include "interp.h"
 
+#include "ir_fused.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -29,6 +31,7 @@ struct kv_buffer {
 
 struct interp {
     const struct ir_graph *g;
+    struct ir_graph *lowered;       /* owned: g with its fused ops lowered, when it had any */
     const ae_gguf *f;
     uint32_t n_ctx;
     struct value *vals;             /* per node, for the current step */
@@ -106,13 +109,39 @@ static int bind_weight(struct interp *it, const struct ir_node *n, ae_error *err
     return 0;
 }
 
+/* A copy of g with its fused ops lowered to the primitive ops they stand for (ir_fused.h), made through
+ * the text form, which round-trips exactly. */
+static int lowered_copy(const struct ir_graph *g, struct ir_graph **out, ae_error *err)
+{
+    char *text = ir_print_string(g);
+    if (!text)
+        return ae_fail(err, "interp: out of memory");
+    int rc = ir_parse(out, text, strlen(text), "fused graph", err);
+    free(text);
+    if (rc == 0 && ir_fused_lower(*out, err) != 0) {
+        ir_graph_destroy(*out);
+        rc = -1;
+    }
+    return rc ? ae_fail_prefix(err, "interp: lowering the fused ops") : 0;
+}
+
 int interp_create(struct interp **out, const struct ir_graph *g, const ae_gguf *f, uint32_t n_ctx, ae_error *err)
 {
     if (n_ctx == 0)
         return ae_fail(err, "interp: the context size must be at least 1");
+    struct ir_graph *lowered = NULL;
+    for (uint32_t i = 0; i < g->n_nodes && !lowered; i++)
+        if (ir_op_is_fused(g->nodes[i]->op)) {
+            if (lowered_copy(g, &lowered, err))
+                return -1;
+            g = lowered;
+        }
     struct interp *it = calloc(1, sizeof *it);
-    if (!it)
+    if (!it) {
+        ir_graph_destroy(lowered);
         return ae_fail(err, "interp: out of memory");
+    }
+    it->lowered = lowered;
     it->g = g;
     it->f = f;
     it->n_ctx = n_ctx;
@@ -186,6 +215,7 @@ void interp_destroy(struct interp *it)
     free(it->last_use);
     free(it->weight_data);
     free(it->weight_copy);
+    ir_graph_destroy(it->lowered);
     free(it->kv);
     free(it->row_buf);
     free(it);
@@ -711,7 +741,7 @@ static int run_node(struct interp *it, const struct ir_node *n, const int32_t *t
     case IR_OP_RESHAPE:
     case IR_OP_LAST_ROW:
     case IR_OP_OUTPUT:
-    case IR_OP_EW:          /* fused ops: run ir_fused_lower first (ir_fused.h) */
+    case IR_OP_EW:          /* fused ops: interp_create lowered them (ir_fused.h) */
     case IR_OP_MATMUL_EW:
     case IR_OP_RMS_NORM_MUL:
     case IR_OP_MATMUL_ROPE:

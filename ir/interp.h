@@ -18,7 +18,8 @@
 struct interp;
 
 /* Binds g's weights to f's tensors (by name; type and shape must match) and allocates KV caches of
- * n_ctx rows. g must pass ir_verify and outlive the interpreter, as must f. */
+ * n_ctx rows. g must pass ir_verify and outlive the interpreter, as must f. A graph with fused ops runs
+ * as a private copy with those ops lowered (ir_fused_lower); the trace then reports the copy's nodes. */
 int interp_create(struct interp **out, const struct ir_graph *g, const ae_gguf *f, uint32_t n_ctx, ae_error *err);
 void interp_destroy(struct interp *it);
 

@@ -11,6 +11,7 @@
  */
 #include "import.h"
 #include "interp.h"
+#include "pass.h"
 #include "test_reference.h"
 #include "test_util.h"
 
@@ -390,12 +391,46 @@ START_TEST(test_small_ops)
 }
 END_TEST
 
+/* A graph after the passes, fused ops and all, runs as it is and gives the imported graph's logits. */
+START_TEST(test_fused_graph_runs)
+{
+    struct model m;
+    model_open(&m, "stories260K.gguf", AE_TYPE_F16);
+    ae_error err = {{0}};
+    struct ir_graph *fused;
+    struct import_options opt;
+    import_options_init(&opt);
+    opt.n_ctx = N_CTX;
+    ck_assert_msg(import_model(&fused, m.f, &opt, NULL, &err) == 0, "%s", err.msg);
+    struct pass_ctx c;
+    pass_ctx_init(&c, &err);
+    c.gguf = m.f;
+    c.opt.n_ctx = N_CTX;
+    ck_assert_msg(pass_pipeline_run(fused, &c) == 0, "%s", err.msg);
+    ck_assert_uint_gt(c.stats.fused[FUSE_MATMUL_ROPE], 0);
+    struct interp *it;
+    ck_assert_msg(interp_create(&it, fused, m.f, N_CTX, &err) == 0, "%s", err.msg);
+    const int32_t ids[] = {1, 403, 407, 261, 378};
+    float a[512], b[512];
+    eval(&m, ids, 5, 0, a);
+    ck_assert_msg(interp_eval(it, ids, 5, 0, b, &err) == 0, "%s", err.msg);
+    for (int i = 0; i < 512; i++)
+        ck_assert_msg(fabsf(a[i] - b[i]) <= 1e-5f * (1.0f + fabsf(a[i])), "logit %d: %g imported, %g fused", i,
+                      (double)a[i], (double)b[i]);
+    interp_destroy(it);
+    pass_ctx_free(&c);
+    ir_graph_destroy(fused);
+    model_close(&m);
+}
+END_TEST
+
 static Suite *interp_suite(void)
 {
     Suite *s = suite_create("interp");
     TCase *tc = tcase_create("llama.cpp");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_model_against_llama_cpp, 0, ref_n_models);
+    tcase_add_test(tc, test_fused_graph_runs);
     tcase_add_test(tc, test_stories_free_running);
     tcase_add_loop_test(tc, test_kv_f32_steps, 0, (int)(sizeof f32_models / sizeof f32_models[0]));
     suite_add_tcase(s, tc);
