@@ -4,13 +4,16 @@
  * Matmul follows ggml's scheme so that results track llama.cpp: the f32 activations are first converted
  * to the weight type's "vec type" (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the K-quants,
  * F16 for F16, BF16 for BF16; F32 stays F32), then each output is a dot product of integers (or of
- * half-precision values) per block, scaled by the blocks' scales. Each type has a scalar reference and
- * some have AVX2 paths; the path is picked at run time from the CPU's features and an optional cap.
+ * half-precision values) per block, scaled by the blocks' scales. Each type has a scalar reference,
+ * AVX2 paths, and for Q4_0, Q8_0 and F16 AVX-512 paths; the path is picked at run time from the CPU's
+ * features and an optional cap. Besides the row dots, some types have block kernels (gemm) that compute
+ * several weight rows by several activation rows at once, for prefill.
  *
  * Every output value is computed by one thread in one fixed order of float operations, and that order
- * is the same in the scalar and the AVX2 code (integer sums are exact, float sums are kept in the same
- * lanes and reduced by the same tree, products of half-precision values are exact so FMA changes
- * nothing). The same inputs therefore give the same bytes for any thread count and either path.
+ * is the same in the scalar, AVX2 and AVX-512 code, row dot or block kernel (integer sums are exact,
+ * float sums are kept in the same lanes and reduced by the same tree, products of half-precision
+ * values are exact so FMA changes nothing). The same inputs therefore give the same bytes for any
+ * thread count and any path.
  *
  * The ops follow ggml's CPU formulas (see each function). None of these functions allocates: scratch
  * memory comes from the caller, sized by the *_scratch_size functions.
@@ -28,12 +31,14 @@
 
 /* ---- CPU features (cpu.c) ------------------------------------------------------------------------- */
 
-/* Instruction-set levels of the kernels, in increasing order. AE_ISA_AVX2 means AVX2 + FMA + F16C. */
+/* Instruction-set levels of the kernels, in increasing order. AE_ISA_AVX2 means AVX2 + FMA + F16C;
+ * AE_ISA_AVX512 adds AVX-512 F, BW, VL and VNNI. */
 enum ae_isa {
     AE_ISA_SCALAR = 0,
     AE_ISA_AVX2 = 1,
+    AE_ISA_AVX512 = 2,
 };
-#define AE_ISA_COUNT 2
+#define AE_ISA_COUNT 3
 
 /* The best level this CPU supports (AE_ISA_SCALAR on hosts other than x86-64). */
 enum ae_isa ae_cpu_host_isa(void);
@@ -45,7 +50,7 @@ void ae_cpu_set_max_isa(enum ae_isa isa);
 /* The level the kernels use now: the lower of the host's level and the cap. */
 enum ae_isa ae_cpu_isa(void);
 
-/* "scalar", "avx2"; "unknown" for other values. */
+/* "scalar", "avx2", "avx512"; "unknown" for other values. */
 const char *ae_isa_name(enum ae_isa isa);
 
 /* Looks a level up by name (case-insensitive); returns -1 if there is none. */
@@ -106,22 +111,35 @@ void ae_convert_row_bf16(const float *x, uint16_t *y, int64_t k);
  * (k values of that type's vec type). */
 typedef void (*ae_vec_dot_fn)(int64_t k, const void *w, const void *x, float *out);
 
+/* y[c * y_stride + r] = the row dot of weight row r (at w + r * w_row) with activation row c (at
+ * x + c * x_row), for r < n_rows and c < n_cols: a block of outputs at once, each bit-identical to
+ * what the vec_dot of the same type gives. */
+typedef void (*ae_gemm_fn)(int64_t k, const void *w, size_t w_row, int64_t n_rows, const void *x, size_t x_row,
+                           int64_t n_cols, float *y, int64_t y_stride);
+
 /* The row kernels of one instruction-set level. A NULL entry means the level has no kernel of its
  * own for it, and the scalar one is used. */
 struct ae_kernel_set {
     const char *name;
     ae_vec_dot_fn vec_dot[AE_TYPE_ID_LIMIT];               /* by weight type */
+    ae_gemm_fn gemm[AE_TYPE_ID_LIMIT];                     /* by weight type; NULL: vec_dot per output */
     void (*to_f16)(const float *x, uint16_t *y, int64_t n); /* f32 -> fp16, nearest even */
     void (*mad_f16)(int64_t n, float *y, const uint16_t *x, float a); /* y[i] += a * fp16 x[i] */
 };
 
-/* The scalar set (complete for every supported type) and the AVX2 set (NULL on hosts other than
- * x86-64, whatever the CPU). */
+/* The scalar set (complete for every supported type), the AVX2 set and the AVX-512 set (both NULL on
+ * hosts other than x86-64, whatever the CPU). A level without a kernel of its own for a type uses the
+ * next lower level's. */
 const struct ae_kernel_set *ae_kernels_scalar(void);
 const struct ae_kernel_set *ae_kernels_avx2(void);
+const struct ae_kernel_set *ae_kernels_avx512(void);
 
 /* The row dot that the matmul uses for this weight type at the current level; NULL when unsupported. */
 ae_vec_dot_fn ae_kernel_vec_dot(uint32_t type);
+
+/* The block kernel that the matmul uses for this weight type at the current level; NULL when the
+ * level has none (the matmul then calls the row dot per output). */
+ae_gemm_fn ae_kernel_gemm(uint32_t type);
 
 /* ---- Ops (kernels_ops.c) ------------------------------------------------------------------------- */
 

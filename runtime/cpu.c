@@ -1,9 +1,9 @@
 /* CPU feature detection for the kernels: which instruction-set level this host runs, and a cap on it.
  *
- * The library is built for baseline x86-64 (or any other host) and carries AVX2 kernels compiled with
- * per-function target attributes; this file decides at run time whether they may run. The cap lets the
- * tests run the scalar and the AVX2 paths side by side, and lets a program built for a lesser target
- * keep to it.
+ * The library is built for baseline x86-64 (or any other host) and carries AVX2 and AVX-512 kernels
+ * compiled with per-function target attributes; this file decides at run time whether they may run.
+ * The cap lets the tests run the scalar, AVX2 and AVX-512 paths side by side, and lets a program built
+ * for a lesser target keep to it.
  */
 #include "ae_kernels.h"
 
@@ -35,6 +35,11 @@ static enum ae_isa cpu_detect(void)
     (void)xcr0_hi;
     if ((xcr0_lo & 6u) != 6u || !__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 5)))
         return AE_ISA_SCALAR;
+    /* AVX-512: F (ebx 16), BW (ebx 30), VL (ebx 31), VNNI (ecx 11), and the OS saving the opmask and
+     * ZMM state (XCR0 bits 5-7) */
+    const bool f = b & (1u << 16), bw = b & (1u << 30), vl = b & (1u << 31), vnni = c & (1u << 11);
+    if (f && bw && vl && vnni && (xcr0_lo & 0xe0u) == 0xe0u)
+        return AE_ISA_AVX512;
     return AE_ISA_AVX2;
 #else
     return AE_ISA_SCALAR;
@@ -71,6 +76,7 @@ enum ae_isa ae_cpu_isa(void)
 static const char *const isa_names[AE_ISA_COUNT] = {
     [AE_ISA_SCALAR] = "scalar",
     [AE_ISA_AVX2] = "avx2",
+    [AE_ISA_AVX512] = "avx512",
 };
 
 const char *ae_isa_name(enum ae_isa isa)

@@ -1,8 +1,9 @@
 /* Matrix multiplication of ggml-typed weights by f32 activations: the scalar reference row kernels,
  * the table of vec types, and the driver that converts the activations and splits the work.
  *
- * The scalar kernels define the order of every float operation; the AVX2 kernels
- * (kernels_matmul_avx2.c) reproduce it, which is what makes the two paths agree bit for bit:
+ * The scalar kernels define the order of every float operation; the AVX2 and AVX-512 kernels
+ * (kernels_matmul_avx2.c, kernels_matmul_avx512.c) reproduce it, which is what makes the paths agree
+ * bit for bit:
  *   - 32-value blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 with Q8_0/Q8_1 activations): in block b, lane l
  *     (0..7) holds the exact integer sum of the products of values 4l..4l+3; the lane adds
  *     (float)sum * (dw * dx) to accumulator set b % 2. For Q4_1/Q5_1 the term mw * sx of every block goes
@@ -17,7 +18,9 @@
  * Every product is written as its own statement, so that no compiler contracts it into an FMA.
  *
  * The driver: each task owns a range of weight rows and computes every output of those rows for all
- * M activation rows, tile by tile, so no output depends on how rows were split among threads.
+ * M activation rows, so no output depends on how rows were split among threads. Where the level has a
+ * block kernel for the type, the task hands it its rows and up to MATMUL_TILE_COLS activation rows at
+ * a time (the kernel tiles them in registers); otherwise it calls the row dot per output, tile by tile.
  */
 #include "ae_kernels.h"
 #include "ae_quant_blocks.h"
@@ -404,33 +407,65 @@ const struct ae_kernel_set *ae_kernels_avx2(void)
 {
     return NULL;
 }
+
+const struct ae_kernel_set *ae_kernels_avx512(void)
+{
+    return NULL;
+}
 #endif
 
-/* The set of the current level, or NULL for scalar. */
-static const struct ae_kernel_set *kernels_current(void)
+/* Puts the sets of the current level and the levels below it into sets, best first, and returns their count
+ * (the scalar set is not among them). */
+static int kernels_current(const struct ae_kernel_set *sets[2])
 {
-    return ae_cpu_isa() >= AE_ISA_AVX2 ? ae_kernels_avx2() : NULL;
+    const enum ae_isa isa = ae_cpu_isa();
+    int n = 0;
+    if (isa >= AE_ISA_AVX512 && ae_kernels_avx512())
+        sets[n++] = ae_kernels_avx512();
+    if (isa >= AE_ISA_AVX2 && ae_kernels_avx2())
+        sets[n++] = ae_kernels_avx2();
+    return n;
 }
 
 ae_vec_dot_fn ae_kernel_vec_dot(uint32_t type)
 {
     if (!ae_matmul_supports(type))
         return NULL;
-    const struct ae_kernel_set *set = kernels_current();
-    if (set && set->vec_dot[type])
-        return set->vec_dot[type];
+    const struct ae_kernel_set *sets[2];
+    const int n = kernels_current(sets);
+    for (int i = 0; i < n; i++)
+        if (sets[i]->vec_dot[type])
+            return sets[i]->vec_dot[type];
     return scalar_set.vec_dot[type];
+}
+
+ae_gemm_fn ae_kernel_gemm(uint32_t type)
+{
+    if (!ae_matmul_supports(type))
+        return NULL;
+    const struct ae_kernel_set *sets[2];
+    const int n = kernels_current(sets);
+    for (int i = 0; i < n; i++) {
+        if (sets[i]->gemm[type])
+            return sets[i]->gemm[type];
+        if (sets[i]->vec_dot[type]) /* a level's own row dot beats a lower level's block kernel */
+            return NULL;
+    }
+    return NULL;
 }
 
 /* ---- vec types and activation conversion ---------------------------------------------------------- */
 
 static void quantize_f16(const float *x, void *y, int64_t k)
 {
-    const struct ae_kernel_set *set = kernels_current();
-    if (set && set->to_f16)
-        set->to_f16(x, y, k);
-    else
-        ae_convert_row_f16(x, y, k);
+    const struct ae_kernel_set *sets[2];
+    const int n = kernels_current(sets);
+    for (int i = 0; i < n; i++)
+        if (sets[i]->to_f16) {
+            sets[i]->to_f16(x, y, k);
+            return;
+        }
+    ae_convert_row_f16(x, y, k);
 }
 
 static void quantize_bf16(const float *x, void *y, int64_t k)
@@ -549,9 +584,12 @@ int ae_matmul_quantize(uint32_t type, const float *X, int64_t K, int64_t M, void
 
 /* Weight rows per tile: the tile's rows stay in cache while every activation row passes over them. */
 #define MATMUL_TILE_ROWS 16
+/* Activation rows per pass of a block kernel: they stay in cache while the task's weight rows pass. */
+#define MATMUL_TILE_COLS 64
 
 struct matmul_job {
     ae_vec_dot_fn dot;
+    ae_gemm_fn gemm; /* NULL: dot per output */
     const uint8_t *W;
     size_t w_row;
     const uint8_t *Xq;
@@ -567,6 +605,14 @@ static void matmul_task(void *vctx, int64_t task, int thread)
     const struct matmul_job *job = vctx;
     const int64_t first = task * job->rows_per_task;
     const int64_t end = first + job->rows_per_task < job->N ? first + job->rows_per_task : job->N;
+    if (job->gemm) {
+        for (int64_t m0 = 0; m0 < job->M; m0 += MATMUL_TILE_COLS) {
+            const int64_t mc = job->M - m0 < MATMUL_TILE_COLS ? job->M - m0 : MATMUL_TILE_COLS;
+            job->gemm(job->K, job->W + (size_t)first * job->w_row, job->w_row, end - first,
+                      job->Xq + (size_t)m0 * job->x_row, job->x_row, mc, job->Y + m0 * job->N + first, job->N);
+        }
+        return;
+    }
     for (int64_t n0 = first; n0 < end; n0 += MATMUL_TILE_ROWS) {
         const int64_t n1 = n0 + MATMUL_TILE_ROWS < end ? n0 + MATMUL_TILE_ROWS : end;
         for (int64_t m = 0; m < job->M; m++) {
@@ -601,6 +647,7 @@ int ae_matmul_prequantized(uint32_t type, const void *W, int64_t N, int64_t K, c
 
     struct matmul_job job = {
         .dot = ae_kernel_vec_dot(type),
+        .gemm = ae_kernel_gemm(type),
         .W = W,
         .w_row = (size_t)row_bytes(type, K),
         .Xq = Xq,

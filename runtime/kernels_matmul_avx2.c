@@ -6,7 +6,8 @@
  * block terms go into the same 8 float lanes and meet in the same reduction tree, and FMA is used only
  * where the product is exact (fp16 x fp16, bf16 x bf16). The results are therefore the scalar ones,
  * bit for bit, only faster. Activations from this library's quantizers lie in [-127, 127], which the
- * sign trick of the signed byte products relies on. On other hosts this file compiles to nothing.
+ * sign trick of the signed byte products relies on. Q4_0 and Q8_0 also have 2 x 2 block kernels for
+ * prefill. On other hosts this file compiles to nothing.
  */
 #if defined(__x86_64__)
 
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #define AVX2_FN __attribute__((target("avx2,fma,f16c")))
+#define AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) static inline
 
 /* ---- reductions ----------------------------------------------------------------------------------- */
 
@@ -159,6 +161,145 @@ AVX2_FN static void dot_q8_0(int64_t k, const void *vw, const void *vx, float *o
     if (b < nb)
         even = block_q8_0(even, &w[b], &x[b]);
     *out = hsum8_ps(_mm256_add_ps(even, odd));
+}
+
+/* ---- tiles of 32-value blocks (Q4_0, Q8_0) ---------------------------------------------------------- */
+
+/* A tile of up to 2 weight rows by 2 activation rows, so each unpacked weight block serves both
+ * activation rows and each activation block both weight rows. Every output keeps its own 'even' and
+ * 'odd' accumulators and takes its blocks in order, so it is the row dot's value bit for bit. The lane
+ * sums: Q4_0 multiplies the unbiased nibbles (0..15) by x and subtracts 8 * sum(x) per lane; Q8_0
+ * multiplies |w| by x with w's sign. Neither saturates the 16-bit pair sums. */
+#define TILE2 2
+
+struct tile2_acc {
+    __m256 v[2][TILE2][TILE2]; /* [parity][c][r] */
+};
+
+AVX2_INLINE void tile2_step(struct tile2_acc *a, int par, int q8, int R, int C, const uint8_t *w, size_t w_row,
+                             const uint8_t *x, size_t x_row, int64_t b)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i u[TILE2], sgn[TILE2];
+    __m256 dw[TILE2];
+    #pragma GCC unroll 2
+    for (int r = 0; r < R; r++) {
+        if (q8) {
+            const struct ae_block_q8_0 *wb = (const struct ae_block_q8_0 *)(w + (size_t)r * w_row) + b;
+            sgn[r] = _mm256_loadu_si256((const __m256i *)wb->qs);
+            u[r] = _mm256_abs_epi8(sgn[r]);
+            dw[r] = _mm256_set1_ps(_cvtsh_ss(wb->d));
+        } else {
+            const struct ae_block_q4_0 *wb = (const struct ae_block_q4_0 *)(w + (size_t)r * w_row) + b;
+            u[r] = unpack_nibbles(wb->qs);
+            sgn[r] = _mm256_setzero_si256();
+            dw[r] = _mm256_set1_ps(_cvtsh_ss(wb->d));
+        }
+    }
+    #pragma GCC unroll 2
+    for (int c = 0; c < C; c++) {
+        const struct ae_block_q8_0 *xb = (const struct ae_block_q8_0 *)(x + (size_t)c * x_row) + b;
+        const __m256i xq = _mm256_loadu_si256((const __m256i *)xb->qs);
+        const __m256 dx = _mm256_set1_ps(_cvtsh_ss(xb->d));
+        /* Q4_0: 8 * the sum of each 4 activations */
+        const __m256i bias = q8 ? _mm256_setzero_si256()
+                                : _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), xq), ones);
+        #pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            const __m256i p16 = _mm256_maddubs_epi16(u[r], q8 ? _mm256_sign_epi8(xq, sgn[r]) : xq);
+            const __m256i lanes = _mm256_sub_epi32(_mm256_madd_epi16(p16, ones), bias);
+            const __m256 d = _mm256_mul_ps(dw[r], dx);
+            const __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(lanes), d);
+            a->v[par][c][r] = _mm256_add_ps(a->v[par][c][r], t);
+        }
+    }
+}
+
+AVX2_INLINE void tile2(int q8, int R, int C, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *x,
+                        size_t x_row, float *y, int64_t y_stride)
+{
+    struct tile2_acc a;
+    #pragma GCC unroll 2
+    for (int p = 0; p < 2; p++)
+        #pragma GCC unroll 2
+        for (int c = 0; c < C; c++)
+            #pragma GCC unroll 2
+            for (int r = 0; r < R; r++)
+                a.v[p][c][r] = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) {
+        tile2_step(&a, 0, q8, R, C, w, w_row, x, x_row, b);
+        tile2_step(&a, 1, q8, R, C, w, w_row, x, x_row, b + 1);
+    }
+    if (b < nb)
+        tile2_step(&a, 0, q8, R, C, w, w_row, x, x_row, b);
+    #pragma GCC unroll 2
+    for (int c = 0; c < C; c++)
+        #pragma GCC unroll 2
+        for (int r = 0; r < R; r++)
+            y[c * y_stride + r] = hsum8_ps(_mm256_add_ps(a.v[0][c][r], a.v[1][c][r]));
+}
+
+#define TILE2_FN(name, q8, R, C)                                                                                  \
+    AVX2_FN static void name(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *x, size_t x_row, float *y, \
+                             int64_t y_stride)                                                                   \
+    {                                                                                                            \
+        tile2(q8, R, C, nb, w, w_row, x, x_row, y, y_stride);                                                    \
+    }
+TILE2_FN(tile_q4_0_1x2, 0, 1, 2)
+TILE2_FN(tile_q4_0_2x1, 0, 2, 1)
+TILE2_FN(tile_q4_0_2x2, 0, 2, 2)
+TILE2_FN(tile_q8_0_1x2, 1, 1, 2)
+TILE2_FN(tile_q8_0_2x1, 1, 2, 1)
+TILE2_FN(tile_q8_0_2x2, 1, 2, 2)
+
+typedef void (*tile2_fn)(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *x, size_t x_row, float *y,
+                         int64_t y_stride);
+
+/* 2 x 2 tiles; a lone last row or column takes the 1 x 2 or 2 x 1 tile, and a single activation row
+ * (decode, where the weights' memory traffic bounds the time) the row dot. */
+static void gemm_tiles2(ae_vec_dot_fn dot, const tile2_fn tiles[3], int64_t k, const void *w, size_t w_row,
+                        int64_t n_rows, const void *x, size_t x_row, int64_t n_cols, float *y, int64_t y_stride)
+{
+    const uint8_t *w8 = w, *x8 = x;
+    const int64_t nb = k / AE_QK;
+    for (int64_t r0 = 0; r0 < n_rows; r0 += TILE2) {
+        const int R = n_rows - r0 < TILE2 ? 1 : TILE2;
+        for (int64_t c0 = 0; c0 < n_cols; c0 += TILE2) {
+            const int C = n_cols - c0 < TILE2 ? 1 : TILE2;
+            const uint8_t *wt = w8 + (size_t)r0 * w_row, *xt = x8 + (size_t)c0 * x_row;
+            float *yt = y + c0 * y_stride + r0;
+            if (R == 1 && C == 1)
+                dot(k, wt, xt, yt);
+            else
+                tiles[R == 1 ? 0 : C == 1 ? 1 : 2](nb, wt, w_row, xt, x_row, yt, y_stride);
+        }
+    }
+}
+
+static void dot_q4_0(int64_t k, const void *vw, const void *vx, float *out);
+static void dot_q8_0(int64_t k, const void *vw, const void *vx, float *out);
+
+static void gemm_q4_0(int64_t k, const void *w, size_t w_row, int64_t n_rows, const void *x, size_t x_row,
+                      int64_t n_cols, float *y, int64_t y_stride)
+{
+    static const tile2_fn tiles[3] = {tile_q4_0_1x2, tile_q4_0_2x1, tile_q4_0_2x2};
+    if (n_cols == 1)
+        for (int64_t r = 0; r < n_rows; r++)
+            dot_q4_0(k, (const uint8_t *)w + (size_t)r * w_row, x, &y[r]);
+    else
+        gemm_tiles2(dot_q4_0, tiles, k, w, w_row, n_rows, x, x_row, n_cols, y, y_stride);
+}
+
+static void gemm_q8_0(int64_t k, const void *w, size_t w_row, int64_t n_rows, const void *x, size_t x_row,
+                      int64_t n_cols, float *y, int64_t y_stride)
+{
+    static const tile2_fn tiles[3] = {tile_q8_0_1x2, tile_q8_0_2x1, tile_q8_0_2x2};
+    if (n_cols == 1)
+        for (int64_t r = 0; r < n_rows; r++)
+            dot_q8_0(k, (const uint8_t *)w + (size_t)r * w_row, x, &y[r]);
+    else
+        gemm_tiles2(dot_q8_0, tiles, k, w, w_row, n_rows, x, x_row, n_cols, y, y_stride);
 }
 
 /* Q4_1 and Q5_1 add mw * sx per block into one scalar sum, in block order. */
@@ -569,6 +710,11 @@ static const struct ae_kernel_set avx2_set = {
             [AE_TYPE_Q5_1] = dot_q5_1, [AE_TYPE_Q8_0] = dot_q8_0, [AE_TYPE_Q2_K] = dot_q2_k,
             [AE_TYPE_Q3_K] = dot_q3_k, [AE_TYPE_Q4_K] = dot_q4_k, [AE_TYPE_Q5_K] = dot_q5_k,
             [AE_TYPE_Q6_K] = dot_q6_k,
+        },
+    .gemm =
+        {
+            [AE_TYPE_Q4_0] = gemm_q4_0,
+            [AE_TYPE_Q8_0] = gemm_q8_0,
         },
     .to_f16 = to_f16,
     .mad_f16 = mad_f16,

@@ -5,10 +5,10 @@
  * [768, 256] of each type), plus slices of them with an odd number of blocks and tails, against a
  * double-precision reference computed from the dequantized weights (ae_dequantize_row) and the same
  * converted activations. The error is measured against sum_k |w_k x_k|, which does not depend on
- * cancellation; the bound of each type is in the table. The AVX2 path must give the scalar path's
- * bytes exactly, and 1, 2, 3 and 4 threads must give the same bytes. The ops are checked against
- * straightforward double formulas; attention also against a poisoned cache (NaN in every row it must
- * not read).
+ * cancellation; the bound of each type is in the table. The AVX2 and AVX-512 paths must give the
+ * scalar path's bytes exactly (row dots and block kernels alike, every tile shape), and 1, 2, 3 and 4
+ * threads must give the same bytes. The ops are checked against straightforward double formulas;
+ * attention also against a poisoned cache (NaN in every row it must not read).
  */
 #include "ae_gguf.h"
 #include "ae_kernels.h"
@@ -183,7 +183,7 @@ static float *run_matmul(const struct matrix *w, const float *X, int64_t M, enum
     memset(Y, 0xff, (size_t)(M * w->N) * sizeof(float)); /* NaN: every output must be written */
     ae_cpu_set_max_isa(isa);
     const int rc = ae_matmul(w->type, w->data, w->N, w->K, X, M, Y, scratch, pool, &err);
-    ae_cpu_set_max_isa(AE_ISA_AVX2);
+    ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT - 1));
     ck_assert_msg(rc == 0, "matmul %s: %s", ae_type_name(w->type), err.msg);
     free(scratch);
     ae_pool_destroy(pool);
@@ -225,11 +225,12 @@ static void check_matmul(const struct matrix *w, int64_t M, double tol, uint64_t
         }
 
     const size_t bytes = (size_t)(M * w->N) * sizeof(float);
-    if (host_has_avx2()) {
-        float *Ya = run_matmul(w, X, M, AE_ISA_AVX2, 1);
+    for (int isa = AE_ISA_AVX2; isa <= (int)ae_cpu_host_isa(); isa++) {
+        float *Ya = run_matmul(w, X, M, (enum ae_isa)isa, 1);
         for (int64_t i = 0; i < M * w->N; i++)
-            EXPECT(memcmp(&Ya[i], &Ys[i], sizeof(float)) == 0, "%s M=%" PRId64 ": AVX2 y[%" PRId64 "] = %.9g, scalar %.9g", what,
-                   M, i, Ya[i], Ys[i]);
+            EXPECT(memcmp(&Ya[i], &Ys[i], sizeof(float)) == 0,
+                   "%s M=%" PRId64 ": %s y[%" PRId64 "] = %.9g, scalar %.9g", what, M, ae_isa_name((enum ae_isa)isa), i,
+                   Ya[i], Ys[i]);
         free(Ya);
     }
     const enum ae_isa best = ae_cpu_host_isa();
@@ -333,11 +334,112 @@ START_TEST(test_matmul_exact_q8_0)
         ae_cpu_set_max_isa((enum ae_isa)isa);
         ck_assert_msg(ae_matmul(AE_TYPE_Q8_0, W, N, K, &X[0][0], M, &Y[0][0], scratch, NULL, &err) == 0, "%s",
                       err.msg);
-        ae_cpu_set_max_isa(AE_ISA_AVX2);
+        ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT - 1));
         for (int m = 0; m < M; m++)
             for (int n = 0; n < N; n++)
                 ck_assert_msg(Y[m][n] == (float)expect[m][n], "%s: y[%d][%d] = %.9g, expected %.9g",
                               ae_isa_name((enum ae_isa)isa), m, n, Y[m][n], expect[m][n]);
+    }
+}
+END_TEST
+
+/* Random weight rows of a type that has a block kernel: valid fp16 scales, random quants (Q8_0 quants
+ * include -128, which the library's quantizer never writes but a file may hold). */
+static void random_weights(uint32_t type, uint8_t *w, int64_t n_rows, int64_t k)
+{
+    const int64_t nb = k / AE_QK;
+    for (int64_t i = 0; i < n_rows * nb; i++) {
+        const uint16_t d = ae_fp32_to_fp16(0.02f * rng_uniform());
+        if (type == AE_TYPE_Q4_0) {
+            struct ae_block_q4_0 *b = (struct ae_block_q4_0 *)w + i;
+            b->d = d;
+            for (int j = 0; j < AE_QK / 2; j++)
+                b->qs[j] = (uint8_t)(rng_state >> (8 + j % 48)), rng_uniform();
+        } else {
+            struct ae_block_q8_0 *b = (struct ae_block_q8_0 *)w + i;
+            b->d = d;
+            for (int j = 0; j < AE_QK; j++)
+                b->qs[j] = (int8_t)(uint8_t)(rng_state >> 24), rng_uniform();
+        }
+    }
+}
+
+/* The block kernels of every level against the scalar row dot, output by output, for every tile
+ * shape and remainder, an odd and an even number of blocks (F16: rows that end in a part shorter than
+ * 32), and extreme activations; outputs outside the block stay untouched. */
+START_TEST(test_matmul_gemm_tiles)
+{
+    static const struct {
+        uint32_t type;
+        int64_t k;
+    } cases[] = {
+        {AE_TYPE_Q4_0, 5 * AE_QK}, {AE_TYPE_Q4_0, 6 * AE_QK}, {AE_TYPE_Q8_0, 5 * AE_QK}, {AE_TYPE_Q8_0, 6 * AE_QK},
+        {AE_TYPE_F16, 96},         {AE_TYPE_F16, 45},         {AE_TYPE_F16, 7},
+    };
+    enum { MAX_R = 9, MAX_C = 9, STRIDE = 11 };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        const uint32_t type = cases[t].type;
+        const int64_t k = cases[t].k;
+        const bool f16 = type == AE_TYPE_F16;
+        const size_t w_row = f16 ? (size_t)k * 2 : (size_t)(k / AE_QK) * ae_type_info(type)->block_bytes;
+        const size_t x_row = f16 ? (size_t)k * 2 : (size_t)(k / AE_QK) * sizeof(struct ae_block_q8_0);
+        rng_seed(77 + t);
+        uint8_t *w = xmalloc(MAX_R * w_row);
+        uint8_t *x = xmalloc(MAX_C * x_row);
+        float *xf = xmalloc((size_t)k * sizeof(float));
+        if (f16) {
+            for (int r = 0; r < MAX_R; r++) {
+                for (int64_t i = 0; i < k; i++)
+                    xf[i] = rng_normal();
+                ae_convert_row_f16(xf, (uint16_t *)(w + (size_t)r * w_row), k);
+            }
+        } else {
+            random_weights(type, w, MAX_R, k);
+        }
+        for (int c = 0; c < MAX_C; c++) {
+            for (int64_t i = 0; i < k; i++) /* row 2: every block holds -127 and 127 */
+                xf[i] = c == 2 ? (i % 2 ? 127.0f : -127.0f) : rng_normal();
+            if (f16)
+                ae_convert_row_f16(xf, (uint16_t *)(x + (size_t)c * x_row), k);
+            else
+                ae_quantize_row_q8_0(xf, x + (size_t)c * x_row, k);
+        }
+        float expect[MAX_C][MAX_R];
+        for (int c = 0; c < MAX_C; c++)
+            for (int r = 0; r < MAX_R; r++)
+                ae_kernels_scalar()->vec_dot[type](k, w + (size_t)r * w_row, x + (size_t)c * x_row, &expect[c][r]);
+        const struct ae_kernel_set *sets[] = {ae_kernels_avx2(), ae_kernels_avx512()};
+        for (int level = 0; level < 2; level++) {
+            if ((int)ae_cpu_host_isa() < AE_ISA_AVX2 + level || !sets[level] || !sets[level]->gemm[type])
+                continue;
+            const ae_gemm_fn gemm = sets[level]->gemm[type];
+            for (int R = 1; R <= MAX_R; R++)
+                for (int C = 1; C <= MAX_C; C++) {
+                    float y[MAX_C * STRIDE];
+                    memset(y, 0xff, sizeof y);
+                    gemm(k, w, w_row, R, x, x_row, C, y, STRIDE);
+                    for (int c = 0; c < MAX_C; c++)
+                        for (int r = 0; r < STRIDE; r++) {
+                            const float v = y[c * STRIDE + r];
+                            if (c < C && r < R)
+                                EXPECT(memcmp(&v, &expect[c][r], sizeof v) == 0,
+                                       "%s %s k=%" PRId64 " %dx%d: y[%d][%d] = %.9g, scalar %.9g",
+                                       sets[level]->name, ae_type_name(type), k, R, C, c, r, v, expect[c][r]);
+                            else
+                                EXPECT(isnan(v), "%s %s %dx%d wrote y[%d][%d]", sets[level]->name,
+                                       ae_type_name(type), R, C, c, r);
+                        }
+                }
+            for (int r = 0; r < MAX_R && sets[level]->vec_dot[type]; r++) { /* the level's row dot too */
+                float v;
+                sets[level]->vec_dot[type](k, w + (size_t)r * w_row, x + x_row, &v);
+                EXPECT(memcmp(&v, &expect[1][r], sizeof v) == 0, "%s %s row dot %d", sets[level]->name,
+                       ae_type_name(type), r);
+            }
+        }
+        free(xf);
+        free(x);
+        free(w);
     }
 }
 END_TEST
@@ -409,8 +511,11 @@ START_TEST(test_cpu_isa)
 {
     const enum ae_isa host = ae_cpu_host_isa();
 #if defined(__x86_64__)
-    ck_assert_int_eq(host == AE_ISA_AVX2, __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+    ck_assert_int_eq(host >= AE_ISA_AVX2, __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                                               __builtin_cpu_supports("f16c"));
+    ck_assert_int_eq(host >= AE_ISA_AVX512, __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                                                __builtin_cpu_supports("avx512vl") &&
+                                                __builtin_cpu_supports("avx512vnni"));
 #else
     ck_assert_int_eq(host, AE_ISA_SCALAR);
 #endif
@@ -418,11 +523,26 @@ START_TEST(test_cpu_isa)
     ck_assert_int_eq(ae_cpu_isa(), AE_ISA_SCALAR);
     ck_assert(ae_kernel_vec_dot(AE_TYPE_Q4_0) == ae_kernels_scalar()->vec_dot[AE_TYPE_Q4_0]);
     ae_cpu_set_max_isa(AE_ISA_AVX2);
-    ck_assert_int_eq(ae_cpu_isa(), host);
-    if (host >= AE_ISA_AVX2)
+    ck_assert_int_eq(ae_cpu_isa(), host < AE_ISA_AVX2 ? host : AE_ISA_AVX2);
+    if (host >= AE_ISA_AVX2) {
         ck_assert(ae_kernel_vec_dot(AE_TYPE_Q4_0) == ae_kernels_avx2()->vec_dot[AE_TYPE_Q4_0]);
+        ck_assert(ae_kernel_gemm(AE_TYPE_Q4_0) == ae_kernels_avx2()->gemm[AE_TYPE_Q4_0]);
+    }
+    ae_cpu_set_max_isa(AE_ISA_AVX512);
+    ck_assert_int_eq(ae_cpu_isa(), host);
+    if (host >= AE_ISA_AVX512) {
+        ck_assert(ae_kernel_vec_dot(AE_TYPE_Q4_0) == ae_kernels_avx512()->vec_dot[AE_TYPE_Q4_0]);
+        ck_assert(ae_kernel_gemm(AE_TYPE_Q8_0) == ae_kernels_avx512()->gemm[AE_TYPE_Q8_0]);
+        /* a type without an AVX-512 kernel of its own falls back to the AVX2 one */
+        ck_assert(ae_kernels_avx512()->vec_dot[AE_TYPE_Q6_K] == NULL);
+        ck_assert(ae_kernel_vec_dot(AE_TYPE_Q6_K) == ae_kernels_avx2()->vec_dot[AE_TYPE_Q6_K]);
+    }
+    ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT + 5)); /* clamped to the top level */
+    ck_assert_int_eq(ae_cpu_isa(), host);
     ck_assert(ae_kernel_vec_dot(AE_TYPE_IQ2_XS) == NULL);
     ck_assert_str_eq(ae_isa_name(AE_ISA_AVX2), "avx2");
+    ck_assert_str_eq(ae_isa_name(AE_ISA_AVX512), "avx512");
+    ck_assert_int_eq(ae_isa_from_name("AVX512"), AE_ISA_AVX512);
     ck_assert_int_eq(ae_isa_from_name("SCALAR"), AE_ISA_SCALAR);
     ck_assert_int_eq(ae_isa_from_name("avx9"), -1);
 }
@@ -462,6 +582,29 @@ START_TEST(test_quantize_q8_0)
         const float d = ae_fp16_to_fp32(q[i / AE_QK].d);
         EXPECT(fabsf(back[i] - r[i]) <= 0.5f * d + 127.0f * d * 1e-3f, "q8_0 value %d: %g back as %g", i, r[i], back[i]);
     }
+
+    /* every level gives the scalar bytes: random rows, ties at every half, zeros, extremes */
+    enum { NB = 64 };
+    float *z = xmalloc(NB * AE_QK * sizeof(float));
+    for (int i = 0; i < NB * AE_QK; i++) {
+        const int b = i / AE_QK;
+        z[i] = b % 4 == 0 ? rng_normal() * 1e3f : b % 4 == 1 ? (float)(i % 255 - 127) * 0.5f
+             : b % 4 == 2 ? (i % AE_QK == 5 ? 0.0f : -0.0f) : rng_normal() * 1e-30f;
+        if (b == 1 && i % AE_QK == 0)
+            z[i] = 127.0f; /* amax 127: d = 1, q = roundf(x) on the halves */
+    }
+    struct ae_block_q8_0 want_q[NB], got_q[NB];
+    ae_cpu_set_max_isa(AE_ISA_SCALAR);
+    ae_quantize_row_q8_0(z, want_q, NB * AE_QK);
+    for (int isa = AE_ISA_AVX2; isa <= (int)ae_cpu_host_isa(); isa++) {
+        ae_cpu_set_max_isa((enum ae_isa)isa);
+        ae_quantize_row_q8_0(z, got_q, NB * AE_QK);
+        for (int b = 0; b < NB; b++)
+            EXPECT(memcmp(&got_q[b], &want_q[b], sizeof got_q[b]) == 0, "%s q8_0 block %d differs from scalar",
+                   ae_isa_name((enum ae_isa)isa), b);
+    }
+    ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT - 1));
+    free(z);
 }
 END_TEST
 
@@ -801,7 +944,7 @@ static float *run_attention(const struct ae_attn_params *p, const float *q, cons
     memset(out, 0xff, n_out * sizeof(float));
     ae_cpu_set_max_isa(isa);
     const int rc = ae_attention(p, q, k, v, out, scratch, pool, &err);
-    ae_cpu_set_max_isa(AE_ISA_AVX2);
+    ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT - 1));
     ck_assert_msg(rc == 0, "%s", err.msg);
     free(scratch);
     ae_pool_destroy(pool);
@@ -956,6 +1099,7 @@ static Suite *kernels_suite(void)
     tcase_add_loop_test(tc, test_matmul_model, 0, N_MM_ROWS);
     tcase_add_loop_test(tc, test_matmul_odd_shapes, 0, N_MM_ROWS);
     tcase_add_test(tc, test_matmul_exact_q8_0);
+    tcase_add_test(tc, test_matmul_gemm_tiles);
     tcase_add_test(tc, test_matmul_prequantized);
     tcase_add_test(tc, test_matmul_errors);
     tcase_add_test(tc, test_cpu_isa);
