@@ -57,8 +57,8 @@ int cc_gcc_build(const char *c_file, const char *out, const struct toolchain_pat
     argv[argc++] = cc;
     argv[argc++] = "-std=c17";
     argv[argc++] = "-O2";
-    if (o->debug)
-        argv[argc++] = "-g";
+    /* A program to ship: without -g, no symbols or debug information (the runtime library has them). */
+    argv[argc++] = o->debug ? "-g" : "-s";
     if (o->march) {
         snprintf(march, sizeof march, "-march=%s", o->march);
         argv[argc++] = march;
