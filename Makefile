@@ -3,7 +3,7 @@
 #   make               build/aetherc and build/libaether_rt.a
 #   make check         every unit and end-to-end test (Check); installs missing packages first
 #   make asan          the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make fuzz          the GGUF reader under libFuzzer for FUZZ_SECONDS (clang)
+#   make fuzz          every tests/fuzz/fuzz_*.c harness under libFuzzer, FUZZ_SECONDS each (clang)
 #   make demo          install what is missing, build, make a model, run it
 #   make bench         1B-shaped synthetic models: prompt and generation speed (LLAMA_BENCH=... to compare)
 #   make install       PREFIX=/usr/local
@@ -90,19 +90,40 @@ test: all $(TESTS)
 	@AE_SHARED=$(SHARED) AE_AETHERC=$(abspath $(BUILD)/aetherc) AE_RUNTIME_INCLUDE=$(abspath runtime) \
 	    sh tests/run_tests.sh $(TESTS)
 
-# The fuzzer sees the GGUF reader and writer and what they use, nothing else.
-FUZZ_BIN := $(BUILD)/fuzz/fuzz_gguf
-FUZZ_SRC := runtime/gguf.c runtime/gguf_write.c runtime/error.c runtime/types.c
-$(FUZZ_BIN): tests/fuzz/fuzz_gguf.c $(FUZZ_SRC)
-	@mkdir -p $(dir $@)
-	clang -std=c17 -D_GNU_SOURCE -O1 -g -Iruntime -fsanitize=fuzzer,address,undefined \
-	    -o $@ tests/fuzz/fuzz_gguf.c $(FUZZ_SRC) -lm -lpthread
+# Every tests/fuzz/fuzz_<x>.c is a libFuzzer harness, built with clang and the sanitizers from its own
+# sources (FUZZ_SRC_<x>: what it tests and what that uses, nothing else; runtime/cpu.c and the AVX
+# kernels are left out) and run for FUZZ_SECONDS from its seeds (FUZZ_SEEDS_<x>) one after another.
+FUZZ_NAMES := $(sort $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_BINS  := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
+FUZZ_GGUF_SRC := runtime/gguf.c runtime/gguf_write.c runtime/error.c runtime/types.c
+FUZZ_TOK_SRC  := $(FUZZ_GGUF_SRC) runtime/tokenizer.c $(sort $(wildcard runtime/tok_*.c))
+FUZZ_SRC_fuzz_gguf           := $(FUZZ_GGUF_SRC)
+FUZZ_SRC_fuzz_ir_parse       := ir/ir.c ir/ir_fused.c ir/ir_parse.c ir/ir_print.c ir/ir_verify.c \
+                                runtime/error.c runtime/types.c
+FUZZ_SRC_fuzz_tokenizer      := $(FUZZ_TOK_SRC)
+FUZZ_SRC_fuzz_tokenizer_text := $(FUZZ_TOK_SRC)
+FUZZ_SEEDS_fuzz_gguf           := tests/fuzz/seeds
+FUZZ_SEEDS_fuzz_ir_parse       := tests/fuzz/seeds_ir
+FUZZ_SEEDS_fuzz_tokenizer      := tests/fuzz/seeds_tokenizer
+FUZZ_SEEDS_fuzz_tokenizer_text := tests/fuzz/seeds_tokenizer/text
 
-fuzz: $(FUZZ_BIN)
-	@mkdir -p $(BUILD)/fuzz/corpus
-	cp -n tests/fuzz/seeds/* $(BUILD)/fuzz/corpus/ 2>/dev/null || true
-	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
-	    -print_final_stats=1 $(BUILD)/fuzz/corpus
+.SECONDEXPANSION:
+$(BUILD)/fuzz/%: tests/fuzz/%.c $$(FUZZ_SRC_%)
+	@mkdir -p $(dir $@)
+	clang -std=c17 -D_GNU_SOURCE -O1 -g -Iruntime -Iir -fsanitize=fuzzer,address,undefined \
+	    -o $@ $< $(FUZZ_SRC_$*) -lm -lpthread
+
+# One harness after another, each from a corpus folder that starts as a copy of its seeds.
+define FUZZ_RUN
+	@mkdir -p $(BUILD)/fuzz/corpus_$(1)
+	cp -n $(FUZZ_SEEDS_$(1))/* $(BUILD)/fuzz/corpus_$(1)/ 2>/dev/null || true
+	AE_SHARED=$(SHARED) $(BUILD)/fuzz/$(1) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	    -print_final_stats=1 $(BUILD)/fuzz/corpus_$(1)
+
+endef
+
+fuzz: $(FUZZ_BINS)
+	$(foreach f,$(FUZZ_NAMES),$(call FUZZ_RUN,$(f)))
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,11 +23,50 @@ struct parser {
     const char *p, *end;    /* cursor and end of the current line */
     uint32_t line_no;
     struct ir_graph *g;
-    struct ir_node **by_id; /* text id -> node */
+    struct id_slot *ids;    /* text id -> node: open addressing, cap_ids a power of two (or 0) */
     uint32_t perm_len;      /* entries of the last permutation read */
-    uint32_t cap_ids;
+    uint32_t cap_ids, n_ids;
     ae_error *err;
 };
+
+/* One entry of the id table. A table (not an array indexed by id) so that memory follows the number of
+ * lines, not the size of the ids written in them. */
+struct id_slot {
+    uint32_t id;
+    struct ir_node *node; /* NULL: empty */
+};
+
+/* A well-mixed hash of an id, so that ids with equal low bits (0, 256, 512, ...) do not collide. */
+static uint32_t id_hash(uint32_t x)
+{
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+
+/* Stores (id, node) in a table of cap slots that has a free one. */
+static void id_put(struct id_slot *t, uint32_t cap, uint32_t id, struct ir_node *node)
+{
+    uint32_t i = id_hash(id) & (cap - 1);
+    while (t[i].node)
+        i = (i + 1) & (cap - 1);
+    t[i] = (struct id_slot){id, node};
+}
+
+static struct ir_node *find_id(const struct parser *ps, uint64_t id)
+{
+    if (ps->cap_ids == 0 || id > UINT32_MAX)
+        return NULL;
+    for (uint32_t i = id_hash((uint32_t)id) & (ps->cap_ids - 1);; i = (i + 1) & (ps->cap_ids - 1)) {
+        if (!ps->ids[i].node)
+            return NULL;
+        if (ps->ids[i].id == id)
+            return ps->ids[i].node;
+    }
+}
 
 static int parse_fail(struct parser *ps, const char *what)
 {
@@ -111,7 +151,8 @@ static int parse_float(struct parser *ps, float *out)
     char *e;
     errno = 0;
     float v = strtof(buf, &e);
-    if (n == 0 || *e || errno == ERANGE)
+    /* Underflow is fine (the printer writes subnormals such as 1e-45); overflow to inf is not. */
+    if (n == 0 || *e || (errno == ERANGE && isinf(v)))
         return parse_fail(ps, "a number");
     ps->p += n;
     *out = v;
@@ -135,12 +176,13 @@ static int parse_operand(struct parser *ps, struct ir_node **out)
         int64_t id = 0;
         if (parse_int(ps, 0, UINT32_MAX, &id, "a node id after '%'"))
             return -1;
-        if ((uint64_t)id >= ps->cap_ids || !ps->by_id[id]) {
+        struct ir_node *n = find_id(ps, (uint64_t)id);
+        if (!n) {
             ps->p--;
             return ae_fail(ps->err, "%s:%" PRIu32 ": %%%" PRId64 " is used before it is defined", ps->name,
                            ps->line_no, id);
         }
-        *out = ps->by_id[id];
+        *out = n;
         return 0;
     }
     if (accept(ps, '@')) {
@@ -286,18 +328,20 @@ static int parse_type(struct parser *ps, uint32_t *dtype, uint32_t *rank, int64_
 
 static int remember_id(struct parser *ps, int64_t id, struct ir_node *n)
 {
-    if ((uint64_t)id >= ps->cap_ids) {
-        uint64_t cap = ps->cap_ids ? ps->cap_ids : 256;
-        while (cap <= (uint64_t)id)
-            cap *= 2;
-        struct ir_node **m = realloc(ps->by_id, cap * sizeof *m);
+    if ((ps->n_ids + 1) * 2 > ps->cap_ids) { /* keep the table at most half full */
+        uint32_t cap = ps->cap_ids ? ps->cap_ids * 2 : 256;
+        struct id_slot *m = calloc(cap, sizeof *m);
         if (!m)
             return ae_fail(ps->err, "%s:%" PRIu32 ": out of memory for node ids", ps->name, ps->line_no);
-        memset(m + ps->cap_ids, 0, (cap - ps->cap_ids) * sizeof *m);
-        ps->by_id = m;
-        ps->cap_ids = (uint32_t)cap;
+        for (uint32_t i = 0; i < ps->cap_ids; i++)
+            if (ps->ids[i].node)
+                id_put(m, cap, ps->ids[i].id, ps->ids[i].node);
+        free(ps->ids);
+        ps->ids = m;
+        ps->cap_ids = cap;
     }
-    ps->by_id[id] = n;
+    id_put(ps->ids, ps->cap_ids, (uint32_t)id, n);
+    ps->n_ids++;
     return 0;
 }
 
@@ -308,7 +352,7 @@ static int parse_line(struct parser *ps)
         return parse_fail(ps, "'%' starting a node line");
     if (parse_int(ps, 0, (1 << 24) - 1, &id, "a node id below 2^24"))
         return -1;
-    if ((uint64_t)id < ps->cap_ids && ps->by_id[id])
+    if (find_id(ps, (uint64_t)id))
         return ae_fail(ps->err, "%s:%" PRIu32 ": %%%" PRId64 " is defined twice", ps->name, ps->line_no, id);
     if (!accept(ps, '='))
         return parse_fail(ps, "'=' after the node id");
@@ -413,7 +457,7 @@ int ir_parse(struct ir_graph **out, const char *text, size_t len, const char *na
             rc = parse_line(&ps);
         p = nl ? nl + 1 : end;
     }
-    free(ps.by_id);
+    free(ps.ids);
     if (rc) {
         ir_graph_destroy(ps.g);
         return -1;

@@ -75,6 +75,24 @@ static bool dims_valid(const struct ir_node *n)
     return true;
 }
 
+/* The most elements the constant dimensions of one node may make together (2^48): a bound that keeps
+ * every product of dimensions, and sums such as a slice's start plus its length, inside int64_t, in
+ * here and in the passes and backends that size buffers from verified shapes. */
+#define MAX_CONST_ELEMENTS ((int64_t)1 << 48)
+
+static bool const_elements_fit(const struct ir_node *n)
+{
+    int64_t c = 1;
+    for (uint32_t i = 0; i < n->rank; i++) {
+        if (ir_dim_is_symbol(n->shape[i]))
+            continue;
+        if (n->shape[i] > MAX_CONST_ELEMENTS || (n->shape[i] > 0 && c > MAX_CONST_ELEMENTS / n->shape[i]))
+            return false;
+        c *= n->shape[i];
+    }
+    return true;
+}
+
 static bool has_symbol(const struct ir_node *n)
 {
     for (uint32_t i = 0; i < n->rank; i++)
@@ -428,6 +446,10 @@ int ir_verify(const struct ir_graph *g, ae_error *err)
         }
         if (!dims_valid(n))
             return node_fail(err, n, "rank %" PRIu32 " or a dimension is invalid", n->rank);
+        if (!const_elements_fit(n)) {
+            char sa[96];
+            return node_fail(err, n, "shape %s has more than 2^48 elements", shape_str(n, sa, sizeof sa));
+        }
         if (n->name && n->op != IR_OP_WEIGHT && !name_printable(n->name))
             return node_fail(err, n, "origin name has spaces, commas, ';' or braces");
         if (verify_node(n, err))

@@ -51,6 +51,16 @@ static size_t run_mask(const uint16_t *fl, size_t pos, size_t end, uint16_t mask
     return e - pos;
 }
 
+/* The same, stopping after max codepoints: a matcher that takes at most max of a run must not scan all of
+ * it, or a long run is cut in time quadratic in its length. */
+static size_t run_mask_max(const uint16_t *fl, size_t pos, size_t end, uint16_t mask, size_t max)
+{
+    size_t e = pos;
+    while (e < end && e - pos < max && (fl[e] & mask))
+        e++;
+    return e - pos;
+}
+
 static size_t run_other(const uint16_t *fl, size_t pos, size_t end)
 {
     size_t e = pos;
@@ -154,10 +164,8 @@ static size_t match_llama3(const uint32_t *cp, const uint16_t *fl, size_t pos, s
         return run_mask(fl, pos, end, L_);
     if (!is_nl(cp[pos]) && !(fl[pos] & N_) && pos + 1 < end && (fl[pos + 1] & L_))
         return 1 + run_mask(fl, pos + 1, end, L_);
-    if (fl[pos] & N_) {
-        n = run_mask(fl, pos, end, N_);
-        return n < max_digits ? n : max_digits;
-    }
+    if (fl[pos] & N_)
+        return run_mask_max(fl, pos, end, N_, max_digits);
     size_t q = pos + (cp[pos] == ' ');
     if (q < end && is_other(fl[q])) {
         size_t e = q + run_other(fl, q, end);
@@ -204,8 +212,7 @@ static size_t m_digits(const uint32_t *cp, const uint16_t *fl, size_t pos, size_
 static size_t m_digits3(const uint32_t *cp, const uint16_t *fl, size_t pos, size_t end)
 {
     (void)cp;
-    size_t n = run_mask(fl, pos, end, N_);
-    return n < 3 ? n : 3;
+    return run_mask_max(fl, pos, end, N_, 3);
 }
 
 /* [0-9][0-9][0-9] */
@@ -301,7 +308,8 @@ static size_t m_ds_punct(const uint32_t *cp, const uint16_t *fl, size_t pos, siz
     return match_ws_opt_run(cp, fl, pos, end, in_ds_punct);
 }
 
-/* \s+$ */
+/* \s+$. split_once never calls it: the regex matches at most once in a piece, on its trailing whitespace,
+ * which split_once finds directly (trying every position of a long whitespace run would be quadratic). */
 static size_t m_ws_at_end(const uint32_t *cp, const uint16_t *fl, size_t pos, size_t end)
 {
     (void)cp;
@@ -514,6 +522,17 @@ static size_t split_once(match_fn match, const uint32_t *cp, const uint16_t *fl,
     size_t n_out = 0, start = 0;
     for (size_t w = 0; w < n_in; w++) {
         size_t end = start + in[w], gap = start, pos = start;
+        if (match == m_ws_at_end) {
+            size_t t = end;
+            while (t > start && is_ws(fl[t - 1]))
+                t--;
+            if (t > start)
+                out[n_out++] = t - start;
+            if (t < end)
+                out[n_out++] = end - t;
+            start = end;
+            continue;
+        }
         while (pos < end) {
             size_t m = match(cp, fl, pos, end);
             if (m == 0) {

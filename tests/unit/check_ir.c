@@ -421,6 +421,51 @@ START_TEST(test_parse_errors)
 }
 END_TEST
 
+/* Dumps the fuzzer (tests/fuzz/fuzz_ir_parse.c) found mishandled. Each parses; message NULL: it
+ * verifies and round-trips; otherwise ir_verify rejects it with that message (and, under the
+ * sanitizers, without overflowing on the way). */
+static const struct fuzz_row {
+    const char *what;
+    const char *text;
+    const char *message;
+} fuzz_rows[] = {
+    {"subnormal parameter", "%0 = input {kind=tokens} : i32[T]\n%1 = weight @e : f32[8,4]\n"
+     "%2 = get_rows @e, %0 : f32[T,4]\n%3 = scale %2 {s=1e-45} : f32[T,4]\n", NULL},
+    {"reshape element count overflow", "%0 = weight @w : f32[4611686018427387904,4]\n%1 = reshape %0 : f32[2,4]\n",
+     "more than 2^48 elements"},
+    {"slice end overflow", "%0 = weight @w : f32[4,4]\n"
+     "%1 = slice %0 {axis=1, start=2147483647} : f32[4,9223372036854775807]\n", "more than 2^48 elements"},
+    {"concat sum overflow", "%0 = weight @w : f32[4,9223372036854775807]\n%1 = concat %0, %0 {axis=1} : f32[4,2]\n",
+     "more than 2^48 elements"},
+    {"matmul_rope heads overflow", "%0 = input {kind=tokens} : i32[T]\n%1 = input {kind=positions} : i32[T]\n"
+     "%2 = weight @e : f32[8,4]\n%3 = get_rows @e, %0 : f32[T,4]\n"
+     "%4 = matmul_rope %3, @e, %1 : f32[T,4611686018427387904,4]\n", "more than 2^48 elements"},
+    {"sparse large ids (the id table follows the line count, not the largest id)",
+     "%16777215 = input {kind=tokens} : i32[T]\n%256 = input {kind=positions} : i32[T]\n"
+     "%0 = weight @e : f32[8,4]\n%7 = get_rows @e, %16777215 : f32[T,4]\n", NULL},
+    {"largest weight", "%0 = weight @w : q4_0[4398046511104,64]\n", NULL},
+};
+#define N_FUZZ_ROWS ((int)(sizeof fuzz_rows / sizeof fuzz_rows[0]))
+
+START_TEST(test_fuzz_regressions)
+{
+    const struct fuzz_row *row = &fuzz_rows[_i];
+    struct ir_graph *g = NULL;
+    ae_error err = {{0}};
+    ck_assert_msg(ir_parse(&g, row->text, strlen(row->text), "t", &err) == 0, "%s: %s", row->what, err.msg);
+    int rc = ir_verify(g, &err);
+    if (row->message) {
+        ck_assert_msg(rc == -1, "%s: ir_verify accepted the graph", row->what);
+        ck_assert_msg(strstr(err.msg, row->message) != NULL, "%s: expected \"%s\" in \"%s\"", row->what,
+                      row->message, err.msg);
+    } else {
+        ck_assert_msg(rc == 0, "%s: %s", row->what, err.msg);
+        assert_round_trip(g, row->what);
+    }
+    ir_graph_destroy(g);
+}
+END_TEST
+
 /* ---- Imported graphs ---------------------------------------------------------------------------- */
 
 static const char *const shared_models[] = {
@@ -557,6 +602,7 @@ static Suite *ir_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_round_trip_small);
     tcase_add_loop_test(tc, test_parse_errors, 0, N_PARSE_ROWS);
+    tcase_add_loop_test(tc, test_fuzz_regressions, 0, N_FUZZ_ROWS);
     tcase_add_loop_test(tc, test_round_trip_models, 0, N_SHARED);
     tcase_add_test(tc, test_round_trip_options);
     tcase_add_loop_test(tc, test_golden, 0, (int)(sizeof golden_rows / sizeof golden_rows[0]));

@@ -699,6 +699,127 @@ START_TEST(test_bad_metadata)
 }
 END_TEST
 
+/* ---- Hostile vocabularies ------------------------------------------------------------------------ */
+
+/* Vocabularies and texts that made tokenizing quadratic or worse (found while fuzzing,
+ * tests/fuzz/fuzz_tokenizer*.c). A row with long_token gets one extra token of that many bytes (U+2581,
+ * then 'a's); the text is text_repeat copies of text; the result must be expect_n tokens, the first
+ * first_id and the rest rest_id, well inside the test's time limit (the old code took minutes). */
+struct hostile_row {
+    const char *what;
+    const char *model;
+    const char *pre;             /* tokenizer.ggml.pre (NULL: absent); gpt2 rows get an empty merge list */
+    const char *const tokens[4]; /* NULL-terminated */
+    size_t long_token;
+    const char *text;
+    size_t text_repeat;
+    size_t expect_n;
+    int32_t first_id, rest_id;
+};
+
+static const struct hostile_row hostile_rows[] = {
+    /* WordPiece tried every length up to the longest token at every position, hashing each candidate
+     * anew: cubic in the word's length, minutes for this word. */
+    {"wordpiece long word, long token", "bert", NULL, {"\xE2\x96\x81" "a", "a", NULL}, 20000, "a", 8000, 8000, 0, 1},
+    /* Llama 3's \p{N}{1,3} and Qwen2's \p{N} scanned the whole run of digits at every position */
+    {"qwen2 long number", "gpt2", "qwen2", {"1", NULL}, 0, "1", 1000000, 1000000, 0, 0},
+    {"llama3 long number", "gpt2", "llama3", {"111", NULL}, 0, "1", 999999, 333333, 0, 0},
+    {"deepseek-v3 long number", "gpt2", "deepseek-v3", {"1", NULL}, 0, "1", 999999, 999999, 0, 0},
+};
+
+START_TEST(test_hostile)
+{
+    const struct hostile_row *row = &hostile_rows[_i];
+    const char *tokens[8];
+    size_t n_tokens = 0;
+    for (; row->tokens[n_tokens]; n_tokens++)
+        tokens[n_tokens] = row->tokens[n_tokens];
+    char *long_token = NULL;
+    if (row->long_token) {
+        long_token = malloc(row->long_token + 1);
+        ck_assert(long_token != NULL);
+        memcpy(long_token, "\xE2\x96\x81", 3);
+        memset(long_token + 3, 'a', row->long_token - 3);
+        long_token[row->long_token] = 0;
+        tokens[n_tokens++] = long_token;
+    }
+    ae_gguf_writer *w = ae_gguf_writer_create();
+    ae_gguf_writer_add_str(w, "tokenizer.ggml.model", row->model);
+    if (row->pre)
+        ae_gguf_writer_add_str(w, "tokenizer.ggml.pre", row->pre);
+    ae_gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", n_tokens, tokens);
+    if (!strcmp(row->model, "gpt2"))
+        ae_gguf_writer_add_arr_str(w, "tokenizer.ggml.merges", 0, NULL);
+    char *data = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&data, &size);
+    ae_error err;
+    ck_assert_msg(ae_gguf_writer_write(w, f, NULL, NULL, &err) == 0, "%s", err.msg);
+    fclose(f);
+    ae_gguf_writer_destroy(w);
+    free(long_token);
+    ae_gguf *g;
+    ck_assert_msg(ae_gguf_open_memory(&g, data, size, "hostile.gguf", &err) == 0, "%s", err.msg);
+    ae_tokenizer *t = NULL;
+    ck_assert_msg(ae_tokenizer_load(&t, g, &err) == 0, "%s: %s", row->what, err.msg);
+    size_t tl = strlen(row->text), len = tl * row->text_repeat;
+    char *text = malloc(len + 1);
+    ck_assert(text != NULL);
+    for (size_t i = 0; i < row->text_repeat; i++)
+        memcpy(text + i * tl, row->text, tl);
+    size_t n;
+    int32_t *ids = tokenize(t, text, len, false, false, &n);
+    ck_assert_msg(n == row->expect_n, "%s: %zu tokens, expected %zu", row->what, n, row->expect_n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(ids[i], i ? row->rest_id : row->first_id);
+    free(ids);
+    free(text);
+    ae_tokenizer_free(t);
+    ae_gguf_close(g);
+    free(data);
+}
+END_TEST
+
+/* Texts that took time quadratic in their length with a real vocabulary; each must tokenize well inside
+ * the test's time limit and detokenize back to itself. */
+static const struct slow_row {
+    const char *what;
+    const char *vocab;
+    const char *unit;   /* repeated repeat times, then tail */
+    size_t repeat;
+    const char *tail;
+} slow_rows[] = {
+    /* DeepSeek LLM's \s+$ was tried at every position of a whitespace run that does not end the piece */
+    {"deepseek-llm spaces before a control character", "tokenizer/ggml-vocab-deepseek-llm.gguf", " ", 1000000, "\x01"},
+};
+
+START_TEST(test_slow_text)
+{
+    const struct slow_row *row = &slow_rows[_i];
+    ae_gguf *g;
+    ae_tokenizer *t = load_tokenizer(row->vocab, &g);
+    size_t ul = strlen(row->unit), tl = strlen(row->tail), len = ul * row->repeat + tl;
+    char *text = malloc(len);
+    ck_assert(text != NULL);
+    for (size_t i = 0; i < row->repeat; i++)
+        memcpy(text + i * ul, row->unit, ul);
+    memcpy(text + len - tl, row->tail, tl);
+    size_t n;
+    int32_t *ids = tokenize(t, text, len, false, false, &n);
+    char *back = malloc(len + 1);
+    ck_assert(back != NULL);
+    size_t got = 0;
+    ae_error err;
+    ck_assert_msg(ae_detokenize(t, ids, n, false, false, back, len + 1, &got, &err) == 0, "%s", err.msg);
+    ck_assert_msg(got == len && memcmp(back, text, len) == 0, "%s: the text does not come back", row->what);
+    free(back);
+    free(ids);
+    free(text);
+    ae_tokenizer_free(t);
+    ae_gguf_close(g);
+}
+END_TEST
+
 /* ---- aetherc tokenize -------------------------------------------------------------------------------- */
 
 struct cmd_row {
@@ -814,6 +935,11 @@ static Suite *tokenizer_suite(void)
     tcase_add_test(tc, test_unicode);
     tcase_add_test(tc, test_pretokenize);
     tcase_add_loop_test(tc, test_bad_metadata, 0, (int)(sizeof meta_rows / sizeof meta_rows[0]));
+    suite_add_tcase(s, tc);
+    tc = tcase_create("hostile");
+    tcase_set_timeout(tc, 30);
+    tcase_add_loop_test(tc, test_hostile, 0, (int)(sizeof hostile_rows / sizeof hostile_rows[0]));
+    tcase_add_loop_test(tc, test_slow_text, 0, (int)(sizeof slow_rows / sizeof slow_rows[0]));
     suite_add_tcase(s, tc);
     tc = tcase_create("command");
     tcase_add_loop_test(tc, test_cmd, 0, (int)(sizeof cmd_rows / sizeof cmd_rows[0]));
