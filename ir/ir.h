@@ -234,6 +234,11 @@ struct ir_node *ir_output(struct ir_graph *g, struct ir_node *x, const char *nam
 int ir_verify(const struct ir_graph *g, ae_error *err);
 
 /* The text form: one node per line (docs/ir.md). ir_print_string returns a malloc'd string. */
+/* For ir_verify's messages: fails naming the node ("%12 = matmul ; blk.3.attn_q: ...") and returns -1;
+ * and a node's shape as "[T,4,8]" in buf. */
+int ir_node_fail(ae_error *err, const struct ir_node *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+const char *ir_shape_str(const struct ir_node *n, char *buf, size_t size);
+
 int ir_print(const struct ir_graph *g, FILE *f);
 char *ir_print_string(const struct ir_graph *g);
 /* Prints one node (no newline) into buf; returns the length it needed, like snprintf. */

@@ -52,31 +52,6 @@ uint32_t ir_ew_n_steps(const struct ir_node *n)
 
 /* ---- Verification --------------------------------------------------------------------------------- */
 
-static int node_fail(ae_error *err, const struct ir_node *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int node_fail(ae_error *err, const struct ir_node *n, const char *fmt, ...)
-{
-    char what[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    return ae_fail(err, "%%%" PRIu32 " = %s%s%s: %s", n->id, ir_op_name(n->op), n->name ? " ; " : "",
-                   n->name ? n->name : "", what);
-}
-
-static const char *shape_str(const struct ir_node *n, char *buf, size_t size)
-{
-    size_t k = (size_t)snprintf(buf, size, "[");
-    char d[24];
-    for (uint32_t i = 0; i < n->rank && k < size; i++)
-        k += (size_t)snprintf(buf + k, size - k, "%s%s", i ? "," : "", ir_dim_str(n->shape[i], d));
-    if (k < size)
-        snprintf(buf + k, size - k, "]");
-    return buf;
-}
-
 static bool has_symbol(const struct ir_node *n)
 {
     for (uint32_t i = 0; i < n->rank; i++)
@@ -91,12 +66,12 @@ static int check_operand(ae_error *err, const struct ir_node *n, uint32_t i, con
     const struct ir_node *s = n->src[i];
     char a[96], b[96];
     if (s->dtype != IR_F32)
-        return node_fail(err, n, "source %" PRIu32 " (%%%" PRIu32 ") has dtype %s, expected f32", i, s->id,
+        return ir_node_fail(err, n, "source %" PRIu32 " (%%%" PRIu32 ") has dtype %s, expected f32", i, s->id,
                          ae_type_name(s->dtype));
     bool row = s->rank == 1 && like->rank >= 1 && s->shape[0] == like->shape[like->rank - 1];
     if (!ir_shape_equal(s, like) && !row)
-        return node_fail(err, n, "source %" PRIu32 " has shape %s: it must be %s or one row of its last dimension",
-                         i, shape_str(s, a, sizeof a), shape_str(like, b, sizeof b));
+        return ir_node_fail(err, n, "source %" PRIu32 " has shape %s: it must be %s or one row of its last dimension",
+                         i, ir_shape_str(s, a, sizeof a), ir_shape_str(like, b, sizeof b));
     return 0;
 }
 
@@ -106,40 +81,40 @@ static int check_steps(ae_error *err, const struct ir_node *n, uint32_t first)
 {
     uint32_t steps = ir_ew_n_steps(n), next = first;
     if (steps == 0)
-        return node_fail(err, n, "op0 is none: a fused chain needs at least one step");
+        return ir_node_fail(err, n, "op0 is none: a fused chain needs at least one step");
     for (uint32_t i = 0; i < IR_EW_MAX_STEPS; i++) {
         int32_t s = n->p.ew.op[i];
         if (s < 0 || s >= IR_EW_STEP_COUNT)
-            return node_fail(err, n, "op%" PRIu32 " is %" PRId32 ", not a step", i, s);
+            return ir_node_fail(err, n, "op%" PRIu32 " is %" PRId32 ", not a step", i, s);
         if (i >= steps) {
             if (s != IR_EW_NONE || n->p.ew.k[i] != 0.0f)
-                return node_fail(err, n, "op%" PRIu32 " follows a none step and must be none with k%" PRIu32 " = 0",
+                return ir_node_fail(err, n, "op%" PRIu32 " follows a none step and must be none with k%" PRIu32 " = 0",
                                  i, i);
             continue;
         }
         if (s == IR_EW_ADD || s == IR_EW_MUL) {
             if (next >= n->n_src)
-                return node_fail(err, n, "step op%" PRIu32 " (%s) has no source left", i, ew_step_names[s]);
+                return ir_node_fail(err, n, "step op%" PRIu32 " (%s) has no source left", i, ew_step_names[s]);
             if (check_operand(err, n, next, n))
                 return -1;
             next++;
         }
         if (s == IR_EW_SOFTCAP && !(n->p.ew.k[i] > 0))
-            return node_fail(err, n, "softcap step op%" PRIu32 " needs a positive cap k%" PRIu32 ", found %g", i, i,
+            return ir_node_fail(err, n, "softcap step op%" PRIu32 " needs a positive cap k%" PRIu32 ", found %g", i, i,
                              (double)n->p.ew.k[i]);
         if (s != IR_EW_SCALE && s != IR_EW_SOFTCAP && n->p.ew.k[i] != 0.0f)
-            return node_fail(err, n, "step op%" PRIu32 " (%s) takes no constant; k%" PRIu32 " must be 0", i,
+            return ir_node_fail(err, n, "step op%" PRIu32 " (%s) takes no constant; k%" PRIu32 " must be 0", i,
                              ew_step_names[s], i);
     }
     if (next != n->n_src)
-        return node_fail(err, n, "%" PRIu32 " sources, but the steps use %" PRIu32, n->n_src, next);
+        return ir_node_fail(err, n, "%" PRIu32 " sources, but the steps use %" PRIu32, n->n_src, next);
     return 0;
 }
 
 static int check_f32_out(ae_error *err, const struct ir_node *n)
 {
     if (n->dtype != IR_F32)
-        return node_fail(err, n, "dtype %s, expected f32", ae_type_name(n->dtype));
+        return ir_node_fail(err, n, "dtype %s, expected f32", ae_type_name(n->dtype));
     return 0;
 }
 
@@ -149,11 +124,11 @@ static int check_matmul(ae_error *err, const struct ir_node *n, int64_t *out_sha
     const struct ir_node *x = n->src[0], *w = n->src[1];
     char a[96], b[96];
     if (w->rank != 2 || has_symbol(w) || !ae_type_info(w->dtype))
-        return node_fail(err, n, "weight %%%" PRIu32 " has shape %s and dtype %s, expected [out, in] of a ggml type",
-                         w->id, shape_str(w, a, sizeof a), ae_type_name(w->dtype));
+        return ir_node_fail(err, n, "weight %%%" PRIu32 " has shape %s and dtype %s, expected [out, in] of a ggml type",
+                         w->id, ir_shape_str(w, a, sizeof a), ae_type_name(w->dtype));
     if (x->dtype != IR_F32 || x->rank < 1 || x->shape[x->rank - 1] != w->shape[1])
-        return node_fail(err, n, "activations %s (%s) do not end in the weight's row length %" PRId64 " (weight %s)",
-                         shape_str(x, a, sizeof a), ae_type_name(x->dtype), w->shape[1], shape_str(w, b, sizeof b));
+        return ir_node_fail(err, n, "activations %s (%s) do not end in the weight's row length %" PRId64 " (weight %s)",
+                         ir_shape_str(x, a, sizeof a), ae_type_name(x->dtype), w->shape[1], ir_shape_str(w, b, sizeof b));
     memcpy(out_shape, x->shape, sizeof x->shape);
     out_shape[x->rank - 1] = w->shape[0];
     return 0;
@@ -172,7 +147,7 @@ static int expect_shape(ae_error *err, const struct ir_node *n, uint32_t rank, c
     want.rank = rank;
     memcpy(want.shape, shape, rank * sizeof shape[0]);
     char a[96], b[96];
-    return node_fail(err, n, "shape %s, expected %s (%s)", shape_str(n, a, sizeof a), shape_str(&want, b, sizeof b),
+    return ir_node_fail(err, n, "shape %s, expected %s (%s)", ir_shape_str(n, a, sizeof a), ir_shape_str(&want, b, sizeof b),
                      why);
 }
 
@@ -184,27 +159,27 @@ static int verify_matmul_rope(const struct ir_node *n, ae_error *err)
     if (check_f32_out(err, n) || check_matmul(err, n, mm))
         return -1;
     if (x->rank != 2)
-        return node_fail(err, n, "activations %s, expected [rows, features]", shape_str(x, a, sizeof a));
+        return ir_node_fail(err, n, "activations %s, expected [rows, features]", ir_shape_str(x, a, sizeof a));
     if (n->rank != 3 || n->shape[0] != x->shape[0] || ir_dim_is_symbol(n->shape[1]) ||
         ir_dim_is_symbol(n->shape[2]) || n->shape[1] * n->shape[2] != w->shape[0])
-        return node_fail(err, n, "shape %s, expected [rows, heads, head_dim] with heads * head_dim = %" PRId64,
-                         shape_str(n, a, sizeof a), w->shape[0]);
+        return ir_node_fail(err, n, "shape %s, expected [rows, heads, head_dim] with heads * head_dim = %" PRId64,
+                         ir_shape_str(n, a, sizeof a), w->shape[0]);
     if (pos->dtype != IR_I32 || pos->rank != 1 || pos->shape[0] != x->shape[0])
-        return node_fail(err, n, "positions %s (%s), expected i32 [%s]", shape_str(pos, a, sizeof a),
+        return ir_node_fail(err, n, "positions %s (%s), expected i32 [%s]", ir_shape_str(pos, a, sizeof a),
                          ae_type_name(pos->dtype), ir_dim_str(x->shape[0], (char[24]){0}));
     if (n->n_src == 4) {
         const struct ir_node *b = n->src[3];
         if (b->dtype != IR_F32 || b->rank != 1 || b->shape[0] != w->shape[0])
-            return node_fail(err, n, "bias %s (%s), expected f32 [%" PRId64 "]", shape_str(b, a, sizeof a),
+            return ir_node_fail(err, n, "bias %s (%s), expected f32 [%" PRId64 "]", ir_shape_str(b, a, sizeof a),
                              ae_type_name(b->dtype), w->shape[0]);
     }
     if (n->p.rope.mode != IR_ROPE_NORMAL && n->p.rope.mode != IR_ROPE_NEOX)
-        return node_fail(err, n, "mode %" PRId32 " is neither normal nor neox", n->p.rope.mode);
+        return ir_node_fail(err, n, "mode %" PRId32 " is neither normal nor neox", n->p.rope.mode);
     if (n->p.rope.n_dims < 2 || n->p.rope.n_dims % 2 || n->p.rope.n_dims > n->shape[2])
-        return node_fail(err, n, "n_dims %" PRId32 " must be even, >= 2 and at most head_dim %" PRId64,
+        return ir_node_fail(err, n, "n_dims %" PRId32 " must be even, >= 2 and at most head_dim %" PRId64,
                          n->p.rope.n_dims, n->shape[2]);
     if (!(n->p.rope.freq_base > 0) || !(n->p.rope.freq_scale > 0))
-        return node_fail(err, n, "base %g and freq_scale %g must be positive", (double)n->p.rope.freq_base,
+        return ir_node_fail(err, n, "base %g and freq_scale %g must be positive", (double)n->p.rope.freq_base,
                          (double)n->p.rope.freq_scale);
     return 0;
 }
@@ -217,7 +192,7 @@ int ir_verify_fused(const struct ir_node *n, ae_error *err)
         if (check_f32_out(err, n))
             return -1;
         if (n->src[0]->dtype != IR_F32)
-            return node_fail(err, n, "source 0 has dtype %s, expected f32", ae_type_name(n->src[0]->dtype));
+            return ir_node_fail(err, n, "source 0 has dtype %s, expected f32", ae_type_name(n->src[0]->dtype));
         if (expect_shape(err, n, n->src[0]->rank, n->src[0]->shape, "same as the first source"))
             return -1;
         return check_steps(err, n, 1);
@@ -230,9 +205,9 @@ int ir_verify_fused(const struct ir_node *n, ae_error *err)
         if (check_f32_out(err, n))
             return -1;
         if (n->src[0]->dtype != IR_F32)
-            return node_fail(err, n, "source 0 has dtype %s, expected f32", ae_type_name(n->src[0]->dtype));
+            return ir_node_fail(err, n, "source 0 has dtype %s, expected f32", ae_type_name(n->src[0]->dtype));
         if (!(n->p.norm.eps >= 0))
-            return node_fail(err, n, "eps %g must be >= 0", (double)n->p.norm.eps);
+            return ir_node_fail(err, n, "eps %g must be >= 0", (double)n->p.norm.eps);
         if (expect_shape(err, n, n->src[0]->rank, n->src[0]->shape, "same as the first source"))
             return -1;
         for (uint32_t i = 1; i < n->n_src; i++)
@@ -267,7 +242,7 @@ int ir_verify_fused(const struct ir_node *n, ae_error *err)
     case IR_OP_COUNT:
         break;
     }
-    return node_fail(err, n, "not a fused op");
+    return ir_node_fail(err, n, "not a fused op");
 }
 
 /* ---- Lowering ------------------------------------------------------------------------------------- */
