@@ -8,8 +8,9 @@
 #   make bench         1B-shaped synthetic models: prompt and generation speed (LLAMA_BENCH=... to compare)
 #   make install       PREFIX=/usr/local
 #
-# Sources are found by wildcard: a new runtime/*.c joins the runtime library, a new
-# compiler/ ir/ passes/ *.c joins aetherc, a new tests/unit/check_*.c becomes a test.
+# Sources are found by wildcard: a new .c under runtime/ joins the runtime library, a new .c under
+# compiler/, ir/ or passes/ joins aetherc, a new tests/unit/check_*.c becomes a test. Every folder that
+# holds headers is on the include path (docs/architecture.md maps the folders).
 
 BUILD   ?= build
 PREFIX  ?= /usr/local
@@ -19,7 +20,9 @@ FUZZ_SECONDS ?= 60
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wswitch-enum -Wno-switch-default
 CFLAGS  ?= -O2 -g
-ALL_CFLAGS := -std=c17 -D_GNU_SOURCE -ffp-contract=off $(WARN) $(CFLAGS) -Iruntime -Iir -Ipasses -Icompiler
+SRC_DIRS := $(sort $(dir $(wildcard runtime/*.h runtime/*/*.h compiler/*/*.h ir/*.h passes/*.h passes/*/*.h)))
+INCLUDES := $(patsubst %/,-I%,$(SRC_DIRS))
+ALL_CFLAGS := -std=c17 -D_GNU_SOURCE -ffp-contract=off $(WARN) $(CFLAGS) $(INCLUDES)
 LDLIBS  := -ltcc -ldl -lm -lpthread
 YAML_LIBS := -lyaml
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
@@ -30,15 +33,15 @@ ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 LDFLAGS    += -fsanitize=address,undefined
 endif
 
-RT_SRC   := $(sort $(wildcard runtime/*.c))
-CC_SRC   := $(sort $(wildcard compiler/*.c ir/*.c passes/*.c))
+RT_SRC   := $(sort $(wildcard runtime/*.c runtime/*/*.c))
+CC_SRC   := $(sort $(wildcard compiler/*/*.c ir/*.c passes/*.c passes/*/*.c))
 TEST_SRC := $(sort $(wildcard tests/unit/check_*.c))
 
 TEMPLATES := $(sort $(wildcard templates/*.c))
 
 RT_OBJ   := $(RT_SRC:%.c=$(BUILD)/obj/%.o)
 CC_OBJ   := $(CC_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/templates.o
-LIB_OBJ  := $(filter-out $(BUILD)/obj/compiler/main.o,$(CC_OBJ))
+LIB_OBJ  := $(filter-out $(BUILD)/obj/compiler/driver/main.o,$(CC_OBJ))
 TESTS    := $(filter-out $(TEST_SKIP:%=$(BUILD)/tests/%),$(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%))
 TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/unit/test_*.c)))
 
@@ -52,9 +55,9 @@ $(BUILD)/obj/%.o: %.c
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -MMD -MP -c $< -o $@
 
 # The templates, embedded into aetherc as strings.
-$(BUILD)/gen/templates.c: $(TEMPLATES) compiler/embed_templates.sh
+$(BUILD)/gen/templates.c: $(TEMPLATES) compiler/emit/embed_templates.sh
 	@mkdir -p $(dir $@)
-	sh compiler/embed_templates.sh $(TEMPLATES) > $@
+	sh compiler/emit/embed_templates.sh $(TEMPLATES) > $@
 
 $(BUILD)/obj/gen/templates.o: $(BUILD)/gen/templates.c
 	@mkdir -p $(dir $@)
@@ -87,19 +90,19 @@ asan: deps
 
 # Each test runs from the repository root with AE_SHARED pointing at the shared models.
 test: all $(TESTS)
-	@AE_SHARED=$(SHARED) AE_AETHERC=$(abspath $(BUILD)/aetherc) AE_RUNTIME_INCLUDE=$(abspath runtime) \
+	@AE_SHARED=$(SHARED) AE_AETHERC=$(abspath $(BUILD)/aetherc) AE_RUNTIME_INCLUDE=$(abspath runtime/include) \
 	    sh tests/run_tests.sh $(TESTS)
 
 # Every tests/fuzz/fuzz_<x>.c is a libFuzzer harness, built with clang and the sanitizers from its own
-# sources (FUZZ_SRC_<x>: what it tests and what that uses, nothing else; runtime/cpu.c and the AVX
+# sources (FUZZ_SRC_<x>: what it tests and what that uses, nothing else; runtime/kernels/cpu.c and the AVX
 # kernels are left out) and run for FUZZ_SECONDS from its seeds (FUZZ_SEEDS_<x>) one after another.
 FUZZ_NAMES := $(sort $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c)))
 FUZZ_BINS  := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
-FUZZ_GGUF_SRC := runtime/gguf.c runtime/gguf_write.c runtime/error.c runtime/types.c
-FUZZ_TOK_SRC  := $(FUZZ_GGUF_SRC) runtime/tokenizer.c $(sort $(wildcard runtime/tok_*.c))
+FUZZ_GGUF_SRC := runtime/format/gguf.c compiler/format/gguf_write.c runtime/error.c runtime/format/types.c
+FUZZ_TOK_SRC  := $(FUZZ_GGUF_SRC) runtime/text/tokenizer.c $(sort $(wildcard runtime/text/tok_*.c))
 FUZZ_SRC_fuzz_gguf           := $(FUZZ_GGUF_SRC)
 FUZZ_SRC_fuzz_ir_parse       := ir/ir.c ir/ir_fused.c ir/ir_parse.c ir/ir_print.c ir/ir_verify.c \
-                                runtime/error.c runtime/types.c
+                                runtime/error.c runtime/format/types.c
 FUZZ_SRC_fuzz_tokenizer      := $(FUZZ_TOK_SRC)
 FUZZ_SRC_fuzz_tokenizer_text := $(FUZZ_TOK_SRC)
 FUZZ_SEEDS_fuzz_gguf           := tests/fuzz/seeds
@@ -110,7 +113,7 @@ FUZZ_SEEDS_fuzz_tokenizer_text := tests/fuzz/seeds_tokenizer/text
 .SECONDEXPANSION:
 $(BUILD)/fuzz/%: tests/fuzz/%.c $$(FUZZ_SRC_%)
 	@mkdir -p $(dir $@)
-	clang -std=c17 -D_GNU_SOURCE -O1 -g -Iruntime -Iir -fsanitize=fuzzer,address,undefined \
+	clang -std=c17 -D_GNU_SOURCE -O1 -g $(INCLUDES) -fsanitize=fuzzer,address,undefined \
 	    -o $@ $< $(FUZZ_SRC_$*) -lm -lpthread
 
 # One harness after another, each from a corpus folder that starts as a copy of its seeds.
@@ -137,7 +140,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/aether
 	install -m 755 $(BUILD)/aetherc $(DESTDIR)$(PREFIX)/bin/aetherc
 	install -m 644 $(BUILD)/libaether_rt.a $(DESTDIR)$(PREFIX)/lib/libaether_rt.a
-	install -m 644 runtime/ae_*.h runtime/ggml_types.def $(DESTDIR)$(PREFIX)/include/aether/
+	install -m 644 runtime/include/ae_*.h runtime/include/ggml_types.def $(DESTDIR)$(PREFIX)/include/aether/
 
 clean:
 	rm -rf build build-asan

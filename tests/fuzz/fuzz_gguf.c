@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "ae_gguf.h"
+#include "gguf_write.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "ae_gguf.h"
+#include "gguf_write.h"
 #include "ae_tokenizer.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);

@@ -11,6 +11,7 @@
 
 #include "ae_chat.h"
 #include "ae_gguf.h"
+#include "gguf_write.h"
 #include "ae_utf8.h"
 #include "test_util.h"
 

@@ -1,4 +1,4 @@
-/* Tests of dequantization (runtime/dequant.c): bit-exact against llama.cpp.
+/* Tests of dequantization (runtime/format/dequant.c): bit-exact against llama.cpp.
  *
  * The main rows compare two tensors per weight type of the synthetic tiny-llama models with the f32
  * files ggml itself produced (reference/dequant/), value for value and bit for bit. Around them:

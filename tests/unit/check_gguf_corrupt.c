@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ae_gguf.h"
+#include "gguf_write.h"
 #include "test_util.h"
 
 /* ---- The base file -------------------------------------------------------------------------------- */

@@ -1,4 +1,4 @@
-/* Tests of the GGUF importers (compiler/import*.c).
+/* Tests of the GGUF importers (compiler/import/).
  *
  * Bad files are built in memory with the GGUF writer: a tiny llama whose metadata or tensors are
  * changed one row at a time, each row naming the message import_model must give (unsupported
@@ -6,6 +6,7 @@
  * hyperparameters read from the shared models against the values their READMEs list, and the
  * structure of each family's graph: tied embeddings, biases, fused QKV, gemma2's alternating window.
  */
+#include "gguf_write.h"
 #include "import.h"
 #include "interp.h"
 #include "test_util.h"

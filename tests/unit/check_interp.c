@@ -9,6 +9,7 @@
  * exactly, the F32 models' per-step logits with an F32 cache match prompt1.kvf32.steps.f32, a prompt
  * fed one token at a time gives the same logits as one step, and bad steps are refused.
  */
+#include "gguf_write.h"
 #include "import.h"
 #include "interp.h"
 #include "pass.h"

@@ -1,4 +1,4 @@
-/* Tests of the CPU kernels (runtime/kernels_*.c): matmul for every weight type, the activation
+/* Tests of the CPU kernels (runtime/kernels/): matmul for every weight type, the activation
  * quantizers, the ops and attention.
  *
  * Matmul rows run real weights of the synthetic tiny-llama models (attn_q [256, 256] and ffn_down

@@ -18,6 +18,7 @@
  * Around them: cse keeps operand order, dce keeps cache writes, fused ops verify and lower, and the
  * driver's flags (dumps, --disable-pass, -O0, -o, plan) behave as documented.
  */
+#include "gguf_write.h"
 #include "import.h"
 #include "interp.h"
 #include "ir.h"

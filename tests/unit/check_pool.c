@@ -1,4 +1,4 @@
-/* Tests of the kernels' thread pool (runtime/pool.c).
+/* Tests of the kernels' thread pool (runtime/kernels/pool.c).
  *
  * Every task of a run executes exactly once with a thread index in range, for any number of threads
  * and tasks; runs back to back reuse the same workers; a run from inside a task stays inline; runs

@@ -33,6 +33,7 @@
 
 #include "ae_chat.h"
 #include "ae_gguf.h"
+#include "gguf_write.h"
 #include "ae_pool.h"
 #include "ae_program.h"
 #include "ae_tokenizer.h"

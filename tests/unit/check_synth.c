@@ -1,4 +1,4 @@
-/* Tests for 'aetherc synth' (compiler/cmd_synth.c) and its generator (compiler/synth.h).
+/* Tests for 'aetherc synth' (compiler/synth/cmd_synth.c) and its generator (compiler/synth/synth.h).
  *
  * A small llama model of every supported weight type is written (in-process through cmd_synth, with
  * stderr captured), read back with the GGUF reader and imported into IR by the llama importer, and every tensor
@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "ae_gguf.h"
+#include "gguf_write.h"
 #include "commands.h"
 #include "import.h"
 #include "synth.h"

@@ -1,4 +1,4 @@
-/* Tests of the tokenizers (runtime/tokenizer.c, tok_*.c) and 'aetherc tokenize'.
+/* Tests of the tokenizers (runtime/text/tokenizer.c, tok_*.c) and 'aetherc tokenize'.
  *
  * The main rows run llama.cpp's tokenizer test vectors (tokenizer/ggml-vocab-*.gguf.inp/.out, the
  * Hugging Face tokenizers' output) against every vocabulary that has them, and against model files
@@ -8,6 +8,7 @@
  * rules, the Unicode tables, errors for broken tokenizer metadata, and the command line.
  */
 #include "ae_gguf.h"
+#include "gguf_write.h"
 #include "ae_tokenizer.h"
 #include "commands.h"
 #include "test_util.h"

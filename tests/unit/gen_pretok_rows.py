@@ -2,7 +2,7 @@
 """Generates the pre-tokenizer rows of tests/unit/check_tokenizer.c with a real regex engine.
 
 llama.cpp splits BPE text with a list of regexes per tokenizer.ggml.pre (src/llama-vocab.cpp);
-runtime/tok_pretok.c re-implements those lists as hand matchers. This script applies the same
+runtime/text/tok_pretok.c re-implements those lists as hand matchers. This script applies the same
 regexes with Python's `regex` module the way llama.cpp applies them (each regex cuts every piece
 left by the previous one into its matches and the gaps between them) to random strings drawn from
 a pool of letters, digits, punctuation, whitespace, CJK, emoji and combining marks, and prints C

@@ -1,4 +1,4 @@
-/* The aetherc subcommands. Each lives in its own compiler/cmd_<name>.c and returns the process's
+/* The aetherc subcommands. Each lives in its own compiler/driver/cmd_<name>.c (synth: compiler/synth/) and returns the process's
  * exit status: 0 on success, 1 on bad input (after printing "aetherc: <message>" to stderr), 2 on a
  * usage error. */
 #ifndef AE_COMMANDS_H

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf_write.h"
 
 /* The metadata a program reads at run time: the tokenizer and the general.* description. */
 static bool meta_key_wanted(struct ae_str key)

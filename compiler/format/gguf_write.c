@@ -11,6 +11,7 @@
  * tensors, so writing back what the reader read reproduces a llama.cpp file byte for byte.
  */
 #include "ae_gguf.h"
+#include "gguf_write.h"
 
 #include <assert.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* GGUF to IR: reads a model's hyperparameters from its metadata and builds its forward step as a graph.
  *
- * import_model dispatches on general.architecture to one builder per family (compiler/import_<arch>.c).
+ * import_model dispatches on general.architecture to one builder per family (compiler/import/import_<arch>.c).
  * Every hyperparameter comes from the file's metadata (or llama.cpp's documented default when a key is
  * optional); every tensor is looked up by name and its type and shape checked before the graph is
  * built, so a bad file gives an error naming the key or tensor and never a half-built graph.
@@ -72,7 +72,7 @@ int import_model_hparams(const ae_gguf *f, struct import_hparams *hp, ae_error *
 /* Reads the hyperparameters of architecture arch (keys "<arch>.*") and n_vocab from token_embd.weight. */
 int import_read_hparams(const ae_gguf *f, const char *arch, struct import_hparams *hp, ae_error *err);
 
-/* ---- For the per-architecture builders (compiler/import_<arch>.c) --------------------------------- */
+/* ---- For the per-architecture builders (compiler/import/import_<arch>.c) --------------------------------- */
 
 struct import_ctx {
     const ae_gguf *f;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "ae_gguf.h"
+#include "gguf_write.h"
 #include "commands.h"
 #include "synth.h"
 

@@ -8,6 +8,8 @@
  */
 #include "pass.h"
 
+#include "gguf_write.h"
+
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>

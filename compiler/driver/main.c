@@ -1,4 +1,4 @@
-/* aetherc: the driver. The first argument picks a subcommand; each lives in compiler/cmd_<name>.c. */
+/* aetherc: the driver. The first argument picks a subcommand; each lives in compiler/driver/cmd_<name>.c (synth: compiler/synth/). */
 #include <stdio.h>
 #include <string.h>
 

@@ -14,7 +14,7 @@
 #include "ae_error.h"
 
 /* Where the runtime's headers and library are: beside aetherc in the build tree (build/aetherc,
- * build/libaether_rt.a, runtime/), or under the install prefix (bin/, lib/, include/aether/). */
+ * build/libaether_rt.a, runtime/include/), or under the install prefix (bin/, lib/, include/aether/). */
 struct toolchain_paths {
     char include_dir[PATH_MAX];
     char runtime_lib[PATH_MAX];

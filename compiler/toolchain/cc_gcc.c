@@ -29,9 +29,9 @@ int toolchain_find(struct toolchain_paths *p, ae_error *err)
         return ae_fail(err, "cannot find aetherc's own location: %s", strerror(errno));
     exe[n] = 0;
     const char *dir = dirname(exe);
-    /* The build tree: build/aetherc beside build/libaether_rt.a, headers in runtime/. */
+    /* The build tree: build/aetherc beside build/libaether_rt.a, headers in runtime/include/. */
     snprintf(p->runtime_lib, sizeof p->runtime_lib, "%s/libaether_rt.a", dir);
-    snprintf(p->include_dir, sizeof p->include_dir, "%s/../runtime", dir);
+    snprintf(p->include_dir, sizeof p->include_dir, "%s/../runtime/include", dir);
     char probe[PATH_MAX + 16];
     snprintf(probe, sizeof probe, "%s/ae_gguf.h", p->include_dir);
     if (is_file(p->runtime_lib) && is_file(probe))
