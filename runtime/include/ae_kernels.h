@@ -2,7 +2,8 @@
  * supported weight type, the row-wise ops of a transformer, and attention over a KV cache.
  *
  * Matmul follows ggml's scheme so that results track llama.cpp: the f32 activations are first converted
- * to the weight type's "vec type" (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the K-quants,
+ * to the weight type's "vec type" (Q8_0 for Q4_0/Q5_0/Q8_0/IQ4_NL, Q8_1 for Q4_1/Q5_1, Q8_K for the
+ * K-quants, IQ4_XS, TQ1_0 and TQ2_0,
  * F16 for F16, BF16 for BF16; F32 stays F32), then each output is a dot product of integers (or of
  * half-precision values) per block, scaled by the blocks' scales. Each type has a scalar reference,
  * AVX2 paths, and for Q4_0, Q8_0 and F16 AVX-512 paths; the path is picked at run time from the CPU's
@@ -59,7 +60,7 @@ int ae_isa_from_name(const char *name);
 /* ---- Matmul (kernels_matmul.c) ------------------------------------------------------------------- */
 
 /* Whether ae_matmul handles weights of this type: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K,
- * Q3_K, Q4_K, Q5_K, Q6_K. */
+ * Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0. */
 bool ae_matmul_supports(uint32_t type);
 
 /* The type the activations are converted to for weights of this type (AE_TYPE_Q8_0, ...); the weight
