@@ -103,6 +103,12 @@ static double flops_per_element(const struct ir_node *n)
     case IR_OP_MATMUL_EW:
     case IR_OP_RMS_NORM_MUL:
     case IR_OP_MATMUL_ROPE:
+    case IR_OP_SIGMOID:
+    case IR_OP_BROADCAST:
+    case IR_OP_TOPK:
+    case IR_OP_MOE_WEIGHTS:
+    case IR_OP_MATMUL_ID:
+    case IR_OP_MOE_SUM:
     case IR_OP_COUNT:
         break;
     }
@@ -171,6 +177,12 @@ static enum ir_ew_step step_of(enum ir_op op)
     case IR_OP_MATMUL_EW:
     case IR_OP_RMS_NORM_MUL:
     case IR_OP_MATMUL_ROPE:
+    case IR_OP_SIGMOID:
+    case IR_OP_BROADCAST:
+    case IR_OP_TOPK:
+    case IR_OP_MOE_WEIGHTS:
+    case IR_OP_MATMUL_ID:
+    case IR_OP_MOE_SUM:
     case IR_OP_COUNT:
         break;
     }
@@ -383,6 +395,12 @@ static bool best_for(const struct fuse *f, struct ir_node *h, struct cand *best)
     case IR_OP_MATMUL_EW:
     case IR_OP_RMS_NORM_MUL:
     case IR_OP_MATMUL_ROPE:
+    case IR_OP_SIGMOID:
+    case IR_OP_BROADCAST:
+    case IR_OP_TOPK:
+    case IR_OP_MOE_WEIGHTS:
+    case IR_OP_MATMUL_ID:
+    case IR_OP_MOE_SUM:
     case IR_OP_COUNT:
         break;
     }
@@ -438,6 +456,12 @@ static enum fuse_kind kind_of(const struct cand *k)
     case IR_OP_CONCAT:
     case IR_OP_LAST_ROW:
     case IR_OP_OUTPUT:
+    case IR_OP_SIGMOID:
+    case IR_OP_BROADCAST:
+    case IR_OP_TOPK:
+    case IR_OP_MOE_WEIGHTS:
+    case IR_OP_MATMUL_ID:
+    case IR_OP_MOE_SUM:
     case IR_OP_COUNT:
         break;
     }

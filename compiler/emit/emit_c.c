@@ -179,6 +179,8 @@ static int assign_storage(struct emitter *e)
         case IR_OP_SILU: case IR_OP_GELU: case IR_OP_SOFTCAP: case IR_OP_RMS_NORM: case IR_OP_LAYER_NORM:
         case IR_OP_SOFTMAX: case IR_OP_ROPE: case IR_OP_ATTENTION: case IR_OP_SLICE: case IR_OP_PERMUTE:
         case IR_OP_CONCAT: case IR_OP_EW: case IR_OP_MATMUL_EW: case IR_OP_RMS_NORM_MUL: case IR_OP_MATMUL_ROPE:
+        case IR_OP_SIGMOID: case IR_OP_BROADCAST: case IR_OP_TOPK: case IR_OP_MOE_WEIGHTS: case IR_OP_MATMUL_ID:
+        case IR_OP_MOE_SUM:
             if (e->arena_off[i] == UINT64_MAX)
                 return node_error(e, n, "the memory plan gave it no buffer");
             ok = set_expr(x, "((float *)(A + %" PRIu64 "))", e->arena_off[i]);
@@ -540,6 +542,13 @@ static int emit_node(struct emitter *e, const struct ir_node *n)
         out(e, "        memcpy(logits, %s, sizeof(float) * %s);\n", X(e, n->src[0]), count);
         return 0;
     }
+    case IR_OP_SIGMOID:
+    case IR_OP_BROADCAST:
+    case IR_OP_TOPK:
+    case IR_OP_MOE_WEIGHTS:
+    case IR_OP_MATMUL_ID:
+    case IR_OP_MOE_SUM:
+        return node_error(e, n, "the C backend has no code for this op yet");
     case IR_OP_COUNT:
         break;
     }

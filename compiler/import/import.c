@@ -31,6 +31,8 @@ static const struct arch_entry {
     {"qwen2", import_build_qwen2, IR_ROPE_NEOX},
     {"phi3", import_build_phi3, IR_ROPE_NEOX},
     {"gemma2", import_build_gemma2, IR_ROPE_NEOX},
+    {"qwen2moe", import_build_qwen2moe, IR_ROPE_NEOX},
+    {"deepseek2", import_build_deepseek2, IR_ROPE_NORMAL},
 };
 
 /* The table row of the file's general.architecture; fails naming what is supported. */
@@ -54,7 +56,7 @@ static int find_arch(const ae_gguf *f, const struct arch_entry **out, ae_error *
 
 const char *import_supported_archs(void)
 {
-    return "llama, qwen2, phi3, gemma2";
+    return "llama, qwen2, phi3, gemma2, qwen2moe, deepseek2";
 }
 
 /* ---- Hyperparameters ------------------------------------------------------------------------------ */
@@ -128,6 +130,44 @@ static int check_count(const ae_gguf *f, const char *arch, const char *key, uint
 {
     if (v == 0 || v > MAX_DIM)
         return ae_fail(err, "%s: metadata key '%s.%s' is %" PRIu32 ", expected 1..%u", f->path, arch, key, v, MAX_DIM);
+    return 0;
+}
+
+/* The keys of mixtures of experts and of latent attention, all optional here; the builders say which
+ * their family needs (import_moe.c, import_deepseek2.c). */
+static int read_expert_hparams(const ae_gguf *f, const char *arch, struct import_hparams *h, ae_error *err)
+{
+    h->expert_gating_func = IMPORT_GATING_SOFTMAX;
+    char k[160];
+    int rc;
+    if (read_u32(f, arch, "expert_count", false, &h->n_expert, err) < 0 ||
+        read_u32(f, arch, "expert_used_count", false, &h->n_expert_used, err) < 0 ||
+        read_u32(f, arch, "expert_feed_forward_length", false, &h->n_ff_exp, err) < 0 ||
+        read_u32(f, arch, "expert_shared_feed_forward_length", false, &h->n_ff_shexp, err) < 0 ||
+        read_u32(f, arch, "expert_shared_count", false, &h->n_expert_shared, err) < 0 ||
+        read_u32(f, arch, "leading_dense_block_count", false, &h->n_layer_dense_lead, err) < 0 ||
+        read_f32(f, arch, "expert_weights_scale", false, &h->expert_weights_scale, err) < 0 ||
+        read_u32(f, arch, "expert_gating_func", false, &h->expert_gating_func, err) < 0 ||
+        read_u32(f, arch, "attention.q_lora_rank", false, &h->n_lora_q, err) < 0 ||
+        read_u32(f, arch, "attention.kv_lora_rank", false, &h->n_lora_kv, err) < 0 ||
+        read_f32(f, arch, "rope.scaling.yarn_log_multiplier", false, &h->rope_yarn_log_mul, err) < 0)
+        return -1;
+    if ((rc = ae_gguf_get_bool(f, arch_key(k, sizeof k, arch, "expert_weights_norm"), &h->expert_weights_norm, err)) < 0)
+        return ae_fail_prefix(err, "%s", f->path);
+    if (h->n_expert > MAX_DIM || h->n_expert_used > h->n_expert || (h->n_expert > 0) != (h->n_expert_used > 0))
+        return ae_fail(err, "%s: %s.expert_count %" PRIu32 " and expert_used_count %" PRIu32 " do not agree: both 0, or "
+                       "1 <= used <= count", f->path, arch, h->n_expert, h->n_expert_used);
+    if (h->n_ff_exp > MAX_DIM || h->n_ff_shexp > MAX_DIM || h->n_expert_shared > 64 || h->n_lora_q > MAX_DIM ||
+        h->n_lora_kv > MAX_DIM || h->n_layer_dense_lead > h->n_layer)
+        return ae_fail(err, "%s: %s's expert or attention rank keys are out of range", f->path, arch);
+    if (h->expert_gating_func == 0) /* files written before the key existed mean softmax */
+        h->expert_gating_func = IMPORT_GATING_SOFTMAX;
+    if (h->expert_gating_func != IMPORT_GATING_SOFTMAX && h->expert_gating_func != IMPORT_GATING_SIGMOID)
+        return ae_fail(err, "%s: %s.expert_gating_func is %" PRIu32 "; supported: 1 (softmax), 2 (sigmoid)", f->path,
+                       arch, h->expert_gating_func);
+    if (!isfinite(h->expert_weights_scale) || !isfinite(h->rope_yarn_log_mul))
+        return ae_fail(err, "%s: %s.expert_weights_scale or rope.scaling.yarn_log_multiplier is not finite", f->path,
+                       arch);
     return 0;
 }
 
@@ -252,6 +292,9 @@ int import_read_hparams(const ae_gguf *f, const char *arch, struct import_hparam
     if (h.sliding_window > INT32_MAX)
         return ae_fail(err, "%s: %s.attention.sliding_window %" PRIu32 " is too large", f->path, arch,
                        h.sliding_window);
+
+    if (read_expert_hparams(f, arch, &h, err))
+        return -1;
 
     const struct ae_gguf_tensor *te = ae_gguf_find_tensor(f, "token_embd.weight");
     if (!te)
@@ -379,6 +422,41 @@ struct ir_node *import_linear(struct import_ctx *c, struct ir_node *x, struct ir
     return y;
 }
 
+struct ir_rope_params import_rope_params(const struct import_ctx *c, enum ir_rope_mode mode)
+{
+    const struct import_hparams *hp = c->hp;
+    struct ir_rope_params rp = {
+        .mode = mode,
+        .n_dims = (int32_t)hp->n_rot,
+        .n_ctx_orig = (int32_t)hp->n_ctx_orig,
+        .freq_base = hp->rope_freq_base,
+        .freq_scale = hp->rope_freq_scale,
+        .ext_factor = hp->yarn_ext_factor,
+        .attn_factor = hp->yarn_attn_factor,
+        .beta_fast = hp->yarn_beta_fast,
+        .beta_slow = hp->yarn_beta_slow,
+    };
+    return rp;
+}
+
+struct ir_node *import_attend(struct import_ctx *c, uint32_t layer, struct ir_node *q, struct ir_node *k,
+                              struct ir_node *v, const struct import_attn_params *ap)
+{
+    struct ir_graph *g = c->g;
+    int32_t il = (int32_t)layer;
+    struct ir_node *kc = named(c, ir_kv_cache(g, il, IR_KV_K, c->opt->kv_type, k->shape[1], k->shape[2]),
+                               import_name(c, il, "cache_k"));
+    struct ir_node *vc = named(c, ir_kv_cache(g, il, IR_KV_V, c->opt->kv_type, v->shape[1], v->shape[2]),
+                               import_name(c, il, "cache_v"));
+    k = named(c, ir_kv_store(g, kc, k), import_name(c, il, "cache_k"));
+    v = named(c, ir_kv_store(g, vc, v), import_name(c, il, "cache_v"));
+
+    struct ir_node *a = named(c, ir_attention(g, q, k, v, ap->kq_scale, ap->softcap, ap->window),
+                              import_name(c, il, "attn"));
+    int64_t os[2] = {IR_DIM_T, q->shape[1] * v->shape[2]};
+    return named(c, ir_reshape(g, a, 2, os), import_name(c, il, "attn"));
+}
+
 struct ir_node *import_self_attention(struct import_ctx *c, uint32_t layer, struct ir_node *q, struct ir_node *k,
                                       struct ir_node *v, const struct import_attn_params *ap)
 {
@@ -392,33 +470,12 @@ struct ir_node *import_self_attention(struct import_ctx *c, uint32_t layer, stru
     k = named(c, ir_reshape(g, k, 3, ks), import_name(c, il, "k"));
     v = named(c, ir_reshape(g, v, 3, vs), import_name(c, il, "v"));
 
-    struct ir_rope_params rp = {
-        .mode = ap->rope_mode,
-        .n_dims = (int32_t)hp->n_rot,
-        .n_ctx_orig = (int32_t)hp->n_ctx_orig,
-        .freq_base = hp->rope_freq_base,
-        .freq_scale = hp->rope_freq_scale,
-        .ext_factor = hp->yarn_ext_factor,
-        .attn_factor = hp->yarn_attn_factor,
-        .beta_fast = hp->yarn_beta_fast,
-        .beta_slow = hp->yarn_beta_slow,
-    };
+    struct ir_rope_params rp = import_rope_params(c, ap->rope_mode);
     q = named(c, ir_rope(g, q, c->positions, ap->rope_factors, &rp), import_name(c, il, "q_rope"));
     k = named(c, ir_rope(g, k, c->positions, ap->rope_factors, &rp), import_name(c, il, "k_rope"));
     if (ap->q_scale != 0.0f)
         q = named(c, ir_scale(g, q, ap->q_scale), import_name(c, il, "q_scaled"));
-
-    struct ir_node *kc = named(c, ir_kv_cache(g, il, IR_KV_K, c->opt->kv_type, hp->n_head_kv, hp->head_dim_k),
-                               import_name(c, il, "cache_k"));
-    struct ir_node *vc = named(c, ir_kv_cache(g, il, IR_KV_V, c->opt->kv_type, hp->n_head_kv, hp->head_dim_v),
-                               import_name(c, il, "cache_v"));
-    k = named(c, ir_kv_store(g, kc, k), import_name(c, il, "cache_k"));
-    v = named(c, ir_kv_store(g, vc, v), import_name(c, il, "cache_v"));
-
-    struct ir_node *a = named(c, ir_attention(g, q, k, v, ap->kq_scale, ap->softcap, ap->window),
-                              import_name(c, il, "attn"));
-    int64_t os[2] = {IR_DIM_T, (int64_t)hp->n_head * hp->head_dim_v};
-    return named(c, ir_reshape(g, a, 2, os), import_name(c, il, "attn"));
+    return import_attend(c, layer, q, k, v, ap);
 }
 
 struct ir_node *import_ffn_gated(struct import_ctx *c, uint32_t layer, struct ir_node *x, struct ir_node *gate,
