@@ -90,6 +90,34 @@ int ae_matmul_quantize(uint32_t type, const float *X, int64_t K, int64_t M, void
 int ae_matmul_prequantized(uint32_t type, const void *W, int64_t N, int64_t K, const void *Xq, int64_t M,
                            float *Y, ae_pool *pool, ae_error *err);
 
+/* ---- Mixture of experts (moe.c) ------------------------------------------------------------------- */
+
+/* Bytes of scratch ae_matmul_id needs (64-byte aligned); 0 for bad sizes or an unsupported type. */
+size_t ae_matmul_id_scratch_size(uint32_t type, int64_t E, int64_t N, int64_t K, int64_t R, int64_t k,
+                                 bool x_per_slot);
+
+/* The experts' matmul (ggml's mul_mat_id): Y[r][j][n] = sum_c X[r][s][c] * W[ids[r][j]][n][c] for r < R,
+ * j < k, n < N, with s = j when x_per_slot (X has R * k rows) and s = 0 otherwise (X has R rows, shared by
+ * the k slots). W holds E matrices of N rows of K values of type, one after another. Only the chosen
+ * experts' rows are read; each output is the bytes ae_matmul gives for that row and expert, for any
+ * thread count. Fails for an id outside 0..E-1 (naming it), an unsupported type or bad sizes. */
+int ae_matmul_id(uint32_t type, const void *W, int64_t E, int64_t N, int64_t K, const float *X, bool x_per_slot,
+                 const int32_t *ids, int64_t R, int64_t k, float *Y, void *scratch, ae_pool *pool, ae_error *err);
+
+/* ids[r] = the indices of the k largest of the E values of row r of x, largest first: the first k of
+ * ggml's descending argsort (an exchange sort that swaps only for a strictly larger value). work holds E
+ * indices. */
+void ae_moe_topk(const float *x, int64_t R, int64_t E, int32_t k, int32_t *ids, int32_t *work);
+
+/* w[r][j] = probs[r][ids[r][j]], divided by their sum (in double, rounded to float) when norm, then times
+ * scale. */
+void ae_moe_weights(const float *probs, const int32_t *ids, int64_t R, int64_t E, int64_t k, bool norm, float scale,
+                    float *w);
+
+/* y[r] = ((w[r][0] x[r][0] + w[r][1] x[r][1]) + ...) + w[r][k-1] x[r][k-1], each product rounded, for x of
+ * R x k rows of D values. */
+void ae_moe_sum(const float *x, const float *w, int64_t R, int64_t k, int64_t D, float *y);
+
 /* ---- Activation quantizers (kernels_quantize.c) -------------------------------------------------- */
 
 /* Each converts k floats (a multiple of the block size) into blocks of ae_quant_blocks.h, as ggml's
