@@ -183,7 +183,7 @@ static int assign_storage(struct emitter *e)
         case IR_OP_MOE_SUM:
             if (e->arena_off[i] == UINT64_MAX)
                 return node_error(e, n, "the memory plan gave it no buffer");
-            ok = set_expr(x, "((float *)(A + %" PRIu64 "))", e->arena_off[i]);
+            ok = set_expr(x, "((%s *)(A + %" PRIu64 "))", n->dtype == IR_I32 ? "int32_t" : "float", e->arena_off[i]);
             break;
         case IR_OP_COUNT:
             return node_error(e, n, "unknown op");
@@ -286,24 +286,22 @@ static int emit_matmul_call(struct emitter *e, const struct ir_node *n, const st
 static int emit_rope_call(struct emitter *e, const struct ir_node *n, const char *x, const struct ir_node *shape,
                           const union ir_params *p, const struct ir_node *factors)
 {
-    if (p->rope.ext_factor != 0.0f)
-        return node_error(e, n, "YaRN rope scaling has no CPU kernel yet");
     if (shape->rank != 3)
         return node_error(e, n, "rope expects [S, heads, head_dim]");
     char b[24];
-    out(e, "        static const struct ae_rope_params rp = {%" PRId32 ", %s, %s, %s, NULL};\n", p->rope.n_dims,
-        p->rope.mode == IR_ROPE_NEOX ? "true" : "false", flt(p->rope.freq_base).s, flt(p->rope.freq_scale).s);
+    bool yarn = p->rope.ext_factor != 0.0f || p->rope.attn_factor != 1.0f;
+    if (yarn)
+        out(e, "        static const struct ae_rope_yarn yarn = {%s, %s, %" PRId32 ", %s, %s};\n",
+            flt(p->rope.ext_factor).s, flt(p->rope.attn_factor).s, p->rope.n_ctx_orig, flt(p->rope.beta_fast).s,
+            flt(p->rope.beta_slow).s);
+    out(e, "        static const struct ae_rope_params rp = {%" PRId32 ", %s, %s, %s, NULL, %s};\n", p->rope.n_dims,
+        p->rope.mode == IR_ROPE_NEOX ? "true" : "false", flt(p->rope.freq_base).s, flt(p->rope.freq_scale).s,
+        yarn ? "&yarn" : "NULL");
     out(e, "        struct ae_rope_params r = rp;\n");
     if (factors)
         out(e, "        r.freq_factors = %s;\n", X(e, factors));
     out(e, "        AE_CHECK(ae_rope(%s, %s, %s, %" PRId64 ", %" PRId64 ", P, &r, err), \"%s\");\n", x, X(e, n),
         dim(shape->shape[0], b), shape->shape[1], shape->shape[2], n->name ? n->name : "rope");
-    if (p->rope.attn_factor != 1.0f) {
-        /* attn_factor multiplies cos and sin: it scales the rotated features of each head, not the rest. */
-        out(e, "        for (int64_t h = 0; h < (int64_t)%s * %" PRId64 "; h++)\n", dim(shape->shape[0], b), shape->shape[1]);
-        out(e, "            for (int64_t i = 0; i < %" PRId32 "; i++) %s[h * %" PRId64 " + i] *= %s;\n", p->rope.n_dims,
-            X(e, n), shape->shape[2], flt(p->rope.attn_factor).s);
-    }
     return 0;
 }
 
@@ -406,6 +404,23 @@ static void emit_permute(struct emitter *e, const struct ir_node *n)
     out(e, "            for (int64_t c = 0; c < yd[2]; c++) for (int64_t d = 0; d < yd[3]; d++)\n");
     out(e, "                y[k++] = x[a * xs[%" PRId32 "] + b * xs[%" PRId32 "] + c * xs[%" PRId32 "] + d * xs[%" PRId32 "]];\n",
         perm[0], perm[1], perm[2], perm[3]);
+}
+
+/* out[a][b][c][d] = x[...] with every dimension of x that is 1 read at 0 (up to 4 dims). */
+static void emit_broadcast(struct emitter *e, const struct ir_node *n)
+{
+    const struct ir_node *x = n->src[0];
+    char b[24], c[24];
+    out(e, "        int64_t yd[4] = {1, 1, 1, 1}, xd[4] = {1, 1, 1, 1}, xs[4];\n");
+    for (uint32_t i = 0; i < n->rank; i++)
+        out(e, "        yd[%" PRIu32 "] = %s; xd[%" PRIu32 "] = %s;\n", 4 - n->rank + i, dim(n->shape[i], b),
+            4 - n->rank + i, dim(x->shape[i], c));
+    out(e, "        xs[3] = 1; xs[2] = xd[3]; xs[1] = xd[2] * xs[2]; xs[0] = xd[1] * xs[1];\n");
+    out(e, "        for (int i = 0; i < 4; i++) if (xd[i] == 1) xs[i] = 0;\n");
+    out(e, "        float *y = %s;\n        const float *x = %s;\n        int64_t k = 0;\n", X(e, n), X(e, x));
+    out(e, "        for (int64_t a = 0; a < yd[0]; a++) for (int64_t b = 0; b < yd[1]; b++)\n");
+    out(e, "            for (int64_t c = 0; c < yd[2]; c++) for (int64_t d = 0; d < yd[3]; d++)\n");
+    out(e, "                y[k++] = x[a * xs[0] + b * xs[1] + c * xs[2] + d * xs[3]];\n");
 }
 
 /* ---- One node -------------------------------------------------------------------------------------- */
@@ -537,12 +552,37 @@ static int emit_node(struct emitter *e, const struct ir_node *n)
         return 0;
     }
     case IR_OP_SIGMOID:
+        numel_expr(n, rows, sizeof rows);
+        out(e, "        for (int64_t i = 0; i < %s; i++) %s[i] = 1.0f / (1.0f + expf(-%s[i]));\n", rows, X(e, n),
+            X(e, n->src[0]));
+        return 0;
     case IR_OP_BROADCAST:
+        emit_broadcast(e, n);
+        return 0;
     case IR_OP_TOPK:
+        out(e, "        ae_moe_topk(%s, %s, %" PRId64 ", %" PRId32 ", %s, (int32_t *)s->scratch);\n", X(e, n->src[0]),
+            dim(n->shape[0], b), n->src[0]->shape[1], n->p.topk.k, X(e, n));
+        return 0;
     case IR_OP_MOE_WEIGHTS:
-    case IR_OP_MATMUL_ID:
+        out(e, "        ae_moe_weights(%s, %s, %s, %" PRId64 ", %" PRId64 ", %s, %s, %s);\n", X(e, n->src[0]), X(e, n->src[1]),
+            dim(n->shape[0], b), n->src[0]->shape[1], n->shape[1], n->p.moe_weights.norm ? "true" : "false",
+            flt(n->p.moe_weights.scale).s, X(e, n));
+        return 0;
+    case IR_OP_MATMUL_ID: {
+        const struct ir_node *x = n->src[0], *w = n->src[1];
+        if (!ae_matmul_supports(w->dtype))
+            return node_error(e, n, "no CPU matmul kernel for this weight type");
+        char t[32];
+        out(e, "        AE_CHECK(ae_matmul_id(%s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", %s, %s, %s, %s, %" PRId64
+               ", %s, s->scratch, s->pool, err), \"%s\");\n", type_const(w->dtype, t, sizeof t), X(e, w), w->shape[0],
+            w->shape[1], w->shape[2], X(e, x), x->rank == 3 ? "true" : "false", X(e, n->src[2]), dim(n->shape[0], b),
+            n->shape[1], X(e, n), n->name ? n->name : "matmul_id");
+        return 0;
+    }
     case IR_OP_MOE_SUM:
-        return node_error(e, n, "the C backend has no code for this op yet");
+        out(e, "        ae_moe_sum(%s, %s, %s, %" PRId64 ", %" PRId64 ", %s);\n", X(e, n->src[0]), X(e, n->src[1]),
+            dim(n->shape[0], b), n->src[0]->shape[1], n->shape[1], X(e, n));
+        return 0;
     case IR_OP_COUNT:
         break;
     }
@@ -589,6 +629,14 @@ static void emit_scratch_size(struct emitter *e)
                 out(e, "    x = ae_matmul_scratch_size(%s, %" PRId64 ", T_MAX);\n    if (x > m) m = x;\n",
                     type_const(w->dtype, t, sizeof t), w->shape[1]);
             }
+        } else if (n->op == IR_OP_MATMUL_ID) {
+            char t[32];
+            const struct ir_node *w = n->src[1];
+            out(e, "    x = ae_matmul_id_scratch_size(%s, %" PRId64 ", %" PRId64 ", %" PRId64 ", T_MAX, %" PRId64
+                   ", %s);\n    if (x > m) m = x;\n", type_const(w->dtype, t, sizeof t), w->shape[0], w->shape[1],
+                w->shape[2], n->shape[1], n->src[0]->rank == 3 ? "true" : "false");
+        } else if (n->op == IR_OP_TOPK) {
+            out(e, "    if (%" PRId64 " > m) m = %" PRId64 ";\n", n->src[0]->shape[1] * 4, n->src[0]->shape[1] * 4);
         } else if (n->op == IR_OP_ATTENTION && !attention_seen) {
             attention_seen = true; /* every layer's attention has the same shape */
             const struct ir_node *q = n->src[0], *k = n->src[1], *v = n->src[2];

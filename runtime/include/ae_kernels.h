@@ -192,6 +192,15 @@ void ae_gelu_f32(const float *x, float *y, int64_t n);
 /* Tanh soft-capping: y = cap * tanh(x * (1 / cap)), as ggml's scale, tanh, scale. */
 void ae_softcap(const float *x, float *y, int64_t n, float cap);
 
+/* YaRN context extension and the scaling of cos and sin (ggml's rope_yarn). */
+struct ae_rope_yarn {
+    float ext_factor;           /* 0: angles freq_scale * theta; else mixed with the unscaled angles by YaRN's
+                                 * ramp over the correction dims, and cos, sin times 1 + 0.1 ln(1/freq_scale) */
+    float attn_factor;          /* multiplies cos and sin */
+    int32_t n_ctx_orig;         /* the training context, for the correction dims */
+    float beta_fast, beta_slow; /* the correction dims' rotation counts (32, 1) */
+};
+
 /* Rotary position embedding. */
 struct ae_rope_params {
     int32_t n_rot;              /* rotated dimensions at the start of each head: even, <= head_dim */
@@ -199,14 +208,16 @@ struct ae_rope_params {
     float freq_base;            /* e.g. 10000 */
     float freq_scale;           /* 1 / linear scaling factor; 1 for none */
     const float *freq_factors;  /* n_rot/2 divisors of the angles, or NULL */
+    const struct ae_rope_yarn *yarn; /* NULL: no YaRN, cos and sin unscaled */
 };
 #define AE_ROPE_MAX_ROT 1024
 
 /* Rotates x [n_tokens, n_heads, head_dim] (token t at position pos0 + t) into y (may equal x). For pair
  * i (i < n_rot/2) at position p the angle is theta_i = freq_scale * (p * base^(-2i/n_rot)) / ff_i,
  * computed as ggml's rope cache does: theta starts at (float)p and is multiplied by
- * powf(base, -2/n_rot) once per pair, in float. (x0, x1) becomes (x0 cos - x1 sin, x0 sin + x1 cos).
- * Dimensions from n_rot on are copied. Fails for odd, zero or too large n_rot. */
+ * powf(base, -2/n_rot) once per pair, in float; with YaRN (p->yarn) the angle and the scale of cos and sin
+ * are ggml's rope_yarn's. (x0, x1) becomes (x0 cos - x1 sin, x0 sin + x1 cos). Dimensions from n_rot on
+ * are copied. Fails for odd, zero or too large n_rot. */
 int ae_rope(const float *x, float *y, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t pos0,
             const struct ae_rope_params *p, ae_error *err);
 

@@ -124,6 +124,12 @@ void ae_softcap(const float *x, float *y, int64_t n, float cap)
 
 /* ---- rope ----------------------------------------------------------------------------------------- */
 
+/* The dimension at which a pair turns n_rot times over n_ctx_orig positions (ggml's rope_yarn_corr_dim). */
+static float rope_yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base)
+{
+    return (float)n_dims * logf((float)n_ctx_orig / (n_rot * 2.0f * (float)M_PI)) / (2.0f * logf(base));
+}
+
 int ae_rope(const float *x, float *y, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t pos0,
             const struct ae_rope_params *p, ae_error *err)
 {
@@ -141,15 +147,31 @@ int ae_rope(const float *x, float *y, int64_t n_tokens, int64_t n_heads, int64_t
     const int n_rot = p->n_rot;
     const float theta_scale = powf(p->freq_base, -2.0f / (float)n_rot);
     float cache[AE_ROPE_MAX_ROT]; /* cos, sin of each pair's angle */
+    const struct ae_rope_yarn none = {0.0f, 1.0f, 0, 32.0f, 1.0f}, *yarn = p->yarn ? p->yarn : &none;
+    float corr[2] = {0.0f, 0.0f}; /* YaRN's correction dims, as ggml_rope_yarn_corr_dims */
+    if (yarn->ext_factor != 0.0f) {
+        const float start = floorf(rope_yarn_corr_dim(n_rot, yarn->n_ctx_orig, yarn->beta_fast, p->freq_base));
+        const float end = ceilf(rope_yarn_corr_dim(n_rot, yarn->n_ctx_orig, yarn->beta_slow, p->freq_base));
+        corr[0] = fmaxf(0.0f, start);
+        corr[1] = fminf((float)(n_rot - 1), end);
+    }
 
     for (int64_t t = 0; t < n_tokens; t++) {
         float theta = (float)(pos0 + t);
         for (int i0 = 0; i0 < n_rot; i0 += 2) {
             const float ff = p->freq_factors ? p->freq_factors[i0 / 2] : 1.0f;
             const float extrap = theta / ff;
-            const float angle = p->freq_scale * extrap;
-            cache[i0] = cosf(angle);
-            cache[i0 + 1] = sinf(angle);
+            const float interp = p->freq_scale * extrap;
+            float angle = interp, mscale = yarn->attn_factor;
+            if (yarn->ext_factor != 0.0f) {
+                const float r = (float)(i0 / 2 - corr[0]) / fmaxf(0.001f, corr[1] - corr[0]);
+                const float ramp = (1.0f - fminf(1.0f, fmaxf(0.0f, r))) * yarn->ext_factor;
+                const float a = interp * (1 - ramp), b = extrap * ramp;
+                angle = a + b;
+                mscale *= 1.0f + 0.1f * logf(1.0f / p->freq_scale);
+            }
+            cache[i0] = cosf(angle) * mscale;
+            cache[i0 + 1] = sinf(angle) * mscale;
             theta *= theta_scale;
         }
         for (int64_t h = 0; h < n_heads; h++) {

@@ -832,15 +832,36 @@ static void rope_reference(const float *x, double *y, int64_t T, int64_t H, int6
                            const struct ae_rope_params *p, bool closed_form)
 {
     const float theta_scale = powf(p->freq_base, -2.0f / (float)p->n_rot);
+    /* YaRN: a ramp over the correction dims mixes unscaled angles in; cos and sin get a scale m */
+    const struct ae_rope_yarn *yn = p->yarn;
+    double lo = 0, hi = 0, m = yn ? yn->attn_factor : 1.0;
+    if (yn && yn->ext_factor != 0) {
+        const double k = p->n_rot / (2 * log(p->freq_base));
+        lo = fmax(0, floor(k * log(yn->n_ctx_orig / (yn->beta_fast * 2 * M_PI))));
+        hi = fmin(p->n_rot - 1, ceil(k * log(yn->n_ctx_orig / (yn->beta_slow * 2 * M_PI))));
+        m *= 1 + 0.1 * log(1 / p->freq_scale);
+    }
     for (int64_t t = 0; t < T; t++) {
         float theta = (float)(pos0 + t);
         double ang[AE_ROPE_MAX_ROT / 2];
         for (int i = 0; i < p->n_rot / 2; i++) {
             const double ff = p->freq_factors ? p->freq_factors[i] : 1.0;
+            double extrap;
             if (closed_form)
-                ang[i] = (double)(pos0 + t) * pow(p->freq_base, -2.0 * i / p->n_rot) * p->freq_scale / ff;
+                extrap = (double)(pos0 + t) * pow(p->freq_base, -2.0 * i / p->n_rot) / ff;
             else
-                ang[i] = (double)p->freq_scale * (double)(theta / (float)ff);
+                extrap = (double)(theta / (float)ff);
+            ang[i] = (double)p->freq_scale * extrap;
+            if (yn && yn->ext_factor != 0) {
+                const double ramp = (1 - fmin(1, fmax(0, (i - lo) / fmax(0.001, hi - lo)))) * yn->ext_factor;
+                if (closed_form) {
+                    ang[i] = ang[i] * (1 - ramp) + extrap * ramp;
+                } else { /* the mix in float, as ggml's */
+                    const float fe = (float)extrap, fr = (float)ramp, fi = p->freq_scale * fe;
+                    const float a = fi * (1 - fr), b = fe * fr;
+                    ang[i] = (double)(a + b);
+                }
+            }
             theta *= theta_scale;
         }
         for (int64_t h = 0; h < H; h++) {
@@ -850,8 +871,8 @@ static void rope_reference(const float *x, double *y, int64_t T, int64_t H, int6
                 yr[i] = xr[i];
             for (int i = 0; i < p->n_rot / 2; i++) {
                 const int a = p->neox ? i : 2 * i, b = p->neox ? i + p->n_rot / 2 : 2 * i + 1;
-                yr[a] = xr[a] * cos(ang[i]) - xr[b] * sin(ang[i]);
-                yr[b] = xr[a] * sin(ang[i]) + xr[b] * cos(ang[i]);
+                yr[a] = (xr[a] * cos(ang[i]) - xr[b] * sin(ang[i])) * m;
+                yr[b] = (xr[a] * sin(ang[i]) + xr[b] * cos(ang[i])) * m;
             }
         }
     }
@@ -862,13 +883,16 @@ START_TEST(test_rope)
     enum { T = 3, H = 4, HD = 32 };
     static const float factors[HD / 2] = {1.0f, 1.0f, 2.0f, 4.0f, 8.0f, 1.5f, 1.0f, 3.0f,
                                           1.0f, 1.0f, 2.0f, 4.0f, 8.0f, 1.5f, 1.0f, 3.0f};
+    /* deepseek2's YaRN: factor 4, context 512, attn_factor 1 / (1 + 0.1 ln 4) */
+    static const struct ae_rope_yarn yarn = {1.0f, 0.8782471f, 512, 32.0f, 1.0f};
     const struct {
         struct ae_rope_params p;
         int64_t pos0;
     } cases[] = {
-        {{32, false, 10000.0f, 1.0f, NULL}, 0},   {{32, true, 10000.0f, 1.0f, NULL}, 5},
-        {{16, false, 10000.0f, 1.0f, NULL}, 7},   {{16, true, 1000000.0f, 1.0f, NULL}, 40},
-        {{32, true, 500000.0f, 0.25f, factors}, 90}, {{32, false, 10000.0f, 1.0f, NULL}, 400},
+        {{32, false, 10000.0f, 1.0f, NULL, NULL}, 0},   {{32, true, 10000.0f, 1.0f, NULL, NULL}, 5},
+        {{16, false, 10000.0f, 1.0f, NULL, NULL}, 7},   {{16, true, 1000000.0f, 1.0f, NULL, NULL}, 40},
+        {{32, true, 500000.0f, 0.25f, factors, NULL}, 90}, {{32, false, 10000.0f, 1.0f, NULL, NULL}, 400},
+        {{16, false, 10000.0f, 0.25f, NULL, &yarn}, 300}, {{32, true, 10000.0f, 0.25f, factors, &yarn}, 1000},
     };
     float x[T * H * HD], y[T * H * HD];
     double want[T * H * HD];
@@ -897,7 +921,7 @@ START_TEST(test_rope)
     ck_assert(memcmp(x, y, H * HD * sizeof(float)) == 0);
 
     ae_error err = {{0}};
-    struct ae_rope_params bad = {31, false, 10000.0f, 1.0f, NULL};
+    struct ae_rope_params bad = {31, false, 10000.0f, 1.0f, NULL, NULL};
     ck_assert_int_eq(ae_rope(x, y, T, H, HD, 0, &bad, &err), -1);
     ck_assert_msg(strstr(err.msg, "n_rot 31"), "%s", err.msg);
     bad.n_rot = 64;

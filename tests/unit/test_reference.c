@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "import.h"
+#include "interp.h"
 #include "ir.h"
 #include "test_util.h"
 
@@ -181,4 +183,43 @@ void ref_router_trace(void *ctx, const struct ir_node *n, const float *data, int
 double ref_router_tol(enum tol_kind k)
 {
     return k == TOL_QUANT ? 0.05 : 1e-3;
+}
+
+void ref_router_gaps(const char *file, const struct reference *r, double gap[REF_STEPS])
+{
+    char rel[256];
+    ae_error err = {{0}};
+    ae_gguf *f;
+    snprintf(rel, sizeof rel, "models/%s", file);
+    ck_assert_msg(ae_gguf_open(&f, test_shared_path(rel), &err) == 0, "%s", err.msg);
+    struct import_options opt;
+    import_options_init(&opt);
+    struct import_hparams hp;
+    struct ir_graph *g;
+    struct interp *it;
+    ck_assert_msg(import_model(&g, f, &opt, &hp, &err) == 0, "%s", err.msg);
+    if (hp.n_expert == 0) {
+        for (int s = 0; s < REF_STEPS; s++)
+            gap[s] = INFINITY;
+        ir_graph_destroy(g);
+        ae_gguf_close(f);
+        return;
+    }
+    ck_assert_msg(interp_create(&it, g, f, r->n_prompt + REF_STEPS, &err) == 0, "%s", err.msg);
+    struct router_watch w = {.k = (int)hp.n_expert_used, .min_gap = INFINITY};
+    interp_set_trace(it, ref_router_trace, &w);
+    float *logits = malloc((size_t)hp.n_vocab * sizeof *logits);
+    ck_assert(logits != NULL);
+    ck_assert_msg(interp_eval(it, r->prompt, r->n_prompt, 0, logits, &err) == 0, "%s", err.msg);
+    gap[0] = w.min_gap;
+    for (int s = 1; s < REF_STEPS; s++) {
+        w.min_gap = INFINITY;
+        ck_assert_msg(interp_eval(it, &r->greedy[s - 1], 1, r->n_prompt + (uint32_t)s - 1, logits, &err) == 0, "%s",
+                      err.msg);
+        gap[s] = w.min_gap;
+    }
+    free(logits);
+    interp_destroy(it);
+    ir_graph_destroy(g);
+    ae_gguf_close(f);
 }

@@ -62,6 +62,9 @@ struct ir_node;
 void ref_router_trace(void *ctx, const struct ir_node *n, const float *data, int64_t numel);
 /* The gap below which a routing decision counts as a tie, for a tolerance class. */
 double ref_router_tol(enum tol_kind k);
+/* gap[s]: the smallest router gap of greedy step s of r (teacher-forced, as the reference interpreter
+ * computes the model in models/<file>); INFINITY for models without experts. */
+void ref_router_gaps(const char *file, const struct reference *r, double gap[REF_STEPS]);
 
 /* The index of the largest value; the lowest index wins ties (llama.cpp's greedy sampler). */
 int32_t ref_argmax(const float *x, int64_t n);
