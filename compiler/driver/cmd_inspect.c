@@ -128,6 +128,15 @@ static void text_hparams(FILE *f, const struct import_hparams *hp)
     fprintf(f, "  rms_eps %g, attn_scale %g, attn_softcap %g, final_softcap %g, sliding_window %" PRIu32 ", embeddings %s\n",
             hp->rms_eps, attn_scale(hp), hp->attn_softcap, hp->final_softcap, hp->sliding_window,
             hp->tied_embeddings ? "tied (lm head = token_embd)" : "separate output.weight");
+    if (hp->n_expert)
+        fprintf(f, "  experts %" PRIu32 ", used per token %" PRIu32 " (%s, weights %s, scale %g), expert ffn %" PRIu32
+                ", shared %" PRIu32 " (ffn %" PRIu32 "), dense leading layers %" PRIu32 "\n",
+                hp->n_expert, hp->n_expert_used, hp->expert_gating_func == IMPORT_GATING_SIGMOID ? "sigmoid" : "softmax",
+                hp->expert_weights_norm ? "normalized" : "as routed", hp->expert_weights_scale, hp->n_ff_exp,
+                hp->n_expert_shared, hp->n_ff_shexp, hp->n_layer_dense_lead);
+    if (hp->n_lora_kv)
+        fprintf(f, "  latent attention: kv_lora_rank %" PRIu32 ", q_lora_rank %" PRIu32 ", yarn_log_multiplier %g\n",
+                hp->n_lora_kv, hp->n_lora_q, hp->rope_yarn_log_mul);
 }
 
 static void shape_str(const struct ae_gguf_tensor *t, char *buf, size_t n)

@@ -235,25 +235,34 @@ START_TEST(test_threads_bit_identical)
 }
 END_TEST
 
-/* A model of shapes no shared model has: the program against the reference interpreter, with a prompt
- * longer than the program's step (--t-max 16), so that prefill runs in chunks at P > 0. */
+/* Models of shapes no shared model has: the program against the reference interpreter, with a prompt
+ * longer than the program's step (--t-max 16), so that prefill runs in chunks at P > 0. The mixtures of
+ * experts have odd expert counts and route to 3 and to 1 expert; deepseek2 has q_lora and 3 layers. */
 START_TEST(test_unseen_model_matches_interpreter)
 {
     static const struct {
-        const char *type;
+        const char *flags;
         double tol;
-    } types[] = {{"f32", 2e-3}, {"f16", 2e-2}, {"q4_1", 0.5}};
+    } models[] = {
+        {"--arch llama --dim 96 --layers 3 --heads 3 --kv-heads 1 --ffn 160 --type f32", 2e-3},
+        {"--arch llama --dim 96 --layers 3 --heads 3 --kv-heads 1 --ffn 160 --type f16", 2e-2},
+        {"--arch llama --dim 96 --layers 3 --heads 3 --kv-heads 1 --ffn 160 --type q4_1", 0.5},
+        {"--arch mixtral --dim 96 --layers 2 --heads 3 --kv-heads 1 --ffn 64 --experts 5 --experts-used 3 --type f32",
+         2e-3},
+        {"--arch qwen2moe --dim 96 --layers 2 --heads 3 --kv-heads 1 --ffn 160 --experts 7 --experts-used 1 "
+         "--expert-ffn 32 --shared-ffn 64 --type f32", 2e-3},
+        {"--arch deepseek2 --dim 96 --layers 3 --heads 3 --head-dim 48 --ffn 160 --experts 5 --experts-used 3 "
+         "--expert-ffn 32 --kv-lora 32 --q-lora 64 --type f32", 2e-3},
+    };
     int32_t ids[70];
     char list[1024];
     for (int i = 0; i < 70; i++)
         ids[i] = i == 0 ? 1 : 3 + (i * 79) % 500;
     ids_list(ids, 70, list, sizeof list);
-    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         char model[128];
-        snprintf(model, sizeof model, "%s/unseen-%s.gguf", tmp_dir, types[i].type);
-        int rc = run(log_buf, sizeof log_buf,
-                     "%s synth --arch llama --dim 96 --layers 3 --heads 3 --kv-heads 1 --ffn 160 --type %s "
-                     "--vocab-from %s --seed 7 -o %s", aetherc(), types[i].type,
+        snprintf(model, sizeof model, "%s/unseen-%zu.gguf", tmp_dir, i);
+        int rc = run(log_buf, sizeof log_buf, "%s synth %s --vocab-from %s --seed 7 -o %s", aetherc(), models[i].flags,
                      test_shared_path("models/stories260K.gguf"), model);
         ck_assert_msg(rc == 0, "synth failed:\n%s", log_buf);
         rc = run(log_buf, sizeof log_buf, "%s %s -o %s/unseen --t-max 16", aetherc(), model, tmp_dir);
@@ -268,8 +277,8 @@ START_TEST(test_unseen_model_matches_interpreter)
         float *want = test_read_file(ref_path, &size);
         ck_assert_uint_eq(size, 512 * sizeof(float));
         struct ref_diff d = ref_compare(got, want, 512);
-        ck_assert_msg(d.max_abs <= types[i].tol, "%s: logit %" PRId64 " is %g, the interpreter says %g (|diff| %g > %g)",
-                      types[i].type, d.at, (double)got[d.at], (double)want[d.at], d.max_abs, types[i].tol);
+        ck_assert_msg(d.max_abs <= models[i].tol, "%s: logit %" PRId64 " is %g, the interpreter says %g (|diff| %g > %g)",
+                      models[i].flags, d.at, (double)got[d.at], (double)want[d.at], d.max_abs, models[i].tol);
         free(got);
         free(want);
     }

@@ -75,6 +75,49 @@ static int run_aetherc(const char *args, char *out, size_t cap)
 
 static char out[1 << 20];
 
+/* The experts and latent attention of the MoE/MLA models, as their README gives them. */
+static const struct expected_moe {
+    const char *file;
+    const char *arch;
+    uint32_t n_expert, n_used, n_ff_exp, n_ff_shexp, n_shared, n_dense, n_lora_kv, head_dim_k, head_dim_v, n_rot;
+    float w_scale;
+    bool w_norm;
+    enum ir_rope_mode rope;
+} moe_models[] = {
+    {"models/synthetic/tiny-mixtral-q4_k_m.gguf", "llama", 4, 2, 0, 0, 0, 0, 0, 32, 32, 32, 0, false, IR_ROPE_NORMAL},
+    {"models/synthetic/tiny-qwen2moe-f32.gguf", "qwen2moe", 8, 4, 64, 256, 0, 0, 0, 32, 32, 32, 0, false, IR_ROPE_NEOX},
+    {"models/synthetic/tiny-deepseek2-q8_0.gguf", "deepseek2", 4, 2, 32, 0, 1, 1, 32, 32, 16, 16, 1.5f, false,
+     IR_ROPE_NORMAL},
+};
+
+START_TEST(test_moe_hparams)
+{
+    const struct expected_moe *e = &moe_models[_i];
+    ae_gguf *g;
+    ae_error err;
+    ck_assert_msg(ae_gguf_open(&g, test_shared_path(e->file), &err) == 0, "%s", err.msg);
+    struct import_hparams hp;
+    ck_assert_msg(import_model_hparams(g, &hp, &err) == 0, "%s", err.msg);
+    ck_assert_str_eq(hp.arch, e->arch);
+    ck_assert_uint_eq(hp.n_expert, e->n_expert);
+    ck_assert_uint_eq(hp.n_expert_used, e->n_used);
+    ck_assert_uint_eq(hp.n_ff_exp, e->n_ff_exp);
+    ck_assert_uint_eq(hp.n_ff_shexp, e->n_ff_shexp);
+    ck_assert_uint_eq(hp.n_expert_shared, e->n_shared);
+    ck_assert_uint_eq(hp.n_layer_dense_lead, e->n_dense);
+    ck_assert_uint_eq(hp.n_lora_kv, e->n_lora_kv);
+    ck_assert_uint_eq(hp.n_lora_q, 0);
+    ck_assert_uint_eq(hp.head_dim_k, e->head_dim_k);
+    ck_assert_uint_eq(hp.head_dim_v, e->head_dim_v);
+    ck_assert_uint_eq(hp.n_rot, e->n_rot);
+    ck_assert_float_eq(hp.expert_weights_scale, e->w_scale);
+    ck_assert_int_eq(hp.expert_weights_norm, e->w_norm);
+    ck_assert_uint_eq(hp.expert_gating_func, IMPORT_GATING_SOFTMAX);
+    ck_assert_int_eq(hp.rope_mode, e->rope);
+    ae_gguf_close(g);
+}
+END_TEST
+
 START_TEST(test_inspect_text)
 {
     char args[4096];
@@ -144,6 +187,7 @@ int main(void)
     TCase *tc = tcase_create("models");
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_model_hparams, 0, (int)(sizeof models / sizeof models[0]));
+    tcase_add_loop_test(tc, test_moe_hparams, 0, (int)(sizeof moe_models / sizeof moe_models[0]));
     tcase_add_test(tc, test_inspect_text);
     tcase_add_test(tc, test_inspect_json);
     tcase_add_test(tc, test_inspect_errors);

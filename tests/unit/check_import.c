@@ -34,9 +34,11 @@ struct variant {
     bool with_output;          /* add output.weight (else the embeddings are tied) */
     uint32_t head_count_kv;    /* 0: 1 */
     const char *scaling;       /* rope.scaling.type, or NULL */
+    uint32_t experts, experts_used; /* expert_count, expert_used_count: MoE tensors instead of the FFN */
+    uint32_t gating;           /* expert_gating_func, or 0 for none */
 };
 
-static float weights[N_VOCAB * N_FF * 2];
+static float weights[N_VOCAB * N_FF * 4];
 
 struct mem_file {
     char *buf;
@@ -44,18 +46,25 @@ struct mem_file {
     ae_gguf *f;
 };
 
-static void add_tensor(ae_gguf_writer *w, const struct variant *v, const char *name, int64_t ne0, int64_t ne1)
+static void add_tensor3(ae_gguf_writer *w, const struct variant *v, const char *name, int64_t ne0, int64_t ne1,
+                        int64_t ne2)
 {
     ae_error err = {{0}};
     if (v->skip_tensor && !strcmp(name, v->skip_tensor))
         return;
-    int64_t ne[2] = {ne0, ne1};
+    int64_t ne[3] = {ne0, ne1, ne2};
     if (v->bad_shape && !strcmp(name, v->bad_shape)) {
         ne[0] = ne1;
         ne[1] = ne0;
     }
     uint32_t type = v->f16_tensor && !strcmp(name, v->f16_tensor) ? AE_TYPE_F16 : AE_TYPE_F32;
-    ck_assert_msg(ae_gguf_writer_add_tensor(w, name, type, ne1 ? 2 : 1, ne, weights, &err) == 0, "%s", err.msg);
+    ck_assert_msg(ae_gguf_writer_add_tensor(w, name, type, ne2 ? 3 : ne1 ? 2 : 1, ne, weights, &err) == 0, "%s",
+                  err.msg);
+}
+
+static void add_tensor(ae_gguf_writer *w, const struct variant *v, const char *name, int64_t ne0, int64_t ne1)
+{
+    add_tensor3(w, v, name, ne0, ne1, 0);
 }
 
 static void add_u32(ae_gguf_writer *w, const struct variant *v, const char *arch, const char *key, uint32_t val)
@@ -86,6 +95,12 @@ static void make_file(struct mem_file *m, const struct variant *v)
     snprintf(k, sizeof k, "%s.attention.layer_norm_rms_epsilon", arch);
     if (!v->skip_key || strcmp(k, v->skip_key))
         ae_gguf_writer_add_f32(w, k, 1e-5f);
+    if (v->experts) {
+        add_u32(w, v, arch, "expert_count", v->experts);
+        add_u32(w, v, arch, "expert_used_count", v->experts_used);
+    }
+    if (v->gating)
+        add_u32(w, v, arch, "expert_gating_func", v->gating);
     if (v->scaling) {
         snprintf(k, sizeof k, "%s.rope.scaling.type", arch);
         ae_gguf_writer_add_str(w, k, v->scaling);
@@ -110,9 +125,16 @@ static void make_file(struct mem_file *m, const struct variant *v)
     }
     add_tensor(w, v, "blk.0.attn_output.weight", N_EMBD, N_EMBD);
     add_tensor(w, v, "blk.0.ffn_norm.weight", N_EMBD, 0);
-    add_tensor(w, v, "blk.0.ffn_gate.weight", N_EMBD, N_FF);
-    add_tensor(w, v, "blk.0.ffn_up.weight", N_EMBD, N_FF);
-    add_tensor(w, v, "blk.0.ffn_down.weight", N_FF, N_EMBD);
+    if (v->experts) {
+        add_tensor(w, v, "blk.0.ffn_gate_inp.weight", N_EMBD, v->experts);
+        add_tensor3(w, v, "blk.0.ffn_gate_exps.weight", N_EMBD, N_FF, v->experts);
+        add_tensor3(w, v, "blk.0.ffn_up_exps.weight", N_EMBD, N_FF, v->experts);
+        add_tensor3(w, v, "blk.0.ffn_down_exps.weight", N_FF, N_EMBD, v->experts);
+    } else {
+        add_tensor(w, v, "blk.0.ffn_gate.weight", N_EMBD, N_FF);
+        add_tensor(w, v, "blk.0.ffn_up.weight", N_EMBD, N_FF);
+        add_tensor(w, v, "blk.0.ffn_down.weight", N_FF, N_EMBD);
+    }
 
     ae_error err = {{0}};
     m->buf = NULL;
@@ -161,6 +183,20 @@ static const struct bad_row {
     {"gemma2 without post norms", {.arch = "gemma2"}, "'blk.0.post_attention_norm.weight' is missing", NULL},
     {"heads", {.arch = "llama", .head_count_kv = 3}, "head_count 2 is not a multiple of head_count_kv 3", NULL},
     {"scaling", {.arch = "llama", .scaling = "warp"}, "llama.rope.scaling.type is 'warp'", "linear, yarn"},
+    {"more experts used than there are", {.arch = "llama", .experts = 2, .experts_used = 3},
+     "llama.expert_count 2 and expert_used_count 3 do not agree", NULL},
+    {"missing expert tensor", {.arch = "llama", .experts = 3, .experts_used = 2, .skip_tensor = "blk.0.ffn_up_exps.weight"},
+     "tensor 'blk.0.ffn_up_exps.weight' is missing", NULL},
+    {"expert tensor of another shape", {.arch = "llama", .experts = 3, .experts_used = 2,
+                                        .bad_shape = "blk.0.ffn_down_exps.weight"},
+     "tensor 'blk.0.ffn_down_exps.weight'", "has shape {8, 16, 3}, expected {16, 8, 3}"},
+    {"router missing", {.arch = "llama", .experts = 3, .experts_used = 1, .skip_tensor = "blk.0.ffn_gate_inp.weight"},
+     "tensor 'blk.0.ffn_gate_inp.weight' is missing", NULL},
+    {"unknown gating", {.arch = "llama", .experts = 3, .experts_used = 1, .gating = 3}, "expert_gating_func is 3",
+     "1 (softmax), 2 (sigmoid)"},
+    {"qwen2moe without experts", {.arch = "qwen2moe", .with_bias = true}, "qwen2moe needs qwen2moe.expert_count", NULL},
+    {"deepseek2 without latent attention", {.arch = "deepseek2", .experts = 2, .experts_used = 1},
+     "'deepseek2.attention.kv_lora_rank' is missing", NULL},
 };
 #define N_BAD ((int)(sizeof bad_rows / sizeof bad_rows[0]))
 
