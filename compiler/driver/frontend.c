@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "emit_c.h"
+
 int frontend_compile(struct frontend *fe, const char *path, const struct import_options *io,
                      void (*configure)(struct pass_ctx *c, void *arg), void *arg, ae_error *err)
 {
@@ -18,6 +20,7 @@ int frontend_compile(struct frontend *fe, const char *path, const struct import_
     pass_ctx_init(&fe->c, err);
     fe->have_ctx = true;
     fe->c.gguf = fe->f;
+    fe->c.opt.alignment = emit_c_target.arena_alignment; /* the target plans the arena: the C backend's */
     fe->c.opt.n_ctx = io->n_ctx ? io->n_ctx : fe->hp.n_ctx_train < 4096 ? fe->hp.n_ctx_train : 4096;
     if (fe->c.opt.t_max > fe->c.opt.n_ctx)
         fe->c.opt.t_max = fe->c.opt.n_ctx;

@@ -23,7 +23,7 @@ static void on_error(void *opaque, const char *msg)
     fprintf(stderr, "tcc: %s\n", msg);
 }
 
-/* The runtime functions generated code calls (templates/program_head.c and compiler/emit/emit_c.c); a
+/* The runtime functions generated code calls (the snippets of templates/ that the C printer fills); a
  * program run in memory links them from aetherc itself. */
 static const struct {
     const char *name;
