@@ -114,7 +114,7 @@ FUZZ_SEEDS_fuzz_tokenizer_text := tests/fuzz/seeds_tokenizer/text
 $(BUILD)/fuzz/%: tests/fuzz/%.c $$(FUZZ_SRC_%)
 	@mkdir -p $(dir $@)
 	clang -std=c17 -D_GNU_SOURCE -O1 -g $(INCLUDES) -fsanitize=fuzzer,address,undefined \
-	    -o $@ $< $(FUZZ_SRC_$*) -lm -lpthread
+	    -fno-sanitize-recover=all -o $@ $< $(FUZZ_SRC_$*) -lm -lpthread
 
 # One harness after another, each from a corpus folder that starts as a copy of its seeds.
 define FUZZ_RUN

@@ -1068,7 +1068,8 @@ int ae_detokenize(const ae_tokenizer *t, const int32_t *ids, size_t n, bool remo
     for (size_t i = 0; i < n; i++) {
         size_t len;
         const char *p = ae_token_to_piece(t, ids[i], unparse_special, (remove_space && i == 0) ? 1 : 0, &len);
-        memcpy(out + k, p, len);
+        if (len) /* out may be NULL when the text is empty */
+            memcpy(out + k, p, len);
         k += len;
     }
     if (t->clean_spaces)
