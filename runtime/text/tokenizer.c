@@ -1081,7 +1081,6 @@ int ae_detokenize(const ae_tokenizer *t, const int32_t *ids, size_t n, bool remo
 /* ---- Accessors ---------------------------------------------------------------------------------------- */
 
 enum ae_tokenizer_kind ae_tokenizer_kind(const ae_tokenizer *t) { return t->kind; }
-const char *ae_tokenizer_model(const ae_tokenizer *t) { return t->model; }
 const char *ae_tokenizer_pre(const ae_tokenizer *t) { return t->pre; }
 uint32_t ae_tokenizer_n_vocab(const ae_tokenizer *t) { return t->n_vocab; }
 int32_t ae_tokenizer_bos(const ae_tokenizer *t) { return t->bos; }
