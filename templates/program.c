@@ -52,7 +52,7 @@ static int forward_decode(struct ae_state *s, const int32_t *tokens, int32_t P, 
 
 //@ step_locals
     uint8_t *const A = s->arena;
-    const uint8_t *const W = s->weights;
+    const uint8_t *const *const W = s->weights;
     (void)A;
     (void)W;
     (void)tokens;
@@ -78,6 +78,8 @@ static int forward(struct ae_state *s, const int32_t *tokens, int32_t T, int32_t
     return T == 1 ? forward_decode(s, tokens, P, logits, err) : forward_prefill(s, tokens, T, P, logits, err);
 }
 
+static const uint64_t weight_offsets[$n_weights_or_1] = {$weight_offsets};
+
 static const struct ae_model model = {
     .name = $model_name_string,
     .arch = "$arch",
@@ -87,11 +89,18 @@ static const struct ae_model model = {
     .head_dim_k = $head_dim_k,
     .head_dim_v = $head_dim_v,
     .n_ctx_train = $n_ctx_train,
+    .n_ctx = $n_ctx,
+    .n_ctx_min = $n_ctx_min,
+    .n_ctx_max = $n_ctx_max,
+    .kv_type = $kv_type,
     .t_max = T_MAX,
     .arena_bytes = $arena_bytes,
     .scratch_size = scratch_size,
+    .n_weights = $n_weights,
+    .weight_offsets = weight_offsets,
     .weights_bytes = $weights_bytes,
-    .weights_checksum = $weights_checksum,
+    .weights_hash = {$weights_hash},
+    .compiler = $compiler_string,
     .info = $info_string,
     .forward = forward,
 };

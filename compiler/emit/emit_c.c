@@ -137,7 +137,8 @@ static const char *size_expr(struct lower_size s, char *buf, size_t cap)
     return buf;
 }
 
-/* Where a reference points, as a C expression: "((float *)(A + 4096))", "(W + 128)", "s->k_cache[3]". */
+/* Where a reference points, as a C expression: "((float *)(A + 4096))", "W[12]", "s->k_cache[3]". Only arena
+ * references have offsets (views into activations). */
 static const char *ref_expr(const struct lower_ref *r, char *buf, size_t cap)
 {
     char off[96];
@@ -148,9 +149,9 @@ static const char *ref_expr(const struct lower_ref *r, char *buf, size_t cap)
     case LOWER_ARENA: snprintf(buf, cap, "((float *)(A + %s))", off); break;
     case LOWER_WEIGHTS:
         if (r->dtype == AE_TYPE_F32)
-            snprintf(buf, cap, "((const float *)(W + %s))", off);
+            snprintf(buf, cap, "((const float *)W[%" PRIu32 "])", r->slot);
         else
-            snprintf(buf, cap, "(W + %s)", off);
+            snprintf(buf, cap, "W[%" PRIu32 "]", r->slot);
         break;
     case LOWER_K_CACHE: snprintf(buf, cap, "s->k_cache[%" PRId32 "]", r->layer); break;
     case LOWER_V_CACHE: snprintf(buf, cap, "s->v_cache[%" PRId32 "]", r->layer); break;
@@ -495,15 +496,38 @@ static int print_forward(struct printer *p, bool decode)
     return put(p, tmpl_program, "step_end", NULL);
 }
 
+/* The weights' offsets in the pack: "\n    0, 4096, ..." eight a line. */
+static char *weight_offsets(const struct pack_build *pb)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f)
+        return NULL;
+    for (uint32_t k = 0; k < pb->n_weights; k++)
+        fprintf(f, "%s%" PRIu64, k % 8 ? ", " : k ? ",\n    " : "\n    ", pb->offset[k]);
+    fputs(pb->n_weights ? "\n" : "0", f);
+    if (fclose(f) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
 static int print_program_end(struct printer *p, const struct pack_build *pb, const struct import_hparams *hp,
                              const struct emit_options *o)
 {
     char *name = c_string_lines(o->model_name), *info = c_string_lines(o->info);
+    char *compiler = c_string_lines(o->compiler), *offsets = weight_offsets(pb);
     int rc = -1;
-    if (!name || !info) {
+    if (!name || !info || !compiler || !offsets) {
         ae_fail(p->err, "out of memory");
         goto done;
     }
+    char hash[AE_HASH_BYTES * 6 + 1];
+    size_t k = 0;
+    for (int i = 0; i < AE_HASH_BYTES; i++)
+        k += (size_t)snprintf(hash + k, sizeof hash - k, "%s0x%02x", i ? ", " : "", pb->weights_hash[i]);
     struct args a = {0};
     arg(&a, "model_name_string", "%s", name);
     arg_c_string(&a, "arch", hp->arch);
@@ -513,14 +537,24 @@ static int print_program_end(struct printer *p, const struct pack_build *pb, con
     arg(&a, "head_dim_k", "%" PRIu32, hp->head_dim_k);
     arg(&a, "head_dim_v", "%" PRIu32, hp->head_dim_v);
     arg(&a, "n_ctx_train", "%" PRIu32, hp->n_ctx_train);
+    arg(&a, "n_ctx", "%" PRIu32, hp->n_ctx);
+    arg(&a, "n_ctx_min", "%" PRIu32, hp->n_ctx_min);
+    arg(&a, "n_ctx_max", "%" PRIu32, hp->n_ctx_max);
+    arg_type(&a, "kv_type", p->lp->kv_type);
     arg(&a, "arena_bytes", "%" PRIu64, p->lp->arena_bytes);
+    arg(&a, "n_weights", "%" PRIu32, pb->n_weights);
+    arg(&a, "n_weights_or_1", "%" PRIu32, pb->n_weights ? pb->n_weights : 1);
+    arg(&a, "weight_offsets", "%s", offsets);
     arg(&a, "weights_bytes", "%" PRIu64, pb->weights_size);
-    arg(&a, "weights_checksum", "0x%016" PRIx64 "u", pb->weights_checksum);
+    arg(&a, "weights_hash", "%s", hash);
+    arg(&a, "compiler_string", "%s", compiler);
     arg(&a, "info_string", "%s", info);
     rc = put(p, tmpl_program, "program_end", &a);
 done:
     free(name);
     free(info);
+    free(compiler);
+    free(offsets);
     return rc;
 }
 

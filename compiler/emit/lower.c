@@ -109,7 +109,7 @@ static int assign_storage(struct lowering *l)
     for (uint32_t i = 0; i < l->g->n_nodes && rc == 0; i++) {
         const struct ir_node *n = l->g->nodes[i];
         struct lower_ref *r = &l->lp->ref[i];
-        *r = (struct lower_ref){.base = LOWER_NOWHERE, .dtype = n->dtype, .layer = -1};
+        *r = (struct lower_ref){.base = LOWER_NOWHERE, .dtype = n->dtype, .layer = -1, .slot = UINT32_MAX};
         bool ok = true;
         switch (n->op) {
         case IR_OP_INPUT:
@@ -117,10 +117,10 @@ static int assign_storage(struct lowering *l)
                 r->base = LOWER_TOKENS;
             break; /* positions are P .. P+T-1: kernels take P */
         case IR_OP_WEIGHT:
-            if (l->pb->offset[i] == UINT64_MAX)
+            if (l->pb->slot[i] == UINT32_MAX)
                 rc = node_fail(l, n, "the weight is not in the pack");
             r->base = LOWER_WEIGHTS;
-            r->offset = size_const((int64_t)l->pb->offset[i]);
+            r->slot = l->pb->slot[i];
             break;
         case IR_OP_KV_CACHE:
             r->base = n->p.kv_cache.kind == IR_KV_K ? LOWER_K_CACHE : LOWER_V_CACHE;
@@ -155,6 +155,8 @@ static int assign_storage(struct lowering *l)
         case IR_OP_SILU: case IR_OP_GELU: case IR_OP_SOFTCAP: case IR_OP_RMS_NORM: case IR_OP_LAYER_NORM:
         case IR_OP_SOFTMAX: case IR_OP_ROPE: case IR_OP_ATTENTION: case IR_OP_SLICE: case IR_OP_PERMUTE:
         case IR_OP_CONCAT: case IR_OP_EW: case IR_OP_MATMUL_EW: case IR_OP_RMS_NORM_MUL: case IR_OP_MATMUL_ROPE:
+        case IR_OP_SIGMOID: case IR_OP_BROADCAST: case IR_OP_TOPK: case IR_OP_MOE_WEIGHTS: case IR_OP_MATMUL_ID:
+        case IR_OP_MOE_SUM:
             if (arena[i] == UINT64_MAX)
                 rc = node_fail(l, n, "the memory plan gave it no buffer");
             r->base = LOWER_ARENA;
@@ -199,7 +201,7 @@ static struct lower_step *step_new(struct lowering *l, const struct ir_node *n, 
 
 static void step_in(const struct lowering *l, struct lower_step *s, const struct ir_node *src)
 {
-    s->in[s->n_in++] = src ? *ref(l, src) : (struct lower_ref){.base = LOWER_NOWHERE, .layer = -1};
+    s->in[s->n_in++] = src ? *ref(l, src) : (struct lower_ref){.base = LOWER_NOWHERE, .layer = -1, .slot = UINT32_MAX};
 }
 
 /* Appends the elementwise step op(v[, operand]) with constant k to s, for a value shaped like n. */
@@ -443,6 +445,13 @@ static int lower_node(struct lowering *l, const struct ir_node *n)
         s = step_new(l, n, LOWER_COPY, &ok);
         step_in(l, s, n->src[0]);
         break;
+    case IR_OP_SIGMOID:
+    case IR_OP_BROADCAST:
+    case IR_OP_TOPK:
+    case IR_OP_MOE_WEIGHTS:
+    case IR_OP_MATMUL_ID:
+    case IR_OP_MOE_SUM:
+        return node_fail(l, n, "the %s backend has no code for this op yet", l->t->backend);
     case IR_OP_COUNT:
         return node_fail(l, n, "unknown op");
     }
@@ -460,6 +469,10 @@ int lower_program(struct lower_program *lp, const struct ir_graph *g, const stru
     struct lowering l = {.g = g, .c = c, .pb = pb, .t = t, .lp = lp, .err = err};
     lp->g = g;
     lp->arena_bytes = c->plan.peak;
+    lp->kv_type = AE_TYPE_F16;
+    for (uint32_t i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->op == IR_OP_KV_CACHE)
+            lp->kv_type = g->nodes[i]->dtype;
     lp->ref = calloc(g->n_nodes ? g->n_nodes : 1, sizeof *lp->ref);
     lp->first_step = calloc(g->n_nodes + 1, sizeof *lp->first_step);
     lp->steps = calloc((size_t)g->n_nodes * MAX_STEPS_PER_NODE + 1, sizeof *lp->steps);

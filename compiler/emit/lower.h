@@ -4,7 +4,7 @@
  * printer (emit_c.c prints C; a Vulkan printer would print shaders and command buffers) walks the
  * result and never looks back at the IR for it:
  *   - storage: every node's value as a reference (struct lower_ref): the activation arena at the offset
- *     the memory plan gave it, the weights pack at the weight's offset, a layer's K or V cache, the
+ *     the memory plan gave it, a weight by its slot in the pack, a layer's K or V cache, the
  *     step's token ids, the logits. A view (reshape, last_row, and kv_store, which is its cache) refers to
  *     its source's storage, at an offset for last_row.
  *   - steps: every node that computes becomes one or more steps, in graph order (struct lower_step): a
@@ -45,7 +45,7 @@ enum lower_base {
     LOWER_NOWHERE,    /* no storage: the step's positions, which the kernels compute from P */
     LOWER_TOKENS,     /* the step's token ids, i32[T] */
     LOWER_ARENA,      /* the activation arena (struct ae_state.arena): f32 values */
-    LOWER_WEIGHTS,    /* the weights pack: each weight in its own ggml type */
+    LOWER_WEIGHTS,    /* one weight (slot), in its own ggml type: ae_state.weights[slot] (pack_build.h) */
     LOWER_K_CACHE,    /* the K cache of one layer: [n_ctx, n_head_kv, head_dim_k] in the run's KV type */
     LOWER_V_CACHE,    /* the V cache of one layer */
     LOWER_LOGITS,     /* the step's result: the logits of its last token */
@@ -56,7 +56,8 @@ struct lower_ref {
     enum lower_base base;
     uint32_t dtype;               /* the value's ggml type: a weight's own, f32 activations, i32 tokens */
     int32_t layer;                /* K_CACHE, V_CACHE: the layer */
-    struct lower_size offset;     /* bytes from the start of the base (the layer's cache for K, V) */
+    uint32_t slot;                /* WEIGHTS: the weight's slot */
+    struct lower_size offset;     /* bytes from the start of the base (the weight, the layer's cache) */
 };
 
 /* The kernels. In each, out is the result, in[] the sources in the order given, rows the result's
@@ -128,9 +129,10 @@ struct lower_program {
     struct lower_step *steps;
     uint32_t n_steps;
     uint64_t arena_bytes;          /* the activation arena: the memory plan's peak */
+    uint32_t kv_type;              /* the KV cache type the graph was built for: the program's default */
 };
 
-/* Lowers g after the passes (c holds the memory plan, pb the weights' offsets) for target t. Fails, naming
+/* Lowers g after the passes (c holds the memory plan, pb the weights' slots) for target t. Fails, naming
  * the node, for a node t's kernels cannot run. */
 int lower_program(struct lower_program *lp, const struct ir_graph *g, const struct pass_ctx *c,
                   const struct pack_build *pb, const struct lower_target *t, ae_error *err);

@@ -80,8 +80,8 @@ static bool matmul_not_q4_0(uint32_t type)
 
 static const struct lower_target test_target = {"test", "test", 64, matmul_not_q4_0};
 
-/* A graph parsed, verified, planned with the given alignment and lowered; weights are packed 4096 bytes
- * apart in graph order. Returns lower_program's status. */
+/* A graph parsed, verified, planned with the given alignment and lowered; the weights take slots in graph
+ * order, 4096 bytes apart in the pack. Returns lower_program's status. */
 struct lowered {
     struct ir_graph *g;
     struct pass_ctx c;
@@ -100,13 +100,14 @@ static int lower_text(struct lowered *x, const char *text, uint64_t alignment)
     x->c.opt.t_max = 16;
     x->c.opt.n_ctx = 64;
     ck_assert_msg(pass_run(x->g, &x->c, PASS_MEMPLAN) == 0, "%s", x->err.msg);
+    x->pb.slot = malloc(x->g->n_nodes * sizeof *x->pb.slot);
     x->pb.offset = malloc(x->g->n_nodes * sizeof *x->pb.offset);
-    x->pb.n_nodes = x->g->n_nodes;
-    x->pb.g = x->g;
-    uint64_t next = 0;
     for (uint32_t i = 0; i < x->g->n_nodes; i++) {
-        x->pb.offset[i] = x->g->nodes[i]->op == IR_OP_WEIGHT ? next : UINT64_MAX;
-        next += x->g->nodes[i]->op == IR_OP_WEIGHT ? 4096 : 0;
+        x->pb.slot[i] = x->g->nodes[i]->op == IR_OP_WEIGHT ? x->pb.n_weights : UINT32_MAX;
+        if (x->g->nodes[i]->op == IR_OP_WEIGHT) {
+            x->pb.offset[x->pb.n_weights] = 4096 * (uint64_t)x->pb.n_weights;
+            x->pb.n_weights++;
+        }
     }
     struct lower_target t = test_target;
     t.arena_alignment = alignment;
@@ -116,6 +117,7 @@ static int lower_text(struct lowered *x, const char *text, uint64_t alignment)
 static void lowered_free(struct lowered *x)
 {
     lower_program_free(&x->lp);
+    free(x->pb.slot);
     free(x->pb.offset);
     pass_ctx_free(&x->c);
     ir_graph_destroy(x->g);
@@ -143,7 +145,7 @@ static const char *size_str(struct lower_size s, char *buf)
     return buf;
 }
 
-/* "A+256", "W+4096", "K0", "V0", "tok", "logits", "-" */
+/* "A+256", "W3" (a weight's slot), "K0", "V0", "tok", "logits", "-" */
 static const char *ref_str(const struct lower_ref *r, char *buf)
 {
     char sz[48];
@@ -152,7 +154,7 @@ static const char *ref_str(const struct lower_ref *r, char *buf)
     case LOWER_TOKENS: return "tok";
     case LOWER_LOGITS: return "logits";
     case LOWER_ARENA: sprintf(buf, "A+%s", size_str(r->offset, sz)); return buf;
-    case LOWER_WEIGHTS: sprintf(buf, "W+%s", size_str(r->offset, sz)); return buf;
+    case LOWER_WEIGHTS: sprintf(buf, "W%" PRIu32, r->slot); return buf;
     case LOWER_K_CACHE: sprintf(buf, "K%" PRId32, r->layer); return buf;
     case LOWER_V_CACHE: sprintf(buf, "V%" PRId32, r->layer); return buf;
     }
@@ -167,7 +169,7 @@ static const char *const kind_names[LOWER_KIND_COUNT] = {
     [LOWER_COPY] = "copy",
 };
 
-/* One line per step: "%5 matmul A+0 <- A+512 W+4096 [T x 8] +silu +mul(A+256)" and its kind's constants. */
+/* One line per step: "%5 matmul A+0 <- A+512 W1 [T x 8] +silu +mul(A+256)" and its kind's constants. */
 static char *describe(const struct lower_program *lp)
 {
     char *out = NULL;
@@ -296,38 +298,38 @@ START_TEST(test_lower_graphs)
     static const struct {
         const char *graph, *want;
     } rows[] = {
-        /* Offsets: [T, 8] f32 takes 512 bytes at T_max 16; weights are 4096 bytes apart. matmul_rope is a
+        /* Offsets: [T, 8] f32 takes 512 bytes at T_max 16; weights take slots in graph order. matmul_rope is a
          * matmul with the bias as its epilogue, then rope in place; kv_store writes the layer's cache;
          * last_row is a view (T - 1) rows into its source. */
         {fused_graph,
-         "%3 get_rows A+0 <- W+0 tok [T x 8] n_rows=16 row_bytes=32\n"
-         "%5 rms_norm A+512 <- A+0 W+4096 [T x 8] eps=1e-05\n"
-         "%8 matmul A+1024 <- A+512 W+8192 [T x 8] +add(W+12288 row) n=8 k=8\n"
+         "%3 get_rows A+0 <- W0 tok [T x 8] n_rows=16 row_bytes=32\n"
+         "%5 rms_norm A+512 <- A+0 W1 [T x 8] eps=1e-05\n"
+         "%8 matmul A+1024 <- A+512 W2 [T x 8] +add(W3 row) n=8 k=8\n"
          "%8 rope A+1024 <- A+1024 - [T x 4] heads=2 head_dim=4 n_dims=4 neox base=10000 attn=1\n"
-         "%10 matmul A+1536 <- A+512 W+16384 [T x 4] n=4 k=8\n"
+         "%10 matmul A+1536 <- A+512 W4 [T x 4] n=4 k=8\n"
          "%10 rope A+1536 <- A+1536 - [T x 4] heads=1 head_dim=4 n_dims=4 neox base=10000 attn=1\n"
-         "%12 matmul A+1792 <- A+512 W+20480 [T x 4] n=4 k=8\n"
+         "%12 matmul A+1792 <- A+512 W5 [T x 4] n=4 k=8\n"
          "%16 kv_store K0 <- A+1536 [T x 4] row_len=4\n"
          "%17 kv_store V0 <- A+1792 [T x 4] row_len=4\n"
          "%18 attention A+512 <- A+1024 K0 V0 [T x 4] heads=2/1 dims=4/4 scale=0.5 softcap=0 window=0\n"
-         "%21 matmul A+1024 <- A+512 W+24576 [T x 8] +add(A+0) n=8 k=8\n"
-         "%23 matmul A+0 <- A+1024 W+28672 [T x 8] n=8 k=8\n"
-         "%25 matmul A+512 <- A+1024 W+32768 [T x 8] +silu +mul(A+0) n=8 k=8\n"
-         "%26 ew A+0 <- A+512 [T x 8] +add(A+1024) +scale(0.5) +mul(W+4096 row) +softcap(30)\n"
-         "%29 matmul A+512 <- A+32T-32 W+36864 [1 x 16] n=16 k=8\n"
+         "%21 matmul A+1024 <- A+512 W6 [T x 8] +add(A+0) n=8 k=8\n"
+         "%23 matmul A+0 <- A+1024 W7 [T x 8] n=8 k=8\n"
+         "%25 matmul A+512 <- A+1024 W8 [T x 8] +silu +mul(A+0) n=8 k=8\n"
+         "%26 ew A+0 <- A+512 [T x 8] +add(A+1024) +scale(0.5) +mul(W1 row) +softcap(30)\n"
+         "%29 matmul A+512 <- A+32T-32 W9 [1 x 16] n=16 k=8\n"
          "%30 copy logits <- A+512 [1 x 16]\n"},
         /* Each elementwise op is a chain of one step; the layout ops see [outer, len, inner]; permute pads
          * to four dimensions. */
         {primitive_graph,
-         "%3 get_rows A+0 <- W+0 tok [T x 8] n_rows=16 row_bytes=32\n"
+         "%3 get_rows A+0 <- W0 tok [T x 8] n_rows=16 row_bytes=32\n"
          "%4 ew A+512 <- A+0 [T x 8] +scale(2)\n"
-         "%6 ew A+0 <- A+512 [T x 8] +add(W+4096 row)\n"
+         "%6 ew A+0 <- A+512 [T x 8] +add(W1 row)\n"
          "%7 ew A+512 <- A+0 [T x 8] +softcap(30)\n"
          "%8 layer_norm A+0 <- A+512 [T x 8] eps=1e-05\n"
          "%9 softmax A+512 <- A+0 [T x 8] scale=0.5\n"
          "%10 slice A+1024 <- A+512 [T x 4] outer=T inner=1 len=4/8 start=2\n"
          "%11 concat A+0 <- A+1024 A+1024 [T x 8] outer=T inner=1 len=4+4\n"
-         "%14 rope A+1024 <- A+0 W+8192 [T x 4] heads=2 head_dim=4 n_dims=4 neox base=10000 attn=0.5\n"
+         "%14 rope A+1024 <- A+0 W2 [T x 4] heads=2 head_dim=4 n_dims=4 neox base=10000 attn=0.5\n"
          "%15 permute A+0 <- A+1024 [2T x 4] dims=1,T,2,4 perm=0,2,1,3\n"
          "%17 rms_norm A+0 <- A+512 - [T x 8] eps=1e-05\n"
          "%18 copy logits <- A+0 [T x 8]\n"},
@@ -367,6 +369,8 @@ static const struct {
      "beta_slow=1, n_ctx_orig=512} : f32[T,2,4]  ; q': rope positions must be the step's positions"},
     {ATTN_HEAD "%9 = attention %4, %7, %8 {scale=0.5, softcap=30, window=0} : f32[T,2,4]  ; attn\n",
      "attention with both a scale and a softcap has no test kernel yet"},
+    {HEAD "%4 = sigmoid %3 : f32[T,8]  ; gate\n",
+     "the test backend cannot emit '%4 = sigmoid %3 : f32[T,8]  ; gate': the test backend has no code for this op yet"},
     {HEAD "%4 = reshape %3 : f32[T,2,4]\n%5 = attention %4, %4, %4 {scale=0.5, softcap=0, window=0} : f32[T,2,4]\n",
      "attention must read the KV cache after this step's kv_store"},
 };
@@ -424,9 +428,9 @@ START_TEST(test_c_compiles)
     struct lowered x;
     ck_assert_msg(lower_text(&x, graphs[_i], 64) == 0, "%s", x.err.msg);
     struct import_hparams hp = {.arch = "test", .n_vocab = 16, .n_layer = 1, .n_head_kv = 1, .head_dim_k = 4,
-                                .head_dim_v = 4, .n_ctx_train = 64};
+                                .head_dim_v = 4, .n_ctx_train = 64, .n_ctx = 64, .n_ctx_min = 16, .n_ctx_max = 64};
     struct emit_options o = {.model_file = "graph.ir", .model_name = "a \"test\" */ model", .info = "line 1\nline 2",
-                             .t_max = 16};
+                             .compiler = "aetherc (test)", .t_max = 16};
     char path[] = "/tmp/check_emit_XXXXXX.c";
     int fd = mkstemps(path, 2);
     ck_assert(fd >= 0);
