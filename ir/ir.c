@@ -22,7 +22,7 @@ static const struct op_info {
     uint32_t min_src, max_src;
     uint32_t props;
 } op_table[IR_OP_COUNT] = {
-#define X(NAME, STR, MIN_SRC, MAX_SRC, PROPS) [IR_OP_##NAME] = {STR, MIN_SRC, MAX_SRC, PROPS},
+#define X(NAME, STR, MIN_SRC, MAX_SRC, PROPS, STEP) [IR_OP_##NAME] = {STR, MIN_SRC, MAX_SRC, PROPS},
 #include "ops.def"
 #undef X
 };

@@ -27,7 +27,7 @@
 /* ---- Ops ------------------------------------------------------------------------------------------ */
 
 enum ir_op {
-#define X(NAME, STR, MIN_SRC, MAX_SRC, PROPS) IR_OP_##NAME,
+#define X(NAME, STR, MIN_SRC, MAX_SRC, PROPS, STEP) IR_OP_##NAME,
 #include "ops.def"
 #undef X
     IR_OP_COUNT
@@ -41,6 +41,7 @@ enum ir_op_prop {
     IR_PROP_ROWWISE = 1u << 4,
     IR_PROP_VIEW = 1u << 5,
     IR_PROP_STATEFUL = 1u << 6,
+    IR_PROP_FUSED = 1u << 7,
 };
 
 const char *ir_op_name(enum ir_op op);

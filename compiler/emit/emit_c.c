@@ -245,22 +245,22 @@ static void emit_ew_loop(struct emitter *e, const struct ir_node *n, const char 
     uint32_t next = 0;
     for (uint32_t s = 0; s < n_steps; s++) {
         const struct ir_node *src = NULL;
-        if (steps[s] == IR_EW_ADD || steps[s] == IR_EW_MUL)
+        if (ir_ew_step_has_operand(steps[s]))
             src = operands[next++];
         emit_step(e, steps[s], ks[s], n, src);
     }
     out(e, "                y[r * D + i] = v;\n            }\n");
 }
 
-/* The steps of an ew or matmul_ew node, with the operands of its add/mul steps (sources from first_src). */
-static uint32_t ew_steps(const struct ir_node *n, uint32_t first_src, enum ir_ew_step *steps, float *ks,
-                         const struct ir_node **operands)
+/* The steps of an ew or matmul_ew node, with the operands of the steps that take one (the sources after
+ * the op's fixed ones). */
+static uint32_t ew_steps(const struct ir_node *n, enum ir_ew_step *steps, float *ks, const struct ir_node **operands)
 {
-    uint32_t k = ir_ew_n_steps(n), next = first_src;
+    uint32_t k = ir_ew_n_steps(n), first_src = ir_op_min_src(n->op), next = first_src;
     for (uint32_t s = 0; s < k; s++) {
         steps[s] = (enum ir_ew_step)n->p.ew.op[s];
         ks[s] = n->p.ew.k[s];
-        if (steps[s] == IR_EW_ADD || steps[s] == IR_EW_MUL)
+        if (ir_ew_step_has_operand(steps[s]))
             operands[next - first_src] = n->src[next], next++;
     }
     return k;
@@ -426,28 +426,22 @@ static int emit_node(struct emitter *e, const struct ir_node *n)
     case IR_OP_MATMUL:
         return emit_matmul_call(e, n, n->src[0], n->src[1]);
     case IR_OP_ADD:
-    case IR_OP_MUL: {
-        enum ir_ew_step st = n->op == IR_OP_ADD ? IR_EW_ADD : IR_EW_MUL;
-        float k = 0;
-        const struct ir_node *operand = n->src[1];
-        emit_ew_loop(e, n, X(e, n->src[0]), 1, &st, &k, &operand);
-        return 0;
-    }
+    case IR_OP_MUL:
     case IR_OP_SCALE:
     case IR_OP_SILU:
     case IR_OP_GELU:
     case IR_OP_SOFTCAP: {
-        enum ir_ew_step st = n->op == IR_OP_SCALE ? IR_EW_SCALE : n->op == IR_OP_SILU ? IR_EW_SILU
-                           : n->op == IR_OP_GELU ? IR_EW_GELU : IR_EW_SOFTCAP;
-        float k = n->op == IR_OP_SCALE ? n->p.scale.s : n->op == IR_OP_SOFTCAP ? n->p.softcap.cap : 0.0f;
-        emit_ew_loop(e, n, X(e, n->src[0]), 1, &st, &k, NULL);
+        enum ir_ew_step st = ir_ew_step_of(n->op);
+        float k = ir_ew_step_k(n);
+        const struct ir_node *operand = ir_ew_step_has_operand(st) ? n->src[1] : NULL;
+        emit_ew_loop(e, n, X(e, n->src[0]), 1, &st, &k, &operand);
         return 0;
     }
     case IR_OP_EW: {
         enum ir_ew_step steps[IR_EW_MAX_STEPS];
         float ks[IR_EW_MAX_STEPS];
         const struct ir_node *ops[IR_EW_MAX_STEPS];
-        uint32_t k = ew_steps(n, 1, steps, ks, ops);
+        uint32_t k = ew_steps(n, steps, ks, ops);
         emit_ew_loop(e, n, X(e, n->src[0]), k, steps, ks, ops);
         return 0;
     }
@@ -457,7 +451,7 @@ static int emit_node(struct emitter *e, const struct ir_node *n)
         enum ir_ew_step steps[IR_EW_MAX_STEPS];
         float ks[IR_EW_MAX_STEPS];
         const struct ir_node *ops[IR_EW_MAX_STEPS];
-        uint32_t k = ew_steps(n, 2, steps, ks, ops);
+        uint32_t k = ew_steps(n, steps, ks, ops);
         emit_ew_loop(e, n, X(e, n), k, steps, ks, ops);
         return 0;
     }

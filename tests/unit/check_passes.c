@@ -667,8 +667,9 @@ START_TEST(test_driver)
 
     /* An unknown pass is an error that lists the passes. */
     ck_assert_int_eq(run_driver((const char *[]){model, "--disable-pass=cse,bogus", NULL}, &out, &errs), 2);
-    ck_assert_msg(strstr(errs, "unknown pass 'bogus'; the passes are: simplify, cse, dce, fold, layout, fuse, memplan"),
-                  "%s", errs);
+    char want[256];
+    snprintf(want, sizeof want, "unknown pass 'bogus'; the passes are: %s", pass_list());
+    ck_assert_msg(strstr(errs, want), "%s", errs);
     free(out);
     free(errs);
 
