@@ -83,15 +83,26 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory test
 
-# Every suite but check_e2e: the programs aetherc writes link the runtime library, which gcc and libtcc
-# cannot link once it is built with sanitizers. (check_program runs the same runtime in-process.)
+# Every suite but the end-to-end ones: the programs aetherc writes link the runtime library, which gcc
+# and libtcc cannot link once it is built with sanitizers. (check_program and check_serve run the same
+# runtime in-process.)
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS="-O1 -g" TEST_SKIP=check_e2e test
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS="-O1 -g" TEST_SKIP="check_e2e check_serve_e2e" test
+
+# The server's end-to-end test runs the official openai npm client, installed from the pinned
+# tests/serve/package-lock.json (npm ci) into the build folder, with the test script beside it.
+SERVE_NODE := $(BUILD)/serve-node
+SERVE_NODE_FILES := tests/serve/package.json tests/serve/package-lock.json $(wildcard tests/serve/*.mjs)
+$(SERVE_NODE)/installed: $(SERVE_NODE_FILES)
+	@mkdir -p $(SERVE_NODE)
+	cp $(SERVE_NODE_FILES) $(SERVE_NODE)/
+	cd $(SERVE_NODE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Each test runs from the repository root with AE_SHARED pointing at the shared models.
-test: all $(TESTS)
+test: all $(TESTS) $(if $(filter %/check_serve_e2e,$(TESTS)),$(SERVE_NODE)/installed)
 	@AE_SHARED=$(SHARED) AE_AETHERC=$(abspath $(BUILD)/aetherc) AE_RUNTIME_INCLUDE=$(abspath runtime/include) \
-	    sh tests/run_tests.sh $(TESTS)
+	    AE_SERVE_NODE=$(abspath $(SERVE_NODE)) sh tests/run_tests.sh $(TESTS)
 
 # Every tests/fuzz/fuzz_<x>.c is a libFuzzer harness, built with clang and the sanitizers from its own
 # sources (FUZZ_SRC_<x>: what it tests and what that uses, nothing else; runtime/kernels/cpu.c and the AVX
