@@ -103,6 +103,12 @@ static double flops_per_element(const struct ir_node *n)
     case IR_OP_MATMUL_EW:
     case IR_OP_RMS_NORM_MUL:
     case IR_OP_MATMUL_ROPE:
+    case IR_OP_SIGMOID:
+    case IR_OP_BROADCAST:
+    case IR_OP_TOPK:
+    case IR_OP_MOE_WEIGHTS:
+    case IR_OP_MATMUL_ID:
+    case IR_OP_MOE_SUM:
     case IR_OP_COUNT:
         break;
     }
@@ -365,6 +371,12 @@ static enum fuse_kind kind_of(const struct cand *k)
     case IR_OP_CONCAT:
     case IR_OP_LAST_ROW:
     case IR_OP_OUTPUT:
+    case IR_OP_SIGMOID:
+    case IR_OP_BROADCAST:
+    case IR_OP_TOPK:
+    case IR_OP_MOE_WEIGHTS:
+    case IR_OP_MATMUL_ID:
+    case IR_OP_MOE_SUM:
     case IR_OP_COUNT:
         break;
     }

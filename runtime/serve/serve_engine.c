@@ -490,10 +490,10 @@ int serve_engine_init(struct serve *s, ae_error *err)
     s->n_slots = s->o->parallel;
     s->q_cap = s->o->queue;
     s->st = s->p->st;
-    s->n_batch = m->t_max;
+    s->n_batch = s->p->o->n_batch > 0 && s->p->o->n_batch < m->t_max ? s->p->o->n_batch : m->t_max;
     if (s->n_slots > s->n_batch)
-        return ae_fail(err, "--parallel %" PRId32 " is more than the %" PRId32 " tokens one step takes", s->n_slots,
-                       s->n_batch);
+        return ae_fail(err, "--parallel %" PRId32 " is more than the %" PRId32 " tokens one step takes (-b, at most "
+                       "the compiled step)", s->n_slots, s->n_batch);
     serve_metrics_init(&s->metrics);
     s->slots = calloc((size_t)s->n_slots, sizeof *s->slots);
     s->queue = calloc((size_t)(s->q_cap + s->n_slots), sizeof *s->queue);

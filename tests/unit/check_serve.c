@@ -106,7 +106,7 @@ static int fake_run(const struct ae_state *s, void *k, const int32_t *tokens, in
 
 static int fake_forward(struct ae_state *s, const int32_t *tokens, int32_t n, int32_t pos, float *logits, ae_error *err)
 {
-    if (!s->weights || memcmp(s->weights, fake_weights, FAKE_WEIGHTS) != 0)
+    if (!s->weights || memcmp(s->weights[0], fake_weights, FAKE_WEIGHTS) != 0)
         return ae_fail(err, "fake: the weights are not the pack's");
     if (fake_delay_us)
         usleep((useconds_t)fake_delay_us);
@@ -120,6 +120,8 @@ static uint64_t fake_scratch_size(int32_t n_ctx, int32_t n_threads)
     return 64;
 }
 
+static const uint64_t fake_weight_offsets[1] = { 0 };
+
 static struct ae_model fake_model = {
     .name = "fake-serve",
     .arch = "llama",
@@ -129,10 +131,17 @@ static struct ae_model fake_model = {
     .head_dim_k = FAKE_DIM,
     .head_dim_v = FAKE_DIM,
     .n_ctx_train = FAKE_CTX_TRAIN,
+    .n_ctx = FAKE_CTX_TRAIN,
+    .n_ctx_min = 1,
+    .n_ctx_max = FAKE_CTX_TRAIN,
+    .kv_type = AE_TYPE_F16,
     .t_max = FAKE_T_MAX,
     .arena_bytes = 64,
     .scratch_size = fake_scratch_size,
+    .n_weights = 1,
+    .weight_offsets = fake_weight_offsets,
     .weights_bytes = FAKE_WEIGHTS,
+    .compiler = "check_serve's fake model",
     .info = "fake model for check_serve",
     .forward = fake_forward,
 };
@@ -163,7 +172,10 @@ static void pack_make(void)
     ae_error err = { { 0 } };
     for (size_t i = 0; i < FAKE_WEIGHTS; i++)
         fake_weights[i] = (uint8_t)(i * 13 + 5);
-    fake_model.weights_checksum = ae_pack_checksum(fake_weights, FAKE_WEIGHTS);
+    struct ae_pack_memory mem;
+    struct ae_pack_weights pw;
+    ck_assert_msg(ae_pack_memory_init(&mem, fake_weights, FAKE_WEIGHTS, &pw, &err) == 0, "%s", err.msg);
+    memcpy(fake_model.weights_hash, pw.hash, AE_HASH_BYTES);
     ae_gguf *src;
     ck_assert_msg(ae_gguf_open(&src, test_shared_path("models/stories260K.gguf"), &err) == 0, "%s", err.msg);
     ae_gguf_writer *w = ae_gguf_writer_create();
@@ -185,11 +197,10 @@ static void pack_make(void)
     fclose(f);
     ae_gguf_writer_destroy(w);
     ae_gguf_close(src);
-    struct ae_pack_memory mem = { fake_weights, FAKE_WEIGHTS };
-    struct ae_pack_weights pw = ae_pack_weights_in_memory(&mem);
     f = open_memstream(&bytes, &n);
     ck_assert_msg(ae_pack_write(f, meta, meta_size, &pw, &err) == 0, "%s", err.msg);
     fclose(f);
+    ae_pack_memory_free(&mem);
     pack = aligned_alloc(AE_PACK_ALIGN, (n + AE_PACK_ALIGN - 1) / AE_PACK_ALIGN * AE_PACK_ALIGN);
     ck_assert(pack != NULL);
     memcpy(pack, bytes, n);
