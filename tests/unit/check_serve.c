@@ -676,6 +676,35 @@ START_TEST(test_huge_bodies)
 }
 END_TEST
 
+/* Heads over libmicrohttpd's 64 KiB per connection: a long header, a long path, many headers. */
+START_TEST(test_huge_heads)
+{
+    SERVER("--ctx", "64");
+    static const struct {
+        const char *before, *unit, *after;
+        int times, status;
+    } rows[] = {
+        { "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ", "a", "\r\n\r\n", 70000, 431 },
+        { "GET /", "a", " HTTP/1.1\r\nHost: x\r\n\r\n", 70000, 414 },
+        { "GET /health HTTP/1.1\r\nHost: x\r\n", "X-A: b\r\n", "\r\n", 10000, 431 },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        size_t unit = strlen(rows[i].unit), cap = strlen(rows[i].before) + unit * (size_t)rows[i].times + 64, n = 0;
+        char *req = malloc(cap);
+        ck_assert(req != NULL);
+        n += (size_t)snprintf(req, cap, "%s", rows[i].before);
+        for (int k = 0; k < rows[i].times; k++, n += unit)
+            memcpy(req + n, rows[i].unit, unit);
+        n += (size_t)snprintf(req + n, cap - n, "%s", rows[i].after);
+        struct test_http_response r;
+        ck_assert_int_eq(test_http_send(server_port, req, n, 0, 0, 10000, &r), rows[i].status);
+        test_http_free(&r);
+        free(req);
+        expect_health();
+    }
+}
+END_TEST
+
 START_TEST(test_slow_requests)
 {
     SERVER("--ctx", "64", "--timeout", "1");
@@ -907,6 +936,7 @@ Suite *serve_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_bad_requests);
     tcase_add_test(tc, test_huge_bodies);
+    tcase_add_test(tc, test_huge_heads);
     tcase_add_test(tc, test_slow_requests);
     suite_add_tcase(s, tc);
     tc = tcase_create("capacity");
