@@ -139,6 +139,8 @@ struct serve_request {
 
 struct serve_slot {
     struct serve_request *req;    /* NULL: free */
+    int32_t *tokens;              /* (n_ctx) the tokens at positions 0..n_past-1 of its cache, kept while the
+                                   * slot is free: a prompt that begins the same way starts after them */
     int32_t n_past;               /* positions in this slot's KV cache */
     int32_t n_fed;                /* prompt tokens fed so far */
     int32_t next;                 /* the last sampled token, to feed at the next step; -1 while prefilling */
@@ -162,7 +164,7 @@ struct serve_metrics {
     int status_code[SERVE_STATUS_MAX];
     uint64_t status_count[SERVE_STATUS_MAX];
     int n_status;
-    uint64_t prompt_tokens, generated_tokens, requests_cancelled;
+    uint64_t prompt_tokens, prompt_tokens_cached, generated_tokens, requests_cancelled;
     uint64_t steps, step_rows;
     struct serve_histogram ttft, tpot;
 };

@@ -235,6 +235,28 @@ static void slot_finish(struct serve *s, struct serve_slot *sl, enum serve_finis
     request_unref(r);
 }
 
+/* The free slot whose cache holds the longest start of r's prompt (among equals, the one used least
+ * recently, so that other caches live longer), and in *keep how many of its positions r keeps: at most
+ * all but the prompt's last token, which must be fed again for its logits. -1 when every slot is busy. */
+static int32_t engine_pick_slot(const struct serve *s, const struct serve_request *r, int32_t *keep)
+{
+    int32_t best = -1;
+    *keep = 0;
+    for (int32_t i = 0; i < s->n_slots; i++) {
+        const struct serve_slot *sl = &s->slots[i];
+        if (sl->req)
+            continue;
+        int32_t limit = sl->n_past < r->n_prompt - 1 ? sl->n_past : r->n_prompt - 1, n = 0;
+        while (n < limit && sl->tokens[n] == r->prompt[n])
+            n++;
+        if (best < 0 || n > *keep || (n == *keep && sl->t_last < s->slots[best].t_last)) {
+            best = i;
+            *keep = n;
+        }
+    }
+    return best;
+}
+
 /* Under s->mu: frees the slots and queue places of requests whose client went away, and gives free
  * slots to queued requests in order. */
 static void engine_schedule(struct serve *s)
@@ -251,14 +273,19 @@ static void engine_schedule(struct serve *s)
             pthread_cond_broadcast(&r->cv);
             request_unref(r);
         } else {
-            int32_t i = 0;
-            while (i < s->n_slots && s->slots[i].req)
-                i++;
-            if (i == s->n_slots)
+            int32_t keep, i = engine_pick_slot(s, r, &keep);
+            if (i < 0)
                 break;
-            s->slots[i] = (struct serve_slot){ .req = r, .next = -1 };
+            struct serve_slot *sl = &s->slots[i];
+            *sl = (struct serve_slot){ .req = r, .tokens = sl->tokens, .n_past = keep, .n_fed = keep, .next = -1,
+                                       .t_last = serve_now_ms() };
+            ae_error err = { { 0 } };
+            for (int32_t k = 0; k < keep; k++)
+                ae_sampler_accept(r->sampler, r->prompt[k], &err);
             s->n_busy++;
+            s->kv_used += keep;
             s->metrics.prompt_tokens += (uint64_t)r->n_prompt;
+            s->metrics.prompt_tokens_cached += (uint64_t)keep;
         }
         s->q_head = (s->q_head + 1) % ring;
         s->q_len--;
@@ -418,6 +445,7 @@ static void engine_step(struct serve *s)
             runs[n_runs] = (struct ae_batch_run){ .seq = i, .row0 = n_rows, .n_rows = 1, .pos0 = sl->n_past };
             s->b_slot[n_runs++] = i;
             s->b_tokens[n_rows++] = sl->next;
+            sl->tokens[sl->n_past] = sl->next;
         }
     }
     /* ...then prompt chunks, oldest request first, while the step has room. */
@@ -439,6 +467,7 @@ static void engine_step(struct serve *s)
         runs[n_runs] = (struct ae_batch_run){ .seq = best, .row0 = n_rows, .n_rows = c, .pos0 = sl->n_past };
         s->b_slot[n_runs++] = best;
         memcpy(s->b_tokens + n_rows, sl->req->prompt + sl->n_fed, (size_t)c * sizeof *s->b_tokens);
+        memcpy(sl->tokens + sl->n_past, sl->req->prompt + sl->n_fed, (size_t)c * sizeof *sl->tokens);
         n_rows += c;
     }
     if (n_runs == 0)
@@ -502,6 +531,9 @@ int serve_engine_init(struct serve *s, ae_error *err)
     s->b_logits = malloc((size_t)s->n_slots * (size_t)m->n_vocab * sizeof *s->b_logits);
     if (!s->slots || !s->queue || !s->b_tokens || !s->b_slot || !s->b_logits)
         return ae_fail(err, "out of memory for %" PRId32 " slots", s->n_slots);
+    for (int32_t i = 0; i < s->n_slots; i++)
+        if (!(s->slots[i].tokens = malloc((size_t)s->st.n_ctx * sizeof *s->slots[i].tokens)))
+            return ae_fail(err, "out of memory for %" PRId32 " slots", s->n_slots);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
     return 0;
@@ -509,9 +541,11 @@ int serve_engine_init(struct serve *s, ae_error *err)
 
 void serve_engine_free(struct serve *s)
 {
-    for (int32_t i = 0; s->slots && i < s->n_slots; i++)
+    for (int32_t i = 0; s->slots && i < s->n_slots; i++) {
         if (s->slots[i].req)
             request_unref(s->slots[i].req);
+        free(s->slots[i].tokens);
+    }
     for (int32_t k = 0; k < s->q_len; k++)
         request_unref(s->queue[(s->q_head + k) % (s->q_cap + s->n_slots)]);
     free(s->slots);

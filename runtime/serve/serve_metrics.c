@@ -3,6 +3,7 @@
  *   aether_requests_total{status}             answers sent, by HTTP status
  *   aether_requests_cancelled_total           requests whose client left before the end
  *   aether_prompt_tokens_total                prompt tokens of requests that reached a slot
+ *   aether_prompt_tokens_cached_total         of those, the ones their slot's cache held already
  *   aether_generated_tokens_total             tokens generated
  *   aether_time_to_first_token_seconds        histogram: from the request's submission to its first token
  *   aether_time_per_output_token_seconds      histogram: between a request's consecutive tokens
@@ -123,6 +124,9 @@ char *serve_metrics_render(const struct serve *s)
     text_add(&t, "aether_requests_cancelled_total %" PRIu64 "\n", m->requests_cancelled);
     text_metric(&t, "aether_prompt_tokens_total", "counter", "Prompt tokens of requests that reached a slot.");
     text_add(&t, "aether_prompt_tokens_total %" PRIu64 "\n", m->prompt_tokens);
+    text_metric(&t, "aether_prompt_tokens_cached_total", "counter",
+                "Prompt tokens their slot's cache held already (not computed again).");
+    text_add(&t, "aether_prompt_tokens_cached_total %" PRIu64 "\n", m->prompt_tokens_cached);
     text_metric(&t, "aether_generated_tokens_total", "counter", "Tokens generated.");
     text_add(&t, "aether_generated_tokens_total %" PRIu64 "\n", m->generated_tokens);
     text_histogram(&t, "aether_time_to_first_token_seconds", "From a request's submission to its first token.", &m->ttft);

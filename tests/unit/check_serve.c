@@ -113,6 +113,35 @@ static int fake_forward(struct ae_state *s, const int32_t *tokens, int32_t n, in
     return fake_run(s, s->k_cache[0], tokens, n, pos, logits, err);
 }
 
+/* The batched step: checks that the runs cover the rows as ae_program.h says, then each run on its own
+ * sequence's cache. */
+static int fake_forward_batch(struct ae_state *s, const struct ae_batch *b, ae_error *err)
+{
+    if (b->n_tokens < 1 || b->n_tokens > FAKE_T_MAX || b->n_runs < 1)
+        return ae_fail(err, "fake: a batch of %" PRId32 " rows in %" PRId32 " runs", b->n_tokens, b->n_runs);
+    int32_t next_row = 0;
+    for (int32_t k = 0; k < b->n_runs; k++) {
+        const struct ae_batch_run *r = &b->runs[k];
+        if (r->row0 != next_row || r->n_rows < 1)
+            return ae_fail(err, "fake: run %" PRId32 " starts at row %" PRId32 ", expected %" PRId32, k, r->row0, next_row);
+        for (int32_t j = 0; j < k; j++)
+            if (b->runs[j].seq == r->seq)
+                return ae_fail(err, "fake: sequence %" PRId32 " has two runs", r->seq);
+        next_row += r->n_rows;
+    }
+    if (next_row != b->n_tokens)
+        return ae_fail(err, "fake: the runs cover %" PRId32 " of %" PRId32 " rows", next_row, b->n_tokens);
+    if (fake_delay_us)
+        usleep((useconds_t)fake_delay_us);
+    for (int32_t k = 0; k < b->n_runs; k++) {
+        const struct ae_batch_run *r = &b->runs[k];
+        if (fake_run(s, s->k_cache[r->seq], b->tokens + r->row0, r->n_rows, r->pos0, b->logits + (size_t)k * FAKE_VOCAB,
+                     err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static uint64_t fake_scratch_size(int32_t n_ctx, int32_t n_threads)
 {
     (void)n_ctx;
@@ -288,6 +317,18 @@ static const char *json_value(const char *body, const char *key, char *buf, size
     return buf;
 }
 
+/* The value of a metric line "name value" of a Prometheus text. */
+static const char *metric_value(const char *text, const char *name, char *buf, size_t size)
+{
+    char needle[96];
+    snprintf(needle, sizeof needle, "\n%s ", name);
+    const char *v = strstr(text, needle);
+    ck_assert_msg(v != NULL, "no %s in %s", name, text);
+    v += strlen(needle);
+    snprintf(buf, size, "%.*s", (int)strcspn(v, "\n"), v);
+    return buf;
+}
+
 /* The ids of a prompt as the server tokenizes it, for fake_greedy. */
 static int32_t prompt_ids(const char *text, int32_t *ids, int32_t cap)
 {
@@ -324,6 +365,19 @@ static void ids_text(const int32_t *ids, int32_t n, char *buf, size_t size)
     ae_gguf_close(g);
 }
 
+/* "\"text\":\"TEXT\"" with TEXT escaped as json-c prints it (quote and backslash; the fake's greedy
+ * tokens print no control characters). */
+static void text_field(const char *text, char *out, size_t size)
+{
+    size_t n = (size_t)snprintf(out, size, "\"text\":\"");
+    for (; *text && n + 3 < size; text++) {
+        if (*text == '"' || *text == '\\')
+            out[n++] = '\\';
+        out[n++] = *text;
+    }
+    snprintf(out + n, size - n, "\"");
+}
+
 /* ---- The API --------------------------------------------------------------------------------------- */
 
 START_TEST(test_completion_greedy)
@@ -336,7 +390,7 @@ START_TEST(test_completion_greedy)
     fake_greedy(ids, n, 8, gen);
     char want[512], got[600], buf[64];
     ids_text(gen, 8, want, sizeof want);
-    snprintf(got, sizeof got, "\"text\":\"%s\"", want);
+    text_field(want, got, sizeof got);
     ck_assert_msg(strstr(r.body, got), "expected %s in %s", got, r.body);
     ck_assert_str_eq(json_value(r.body, "finish_reason", buf, sizeof buf), "\"length\"");
     ck_assert_str_eq(json_value(r.body, "object", buf, sizeof buf), "\"text_completion\"");
@@ -372,7 +426,7 @@ START_TEST(test_finish_stop_and_stop_strings)
     ck_assert_str_eq(json_value(r.body, "finish_reason", buf, sizeof buf), "\"stop\"");
     ck_assert_int_eq(atoi(json_value(r.body, "completion_tokens", buf, sizeof buf)), 3);
     ids_text(gen, 2, text, sizeof text);
-    snprintf(want, sizeof want, "\"text\":\"%s\"", text);
+    text_field(text, want, sizeof want);
     ck_assert_msg(strstr(r.body, want), "expected %s in %s", want, r.body);
     test_http_free(&r);
 
@@ -383,7 +437,7 @@ START_TEST(test_finish_stop_and_stop_strings)
     post("/v1/completions", body, 200, &r);
     ck_assert_str_eq(json_value(r.body, "finish_reason", buf, sizeof buf), "\"stop\"");
     ids_text(gen, 1, text, sizeof text);
-    snprintf(want, sizeof want, "\"text\":\"%s\"", text);
+    text_field(text, want, sizeof want);
     ck_assert_msg(strstr(r.body, want), "expected %s in %s", want, r.body);
     test_http_free(&r);
 }
@@ -870,8 +924,10 @@ static void *concurrent_run(void *arg)
     return NULL;
 }
 
+/* Twice: the server calling forward once per sequence, then the batched step. */
 START_TEST(test_concurrent_equals_alone)
 {
+    fake_model.forward_batch = _i ? fake_forward_batch : NULL;
     fake_delay_us = 1000;
     SERVER("--ctx", "96", "--parallel", "3", "--queue", "8");
     /* Prompts of different lengths (some longer than one step), sampled with seeds: each answer must be
@@ -913,7 +969,49 @@ START_TEST(test_concurrent_equals_alone)
         test_http_free(&alone[i].r);
         test_http_free(&together[i].r);
     }
-    expect_health();
+    /* The steps did batch: more tokens than steps. */
+    struct test_http_response r;
+    ck_assert_int_eq(test_http(server_port, "GET", "/metrics", NULL, NULL, &r), 200);
+    char buf[64];
+    double steps = atof(metric_value(r.body, "aether_steps_total", buf, sizeof buf));
+    double rows = atof(metric_value(r.body, "aether_step_tokens_total", buf, sizeof buf));
+    ck_assert_msg(rows > 1.5 * steps, "%g tokens in %g steps", rows, steps);
+    test_http_free(&r);
+}
+END_TEST
+
+/* A prompt that starts as the last one in a free slot began reuses its cache, with the same answer. */
+START_TEST(test_prompt_cache)
+{
+    fake_model.forward_batch = fake_forward_batch;
+    SERVER("--ctx", "96", "--parallel", "2");
+    static const char *const bodies[] = {
+        "{\"prompt\":\"Once upon a time there was a little dog\",\"max_tokens\":5,\"temperature\":0}",
+        "{\"prompt\":\"Once upon a time there was a little dog who ran\",\"max_tokens\":5,\"temperature\":0}",
+        "{\"prompt\":\"Once upon a time there was a little dog\",\"max_tokens\":5,\"temperature\":0}",
+        "{\"prompt\":\"Once upon a time there was a cat\",\"max_tokens\":5,\"temperature\":0}",
+    };
+    static const char *const prompts[] = {
+        "Once upon a time there was a little dog", "Once upon a time there was a little dog who ran",
+        "Once upon a time there was a little dog", "Once upon a time there was a cat",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        struct test_http_response r;
+        post("/v1/completions", bodies[i], 200, &r);
+        int32_t ids[96], gen[5];
+        int32_t n = prompt_ids(prompts[i], ids, 96);
+        fake_greedy(ids, n, 5, gen);
+        char want[256], got[300];
+        ids_text(gen, 5, want, sizeof want);
+        text_field(want, got, sizeof got);
+        ck_assert_msg(strstr(r.body, got), "request %zu: expected %s in %s", i, got, r.body);
+        test_http_free(&r);
+    }
+    struct test_http_response r;
+    ck_assert_int_eq(test_http(server_port, "GET", "/metrics", NULL, NULL, &r), 200);
+    char buf[64];
+    ck_assert_msg(atof(metric_value(r.body, "aether_prompt_tokens_cached_total", buf, sizeof buf)) >= 20, "%s", r.body);
+    test_http_free(&r);
 }
 END_TEST
 
@@ -946,7 +1044,8 @@ Suite *serve_suite(void)
     tcase_add_test(tc, test_queue_full);
     tcase_add_test(tc, test_disconnect_frees_slot);
     tcase_add_test(tc, test_sigterm_drains);
-    tcase_add_test(tc, test_concurrent_equals_alone);
+    tcase_add_loop_test(tc, test_concurrent_equals_alone, 0, 2);
+    tcase_add_test(tc, test_prompt_cache);
     suite_add_tcase(s, tc);
     return s;
 }
