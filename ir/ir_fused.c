@@ -53,7 +53,7 @@ enum {
 #undef X
 };
 
-_Static_assert(IR_EW_STEP_COUNT == 7, "ops.def's STEP rows changed: update the count, docs/ir.md and the templates");
+_Static_assert(IR_EW_STEP_COUNT == 8, "ops.def's STEP rows changed: update the count, docs/ir.md and the templates");
 _Static_assert(N_FUSED_OPS == 4, "ops.def's fused rows changed: update the count, docs/ir.md and docs/passes.md");
 _Static_assert(sizeof ew_step_names / sizeof ew_step_names[0] == IR_EW_STEP_COUNT + 1, "one name per step");
 

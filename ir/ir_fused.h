@@ -6,8 +6,8 @@
  *   rms_norm_mul x, w [, r]                  rms_norm(x) * w (+ r)
  *   matmul_rope  x, w, pos [, bias]          rope(reshape(x w^T (+ bias), [S, H, D]), pos)
  * A step is one of the ops marked STEP in ops.def: add, mul (with the next unused source, which has v's
- * shape or is one row of its last dimension), scale (by its constant), silu, gelu or softcap (with its
- * constant as the cap); the first 'none' ends the list. ir_fused_lower rewrites a fused node into
+ * shape or is one row of its last dimension), scale (by its constant), silu, gelu, softcap (with its
+ * constant as the cap) or sigmoid; the first 'none' ends the list. ir_fused_lower rewrites a fused node into
  * exactly those primitive ops, so a fused graph means the same as its lowering; that is how the
  * interpreter runs fused graphs, and how a backend without a fused kernel can run one. docs/passes.md
  * describes the ops in full.

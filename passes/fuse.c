@@ -79,7 +79,8 @@ static double flops_per_element(const struct ir_node *n)
     case IR_OP_ADD:
     case IR_OP_MUL:
     case IR_OP_SCALE: return 1;
-    case IR_OP_SILU: return 8;
+    case IR_OP_SILU:
+    case IR_OP_SIGMOID: return 8;
     case IR_OP_GELU: return 12;
     case IR_OP_SOFTCAP: return 10;
     case IR_OP_RMS_NORM:
@@ -103,7 +104,6 @@ static double flops_per_element(const struct ir_node *n)
     case IR_OP_MATMUL_EW:
     case IR_OP_RMS_NORM_MUL:
     case IR_OP_MATMUL_ROPE:
-    case IR_OP_SIGMOID:
     case IR_OP_BROADCAST:
     case IR_OP_TOPK:
     case IR_OP_MOE_WEIGHTS:

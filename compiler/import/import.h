@@ -61,15 +61,24 @@ struct import_hparams {
     uint32_t n_lora_q;            /* attention.q_lora_rank; 0: a plain attn_q */
     uint32_t n_lora_kv;           /* attention.kv_lora_rank */
     float rope_yarn_log_mul;      /* rope.scaling.yarn_log_multiplier */
+    /* The context: the one place it is decided (import_model). n_ctx is what the program runs with by
+     * default (import_options.n_ctx, or the training context capped at IMPORT_DEFAULT_CTX); the graph is
+     * right for every context from n_ctx_min to n_ctx_max (1 and the training context, unless a choice
+     * the graph makes depends on the context, such as phi3's rope factors). */
+    uint32_t n_ctx, n_ctx_min, n_ctx_max;
 };
 
 enum { IMPORT_GATING_SOFTMAX = 1, IMPORT_GATING_SIGMOID = 2 };
 
+/* The default context when none is asked for: the training context, at most this (a 128k-token KV
+ * cache is rarely what a first run wants). */
+#define IMPORT_DEFAULT_CTX 4096
+
 struct import_options {
     uint32_t kv_type;             /* AE_TYPE_F16 (llama.cpp's default) or AE_TYPE_F32 */
     bool all_logits;              /* logits for every token of the step, not only the last */
-    uint32_t n_ctx;               /* context the program will run with (picks phi3's long/short rope
-                                     factors); 0: the training context */
+    uint32_t n_ctx;               /* the context the program runs with by default (1 to the training
+                                     context); 0: the training context, at most IMPORT_DEFAULT_CTX */
 };
 
 void import_options_init(struct import_options *o);
@@ -97,6 +106,7 @@ struct import_ctx {
     const struct import_options *opt;
     struct ir_node *tokens;       /* i32 [T] */
     struct ir_node *positions;    /* i32 [T]: P .. P+T-1 */
+    uint32_t n_ctx_min, n_ctx_max; /* the contexts the graph is right for; a builder narrows them */
     ae_error *err;
     char name_buf[160];           /* import_name's result */
 };
