@@ -21,9 +21,12 @@ FUZZ_SECONDS ?= 60
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wswitch-enum -Wno-switch-default
 CFLAGS  ?= -O2 -g
 SRC_DIRS := $(sort $(dir $(wildcard runtime/*.h runtime/*/*.h compiler/*/*.h ir/*.h passes/*.h passes/*/*.h)))
-INCLUDES := $(patsubst %/,-I%,$(SRC_DIRS))
+INCLUDES := $(patsubst %/,-I%,$(SRC_DIRS)) -I$(BUILD)/gen
+VERSION := 0.1.0
 ALL_CFLAGS := -std=c17 -D_GNU_SOURCE -ffp-contract=off $(WARN) $(CFLAGS) $(INCLUDES)
-LDLIBS  := -ltcc -ldl -lm -lpthread
+# BLAKE2b for the weights' hash: libsodium, linked statically into aetherc and into every program.
+SODIUM_LIB := $(shell pkg-config --variable=libdir libsodium 2>/dev/null || echo /usr/lib)/libsodium.a
+LDLIBS  := $(SODIUM_LIB) -ltcc -ldl -lm -lpthread
 YAML_LIBS := -lyaml
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -lpthread)
@@ -45,7 +48,7 @@ LIB_OBJ  := $(filter-out $(BUILD)/obj/compiler/driver/main.o,$(CC_OBJ))
 TESTS    := $(filter-out $(TEST_SKIP:%=$(BUILD)/tests/%),$(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%))
 TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/unit/test_*.c)))
 
-.PHONY: all deps check test asan fuzz demo install clean bench
+.PHONY: all deps check test asan fuzz demo install clean bench FORCE
 # Keep the objects that tests are linked from (make would delete them as intermediates).
 .SECONDARY:
 all: $(BUILD)/aetherc $(BUILD)/libaether_rt.a
@@ -53,6 +56,18 @@ all: $(BUILD)/aetherc $(BUILD)/libaether_rt.a
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -MMD -MP -c $< -o $@
+
+# The build's identity for --version (runtime/version.c) and where libsodium is (for the toolchains):
+# rewritten only when one of them changes (the commit gets "-modified" for uncommitted changes), so that
+# it rebuilds nothing otherwise.
+$(BUILD)/gen/ae_build_info.h: FORCE
+	@mkdir -p $(dir $@)
+	@c=$$(git rev-parse --short=12 HEAD 2>/dev/null) && { git diff --quiet HEAD || c=$$c-modified; } || c=unknown; \
+	    printf '#define AE_VERSION "%s"\n#define AE_GIT_COMMIT "%s"\n#define AE_TARGET "%s"\n#define AE_SODIUM_LIB "%s"\n' \
+	    "$(VERSION)" "$$c" "$$($(CC) -dumpmachine)" "$(SODIUM_LIB)" > $@.tmp
+	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
+
+$(BUILD)/obj/runtime/version.o $(BUILD)/obj/compiler/toolchain/cc_gcc.o: $(BUILD)/gen/ae_build_info.h
 
 # The templates, embedded into aetherc as strings.
 $(BUILD)/gen/templates.c: $(TEMPLATES) compiler/emit/embed_templates.sh
@@ -83,10 +98,10 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory test
 
-# Every suite but check_e2e: the programs aetherc writes link the runtime library, which gcc and libtcc
-# cannot link once it is built with sanitizers. (check_program runs the same runtime in-process.)
+# Every suite but check_e2e and check_cli: the programs aetherc writes link the runtime library, which gcc
+# and libtcc cannot link once it is built with sanitizers. (check_program runs the same runtime in-process.)
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS="-O1 -g" TEST_SKIP=check_e2e test
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS="-O1 -g" TEST_SKIP="check_e2e check_cli" test
 
 # Each test runs from the repository root with AE_SHARED pointing at the shared models.
 test: all $(TESTS)
@@ -114,7 +129,7 @@ FUZZ_SEEDS_fuzz_tokenizer_text := tests/fuzz/seeds_tokenizer/text
 $(BUILD)/fuzz/%: tests/fuzz/%.c $$(FUZZ_SRC_%)
 	@mkdir -p $(dir $@)
 	clang -std=c17 -D_GNU_SOURCE -O1 -g $(INCLUDES) -fsanitize=fuzzer,address,undefined \
-	    -o $@ $< $(FUZZ_SRC_$*) -lm -lpthread
+	    -fno-sanitize-recover=all -o $@ $< $(FUZZ_SRC_$*) -lm -lpthread
 
 # One harness after another, each from a corpus folder that starts as a copy of its seeds.
 define FUZZ_RUN

@@ -18,11 +18,12 @@ int frontend_compile(struct frontend *fe, const char *path, const struct import_
     pass_ctx_init(&fe->c, err);
     fe->have_ctx = true;
     fe->c.gguf = fe->f;
-    fe->c.opt.n_ctx = io->n_ctx ? io->n_ctx : fe->hp.n_ctx_train < 4096 ? fe->hp.n_ctx_train : 4096;
-    if (fe->c.opt.t_max > fe->c.opt.n_ctx)
-        fe->c.opt.t_max = fe->c.opt.n_ctx;
+    /* The plan holds for every context the program allows; a step is at most the default context. */
+    fe->c.opt.n_ctx = fe->hp.n_ctx_max;
     if (configure)
         configure(&fe->c, arg);
+    if (fe->c.opt.t_max > fe->hp.n_ctx)
+        fe->c.opt.t_max = fe->hp.n_ctx;
     if (pass_pipeline_run(fe->g, &fe->c))
         goto fail;
     return 0;

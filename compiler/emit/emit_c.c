@@ -1,7 +1,7 @@
 /* The C emitter (emit_c.h).
  *
  * Every node gets a C expression for where its value lives: an arena offset from the memory plan for
- * values the step computes, an offset in the weights pack for weights, the layer's cache for kv_cache and
+ * values the step computes, its slot in the state's weight table for weights (pack_build.h), the layer's cache for kv_cache and
  * kv_store, the source's storage for views (reshape, last_row), and the token array for the input. The
  * nodes are then emitted in graph order, each as one block headed by its IR line: a kernel call for
  * matmuls, norms, rope and attention, and a plain loop for elementwise work. Shapes are constants except
@@ -149,12 +149,12 @@ static int assign_storage(struct emitter *e)
                 ok = set_expr(x, "tokens");
             break; /* positions are P .. P+T-1: kernels take P */
         case IR_OP_WEIGHT:
-            if (e->pb->offset[i] == UINT64_MAX)
+            if (e->pb->slot[i] == UINT32_MAX)
                 return node_error(e, n, "the weight is not in the pack");
             if (n->dtype == AE_TYPE_F32)
-                ok = set_expr(x, "((const float *)(W + %" PRIu64 "))", e->pb->offset[i]);
+                ok = set_expr(x, "((const float *)W[%" PRIu32 "])", e->pb->slot[i]);
             else
-                ok = set_expr(x, "(W + %" PRIu64 ")", e->pb->offset[i]);
+                ok = set_expr(x, "W[%" PRIu32 "]", e->pb->slot[i]);
             break;
         case IR_OP_KV_CACHE:
             ok = set_expr(x, "s->%s_cache[%" PRId32 "]", n->p.kv_cache.kind == IR_KV_K ? "k" : "v",
@@ -179,6 +179,8 @@ static int assign_storage(struct emitter *e)
         case IR_OP_SILU: case IR_OP_GELU: case IR_OP_SOFTCAP: case IR_OP_RMS_NORM: case IR_OP_LAYER_NORM:
         case IR_OP_SOFTMAX: case IR_OP_ROPE: case IR_OP_ATTENTION: case IR_OP_SLICE: case IR_OP_PERMUTE:
         case IR_OP_CONCAT: case IR_OP_EW: case IR_OP_MATMUL_EW: case IR_OP_RMS_NORM_MUL: case IR_OP_MATMUL_ROPE:
+        case IR_OP_SIGMOID: case IR_OP_BROADCAST: case IR_OP_TOPK: case IR_OP_MOE_WEIGHTS: case IR_OP_MATMUL_ID:
+        case IR_OP_MOE_SUM:
             if (e->arena_off[i] == UINT64_MAX)
                 return node_error(e, n, "the memory plan gave it no buffer");
             ok = set_expr(x, "((float *)(A + %" PRIu64 "))", e->arena_off[i]);
@@ -245,22 +247,22 @@ static void emit_ew_loop(struct emitter *e, const struct ir_node *n, const char 
     uint32_t next = 0;
     for (uint32_t s = 0; s < n_steps; s++) {
         const struct ir_node *src = NULL;
-        if (steps[s] == IR_EW_ADD || steps[s] == IR_EW_MUL)
+        if (ir_ew_step_has_operand(steps[s]))
             src = operands[next++];
         emit_step(e, steps[s], ks[s], n, src);
     }
     out(e, "                y[r * D + i] = v;\n            }\n");
 }
 
-/* The steps of an ew or matmul_ew node, with the operands of its add/mul steps (sources from first_src). */
-static uint32_t ew_steps(const struct ir_node *n, uint32_t first_src, enum ir_ew_step *steps, float *ks,
-                         const struct ir_node **operands)
+/* The steps of an ew or matmul_ew node, with the operands of the steps that take one (the sources after
+ * the op's fixed ones). */
+static uint32_t ew_steps(const struct ir_node *n, enum ir_ew_step *steps, float *ks, const struct ir_node **operands)
 {
-    uint32_t k = ir_ew_n_steps(n), next = first_src;
+    uint32_t k = ir_ew_n_steps(n), first_src = ir_op_min_src(n->op), next = first_src;
     for (uint32_t s = 0; s < k; s++) {
         steps[s] = (enum ir_ew_step)n->p.ew.op[s];
         ks[s] = n->p.ew.k[s];
-        if (steps[s] == IR_EW_ADD || steps[s] == IR_EW_MUL)
+        if (ir_ew_step_has_operand(steps[s]))
             operands[next - first_src] = n->src[next], next++;
     }
     return k;
@@ -426,28 +428,22 @@ static int emit_node(struct emitter *e, const struct ir_node *n)
     case IR_OP_MATMUL:
         return emit_matmul_call(e, n, n->src[0], n->src[1]);
     case IR_OP_ADD:
-    case IR_OP_MUL: {
-        enum ir_ew_step st = n->op == IR_OP_ADD ? IR_EW_ADD : IR_EW_MUL;
-        float k = 0;
-        const struct ir_node *operand = n->src[1];
-        emit_ew_loop(e, n, X(e, n->src[0]), 1, &st, &k, &operand);
-        return 0;
-    }
+    case IR_OP_MUL:
     case IR_OP_SCALE:
     case IR_OP_SILU:
     case IR_OP_GELU:
     case IR_OP_SOFTCAP: {
-        enum ir_ew_step st = n->op == IR_OP_SCALE ? IR_EW_SCALE : n->op == IR_OP_SILU ? IR_EW_SILU
-                           : n->op == IR_OP_GELU ? IR_EW_GELU : IR_EW_SOFTCAP;
-        float k = n->op == IR_OP_SCALE ? n->p.scale.s : n->op == IR_OP_SOFTCAP ? n->p.softcap.cap : 0.0f;
-        emit_ew_loop(e, n, X(e, n->src[0]), 1, &st, &k, NULL);
+        enum ir_ew_step st = ir_ew_step_of(n->op);
+        float k = ir_ew_step_k(n);
+        const struct ir_node *operand = ir_ew_step_has_operand(st) ? n->src[1] : NULL;
+        emit_ew_loop(e, n, X(e, n->src[0]), 1, &st, &k, &operand);
         return 0;
     }
     case IR_OP_EW: {
         enum ir_ew_step steps[IR_EW_MAX_STEPS];
         float ks[IR_EW_MAX_STEPS];
         const struct ir_node *ops[IR_EW_MAX_STEPS];
-        uint32_t k = ew_steps(n, 1, steps, ks, ops);
+        uint32_t k = ew_steps(n, steps, ks, ops);
         emit_ew_loop(e, n, X(e, n->src[0]), k, steps, ks, ops);
         return 0;
     }
@@ -457,7 +453,7 @@ static int emit_node(struct emitter *e, const struct ir_node *n)
         enum ir_ew_step steps[IR_EW_MAX_STEPS];
         float ks[IR_EW_MAX_STEPS];
         const struct ir_node *ops[IR_EW_MAX_STEPS];
-        uint32_t k = ew_steps(n, 2, steps, ks, ops);
+        uint32_t k = ew_steps(n, steps, ks, ops);
         emit_ew_loop(e, n, X(e, n), k, steps, ks, ops);
         return 0;
     }
@@ -540,6 +536,13 @@ static int emit_node(struct emitter *e, const struct ir_node *n)
         out(e, "        memcpy(logits, %s, sizeof(float) * %s);\n", X(e, n->src[0]), count);
         return 0;
     }
+    case IR_OP_SIGMOID:
+    case IR_OP_BROADCAST:
+    case IR_OP_TOPK:
+    case IR_OP_MOE_WEIGHTS:
+    case IR_OP_MATMUL_ID:
+    case IR_OP_MOE_SUM:
+        return node_error(e, n, "the C backend has no code for this op yet");
     case IR_OP_COUNT:
         break;
     }
@@ -562,6 +565,15 @@ static void emit_string(struct emitter *e, const char *s)
             out(e, "%c", *s);
     }
     out(e, "\"");
+}
+
+/* The KV cache type the graph was built for: the program's default. */
+static uint32_t kv_type(const struct ir_graph *g)
+{
+    for (uint32_t i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->op == IR_OP_KV_CACHE)
+            return g->nodes[i]->dtype;
+    return AE_TYPE_F16;
 }
 
 static void emit_scratch_size(struct emitter *e)
@@ -611,7 +623,7 @@ static int emit_step_function(struct emitter *e, bool decode)
         out(e, "/* The prefill step: T tokens (1..T_MAX) at positions P..P+T-1. */\n");
         out(e, "static int forward_prefill(struct ae_state *s, const int32_t *tokens, int32_t T, int32_t P, float *logits, ae_error *err)\n{\n");
     }
-    out(e, "    uint8_t *const A = s->arena;\n    const uint8_t *const W = s->weights;\n");
+    out(e, "    uint8_t *const A = s->arena;\n    const uint8_t *const *const W = s->weights;\n");
     out(e, "    (void)A;\n    (void)W;\n    (void)tokens;\n");
     for (uint32_t i = 0; i < e->g->n_nodes; i++) {
         const struct ir_node *n = e->g->nodes[i];
@@ -660,6 +672,10 @@ int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const st
     out(&e, "static int forward(struct ae_state *s, const int32_t *tokens, int32_t T, int32_t P, float *logits, ae_error *err)\n{\n");
     out(&e, "    return T == 1 ? forward_decode(s, tokens, P, logits, err) : forward_prefill(s, tokens, T, P, logits, err);\n}\n\n");
 
+    out(&e, "static const uint64_t weight_offsets[%" PRIu32 "] = {", pb->n_weights ? pb->n_weights : 1);
+    for (uint32_t k = 0; k < pb->n_weights; k++)
+        out(&e, "%s%" PRIu64, k % 8 ? ", " : k ? ",\n    " : "\n    ", pb->offset[k]);
+    out(&e, "%s};\n\n", pb->n_weights ? "\n" : "0");
     out(&e, "static const struct ae_model model = {\n    .name = ");
     emit_string(&e, o->model_name);
     out(&e, ",\n    .arch = \"%s\",\n", hp->arch);
@@ -667,10 +683,17 @@ int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const st
         hp->n_layer, hp->n_head_kv);
     out(&e, "    .head_dim_k = %" PRIu32 ",\n    .head_dim_v = %" PRIu32 ",\n    .n_ctx_train = %" PRIu32 ",\n",
         hp->head_dim_k, hp->head_dim_v, hp->n_ctx_train);
+    out(&e, "    .n_ctx = %" PRIu32 ",\n    .n_ctx_min = %" PRIu32 ",\n    .n_ctx_max = %" PRIu32 ",\n", hp->n_ctx,
+        hp->n_ctx_min, hp->n_ctx_max);
+    out(&e, "    .kv_type = %s,\n", kv_type(g) == AE_TYPE_F32 ? "AE_TYPE_F32" : "AE_TYPE_F16");
     out(&e, "    .t_max = T_MAX,\n    .arena_bytes = %" PRIu64 ",\n    .scratch_size = scratch_size,\n", c->plan.peak);
-    out(&e, "    .weights_bytes = %" PRIu64 ",\n    .weights_checksum = 0x%016" PRIx64 "u,\n", pb->weights_size,
-        pb->weights_checksum);
-    out(&e, "    .info = ");
+    out(&e, "    .n_weights = %" PRIu32 ",\n    .weight_offsets = weight_offsets,\n", pb->n_weights);
+    out(&e, "    .weights_bytes = %" PRIu64 ",\n    .weights_hash = {", pb->weights_size);
+    for (int i = 0; i < AE_HASH_BYTES; i++)
+        out(&e, "%s0x%02x", i ? ", " : "", pb->weights_hash[i]);
+    out(&e, "},\n    .compiler = ");
+    emit_string(&e, o->compiler);
+    out(&e, ",\n    .info = ");
     emit_string(&e, o->info);
     out(&e, ",\n    .forward = forward,\n};\n\n");
     out(&e, "int main(int argc, char **argv)\n{\n    return ae_program_main(argc, argv, &model);\n}\n");

@@ -18,6 +18,7 @@ struct emit_options {
     const char *model_file;   /* the GGUF's file name, for comments and --info */
     const char *model_name;   /* general.name, or the file's name */
     const char *info;         /* what --info prints about the compilation */
+    const char *compiler;     /* what --version says built the program */
     int32_t t_max;            /* the largest step */
 };
 

@@ -13,6 +13,7 @@
  */
 #include "ae_kernels.h"
 #include "ae_quant_blocks.h"
+#include "matmul_iq.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -86,6 +87,11 @@ static void blk_q8_0(const void *v, struct blk32 *o)
     memcpy(&b, v, sizeof b);
     memcpy(o->q, b.qs, AE_QK);
     o->d = ae_fp16_to_fp32(b.d);
+}
+
+static void blk_iq4_nl(const void *v, struct blk32 *o)
+{
+    ae_iq4_nl_unpack(v, o->q, &o->d);
 }
 
 /* acc after one block: fmaf(isum, dw * dx, acc), then fmaf(mw, sx, acc) for types with a minimum. */
@@ -230,6 +236,50 @@ static void blk_q6_k(const void *v, struct blk256 *u)
     u->has_min = false;
 }
 
+static void blk_iq4_xs(const void *v, struct blk256 *u)
+{
+    int sc[8];
+    ae_iq4_xs_unpack(v, u->q, sc, &u->d);
+    for (int g = 0; g < 16; g++) {
+        u->sc[g] = sc[g / 2];
+        u->m[g] = 0;
+    }
+    u->dmin = 0.0f;
+    u->has_min = false;
+}
+
+/* The ternary types: q = t - 1, one group with scale 1. */
+static void blk_ternary(const uint8_t t[AE_QK_K], uint16_t d, struct blk256 *u)
+{
+    for (int j = 0; j < AE_QK_K; j++)
+        u->q[j] = (int8_t)(t[j] - 1);
+    for (int g = 0; g < 16; g++) {
+        u->sc[g] = 1;
+        u->m[g] = 0;
+    }
+    u->d = ae_fp16_to_fp32(d);
+    u->dmin = 0.0f;
+    u->has_min = false;
+}
+
+static void blk_tq1_0(const void *v, struct blk256 *u)
+{
+    struct ae_block_tq1_0 w;
+    memcpy(&w, v, sizeof w);
+    uint8_t t[AE_QK_K];
+    ae_tq1_0_unpack(&w, t);
+    blk_ternary(t, w.d, u);
+}
+
+static void blk_tq2_0(const void *v, struct blk256 *u)
+{
+    struct ae_block_tq2_0 w;
+    memcpy(&w, v, sizeof w);
+    uint8_t t[AE_QK_K];
+    ae_tq2_0_unpack(&w, t);
+    blk_ternary(t, w.d, u);
+}
+
 /* acc after one super-block: fmaf(isum, d, acc), then fmaf(-msum, dmin, acc) for types with mins. The
  * mins of groups of 32 are stored for both halves, so msum counts each of those once per 16 values. */
 static float step256(float acc, const struct blk256 *u, const struct ae_block_q8_k *x)
@@ -265,6 +315,8 @@ static const struct qtype qtypes[AE_TYPE_ID_LIMIT] = {
     [AE_TYPE_Q8_0] = {blk_q8_0, NULL, false}, [AE_TYPE_Q2_K] = {NULL, blk_q2_k, false},
     [AE_TYPE_Q3_K] = {NULL, blk_q3_k, false}, [AE_TYPE_Q4_K] = {NULL, blk_q4_k, false},
     [AE_TYPE_Q5_K] = {NULL, blk_q5_k, false}, [AE_TYPE_Q6_K] = {NULL, blk_q6_k, false},
+    [AE_TYPE_IQ4_NL] = {blk_iq4_nl, NULL, false}, [AE_TYPE_IQ4_XS] = {NULL, blk_iq4_xs, false},
+    [AE_TYPE_TQ1_0] = {NULL, blk_tq1_0, false}, [AE_TYPE_TQ2_0] = {NULL, blk_tq2_0, false},
 };
 
 /* Columns of one pass of the scalar x16 kernel (its accumulators live on the stack). */
@@ -341,6 +393,10 @@ QUANT_ROWS(Q3_K, q3_k)
 QUANT_ROWS(Q4_K, q4_k) QUANT_X16(Q4_K, q4_k)
 QUANT_ROWS(Q5_K, q5_k) QUANT_X16(Q5_K, q5_k)
 QUANT_ROWS(Q6_K, q6_k) QUANT_X16(Q6_K, q6_k)
+QUANT_ROWS(IQ4_NL, iq4_nl)
+QUANT_ROWS(IQ4_XS, iq4_xs)
+QUANT_ROWS(TQ1_0, tq1_0)
+QUANT_ROWS(TQ2_0, tq2_0)
 
 /* ---- F32, F16, BF16 ------------------------------------------------------------------------------- */
 
@@ -400,7 +456,9 @@ static const struct ae_kernel_set scalar_set = {
                     [AE_TYPE_Q4_0] = gemm_rows_q4_0, [AE_TYPE_Q4_1] = gemm_rows_q4_1, [AE_TYPE_Q5_0] = gemm_rows_q5_0,
                     [AE_TYPE_Q5_1] = gemm_rows_q5_1, [AE_TYPE_Q8_0] = gemm_rows_q8_0, [AE_TYPE_Q2_K] = gemm_rows_q2_k,
                     [AE_TYPE_Q3_K] = gemm_rows_q3_k, [AE_TYPE_Q4_K] = gemm_rows_q4_k, [AE_TYPE_Q5_K] = gemm_rows_q5_k,
-                    [AE_TYPE_Q6_K] = gemm_rows_q6_k,
+                    [AE_TYPE_Q6_K] = gemm_rows_q6_k, [AE_TYPE_IQ4_NL] = gemm_rows_iq4_nl,
+                    [AE_TYPE_IQ4_XS] = gemm_rows_iq4_xs, [AE_TYPE_TQ1_0] = gemm_rows_tq1_0,
+                    [AE_TYPE_TQ2_0] = gemm_rows_tq2_0,
                 },
             [AE_LAYOUT_X16] =
                 {
@@ -506,6 +564,10 @@ static const struct matmul_type matmul_types[AE_TYPE_ID_LIMIT] = {
     [AE_TYPE_Q4_K] = {AE_TYPE_Q8_K, sizeof(struct ae_block_q8_k), AE_QK_K, ae_quantize_row_q8_k},
     [AE_TYPE_Q5_K] = {AE_TYPE_Q8_K, sizeof(struct ae_block_q8_k), AE_QK_K, ae_quantize_row_q8_k},
     [AE_TYPE_Q6_K] = {AE_TYPE_Q8_K, sizeof(struct ae_block_q8_k), AE_QK_K, ae_quantize_row_q8_k},
+    [AE_TYPE_IQ4_NL] = {AE_TYPE_Q8_0, sizeof(struct ae_block_q8a), AE_QK, ae_quantize_row_q8_0},
+    [AE_TYPE_IQ4_XS] = {AE_TYPE_Q8_K, sizeof(struct ae_block_q8_k), AE_QK_K, ae_quantize_row_q8_k},
+    [AE_TYPE_TQ1_0] = {AE_TYPE_Q8_K, sizeof(struct ae_block_q8_k), AE_QK_K, ae_quantize_row_q8_k},
+    [AE_TYPE_TQ2_0] = {AE_TYPE_Q8_K, sizeof(struct ae_block_q8_k), AE_QK_K, ae_quantize_row_q8_k},
 };
 
 bool ae_matmul_supports(uint32_t type)

@@ -22,6 +22,7 @@
 
 #include "ae_kernels.h"
 #include "ae_quant_blocks.h"
+#include "matmul_iq.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -598,6 +599,14 @@ ROWS_K_FN(q3_k)
 ROWS_K_FN(q4_k)
 ROWS_K_FN(q5_k)
 ROWS_K_FN(q6_k)
+#define dot_iq4_nl ae_dot_iq4_nl_avx2
+#define dot_iq4_xs ae_dot_iq4_xs_avx2
+#define dot_tq1_0 ae_dot_tq1_0_avx2
+#define dot_tq2_0 ae_dot_tq2_0_avx2
+ROWS_K_FN(iq4_nl)
+ROWS_K_FN(iq4_xs)
+ROWS_K_FN(tq1_0)
+ROWS_K_FN(tq2_0)
 
 /* ---- F32, F16, BF16, rows layout --------------------------------------------------------------------- */
 
@@ -732,7 +741,9 @@ static const struct ae_kernel_set avx2_set = {
                     [AE_TYPE_Q4_0] = gemm_rows_q4_0, [AE_TYPE_Q4_1] = gemm_rows_q4_1, [AE_TYPE_Q5_0] = gemm_rows_q5_0,
                     [AE_TYPE_Q5_1] = gemm_rows_q5_1, [AE_TYPE_Q8_0] = gemm_rows_q8_0, [AE_TYPE_Q2_K] = gemm_rows_q2_k,
                     [AE_TYPE_Q3_K] = gemm_rows_q3_k, [AE_TYPE_Q4_K] = gemm_rows_q4_k, [AE_TYPE_Q5_K] = gemm_rows_q5_k,
-                    [AE_TYPE_Q6_K] = gemm_rows_q6_k,
+                    [AE_TYPE_Q6_K] = gemm_rows_q6_k, [AE_TYPE_IQ4_NL] = gemm_rows_iq4_nl,
+                    [AE_TYPE_IQ4_XS] = gemm_rows_iq4_xs, [AE_TYPE_TQ1_0] = gemm_rows_tq1_0,
+                    [AE_TYPE_TQ2_0] = gemm_rows_tq2_0,
                 },
             [AE_LAYOUT_X16] =
                 {
