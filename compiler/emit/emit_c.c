@@ -277,8 +277,10 @@ static int emit_matmul_call(struct emitter *e, const struct ir_node *n, const st
         return node_error(e, n, "no CPU matmul kernel for this weight type");
     char rows[96], t[32];
     rows_expr(x, rows, sizeof rows);
-    out(e, "        AE_CHECK(ae_matmul(%s, AE_LAYOUT_ROWS, %s, %" PRId64 ", %" PRId64 ", %s, %s, %s, s->scratch, s->pool, err), "
-           "\"%s\");\n", type_const(w->dtype, t, sizeof t), X(e, w), w->shape[0], w->shape[1], X(e, x), rows,
+    const bool x16 = pass_weight_layout(e->c, w->name) == AE_LAYOUT_X16;
+    out(e, "        AE_CHECK(ae_matmul(%s, %s, %s, %" PRId64 ", %" PRId64 ", %s, %s, %s, s->scratch, s->pool, err), "
+           "\"%s\");\n", type_const(w->dtype, t, sizeof t), x16 ? "AE_LAYOUT_X16" : "AE_LAYOUT_ROWS", X(e, w),
+        w->shape[0], w->shape[1], X(e, x), rows,
         X(e, n), n->name ? n->name : "matmul");
     return 0;
 }

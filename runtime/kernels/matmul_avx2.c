@@ -353,6 +353,195 @@ X16_32_TYPE(Q5_0, q5_0)
 X16_32_TYPE(Q5_1, q5_1)
 X16_32_TYPE(Q8_0, q8_0)
 
+/* ---- K-quants, x16 layout ----------------------------------------------------------------------------- */
+
+/* Activation rows of a K-quant tile: each half-group's unpacked values serve them all. */
+#define KX16_COLS 2
+
+/* The per-row integer scales of one half (8 rows) of a group's super-block, as 16-bit pairs per 32-bit
+ * lane: sc[g] = (sc_g, sc_g), so that madd of 16-bit pair sums with it gives sc_g * (p0 + p1) exactly;
+ * mp[k] = (m_k, m_k) (Q4_K, Q5_K) or (sc_2k, sc_2k+1) (Q6_K), for madd with a pair of bsums. */
+struct kscales8 {
+    __m256i sc[16];
+    __m256i mp[8];
+};
+
+/* 8 bytes as int32 lanes, zero- or sign-extended, and as a pair (v, v) of 16-bit halves. */
+AVX2_INLINE __m256i dup16(__m256i v)
+{
+    return _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(v, 16));
+}
+
+AVX2_INLINE void kscales8_q45(const uint8_t *scales, int half, struct kscales8 *o)
+{
+    __m128i s[AE_K_SCALE_BYTES];
+    for (int j = 0; j < AE_K_SCALE_BYTES; j++) /* byte j of rows 8 half.. in the low 8 bytes */
+        s[j] = _mm_loadl_epi64((const __m128i *)(scales + 16 * j + 8 * half));
+    const __m128i m63 = _mm_set1_epi8(63), m0f = _mm_set1_epi8(0x0f), m30 = _mm_set1_epi8(0x30);
+    for (int g = 0; g < 8; g++) {
+        __m128i sc, m;
+        if (g < 4) {
+            sc = _mm_and_si128(s[g], m63);
+            m = _mm_and_si128(s[g + 4], m63);
+        } else {
+            sc = _mm_or_si128(_mm_and_si128(s[g + 4], m0f), _mm_and_si128(_mm_srli_epi16(s[g - 4], 2), m30));
+            m = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(s[g + 4], 4), m0f), _mm_and_si128(_mm_srli_epi16(s[g], 2), m30));
+        }
+        o->sc[g] = dup16(_mm256_cvtepu8_epi32(sc));
+        o->mp[g] = dup16(_mm256_cvtepu8_epi32(m));
+    }
+}
+
+AVX2_INLINE void kscales8_q6(const int8_t *scales, int half, struct kscales8 *o)
+{
+    __m256i v[16];
+    for (int g = 0; g < 16; g++) {
+        v[g] = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(scales + 16 * g + 8 * half)));
+        o->sc[g] = dup16(v[g]);
+    }
+    for (int k = 0; k < 8; k++)
+        o->mp[k] = _mm256_or_si256(_mm256_and_si256(v[2 * k], _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(v[2 * k + 1], 16));
+}
+
+/* 16-bit pair sums of u (unsigned, 4 values per lane) with the 4 activation bytes at p. */
+AVX2_INLINE __m256i pairs4(__m256i u, const int8_t *p)
+{
+    return _mm256_maddubs_epi16(u, bcast4(p));
+}
+
+/* One half (8 rows at lanes of 32 bytes from w + 32 half) of one group by C activation rows. */
+AVX2_INLINE void ktile8(uint32_t type, int C, int64_t nb, const uint8_t *w, int half, const uint8_t *x, size_t x_row,
+                        __m256 acc[KX16_COLS])
+{
+    const size_t gb = ae_layout_group_bytes(type, AE_LAYOUT_X16, AE_QK_K);
+    const bool has_min = type != AE_TYPE_Q6_K;
+    const __m256i m0f = _mm256_set1_epi8(0x0f);
+    for (int c = 0; c < C; c++)
+        acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *g = w + (size_t)b * gb;
+        struct kscales8 sc;
+        __m256 d, dmin = _mm256_setzero_ps();
+        d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * half)));
+        if (type == AE_TYPE_Q6_K) {
+            kscales8_q6(((const struct ae_x16_q6_k *)g)->scales[0], half, &sc);
+        } else {
+            kscales8_q45(((const struct ae_x16_q4_k *)g)->scales[0], half, &sc); /* same offset in Q5_K */
+            dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * half)));
+        }
+        __m256i isum[KX16_COLS], msum[KX16_COLS];
+        for (int c = 0; c < C; c++) {
+            const struct ae_block_q8_k *xb = (const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b;
+            __m256i t = _mm256_setzero_si256();
+            for (int k = 0; k < 8; k++) {
+                int32_t pair;
+                memcpy(&pair, &xb->bsums[2 * k], 4);
+                t = _mm256_add_epi32(t, _mm256_madd_epi16(sc.mp[k], _mm256_set1_epi32(pair)));
+            }
+            msum[c] = t;
+            isum[c] = has_min ? _mm256_setzero_si256() : _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(t, 5));
+        }
+        if (type == AE_TYPE_Q6_K) {
+            const struct ae_x16_q6_k *q = (const struct ae_x16_q6_k *)g;
+            const __m256i m30 = _mm256_set1_epi8(0x30);
+            for (int h = 0; h < 2; h++)
+                for (int s = 0; s < 4; s++) {
+                    __m256i u[8]; /* values 128h + 32s + 4j.. */
+                    for (int j = 0; j < 8; j++) {
+                        const __m256i l = _mm256_loadu_si256((const __m256i *)(q->ql[16 * h + 8 * (s & 1) + j][8 * half]));
+                        const __m256i qh = _mm256_loadu_si256((const __m256i *)(q->qh[8 * h + j][8 * half]));
+                        const __m256i lo = s < 2 ? _mm256_and_si256(l, m0f) : _mm256_and_si256(_mm256_srli_epi16(l, 4), m0f);
+                        const __m256i top = s == 0 ? _mm256_slli_epi16(qh, 4) : s == 1 ? _mm256_slli_epi16(qh, 2)
+                                          : s == 2 ? qh : _mm256_srli_epi16(qh, 2);
+                        u[j] = _mm256_or_si256(lo, _mm256_and_si256(top, m30));
+                    }
+                    for (int c = 0; c < C; c++) {
+                        const int8_t *xs = ((const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b)->qs + 128 * h + 32 * s;
+                        for (int gi = 0; gi < 2; gi++) { /* group 8h + 2s + gi: u[4 gi..4 gi + 3] */
+                            /* each pair <= 2 * 63 * 127: two of them fit in 16 bits */
+                            const __m256i p0 = _mm256_add_epi16(pairs4(u[4 * gi], xs + 16 * gi), pairs4(u[4 * gi + 1], xs + 16 * gi + 4));
+                            const __m256i p1 = _mm256_add_epi16(pairs4(u[4 * gi + 2], xs + 16 * gi + 8), pairs4(u[4 * gi + 3], xs + 16 * gi + 12));
+                            const __m256i scg = sc.sc[8 * h + 2 * s + gi];
+                            isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(p0, scg), _mm256_madd_epi16(p1, scg)));
+                        }
+                    }
+                }
+        } else {
+            const uint8_t *qs = type == AE_TYPE_Q4_K ? ((const struct ae_x16_q4_k *)g)->qs[0][0]
+                                                     : ((const struct ae_x16_q5_k *)g)->qs[0][0];
+            for (int gi = 0; gi < 8; gi++) { /* group gi: chunks 8 (gi / 2) + j, low nibbles for even gi */
+                const int h = gi / 2, high = gi % 2;
+                __m256i u[8];
+                for (int j = 0; j < 8; j++) {
+                    const __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 64 * (8 * h + j) + 32 * half));
+                    u[j] = high ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f) : _mm256_and_si256(raw, m0f);
+                    if (type == AE_TYPE_Q5_K) {
+                        const __m256i qh = _mm256_loadu_si256((const __m256i *)(((const struct ae_x16_q5_k *)g)->qh[j][8 * half]));
+                        const int bit = gi; /* the fifth bit of group gi is bit gi of qh */
+                        const __m256i t = bit <= 4 ? _mm256_slli_epi16(qh, 4 - bit) : _mm256_srli_epi16(qh, bit - 4);
+                        u[j] = _mm256_or_si256(u[j], _mm256_and_si256(t, _mm256_set1_epi8(0x10)));
+                    }
+                }
+                for (int c = 0; c < C; c++) {
+                    const int8_t *xs = ((const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b)->qs + 32 * gi;
+                    if (type == AE_TYPE_Q4_K) { /* nibbles: eight pairs of <= 2 * 15 * 127 fit in 16 bits */
+                        __m256i p = pairs4(u[0], xs);
+                        for (int j = 1; j < 8; j++)
+                            p = _mm256_add_epi16(p, pairs4(u[j], xs + 4 * j));
+                        isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, sc.sc[gi]));
+                    } else { /* five bits: four pairs of <= 2 * 31 * 127 */
+                        __m256i p0 = pairs4(u[0], xs), p1 = pairs4(u[4], xs + 16);
+                        for (int j = 1; j < 4; j++) {
+                            p0 = _mm256_add_epi16(p0, pairs4(u[j], xs + 4 * j));
+                            p1 = _mm256_add_epi16(p1, pairs4(u[4 + j], xs + 16 + 4 * j));
+                        }
+                        isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(p0, sc.sc[gi]),
+                                                                             _mm256_madd_epi16(p1, sc.sc[gi])));
+                    }
+                }
+            }
+        }
+        for (int c = 0; c < C; c++) {
+            const struct ae_block_q8_k *xb = (const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b;
+            const __m256 dx = _mm256_set1_ps(xb->d);
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(d, dx), acc[c]);
+            if (has_min) {
+                const __m256 nm = _mm256_xor_ps(_mm256_cvtepi32_ps(msum[c]), _mm256_set1_ps(-0.0f)); /* -(float)msum */
+                acc[c] = _mm256_fmadd_ps(nm, _mm256_mul_ps(dmin, dx), acc[c]);
+            }
+        }
+    }
+}
+
+#define KX16_FN(t, T, C)                                                                                         \
+    AVX2_FN static void kx16_##t##_##C(int64_t nb, const uint8_t *w, int n_rows, const uint8_t *x, size_t x_row,  \
+                                       float *y, int64_t y_stride)                                               \
+    {                                                                                                            \
+        for (int h = 0; h < 2 && 8 * h < n_rows; h++) {                                                          \
+            __m256 acc[KX16_COLS];                                                                               \
+            ktile8(AE_TYPE_##T, C, nb, w, h, x, x_row, acc);                                                     \
+            const int n = n_rows - 8 * h < 8 ? n_rows - 8 * h : 8;                                               \
+            for (int c = 0; c < C; c++)                                                                          \
+                store_rows(y + c * y_stride + 8 * h, acc[c], n);                                                 \
+        }                                                                                                        \
+    }
+#define KX16_TYPE(t, T)                                                                                          \
+    KX16_FN(t, T, 1) KX16_FN(t, T, 2)                                                                            \
+    static void gemm_x16_##t(int64_t k, const void *w, size_t ws, int64_t nr, const void *x, size_t xr,           \
+                             int64_t nc, float *y, int64_t ys)                                                   \
+    {                                                                                                            \
+        for (int64_t r = 0; r < nr; r += AE_X16_ROWS)                                                            \
+            for (int64_t c = 0; c < nc; c += KX16_COLS) {                                                        \
+                const int C = nc - c < KX16_COLS ? (int)(nc - c) : KX16_COLS;                                    \
+                (C == 1 ? kx16_##t##_1 : kx16_##t##_2)(k / AE_QK_K, (const uint8_t *)w + (size_t)(r / AE_X16_ROWS) * ws, \
+                                                      nr - r < AE_X16_ROWS ? (int)(nr - r) : AE_X16_ROWS,       \
+                                                      (const uint8_t *)x + (size_t)c * xr, xr, y + c * ys + r, ys); \
+            }                                                                                                    \
+    }
+KX16_TYPE(q4_k, Q4_K)
+KX16_TYPE(q5_k, Q5_K)
+KX16_TYPE(q6_k, Q6_K)
+
 /* ---- K-quants, rows layout --------------------------------------------------------------------------- */
 
 /* The canonical float steps of one super-block with exact sums isum and msum. */
@@ -748,7 +937,8 @@ static const struct ae_kernel_set avx2_set = {
             [AE_LAYOUT_X16] =
                 {
                     [AE_TYPE_Q4_0] = gemm_x16_q4_0, [AE_TYPE_Q4_1] = gemm_x16_q4_1, [AE_TYPE_Q5_0] = gemm_x16_q5_0,
-                    [AE_TYPE_Q5_1] = gemm_x16_q5_1, [AE_TYPE_Q8_0] = gemm_x16_q8_0,
+                    [AE_TYPE_Q5_1] = gemm_x16_q5_1, [AE_TYPE_Q8_0] = gemm_x16_q8_0, [AE_TYPE_Q4_K] = gemm_x16_q4_k,
+                    [AE_TYPE_Q5_K] = gemm_x16_q5_k, [AE_TYPE_Q6_K] = gemm_x16_q6_k,
                 },
         },
     .to_f16 = to_f16,

@@ -188,6 +188,211 @@ TILE32_TYPE(q5_0, Q5_0)
 TILE32_TYPE(q5_1, Q5_1)
 TILE32_TYPE(q8_0, Q8_0)
 
+/* ---- K-quants, x16 layout ----------------------------------------------------------------------------- */
+
+/* Columns of a K-quant tile: one group's unpacked sub-block (16 registers) serves them all. */
+#define KTILE_C 4
+
+/* The per-row integer scales of one super-block of a group, as int32 lanes: sc[g] for the groups of 32
+ * (Q4_K, Q5_K: 8) or 16 (Q6_K: 16), and the mins as 16-bit pairs (m_g, m_g) per lane (Q4_K, Q5_K), so
+ * that vpmaddwd with a pair of bsums gives m_g * (bsum_2g + bsum_2g+1); Q6_K's scale pairs (sc_2k,
+ * sc_2k+1) for its bias term. */
+struct kscales {
+    __m512i sc[16];
+    __m512i mp[8];
+};
+
+AVX512_INLINE void kscales_q45(const uint8_t *scales, struct kscales *o)
+{
+    /* bytes j of the 16 rows at scales + 16 j (ae_x16_q4_k.scales); see k_scale_min in matmul.c */
+    const __m512i a = _mm512_loadu_si512(scales), b = _mm512_loadu_si512(scales + 64), c = _mm512_loadu_si512(scales + 128);
+    const __m512i m63 = _mm512_set1_epi8(63), m0f = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    uint8_t buf[4][64] __attribute__((aligned(64)));
+    _mm512_store_si512(buf[0], _mm512_and_si512(a, m63));                                          /* sc 0-3 */
+    _mm512_store_si512(buf[1], _mm512_or_si512(_mm512_and_si512(c, m0f),                          /* sc 4-7 */
+                                               _mm512_and_si512(_mm512_srli_epi16(a, 2), m30)));
+    _mm512_store_si512(buf[2], _mm512_and_si512(b, m63));                                          /* m 0-3 */
+    _mm512_store_si512(buf[3], _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(c, 4), m0f),     /* m 4-7 */
+                                               _mm512_and_si512(_mm512_srli_epi16(b, 2), m30)));
+    for (int g = 0; g < 8; g++) {
+        o->sc[g] = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(buf[g / 4] + 16 * (g % 4))));
+        const __m512i m = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(buf[2 + g / 4] + 16 * (g % 4))));
+        o->mp[g] = _mm512_or_si512(m, _mm512_slli_epi32(m, 16));
+    }
+}
+
+AVX512_INLINE void kscales_q6(const int8_t *scales, struct kscales *o)
+{
+    for (int g = 0; g < 16; g++)
+        o->sc[g] = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(scales + 16 * g)));
+    for (int k = 0; k < 8; k++)
+        o->mp[k] = _mm512_or_si512(_mm512_and_si512(o->sc[2 * k], _mm512_set1_epi32(0xffff)),
+                                   _mm512_slli_epi32(o->sc[2 * k + 1], 16));
+}
+
+/* The 4 activation bytes at p broadcast to every lane. */
+AVX512_INLINE __m512i bcast4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* One sub-block of 64 values (Q4_K/Q5_K: h = 0..3, groups 2h and 2h+1) or 128 (Q6_K: h = 0, 1, groups
+ * 8h..8h+7) unpacked into u[]: u[j] (and u[8 + j], u[16 + j], u[24 + j] for Q6_K) hold 4 values per row. */
+AVX512_INLINE void ksub_load(uint32_t type, const uint8_t *g, int h, __m512i u[32])
+{
+    const __m512i m0f = _mm512_set1_epi8(0x0f);
+    if (type == AE_TYPE_Q6_K) {
+        const struct ae_x16_q6_k *q = (const struct ae_x16_q6_k *)g;
+        const __m512i m30 = _mm512_set1_epi8(0x30);
+        for (int j = 0; j < 8; j++) {
+            const __m512i la = _mm512_loadu_si512(q->ql[16 * h + j]), lb = _mm512_loadu_si512(q->ql[16 * h + 8 + j]);
+            const __m512i qh = _mm512_loadu_si512(q->qh[8 * h + j]);
+            u[j] = _mm512_or_si512(_mm512_and_si512(la, m0f), _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30));
+            u[8 + j] = _mm512_or_si512(_mm512_and_si512(lb, m0f), _mm512_and_si512(_mm512_slli_epi16(qh, 2), m30));
+            u[16 + j] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(la, 4), m0f), _mm512_and_si512(qh, m30));
+            u[24 + j] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(lb, 4), m0f),
+                                        _mm512_and_si512(_mm512_srli_epi16(qh, 2), m30));
+        }
+        return;
+    }
+    const uint8_t *qs = type == AE_TYPE_Q4_K ? ((const struct ae_x16_q4_k *)g)->qs[0][0]
+                                             : ((const struct ae_x16_q5_k *)g)->qs[0][0];
+    for (int j = 0; j < 8; j++) {
+        const __m512i raw = _mm512_loadu_si512(qs + 64 * (8 * h + j));
+        u[j] = _mm512_and_si512(raw, m0f);
+        u[8 + j] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m0f);
+        if (type == AE_TYPE_Q5_K) {
+            const __m512i qh = _mm512_loadu_si512(((const struct ae_x16_q5_k *)g)->qh[j]);
+            const __m512i m10 = _mm512_set1_epi8(0x10);
+            /* the fifth bit of the low values is bit 2h of qh, of the high values bit 2h + 1 */
+            const __m512i lo = 2 * h <= 4 ? _mm512_slli_epi16(qh, 4 - 2 * h) : _mm512_srli_epi16(qh, 2 * h - 4);
+            const __m512i hi = 2 * h + 1 <= 4 ? _mm512_slli_epi16(qh, 3 - 2 * h) : _mm512_srli_epi16(qh, 2 * h - 3);
+            u[j] = _mm512_or_si512(u[j], _mm512_and_si512(lo, m10));
+            u[8 + j] = _mm512_or_si512(u[8 + j], _mm512_and_si512(hi, m10));
+        }
+    }
+}
+
+/* isum += the scaled integer dot products of sub-block h of one group with activation row xs (the 256
+ * quants of a Q8_K block). */
+AVX512_INLINE __m512i ksub_dot(uint32_t type, const __m512i u[32], const struct kscales *sc, int h, const int8_t *xs,
+                               __m512i isum)
+{
+    if (type == AE_TYPE_Q6_K) {
+        /* u[8s + j] holds values 128h + 32s + 4j..; group 8h + 2s + j / 4 */
+        for (int s = 0; s < 4; s++)
+            for (int half = 0; half < 2; half++) {
+                __m512i a = _mm512_setzero_si512(), b = _mm512_setzero_si512();
+                for (int j = 4 * half; j < 4 * half + 4; j += 2) {
+                    a = _mm512_dpbusd_epi32(a, u[8 * s + j], bcast4(xs + 128 * h + 32 * s + 4 * j));
+                    b = _mm512_dpbusd_epi32(b, u[8 * s + j + 1], bcast4(xs + 128 * h + 32 * s + 4 * j + 4));
+                }
+                isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(a, b), sc->sc[8 * h + 2 * s + half]));
+            }
+        return isum;
+    }
+    /* u[j]: values 64h + 4j.. (group 2h); u[8 + j]: values 64h + 32 + 4j.. (group 2h + 1) */
+    __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
+    __m512i b0 = _mm512_setzero_si512(), b1 = _mm512_setzero_si512();
+    for (int j = 0; j < 8; j += 2) {
+        a0 = _mm512_dpbusd_epi32(a0, u[j], bcast4(xs + 64 * h + 4 * j));
+        a1 = _mm512_dpbusd_epi32(a1, u[j + 1], bcast4(xs + 64 * h + 4 * j + 4));
+        b0 = _mm512_dpbusd_epi32(b0, u[8 + j], bcast4(xs + 64 * h + 32 + 4 * j));
+        b1 = _mm512_dpbusd_epi32(b1, u[8 + j + 1], bcast4(xs + 64 * h + 32 + 4 * j + 4));
+    }
+    isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(a0, a1), sc->sc[2 * h]));
+    return _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(b0, b1), sc->sc[2 * h + 1]));
+}
+
+/* One group (16 rows at w) by C activation rows of Q8_K blocks, over all nb super-blocks. */
+AVX512_INLINE void ktile(uint32_t type, int C, int64_t nb, const uint8_t *w, int n_rows, const uint8_t *x, size_t x_row,
+                         float *y, int64_t y_stride)
+{
+    const size_t gb = ae_layout_group_bytes(type, AE_LAYOUT_X16, AE_QK_K);
+    const bool has_min = type != AE_TYPE_Q6_K;
+    const int subs = type == AE_TYPE_Q6_K ? 2 : 4;
+    __m512 acc[KTILE_C];
+    for (int c = 0; c < C; c++)
+        acc[c] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *g = w + (size_t)b * gb;
+        _mm_prefetch((const char *)g + 2 * gb, _MM_HINT_T0);
+        struct kscales sc;
+        __m512 d, dmin = _mm512_setzero_ps();
+        if (type == AE_TYPE_Q6_K) {
+            kscales_q6(((const struct ae_x16_q6_k *)g)->scales[0], &sc);
+            d = load_f16x16(g);
+        } else {
+            kscales_q45(type == AE_TYPE_Q4_K ? ((const struct ae_x16_q4_k *)g)->scales[0]
+                                             : ((const struct ae_x16_q5_k *)g)->scales[0], &sc);
+            d = load_f16x16(g);
+            dmin = load_f16x16(g + 32);
+        }
+        __m512i isum[KTILE_C], msum[KTILE_C];
+        for (int c = 0; c < C; c++) {
+            const struct ae_block_q8_k *xb = (const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b;
+            /* Q4_K/Q5_K: msum = sum of m_g * bsums of group g; Q6_K: isum starts at -32 sum of sc_g * bsum_g */
+            __m512i t = _mm512_setzero_si512();
+            for (int k = 0; k < 8; k++) {
+                int32_t pair;
+                memcpy(&pair, &xb->bsums[2 * k], 4);
+                t = _mm512_add_epi32(t, _mm512_madd_epi16(sc.mp[k], _mm512_set1_epi32(pair)));
+            }
+            msum[c] = t;
+            isum[c] = has_min ? _mm512_setzero_si512() : _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(t, 5));
+        }
+        for (int h = 0; h < subs; h++) {
+            __m512i u[32];
+            ksub_load(type, g, h, u);
+            for (int c = 0; c < C; c++) {
+                const struct ae_block_q8_k *xb = (const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b;
+                isum[c] = ksub_dot(type, u, &sc, h, xb->qs, isum[c]);
+            }
+        }
+        for (int c = 0; c < C; c++) {
+            const struct ae_block_q8_k *xb = (const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b;
+            const __m512 dx = _mm512_set1_ps(xb->d);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(d, dx), acc[c]);
+            if (has_min) {
+                const __m512 nm = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(_mm512_cvtepi32_ps(msum[c])),
+                                                                       _mm512_set1_epi32(INT32_MIN))); /* -(float)msum */
+                acc[c] = _mm512_fmadd_ps(nm, _mm512_mul_ps(dmin, dx), acc[c]);
+            }
+        }
+    }
+    for (int c = 0; c < C; c++)
+        store_rows(y + c * y_stride, acc[c], n_rows < 16 ? n_rows : 16);
+}
+
+typedef void (*ktile_fn)(int64_t nb, const uint8_t *w, int n_rows, const uint8_t *x, size_t x_row, float *y,
+                         int64_t y_stride);
+
+#define KTILE_FN(t, T, C)                                                                                         \
+    AVX512_FN static void ktile_##t##_##C(int64_t nb, const uint8_t *w, int n_rows, const uint8_t *x, size_t xr,  \
+                                          float *y, int64_t ys)                                                   \
+    {                                                                                                             \
+        ktile(AE_TYPE_##T, C, nb, w, n_rows, x, xr, y, ys);                                                       \
+    }
+#define KTILE_TYPE(t, T)                                                                                          \
+    KTILE_FN(t, T, 1) KTILE_FN(t, T, 2) KTILE_FN(t, T, 3) KTILE_FN(t, T, 4)                                       \
+    static void gemm_x16_##t(int64_t k, const void *w, size_t ws, int64_t nr, const void *x, size_t xr,            \
+                             int64_t nc, float *y, int64_t ys)                                                    \
+    {                                                                                                             \
+        static const ktile_fn tiles[KTILE_C] = {ktile_##t##_1, ktile_##t##_2, ktile_##t##_3, ktile_##t##_4};     \
+        for (int64_t r = 0; r < nr; r += AE_X16_ROWS)                                                             \
+            for (int64_t c = 0; c < nc; c += KTILE_C) {                                                           \
+                const int C = nc - c < KTILE_C ? (int)(nc - c) : KTILE_C;                                         \
+                tiles[C - 1](k / AE_QK_K, (const uint8_t *)w + (size_t)(r / AE_X16_ROWS) * ws,                    \
+                             nr - r < AE_X16_ROWS ? (int)(nr - r) : AE_X16_ROWS, (const uint8_t *)x + (size_t)c * xr, \
+                             xr, y + c * ys + r, ys);                                                             \
+            }                                                                                                     \
+    }
+KTILE_TYPE(q4_k, Q4_K)
+KTILE_TYPE(q5_k, Q5_K)
+KTILE_TYPE(q6_k, Q6_K)
+
 /* ---- F32, F16, BF16, rows layout --------------------------------------------------------------------- */
 
 /* 16 values from p as f32; m masks a last part shorter than 16 (the lanes past it are 0). */
@@ -286,7 +491,8 @@ static const struct ae_kernel_set avx512_set = {
             [AE_LAYOUT_X16] =
                 {
                     [AE_TYPE_Q4_0] = gemm_x16_q4_0, [AE_TYPE_Q4_1] = gemm_x16_q4_1, [AE_TYPE_Q5_0] = gemm_x16_q5_0,
-                    [AE_TYPE_Q5_1] = gemm_x16_q5_1, [AE_TYPE_Q8_0] = gemm_x16_q8_0,
+                    [AE_TYPE_Q5_1] = gemm_x16_q5_1, [AE_TYPE_Q8_0] = gemm_x16_q8_0, [AE_TYPE_Q4_K] = gemm_x16_q4_k,
+                    [AE_TYPE_Q5_K] = gemm_x16_q5_k, [AE_TYPE_Q6_K] = gemm_x16_q6_k,
                 },
         },
 };
