@@ -6,6 +6,7 @@
 #   make fuzz          every tests/fuzz/fuzz_*.c harness under libFuzzer, FUZZ_SECONDS each (clang)
 #   make demo          install what is missing, build, make a model, run it
 #   make bench         1B-shaped synthetic models: prompt and generation speed (LLAMA_BENCH=... to compare)
+#   make loadtest      a served model under 64 streaming clients for 10 minutes (LLAMA_SERVER=... to compare)
 #   make install       PREFIX=/usr/local
 #
 # Sources are found by wildcard: a new .c under runtime/ joins the runtime library, a new .c under
@@ -48,7 +49,7 @@ LIB_OBJ  := $(filter-out $(BUILD)/obj/compiler/driver/main.o,$(CC_OBJ))
 TESTS    := $(filter-out $(TEST_SKIP:%=$(BUILD)/tests/%),$(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%))
 TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/unit/test_*.c)))
 
-.PHONY: all deps check test asan fuzz demo install clean bench FORCE
+.PHONY: all deps check test asan fuzz demo install clean bench loadtest FORCE
 # Keep the objects that tests are linked from (make would delete them as intermediates).
 .SECONDARY:
 all: $(BUILD)/aetherc $(BUILD)/libaether_rt.a
@@ -98,15 +99,26 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory test
 
-# Every suite but check_e2e and check_cli: the programs aetherc writes link the runtime library, which gcc
-# and libtcc cannot link once it is built with sanitizers. (check_program runs the same runtime in-process.)
+# Every suite but the end-to-end ones (check_e2e, check_cli, check_serve_e2e): the programs aetherc writes
+# link the runtime library, which gcc and libtcc cannot link once it is built with sanitizers.
+# (check_program and check_serve run the same runtime in-process.)
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS="-O1 -g" TEST_SKIP="check_e2e check_cli" test
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS="-O1 -g" TEST_SKIP="check_e2e check_cli check_serve_e2e" test
+
+# The server's end-to-end test runs the official openai npm client, installed from the pinned
+# tests/serve/package-lock.json (npm ci) into the build folder, with the test script beside it.
+SERVE_NODE := $(BUILD)/serve-node
+SERVE_NODE_FILES := tests/serve/package.json tests/serve/package-lock.json $(wildcard tests/serve/*.mjs)
+$(SERVE_NODE)/installed: $(SERVE_NODE_FILES)
+	@mkdir -p $(SERVE_NODE)
+	cp $(SERVE_NODE_FILES) $(SERVE_NODE)/
+	cd $(SERVE_NODE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Each test runs from the repository root with AE_SHARED pointing at the shared models.
-test: all $(TESTS)
+test: all $(TESTS) $(if $(filter %/check_serve_e2e,$(TESTS)),$(SERVE_NODE)/installed)
 	@AE_SHARED=$(SHARED) AE_AETHERC=$(abspath $(BUILD)/aetherc) AE_RUNTIME_INCLUDE=$(abspath runtime/include) \
-	    sh tests/run_tests.sh $(TESTS)
+	    AE_SERVE_NODE=$(abspath $(SERVE_NODE)) sh tests/run_tests.sh $(TESTS)
 
 # Every tests/fuzz/fuzz_<x>.c is a libFuzzer harness, built with clang and the sanitizers from its own
 # sources (FUZZ_SRC_<x>: what it tests and what that uses, nothing else; runtime/kernels/cpu.c and the AVX
@@ -150,6 +162,12 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh examples/bench.sh $(BUILD)/aetherc $(SHARED)
+
+# A served model under 64 streaming clients for 10 minutes on loopback (examples/loadtest.sh says what it
+# reports and what it can be told; LLAMA_SERVER=... runs llama.cpp's server the same way).
+loadtest: deps
+	@$(MAKE) --no-print-directory all
+	@sh examples/loadtest.sh $(BUILD)/aetherc $(SHARED)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/aether

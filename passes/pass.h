@@ -61,7 +61,7 @@ enum fuse_kind {
 const char *fuse_kind_name(enum fuse_kind k);
 
 struct pass_options {
-    uint64_t alignment;      /* arena offsets are multiples of this: 64 bytes for the CPU */
+    uint64_t alignment;      /* arena offsets are multiples of this (a power of two): the target's, 64 for the CPU */
     int64_t t_max;           /* the largest step (prompt chunk) the plan must hold: 512 */
     int64_t n_ctx;           /* context length; sizes that depend on P use P = n_ctx - t_max */
     uint32_t disabled;       /* 1u << pass_id for every pass that does not run */
@@ -147,8 +147,9 @@ struct pass_ctx {
     struct pass_plan plan;             /* made by memplan */
 };
 
-/* Defaults: alignment 64, T_max 512, n_ctx 0 (set it: the model's context), every pass on, verify after
- * each pass in builds without NDEBUG, fold constants up to 1 MiB. */
+/* Defaults: alignment 64 (the C backend's; the frontend sets the target's), T_max 512, n_ctx 0 (set it:
+ * the model's context), every pass on, verify after each pass in builds without NDEBUG, fold constants up
+ * to 1 MiB. */
 void pass_ctx_init(struct pass_ctx *c, ae_error *err);
 void pass_ctx_free(struct pass_ctx *c);
 

@@ -25,6 +25,7 @@
 #include "import.h"
 #include "interp.h"
 #include "ir.h"
+#include "output_check.h"
 
 struct run_args {
     bool interp;
@@ -258,6 +259,12 @@ int cmd_run(int argc, char **argv)
     }
 
     ae_error err = {{0}};
+    if ((a.dump_logits && output_check("--dump-logits", a.dump_logits, OUTPUT_ANY, a.model, &err) < 0) ||
+        (a.dump_ir && strcmp(a.dump_ir, "-") != 0 && output_check("--dump-ir", a.dump_ir, OUTPUT_ANY, a.model, &err) < 0)) {
+        fprintf(stderr, "aetherc: %s\n", err.msg);
+        free(tokens);
+        return 1;
+    }
     ae_gguf *f = NULL;
     struct ir_graph *g = NULL;
     struct interp *it = NULL;

@@ -29,6 +29,7 @@
 #include "ae_gguf.h"
 #include "gguf_write.h"
 #include "commands.h"
+#include "output_check.h"
 #include "synth.h"
 
 #define MAX_DIM (1u << 20)     /* --dim, --ffn, --head-dim */
@@ -608,6 +609,11 @@ int cmd_synth(int argc, char **argv)
     struct synth_shape sh = {0};
     if ((rc = synth_check_shape(v, &sh)))
         return rc;
+    ae_error out_err;
+    if (output_check("-o", v[F_OUT].s, OUTPUT_ANY, v[F_VOCAB].s, &out_err) < 0) {
+        fprintf(stderr, "aetherc: %s\n", out_err.msg);
+        return 1;
+    }
 
     ae_gguf *vocab;
     if (synth_open_vocab(v[F_VOCAB].s, &vocab, &sh.vocab))

@@ -27,7 +27,7 @@ static void on_error(void *opaque, const char *msg)
     snprintf(d->err->msg + len, sizeof d->err->msg - len, "; %s", msg);
 }
 
-/* The runtime functions generated code calls (templates/program_head.c and compiler/emit/emit_c.c); a
+/* The runtime functions generated code calls (the snippets of templates/ that the C printer fills); a
  * program run in memory links them from aetherc itself. */
 static const struct {
     const char *name;

@@ -27,11 +27,29 @@ struct ae_state {
     uint8_t *arena;          /* activations: ae_model.arena_bytes, 64-byte aligned */
     uint8_t *scratch;        /* per-step kernel scratch: ae_model.scratch_size(n_ctx, threads) bytes */
     const uint8_t *const *weights; /* (ae_model.n_weights) where each weight's bytes are */
-    void **k_cache;          /* per layer: [n_ctx, n_head_kv, head_dim_k], F16 or F32 (kv_type) */
-    void **v_cache;          /* per layer: [n_ctx, n_head_kv, head_dim_v] */
+    /* Per sequence, then per layer (index seq * n_layer + layer): [n_ctx, n_head_kv, head_dim_k], F16 or
+     * F32 (kv_type). A program that is not serving has one sequence. */
+    void **k_cache;
+    void **v_cache;          /* the same: [n_ctx, n_head_kv, head_dim_v] */
     uint32_t kv_type;        /* AE_TYPE_F16 or AE_TYPE_F32 */
     int32_t n_ctx;           /* KV cache length */
     struct ae_pool *pool;    /* the thread pool (ae_pool.h) */
+};
+
+/* A batched step: tokens of several sequences, each at its own positions in its own KV cache.
+ * The rows of one sequence form a run: rows row0..row0+n_rows-1 are its tokens at positions
+ * pos0..pos0+n_rows-1, and its cache (sequence seq) holds positions 0..pos0-1. Runs do not overlap,
+ * each sequence has at most one run, and every row belongs to a run. */
+struct ae_batch_run {
+    int32_t seq, row0, n_rows, pos0;
+};
+
+struct ae_batch {
+    const int32_t *tokens;          /* (n_tokens) 1..t_max rows */
+    int32_t n_tokens;
+    const struct ae_batch_run *runs; /* (n_runs) */
+    int32_t n_runs;
+    float *logits;                  /* (n_runs, n_vocab): the logits of each run's last row */
 };
 
 struct ae_model {
@@ -56,6 +74,10 @@ struct ae_model {
     /* One step: n tokens (1..t_max) at positions pos..pos+n-1; writes the logits of the last one
      * (n_vocab floats). The KV cache holds positions 0..pos-1. Returns 0, or -1 with err set. */
     int (*forward)(struct ae_state *s, const int32_t *tokens, int32_t n, int32_t pos, float *logits, ae_error *err);
+    /* The batched step, or NULL when the program has none (the server then calls forward once per
+     * run). Every row's result depends only on its own run's tokens and cache. Returns 0, or -1 with err
+     * set. */
+    int (*forward_batch)(struct ae_state *s, const struct ae_batch *b, ae_error *err);
 };
 
 /* The generated program's main: parses the command line and runs. Returns the exit status. */

@@ -284,13 +284,18 @@ static void prog_sink(void *ctx, const char *text, size_t len)
         p->out_failed = true;
 }
 
-static int prog_alloc_kv(struct prog *p, ae_error *err)
+/* The KV cache of n_seq sequences (--serve's slots; 1 otherwise), each of n_ctx positions: the cache
+ * pointers are per sequence, then per layer (ae_program.h). */
+static int prog_alloc_kv(struct prog *p, int32_t n_seq, ae_error *err)
 {
     const struct ae_model *m = p->m;
-    uint64_t k_layer, v_layer, total;
-    if (prog_kv_bytes(m, p->st.n_ctx, p->st.kv_type, &k_layer, &v_layer, &total, err) < 0)
+    uint64_t k_layer, v_layer, per_seq, total;
+    if (prog_kv_bytes(m, p->st.n_ctx, p->st.kv_type, &k_layer, &v_layer, &per_seq, err) < 0)
         return -1;
-    size_t n_ptr = m->n_layer > 0 ? (size_t)m->n_layer : 1;
+    if (__builtin_mul_overflow(per_seq, (uint64_t)n_seq, &total) || total > SIZE_MAX)
+        return ae_fail(err, "the KV cache of %" PRId32 " sequences of %" PRId32 " tokens does not fit in memory",
+                       n_seq, p->st.n_ctx);
+    size_t n_ptr = m->n_layer > 0 ? (size_t)m->n_layer * (size_t)n_seq : 1;
     p->st.k_cache = calloc(n_ptr, sizeof *p->st.k_cache);
     p->st.v_cache = calloc(n_ptr, sizeof *p->st.v_cache);
     if (!p->st.k_cache || !p->st.v_cache)
@@ -298,12 +303,13 @@ static int prog_alloc_kv(struct prog *p, ae_error *err)
     if (total == 0)
         return 0;
     if (!(p->kv_map = prog_map((size_t)total)))
-        return ae_fail(err, "cannot allocate the KV cache: %" PRIu64 " bytes (%.1f MiB) for a context of %" PRId32
-                       " tokens; a smaller --ctx or --kv f16 needs less", total, (double)total / 1048576.0,
-                       p->st.n_ctx);
+        return ae_fail(err, "cannot allocate the KV cache: %" PRIu64 " bytes (%.1f MiB) for %" PRId32 " sequence%s of "
+                       "%" PRId32 " tokens; a smaller --ctx%s or --kv f16 needs less", total,
+                       (double)total / 1048576.0, n_seq, n_seq == 1 ? "" : "s", p->st.n_ctx,
+                       n_seq == 1 ? "" : ", fewer --parallel");
     p->kv_map_bytes = (size_t)total;
     uint8_t *b = p->kv_map;
-    for (int32_t l = 0; l < m->n_layer; l++) {
+    for (size_t l = 0; l < (size_t)m->n_layer * (size_t)n_seq; l++) {
         p->st.k_cache[l] = b;
         b += k_layer;
         p->st.v_cache[l] = b;
@@ -401,7 +407,7 @@ static int prog_start(struct prog *p, ae_error *err)
 
     p->st.n_ctx = prog_ctx(o, m);
     p->st.kv_type = o->kv_type;
-    if (prog_alloc_kv(p, err) < 0)
+    if (prog_alloc_kv(p, o->serve.on ? o->serve.parallel : 1, err) < 0)
         return -1;
     /* Workers start with SIGINT blocked, so that Ctrl-C reaches the main thread and interrupts its read
      * at the chat prompt. */
@@ -807,6 +813,8 @@ static int prog_main(struct prog *p, ae_error *err)
         return AE_PROG_EXIT_FAIL;
     if (p->o->chat)
         return ae_prog_chat(p);
+    if (p->o->serve.on)
+        return ae_prog_serve(p);
     return prog_run(p, err) < 0 ? AE_PROG_EXIT_FAIL : AE_PROG_EXIT_OK;
 }
 

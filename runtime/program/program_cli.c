@@ -53,6 +53,14 @@ enum cli_id {
     CLI_NO_DISPLAY_PROMPT,
     CLI_COLOR,
     CLI_VERSION,
+    CLI_SERVE,
+    CLI_HOST,
+    CLI_PORT,
+    CLI_API_KEY,
+    CLI_API_KEY_FILE,
+    CLI_PARALLEL,
+    CLI_QUEUE,
+    CLI_TIMEOUT,
     CLI_HELP,
 };
 
@@ -110,6 +118,16 @@ static const struct cli_flag cli_flags[] = {
       "is never echoed" },
     { CLI_COLOR, "--color", "-co", NULL, "accepted for llama.cpp's command lines: the output is generated text only, "
       "uncolored" },
+    { CLI_SERVE, "--serve", NULL, NULL, "serve the OpenAI API over HTTP (/v1/chat/completions, /v1/completions, "
+      "/v1/models, /health, /metrics) until SIGTERM" },
+    { CLI_HOST, "--host", NULL, "ADDR", "serve: address to listen on (default 127.0.0.1)" },
+    { CLI_PORT, "--port", NULL, "N", "serve: TCP port (default 8080; 0: any free port)" },
+    { CLI_API_KEY, "--api-key", NULL, "KEY", "serve: require 'Authorization: Bearer KEY'" },
+    { CLI_API_KEY_FILE, "--api-key-file", NULL, "FILE", "serve: the key is FILE's first line" },
+    { CLI_PARALLEL, "--parallel", "-np", "N", "serve: requests generated at once, each with its own KV cache of "
+      "--ctx tokens (default 1)" },
+    { CLI_QUEUE, "--queue", NULL, "N", "serve: requests that may wait for a free slot; more get 503 (default 64)" },
+    { CLI_TIMEOUT, "--timeout", "-to", "SECONDS", "serve: close a connection silent this long (default 600)" },
     { CLI_VERSION, "--version", NULL, NULL, "what built this program, the runtime and the kernels this CPU runs" },
     { CLI_HELP, "--help", "-h", NULL, "show this help" },
 };
@@ -119,6 +137,7 @@ void ae_prog_print_usage(FILE *f, const char *prog)
 {
     fprintf(f, "usage: %s [-p TEXT | -f FILE | --tokens IDS] [options]\n"
                "       %s --chat [--system TEXT] [--chat-template NAME] [options]\n"
+               "       %s --serve [--host ADDR] [--port N] [--api-key KEY] [--parallel N] [options]\n"
                "       %s --info | --verify | --version\n\n"
                "Generates text after the prompt (which is not echoed). Without a prompt, generation starts\n"
                "from BOS alone. Output stops at the end of text (EOS/EOT, not printed), at a --stop string,\n"
@@ -126,7 +145,7 @@ void ae_prog_print_usage(FILE *f, const char *prog)
                "Every start checks the weights cheaply: the pack's header and sizes, that its table of chunk\n"
                "hashes (BLAKE2b) is the one this program was built with, and %d sampled chunks of %u MiB.\n"
                "Other bytes are not read until they are used: --verify hashes every chunk.\n\noptions:\n",
-            prog, prog, prog, AE_PACK_SAMPLES, AE_PACK_CHUNK >> 20);
+            prog, prog, prog, prog, AE_PACK_SAMPLES, AE_PACK_CHUNK >> 20);
     for (size_t i = 0; i < CLI_N_FLAGS; i++) {
         const struct cli_flag *c = &cli_flags[i];
         char head[96];
@@ -428,6 +447,31 @@ static int cli_apply(struct prog_opts *o, const struct cli_flag *c, const char *
         o->chat_template = v;
         return 0;
     }
+    case CLI_SERVE:
+        o->serve.on = true;
+        return 0;
+    case CLI_HOST:
+        if (!*v)
+            return ae_fail(err, "--host: the address is empty");
+        o->serve.host = v;
+        return 0;
+    case CLI_PORT:
+        return cli_parse_int(c->name, v, 0, 65535, &o->serve.port, err);
+    case CLI_API_KEY:
+        if (!*v)
+            return ae_fail(err, "--api-key: the key is empty");
+        o->serve.api_key = v;
+        return 0;
+    case CLI_API_KEY_FILE:
+        o->serve.api_key_file = v;
+        return 0;
+    case CLI_PARALLEL:
+        return cli_parse_int(c->name, v, 1, m && m->t_max < AE_PROG_MAX_PARALLEL ? m->t_max : AE_PROG_MAX_PARALLEL,
+                             &o->serve.parallel, err);
+    case CLI_QUEUE:
+        return cli_parse_int(c->name, v, 0, AE_PROG_MAX_QUEUE, &o->serve.queue, err);
+    case CLI_TIMEOUT:
+        return cli_parse_int(c->name, v, 1, 86400, &o->serve.timeout_s, err);
     case CLI_ESCAPE:
     case CLI_NO_ESCAPE:
         o->escape = c->id == CLI_ESCAPE;
@@ -484,8 +528,15 @@ static int cli_check(const struct prog_opts *o, ae_error *err)
         return ae_fail(err, "--dump-logits does not apply to --chat");
     if (!o->chat && o->system)
         return ae_fail(err, "--system is a --chat option");
-    if (!o->chat && o->chat_template)
-        return ae_fail(err, "--chat-template is a --chat option");
+    if (!o->chat && !o->serve.on && o->chat_template)
+        return ae_fail(err, "--chat-template is a --chat and --serve option");
+    if (o->serve.on && (o->chat || text_prompt || o->tokens || o->dump_logits || o->n_stops || o->print_ids))
+        return ae_fail(err, "--serve takes prompts over HTTP: --chat, -p, -f, --tokens, --stop, --dump-logits and "
+                       "--print-ids do not apply");
+    if (o->serve.api_key && o->serve.api_key_file)
+        return ae_fail(err, "--api-key and --api-key-file: give the key one way, not both");
+    if (!o->serve.on && o->serve_flag)
+        return ae_fail(err, "%s is a --serve option", o->serve_flag);
     if (o->info && o->verify)
         return ae_fail(err, "--info and --verify: choose one");
     return 0;
@@ -499,6 +550,8 @@ int ae_prog_parse_args(struct prog_opts *o, int argc, char **argv, const struct 
         .n_predict = AE_PROG_DEFAULT_N_PREDICT,
         .kv_type = m ? m->kv_type : AE_TYPE_F16,
         .escape = true,
+        .serve = { .host = "127.0.0.1", .port = 8080, .parallel = 1, .queue = AE_PROG_DEFAULT_QUEUE,
+                   .timeout_s = 600 },
     };
     ae_sampler_params_init(&o->sampling);
     o->stops = calloc(argc > 0 ? (size_t)argc : 1, sizeof *o->stops);
@@ -531,6 +584,8 @@ int ae_prog_parse_args(struct prog_opts *o, int argc, char **argv, const struct 
             return -1;
         by_text |= c->id == CLI_PROMPT;
         by_file |= c->id == CLI_FILE;
+        if (c->id >= CLI_HOST && c->id <= CLI_TIMEOUT)
+            o->serve_flag = c->name;
     }
     if (by_text && by_file)
         return ae_fail(err, "-p and -f: give the prompt one way, not both");

@@ -32,6 +32,21 @@
 /* Defaults that are ours rather than llama.cpp's (the context's is the compiler's: ae_model.n_ctx). */
 #define AE_PROG_DEFAULT_N_PREDICT 128
 #define AE_PROG_DEFAULT_MAX_THREADS 8
+#define AE_PROG_DEFAULT_QUEUE 64
+#define AE_PROG_MAX_PARALLEL 256
+#define AE_PROG_MAX_QUEUE 65536
+
+/* --serve and its options (runtime/serve/, docs/serve.md). */
+struct prog_serve_opts {
+    bool on;                     /* --serve */
+    const char *host;            /* --host: the address to bind (default 127.0.0.1) */
+    int32_t port;                /* --port (default 8080; 0: any free port, printed at start) */
+    const char *api_key;         /* --api-key KEY, or NULL */
+    const char *api_key_file;    /* --api-key-file F: the key is the file's first line */
+    int32_t parallel;            /* --parallel: slots, requests generated at once (default 1) */
+    int32_t queue;               /* --queue: requests that may wait for a slot before 503 (default 64) */
+    int32_t timeout_s;           /* --timeout: seconds a connection may stay silent (default 600) */
+};
 
 /* The command line, parsed. Strings point into argv. */
 struct prog_opts {
@@ -59,6 +74,8 @@ struct prog_opts {
     bool quiet;                  /* --log-disable: no notes on stderr */
     bool mlock;                  /* --mlock */
     bool print_ids, timings, info, verify, chat, version, help;
+    struct prog_serve_opts serve;
+    const char *serve_flag;      /* the last --serve option given, for the message when --serve is not */
 };
 
 /* Parses argv. Returns 0, or -1 with err naming the flag and what is wrong (the caller prints it and
@@ -134,5 +151,8 @@ void ae_prog_print_timings(const struct prog *p);
 
 /* The interactive loop of --chat. Returns the exit status. */
 int ae_prog_chat(struct prog *p);
+
+/* --serve: the HTTP server (runtime/serve/). Returns the exit status. */
+int ae_prog_serve(struct prog *p);
 
 #endif

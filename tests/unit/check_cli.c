@@ -45,6 +45,10 @@ static const struct cli_row {
     {"$A m.gguf -o p4 --emit-c /nonexistent/dir", 1, "--emit-c /nonexistent/dir: the folder /nonexistent does not",
      NULL},
     {"$A m.gguf -o .", 1, "-o .: that is a folder", NULL},
+    {"$A synth --arch llama --dim 64 --layers 1 --heads 2 --ffn 64 --type f32 --vocab-from m.gguf -o link.gguf", 1,
+     "aetherc: -o link.gguf: that is the model itself (m.gguf)", NULL},
+    {"$A run --interp m.gguf --tokens 1 --dump-logits m.gguf", 1, "--dump-logits m.gguf: that is the model itself",
+     NULL},
     /* A path that exists is a model, whatever its name; a word that is neither gets the nearest command. */
     {"$A mymodel -o p5 --cc tcc", 0, "aetherc: wrote p5 (", NULL},
     {"$A rnu m.gguf", 2, "unknown command 'rnu', and no file of that name; did you mean 'run'?", NULL},
