@@ -352,6 +352,7 @@ static int print_step(struct printer *p, const struct lower_step *s)
         arg_type(&a, "type", s->in[1].dtype);
         arg(&a, "n", "%" PRId64, s->p.matmul.n);
         arg(&a, "k", "%" PRId64, s->p.matmul.k);
+        arg(&a, "layout", "%s", s->p.matmul.layout == AE_LAYOUT_X16 ? "AE_LAYOUT_X16" : "AE_LAYOUT_ROWS");
         return put(p, tmpl_steps, "matmul", &a) || print_epilogue(p, s) ? -1 : 0;
     case LOWER_EW:
         return print_ew_loop(p, s, &s->in[0], s->ew, s->n_ew);
