@@ -146,26 +146,32 @@ static const char *size_expr(struct lower_size s, char *buf, size_t cap)
     return buf;
 }
 
-/* Where a reference points, as a C expression: "((float *)(A + 4096))", "W[12]", "s->k_cache[3]". Only arena
- * references have offsets (views into activations). */
+/* Where a reference points, as a C expression: "((float *)(A + 4096))", "W[12]", "s->k_cache[3]"; a view
+ * at an offset past a weight, the cache or the tokens adds its bytes to that pointer. */
 static const char *ref_expr(const struct lower_ref *r, char *buf, size_t cap)
 {
-    char off[96];
+    char off[96], base[64];
     size_expr(r->offset, off, sizeof off);
     switch (r->base) {
-    case LOWER_NOWHERE: snprintf(buf, cap, "NULL"); break;
-    case LOWER_TOKENS: snprintf(buf, cap, "tokens"); break;
-    case LOWER_ARENA: snprintf(buf, cap, "((%s *)(A + %s))", r->dtype == AE_TYPE_I32 ? "int32_t" : "float", off); break;
-    case LOWER_WEIGHTS:
-        if (r->dtype == AE_TYPE_F32)
-            snprintf(buf, cap, "((const float *)W[%" PRIu32 "])", r->slot);
-        else
-            snprintf(buf, cap, "W[%" PRIu32 "]", r->slot);
-        break;
-    case LOWER_K_CACHE: snprintf(buf, cap, "s->k_cache[%" PRId32 "]", r->layer); break;
-    case LOWER_V_CACHE: snprintf(buf, cap, "s->v_cache[%" PRId32 "]", r->layer); break;
-    case LOWER_LOGITS: snprintf(buf, cap, "logits"); break;
+    case LOWER_NOWHERE: return "NULL";
+    case LOWER_ARENA:
+        snprintf(buf, cap, "((%s *)(A + %s))", r->dtype == AE_TYPE_I32 ? "int32_t" : "float", off);
+        return buf;
+    case LOWER_TOKENS: snprintf(base, sizeof base, "tokens"); break;
+    case LOWER_WEIGHTS: snprintf(base, sizeof base, "W[%" PRIu32 "]", r->slot); break;
+    case LOWER_K_CACHE: snprintf(base, sizeof base, "s->k_cache[%" PRId32 "]", r->layer); break;
+    case LOWER_V_CACHE: snprintf(base, sizeof base, "s->v_cache[%" PRId32 "]", r->layer); break;
+    case LOWER_LOGITS: snprintf(base, sizeof base, "logits"); break;
     }
+    bool at_start = lower_size_is_const(r->offset) && r->offset.k == 0;
+    if (r->base == LOWER_WEIGHTS && r->dtype == AE_TYPE_F32 && at_start)
+        snprintf(buf, cap, "((const float *)%s)", base);
+    else if (r->base == LOWER_WEIGHTS && r->dtype == AE_TYPE_F32)
+        snprintf(buf, cap, "((const float *)(%s + %s))", base, off);
+    else if (at_start)
+        snprintf(buf, cap, "%s", base);
+    else
+        snprintf(buf, cap, "((void *)((const char *)%s + %s))", base, off);
     return buf;
 }
 
@@ -362,6 +368,7 @@ static int print_step(struct printer *p, const struct lower_step *s)
         arg_type(&a, "type", s->in[1].dtype);
         arg(&a, "n", "%" PRId64, s->p.matmul.n);
         arg(&a, "k", "%" PRId64, s->p.matmul.k);
+        arg(&a, "layout", "%s", s->p.matmul.layout == AE_LAYOUT_X16 ? "AE_LAYOUT_X16" : "AE_LAYOUT_ROWS");
         return put(p, tmpl_steps, "matmul", &a) || print_epilogue(p, s) ? -1 : 0;
     case LOWER_EW:
         return print_ew_loop(p, s, &s->in[0], s->ew, s->n_ew);

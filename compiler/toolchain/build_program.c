@@ -209,9 +209,12 @@ int build_and_run(const struct build_model *m, int argc, char **argv, int *statu
     int rc = -1;
     char *src = NULL;
     char **args = NULL;
+    if (pack_build_materialize(&pb, err) < 0)
+        goto done;
     if (emit_to_memory(m, &pb, info, version_line, &src, err) < 0)
         goto done;
-    /* The program reads the weights where pack_build found them: the GGUF mapping, fold's constants. */
+    /* The program reads the weights where pack_build found them: the GGUF mapping, fold's constants (and
+     * packed copies of interleaved weights, which an in-place run's layout pass does not choose). */
     char where[PATH_MAX + 32];
     snprintf(where, sizeof where, "in place from %s", m->path);
     struct ae_program_weights w = {pb.meta, pb.meta_size, pb.source, pb.bytes, pb.n_weights, where};
