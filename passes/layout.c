@@ -1,8 +1,8 @@
 /* layout: decides, for every weight, the layout the target's kernels will read it in (docs/kernels.md),
  * and which matrices are stored merged.
  *
- * A weight that only matmuls read (as their weight operand) and whose type has an interleaved layout is
- * stored as x16: 16 rows interleaved so that a SIMD register holds 4 quant bytes of each of 16 rows.
+ * A weight that only matmuls read (as their weight operand; or the experts' matmul_id, when each expert's
+ * row count is a multiple of 16) and whose type has an interleaved layout is stored as x16: 16 rows interleaved so that a SIMD register holds 4 quant bytes of each of 16 rows.
  * Every other weight (embeddings read by get_rows, norm weights, a tied embedding that is also the lm
  * head, types without an x16 format) keeps the GGUF's rows. The weights pack is written in the chosen
  * layout at compile time (compiler/emit/pack_build.c); a program never repacks. With
@@ -89,7 +89,8 @@ int pass_layout(struct ir_graph *g, struct pass_ctx *c)
     }
     for (uint32_t i = 0; i < n; i++) {
         const struct ir_node *m = g->nodes[i];
-        const bool matmul = m->op == IR_OP_MATMUL || m->op == IR_OP_MATMUL_EW || m->op == IR_OP_MATMUL_ROPE;
+        const bool matmul = m->op == IR_OP_MATMUL || m->op == IR_OP_MATMUL_EW || m->op == IR_OP_MATMUL_ROPE ||
+                            m->op == IR_OP_MATMUL_ID;
         for (uint32_t s = 0; s < m->n_src; s++)
             if (!(matmul && s == 1))
                 other_use[m->src[s]->id] = true;
@@ -102,7 +103,9 @@ int pass_layout(struct ir_graph *g, struct pass_ctx *c)
         struct pass_layout *l = &c->layouts[c->n_layouts];
         l->weight = w->name;
         l->layout = AE_LAYOUT_ROWS;
-        if (c->opt.interleave && !other_use[w->id] && uses[w->id] > 0 && w->rank == 2 &&
+        /* experts' matrices [E, N, K] too, when each is whole groups (so the pack can interleave E * N rows) */
+        const bool whole = w->rank == 2 || (w->rank == 3 && w->shape[1] % ae_layout_rows_per_group(AE_LAYOUT_X16) == 0);
+        if (c->opt.interleave && !other_use[w->id] && uses[w->id] > 0 && whole &&
             ae_layout_supports(w->dtype, AE_LAYOUT_X16))
             l->layout = AE_LAYOUT_X16;
         snprintf(l->format, sizeof l->format, "%s-%s", ae_layout_name((enum ae_layout)l->layout),

@@ -142,7 +142,7 @@ $x[i]
         ae_moe_weights($probs, $ids, $rows, $n, $k, $norm, $scale, $out);
 
 //@ matmul_id
-        AE_CHECK(ae_matmul_id($type, $w, $experts, $n, $k, $x, $per_slot, $ids, $rows, $slots, $out, s->scratch, s->pool, err), "$name");
+        AE_CHECK(ae_matmul_id($type, $layout, $w, $experts, $n, $k, $x, $per_slot, $ids, $rows, $slots, $out, s->scratch, s->pool, err), "$name");
 
 //@ moe_sum
         ae_moe_sum($x, $w, $rows, $k, $cols, $out);

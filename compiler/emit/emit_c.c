@@ -475,6 +475,7 @@ static int print_step(struct printer *p, const struct lower_step *s)
         arg(&a, "k", "%" PRId64, s->p.matmul_id.k);
         arg(&a, "slots", "%" PRId64, s->p.matmul_id.slots);
         arg(&a, "per_slot", "%s", s->p.matmul_id.x_per_slot ? "true" : "false");
+        arg(&a, "layout", "%s", s->p.matmul_id.layout == AE_LAYOUT_X16 ? "AE_LAYOUT_X16" : "AE_LAYOUT_ROWS");
         return put(p, tmpl_steps, "matmul_id", &a);
     case LOWER_MOE_SUM:
         arg_ref(&a, "x", &s->in[0]);

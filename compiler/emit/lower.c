@@ -490,6 +490,7 @@ static int lower_node(struct lowering *l, const struct ir_node *n)
         s->p.matmul_id.k = w->shape[2];
         s->p.matmul_id.slots = n->shape[1];
         s->p.matmul_id.x_per_slot = x->rank == 3;
+        s->p.matmul_id.layout = pass_weight_layout(l->c, w->name);
         break;
     }
     case IR_OP_MOE_SUM:

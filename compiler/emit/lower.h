@@ -133,7 +133,8 @@ struct lower_step {
         struct { struct lower_size dims[4], x_dims[4]; } broadcast;
         struct { int64_t n, k; } topk;                                   /* TOPK, MOE_WEIGHTS: n values a row */
         struct { int64_t n, k; bool norm; float scale; } moe_weights;
-        struct { int64_t experts, n, k, slots; bool x_per_slot; } matmul_id; /* w [experts, n, k]; ids: slots a row */
+        struct { int64_t experts, n, k, slots; bool x_per_slot; uint32_t layout; } matmul_id; /* w [experts, n, k] in
+                                                                          * layout; ids: slots a row */
         struct { int64_t k; } moe_sum;
     } p;
 };

@@ -228,10 +228,13 @@ int pack_build(struct pack_build *pb, const struct ir_graph *g, const struct pas
         pb->type[k] = node->dtype;
         pb->layout[k] = c && !kc ? pass_weight_layout(c, node->name) : AE_LAYOUT_ROWS;
         if (pb->layout[k] != AE_LAYOUT_ROWS) {
-            pb->n[k] = node->shape[0];
-            pb->k[k] = node->shape[1];
+            /* a 2-D matrix, or experts [E, N, K] as E * N rows (each expert whole groups: layout.c) */
+            pb->k[k] = node->shape[node->rank - 1];
+            pb->n[k] = (int64_t)(numel / (uint64_t)pb->k[k]);
             bytes = ae_layout_bytes(node->dtype, (enum ae_layout)pb->layout[k], pb->n[k], pb->k[k]);
-            if (node->rank != 2 || bytes == 0) {
+            bool whole = node->rank == 2 ||
+                         (node->rank == 3 && node->shape[1] % ae_layout_rows_per_group((enum ae_layout)pb->layout[k]) == 0);
+            if (!whole || bytes == 0) {
                 ae_fail(err, "weight '%s' (%s) cannot be stored in layout %s", node->name, ae_type_name(node->dtype),
                         ae_layout_name((enum ae_layout)pb->layout[k]));
                 goto fail;

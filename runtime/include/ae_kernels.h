@@ -144,12 +144,14 @@ size_t ae_matmul_id_scratch_size(uint32_t type, int64_t E, int64_t N, int64_t K,
 
 /* The experts' matmul (ggml's mul_mat_id): Y[r][j][n] = sum_c X[r][s][c] * W[ids[r][j]][n][c] for r < R,
  * j < k, n < N, with s = j when x_per_slot (X has R * k rows) and s = 0 otherwise (X has R rows, shared by
- * the k slots). W holds E matrices of N rows of K values of type (the rows layout), one after another.
+ * the k slots). W holds E matrices of N rows of K values of type in the layout, one after another, each
+ * ae_layout_bytes(type, layout, N, K) bytes.
  * Only the chosen experts' rows are read; each output is the bytes ae_matmul gives for that row and
  * expert, for any thread count. Fails for an id outside 0..E-1 (naming it), an unsupported type or bad
  * sizes. */
-int ae_matmul_id(uint32_t type, const void *W, int64_t E, int64_t N, int64_t K, const float *X, bool x_per_slot,
-                 const int32_t *ids, int64_t R, int64_t k, float *Y, void *scratch, ae_pool *pool, ae_error *err);
+int ae_matmul_id(uint32_t type, enum ae_layout layout, const void *W, int64_t E, int64_t N, int64_t K, const float *X,
+                 bool x_per_slot, const int32_t *ids, int64_t R, int64_t k, float *Y, void *scratch, ae_pool *pool,
+                 ae_error *err);
 
 /* ids[r] = the indices of the k largest of the E values of row r of x, largest first: the first k of
  * ggml's descending argsort (an exchange sort that swaps only for a strictly larger value). work holds E

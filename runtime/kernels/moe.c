@@ -4,7 +4,8 @@
  * step's tokens chose. It converts the activations once (as ae_matmul does), sorts the (token, slot)
  * pairs by expert, gathers each expert's converted rows into one block, and runs one pool job whose
  * tasks each own a range of one expert's weight rows and multiply them by all of that expert's rows with
- * the level's block kernel for the rows layout. The results
+ * the level's block kernel for the weights' layout (rows, or x16 when every expert is a whole number of
+ * groups: prefill's many tokens per expert then share each unpacked weight block). The results
  * are written in expert order and then put back in (token, slot) order. Each output is computed by one
  * task with the same row kernels as ae_matmul, so it is the same bytes as ae_matmul of that row by that
  * expert, for any thread count and any routing.
@@ -74,9 +75,11 @@ void ae_moe_sum(const float *x, const float *w, int64_t R, int64_t k, int64_t D,
 
 /* ---- The experts' matmul -------------------------------------------------------------------------- */
 
-/* Activation rows per pass of a block kernel (as ae_matmul), and the multiple of rows a task takes. */
+/* Activation rows per pass of a block kernel (as ae_matmul), the multiple of rows a task takes (a whole
+ * number of x16 groups), and the most weight bytes a task takes of one expert. */
 #define TILE_COLS 64
 #define TILE_ROWS 16
+#define TASK_BYTES (512u * 1024u)
 
 static size_t align64(size_t n)
 {
@@ -131,7 +134,10 @@ size_t ae_matmul_id_scratch_size(uint32_t type, int64_t E, int64_t N, int64_t K,
 struct id_job {
     ae_gemm_fn gemm;
     const uint8_t *W;
-    size_t w_row, x_row;
+    size_t expert_bytes;     /* one expert's matrix in the layout */
+    size_t w_stride;         /* bytes of one group of rows (one row in the rows layout) */
+    int64_t group;           /* rows per group */
+    size_t x_row;
     int64_t N, K, E;
     const uint8_t *xg;       /* gathered converted rows, expert by expert */
     float *yt;               /* outputs in the same order */
@@ -150,20 +156,22 @@ static void id_task(void *vctx, int64_t task, int thread)
     const int64_t n0 = (task - job->task0[e]) * job->rows_per_task;
     const int64_t n1 = n0 + job->rows_per_task < job->N ? n0 + job->rows_per_task : job->N;
     const int64_t m0 = job->first[e], m1 = job->first[e + 1];
-    const uint8_t *W = job->W + (size_t)(e * job->N) * job->w_row;
+    const uint8_t *W = job->W + (size_t)e * job->expert_bytes + (size_t)(n0 / job->group) * job->w_stride;
     for (int64_t m = m0; m < m1; m += TILE_COLS) {
         const int64_t mc = m1 - m < TILE_COLS ? m1 - m : TILE_COLS;
-        job->gemm(job->K, W + (size_t)n0 * job->w_row, job->w_row, n1 - n0, job->xg + (size_t)m * job->x_row,
-                  job->x_row, mc, job->yt + m * job->N + n0, job->N);
+        job->gemm(job->K, W, job->w_stride, n1 - n0, job->xg + (size_t)m * job->x_row, job->x_row, mc,
+                  job->yt + m * job->N + n0, job->N);
     }
 }
 
-int ae_matmul_id(uint32_t type, const void *W, int64_t E, int64_t N, int64_t K, const float *X, bool x_per_slot,
-                 const int32_t *ids, int64_t R, int64_t k, float *Y, void *scratch, ae_pool *pool, ae_error *err)
+int ae_matmul_id(uint32_t type, enum ae_layout layout, const void *W, int64_t E, int64_t N, int64_t K, const float *X,
+                 bool x_per_slot, const int32_t *ids, int64_t R, int64_t k, float *Y, void *scratch, ae_pool *pool,
+                 ae_error *err)
 {
     struct id_layout l;
-    if (!ae_matmul_supports(type))
-        return ae_fail(err, "matmul_id: weight type %s (%" PRIu32 ") is not supported", ae_type_name(type), type);
+    if (!ae_matmul_supports(type) || !ae_layout_supports(type, layout))
+        return ae_fail(err, "matmul_id: weight type %s (%" PRIu32 ") is not supported in layout %s", ae_type_name(type),
+                       type, ae_layout_name(layout));
     if (!id_layout(type, E, N, K, R, k, x_per_slot, &l))
         return ae_fail(err, "matmul_id: bad sizes (experts %" PRId64 ", N %" PRId64 ", K %" PRId64 ", rows %" PRId64
                        ", k %" PRId64 ") for type %s", E, N, K, R, k, ae_type_name(type));
@@ -204,7 +212,10 @@ int ae_matmul_id(uint32_t type, const void *W, int64_t E, int64_t N, int64_t K, 
         memcpy(xg + (size_t)m * l.x_row, xq + (size_t)src * l.x_row, l.x_row);
     }
 
-    /* Tasks: each active expert's N rows in chunks, about four tasks per thread over the whole job. */
+    /* Tasks: each active expert's N rows in chunks, about four tasks per thread over the whole job, and
+     * no chunk larger than TASK_BYTES of weights (they stay in cache while the expert's rows pass). */
+    const uint64_t w_stride = ae_layout_group_bytes(type, layout, K);
+    const int64_t group = ae_layout_rows_per_group(layout);
     int64_t active = 0;
     for (int64_t e = 0; e < E; e++)
         active += first[e + 1] > first[e];
@@ -213,22 +224,25 @@ int ae_matmul_id(uint32_t type, const void *W, int64_t E, int64_t N, int64_t K, 
     if (threads > 1 && (double)N * (double)K * (double)slots >= 32768.0) {
         const int64_t want = (int64_t)threads * 4;
         rows_per_task = (N * active + want - 1) / want;
-        rows_per_task = (rows_per_task + TILE_ROWS - 1) / TILE_ROWS * TILE_ROWS;
-        if (rows_per_task > N)
-            rows_per_task = N;
     }
+    if (w_stride > 0 && (uint64_t)rows_per_task / (uint64_t)group * w_stride > TASK_BYTES) {
+        const int64_t cap = (int64_t)(TASK_BYTES / w_stride) * group;
+        rows_per_task = cap > group ? cap : group;
+    }
+    rows_per_task = (rows_per_task + TILE_ROWS - 1) / TILE_ROWS * TILE_ROWS;
+    if (rows_per_task > N)
+        rows_per_task = N;
     const int64_t per_expert = (N + rows_per_task - 1) / rows_per_task;
     task0[0] = 0;
     for (int64_t e = 0; e < E; e++)
         task0[e + 1] = task0[e] + (first[e + 1] > first[e] ? per_expert : 0);
 
-    uint64_t wr;
-    if (ae_type_row_bytes(type, (uint64_t)K, &wr, err) != 0)
-        return -1;
     struct id_job job = {
-        .gemm = ae_kernel_gemm(type, AE_LAYOUT_ROWS),
+        .gemm = ae_kernel_gemm(type, layout),
         .W = W,
-        .w_row = (size_t)wr,
+        .expert_bytes = (size_t)ae_layout_bytes(type, layout, N, K),
+        .w_stride = (size_t)w_stride,
+        .group = group,
         .x_row = l.x_row,
         .N = N,
         .K = K,

@@ -3,7 +3,7 @@
  * ae_matmul_id runs the real 3-D expert tensors of the tiny-mixtral files (F32, Q8_0, Q4_0, and the
  * Q5_0 / Q4_K / Q6_K experts of the Q4_K_M mix) with random routings: every output must be the bytes
  * ae_matmul gives for that activation row and the chosen expert's matrix, whatever the routing, the
- * instruction-set level and the thread count. The routing kernels are checked against their
+ * weights' layout (rows, or x16 where the type has it), the instruction-set level and the thread count. The routing kernels are checked against their
  * definitions (docs/ir.md), ties included.
  */
 #include "ae_gguf.h"
@@ -60,8 +60,9 @@ static const struct id_row {
 };
 
 /* Y of ae_matmul_id with a pool of n_threads at level isa. */
-static float *run_id(uint32_t type, const void *W, int64_t E, int64_t N, int64_t K, const float *X, bool per_slot,
-                     const int32_t *ids, int64_t R, int64_t k, enum ae_isa isa, int n_threads)
+static float *run_id(uint32_t type, enum ae_layout layout, const void *W, int64_t E, int64_t N, int64_t K,
+                     const float *X, bool per_slot, const int32_t *ids, int64_t R, int64_t k, enum ae_isa isa,
+                     int n_threads)
 {
     ae_error err = {{0}};
     ae_pool *pool = ae_pool_create(n_threads, &err);
@@ -72,7 +73,7 @@ static float *run_id(uint32_t type, const void *W, int64_t E, int64_t N, int64_t
     float *Y = xmalloc((size_t)(R * k * N) * sizeof *Y);
     memset(Y, 0xff, (size_t)(R * k * N) * sizeof *Y);
     ae_cpu_set_max_isa(isa);
-    int rc = ae_matmul_id(type, W, E, N, K, X, per_slot, ids, R, k, Y, scratch, pool, &err);
+    int rc = ae_matmul_id(type, layout, W, E, N, K, X, per_slot, ids, R, k, Y, scratch, pool, &err);
     ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT - 1));
     ck_assert_msg(rc == 0, "%s", err.msg);
     free(scratch);
@@ -95,6 +96,13 @@ START_TEST(test_matmul_id)
     void *W = xmalloc(t->n_bytes);
     memcpy(W, t->data, t->n_bytes);
     const size_t expert_bytes = t->n_bytes / (size_t)E;
+    /* the same experts interleaved, E * N rows at once (N is whole groups) */
+    void *Wx = NULL;
+    if (ae_layout_supports(row->type, AE_LAYOUT_X16)) {
+        ck_assert_int_eq(N % ae_layout_rows_per_group(AE_LAYOUT_X16), 0);
+        Wx = xmalloc(ae_layout_bytes(row->type, AE_LAYOUT_X16, E * N, K));
+        ck_assert_msg(ae_layout_pack(row->type, AE_LAYOUT_X16, W, E * N, K, Wx, &err) == 0, "%s", err.msg);
+    }
     ae_gguf_close(g);
 
     static const int64_t Rs[] = {1, 3, 17};
@@ -110,34 +118,38 @@ START_TEST(test_matmul_id)
                 ids[r * k] = (int32_t)(rng_next() % (uint32_t)E);
                 ids[r * k + 1] = (int32_t)((ids[r * k] + 1 + rng_next() % (uint32_t)(E - 1)) % E);
             }
-            float *Y = run_id(row->type, W, E, N, K, X, per_slot, ids, R, k, AE_ISA_SCALAR, 1);
+            float *Y = run_id(row->type, AE_LAYOUT_ROWS, W, E, N, K, X, per_slot, ids, R, k, AE_ISA_SCALAR, 1);
             /* each (row, slot) by itself through ae_matmul */
             float *y1 = xmalloc((size_t)N * sizeof *y1);
             void *scr = xmalloc(ae_matmul_scratch_size(row->type, K, 1) + 64);
             for (int64_t s = 0; s < R * k; s++) {
                 const float *x = X + (per_slot ? s : s / k) * K;
                 const uint8_t *We = (const uint8_t *)W + (size_t)ids[s] * expert_bytes;
-                ck_assert_msg(ae_matmul(row->type, AE_LAYOUT_ROWS, We, N, K, x, 1, y1, scr, NULL, &err) == 0, "%s", err.msg);
+                ck_assert_msg(ae_matmul(row->type, AE_LAYOUT_ROWS, We, N, K, x, 1, y1, scr, NULL, &err) == 0, "%s",
+                              err.msg);
                 for (int64_t n = 0; n < N; n++)
                     EXPECT(memcmp(&y1[n], &Y[s * N + n], sizeof(float)) == 0,
                            "%s %s R=%" PRId64 " per_slot=%d: slot %" PRId64 " (expert %" PRId32 ") row %" PRId64
                            ": %.9g, ae_matmul %.9g", row->model, row->tensor, R, per_slot, s, ids[s], n,
                            (double)Y[s * N + n], (double)y1[n]);
             }
-            for (int isa = AE_ISA_SCALAR; isa <= (int)ae_cpu_host_isa(); isa++)
-                for (int threads = 1; threads <= 4; threads++) {
-                    float *Yt = run_id(row->type, W, E, N, K, X, per_slot, ids, R, k, (enum ae_isa)isa, threads);
-                    EXPECT(memcmp(Yt, Y, (size_t)(R * k * N) * sizeof *Y) == 0, "%s %s R=%" PRId64 ": %s with %d "
-                           "threads differs from the scalar path", row->model, row->tensor, R,
-                           ae_isa_name((enum ae_isa)isa), threads);
-                    free(Yt);
-                }
+            for (int layout = AE_LAYOUT_ROWS; layout <= (Wx ? AE_LAYOUT_X16 : AE_LAYOUT_ROWS); layout++)
+                for (int isa = AE_ISA_SCALAR; isa <= (int)ae_cpu_host_isa(); isa++)
+                    for (int threads = 1; threads <= 4; threads += 3) {
+                        float *Yt = run_id(row->type, (enum ae_layout)layout, layout ? Wx : W, E, N, K, X, per_slot,
+                                           ids, R, k, (enum ae_isa)isa, threads);
+                        EXPECT(memcmp(Yt, Y, (size_t)(R * k * N) * sizeof *Y) == 0, "%s %s R=%" PRId64 ": %s %s with "
+                               "%d threads differs from the scalar path", row->model, row->tensor, R,
+                               ae_layout_name((enum ae_layout)layout), ae_isa_name((enum ae_isa)isa), threads);
+                        free(Yt);
+                    }
             free(scr);
             free(y1);
             free(Y);
             free(X);
         }
     }
+    free(Wx);
     free(W);
 }
 END_TEST
@@ -149,13 +161,16 @@ START_TEST(test_matmul_id_errors)
     ae_error err = {{0}};
     size_t bytes = ae_matmul_id_scratch_size(AE_TYPE_F32, 2, 3, 32, 2, 2, false);
     void *scratch = xmalloc(bytes);
-    ck_assert_int_eq(ae_matmul_id(AE_TYPE_F32, W, 2, 3, 32, X, false, ids, 2, 2, Y, scratch, NULL, &err), -1);
+    ck_assert_int_eq(ae_matmul_id(AE_TYPE_F32, AE_LAYOUT_ROWS, W, 2, 3, 32, X, false, ids, 2, 2, Y, scratch, NULL, &err),
+                     -1);
     ck_assert_msg(strstr(err.msg, "token 1 slot 1") && strstr(err.msg, "expert 2") && strstr(err.msg, "0..1"), "%s",
                   err.msg);
     ids[3] = 0;
-    ck_assert_msg(ae_matmul_id(AE_TYPE_F32, W, 2, 3, 32, X, false, ids, 2, 2, Y, scratch, NULL, &err) == 0, "%s",
+    ck_assert_msg(ae_matmul_id(AE_TYPE_F32, AE_LAYOUT_ROWS, W, 2, 3, 32, X, false, ids, 2, 2, Y, scratch, NULL, &err) == 0,
+                  "%s",
                   err.msg);
-    ck_assert_int_eq(ae_matmul_id(AE_TYPE_IQ2_XXS, W, 2, 3, 256, X, false, ids, 2, 2, Y, scratch, NULL, &err), -1);
+    ck_assert_int_eq(ae_matmul_id(AE_TYPE_IQ2_XXS, AE_LAYOUT_ROWS, W, 2, 3, 256, X, false, ids, 2, 2, Y, scratch, NULL,
+                                  &err), -1);
     ck_assert_msg(strstr(err.msg, "iq2_xxs"), "%s", err.msg);
     ck_assert_uint_eq(ae_matmul_id_scratch_size(AE_TYPE_Q4_0, 2, 3, 33, 2, 2, false), 0);
     ck_assert_uint_eq(ae_matmul_id_scratch_size(AE_TYPE_Q4_0, 0, 3, 32, 2, 2, false), 0);
