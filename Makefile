@@ -24,6 +24,10 @@ SRC_DIRS := $(sort $(dir $(wildcard runtime/*.h runtime/*/*.h compiler/*/*.h ir/
 INCLUDES := $(patsubst %/,-I%,$(SRC_DIRS))
 ALL_CFLAGS := -std=c17 -D_GNU_SOURCE -ffp-contract=off $(WARN) $(CFLAGS) $(INCLUDES)
 LDLIBS  := -ltcc -ldl -lm -lpthread
+# libshaderc compiles the Vulkan kernels inside aetherc. Debian's shared libshaderc does not link, so
+# aetherc takes the static one; generated programs never link it.
+SHADERC_LIBS := -Wl,--start-group -lshaderc_combined -lglslang -lMachineIndependent -lOSDependent -lOGLCompiler \
+    -lGenericCodeGen -lSPIRV -lSPIRV-Tools-opt -lSPIRV-Tools -lglslang-default-resource-limits -Wl,--end-group -lstdc++
 YAML_LIBS := -lyaml
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -lpthread)
@@ -38,9 +42,10 @@ CC_SRC   := $(sort $(wildcard compiler/*/*.c ir/*.c passes/*.c passes/*/*.c))
 TEST_SRC := $(sort $(wildcard tests/unit/check_*.c))
 
 TEMPLATES := $(sort $(wildcard templates/*.c))
+SHADERS   := $(sort $(wildcard shaders/*.glsl shaders/*.comp))
 
 RT_OBJ   := $(RT_SRC:%.c=$(BUILD)/obj/%.o)
-CC_OBJ   := $(CC_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/templates.o
+CC_OBJ   := $(CC_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/templates.o $(BUILD)/obj/gen/shaders.o
 LIB_OBJ  := $(filter-out $(BUILD)/obj/compiler/driver/main.o,$(CC_OBJ))
 TESTS    := $(filter-out $(TEST_SKIP:%=$(BUILD)/tests/%),$(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%))
 TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/unit/test_*.c)))
@@ -63,16 +68,25 @@ $(BUILD)/obj/gen/templates.o: $(BUILD)/gen/templates.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+# The shaders, embedded into aetherc as a table of file texts.
+$(BUILD)/gen/shaders.c: $(SHADERS) compiler/emit/embed_shaders.sh
+	@mkdir -p $(dir $@)
+	sh compiler/emit/embed_shaders.sh $(SHADERS) > $@
+
+$(BUILD)/obj/gen/shaders.o: $(BUILD)/gen/shaders.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
 $(BUILD)/libaether_rt.a: $(RT_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/aetherc: $(CC_OBJ) $(BUILD)/libaether_rt.a
-	$(CC) $(LDFLAGS) -o $@ $(CC_OBJ) $(BUILD)/libaether_rt.a $(YAML_LIBS) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CC_OBJ) $(BUILD)/libaether_rt.a $(YAML_LIBS) $(SHADERC_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TEST_SUPPORT) $(LIB_OBJ) $(BUILD)/libaether_rt.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(TEST_SUPPORT) $(LIB_OBJ) $(BUILD)/libaether_rt.a $(YAML_LIBS) $(CHECK_LIBS) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(TEST_SUPPORT) $(LIB_OBJ) $(BUILD)/libaether_rt.a $(YAML_LIBS) $(CHECK_LIBS) $(SHADERC_LIBS) $(LDLIBS)
 
 # Installs the Debian packages that are missing (a no-op when all are there).
 deps:

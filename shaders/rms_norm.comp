@@ -1,0 +1,37 @@
+// RMS norm of each row, times an optional weight row, plus an optional residual (rms_norm,
+// rms_norm_mul): y = (x * (1 / sqrt(mean(x^2) + eps))) * w + residual. One workgroup per row; the sum of
+// squares in the fixed order of reduce.glsl.
+#include "common.glsl"
+#define WG_SIZE 256
+#include "reduce.glsl"
+
+#define X_REF 1
+#define W_REF 2
+#define Y_REF 3
+#define RES_REF 4
+#define D_COLS pc.k[0]
+#define EPS kf(3)
+
+layout(local_size_x = WG_SIZE) in;
+
+void main()
+{
+    const uint r = gl_WorkGroupID.x, t = gl_LocalInvocationIndex, base = r * D_COLS;
+    F32s x = F32s(pc.ref[X_REF]);
+    float sq = 0.0;
+    for (uint i = t; i < D_COLS; i += WG_SIZE) {
+        const float v = x.v[base + i];
+        sq += v * v;
+    }
+    const float mean = wg_sum(sq) / float(D_COLS);
+    const float scale = 1.0 / sqrt(mean + EPS);
+    F32s y = F32s(pc.ref[Y_REF]);
+    for (uint i = t; i < D_COLS; i += WG_SIZE) {
+        float v = x.v[base + i] * scale;
+        if (pc.ref[W_REF] != 0)
+            v = v * F32s(pc.ref[W_REF]).v[i];
+        if (pc.ref[RES_REF] != 0)
+            v = v + F32s(pc.ref[RES_REF]).v[base + i];
+        y.v[base + i] = v;
+    }
+}
