@@ -660,6 +660,8 @@ int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const st
     out(&e, "static int forward(struct ae_state *s, const int32_t *tokens, int32_t T, int32_t P, float *logits, ae_error *err)\n{\n");
     out(&e, "    return T == 1 ? forward_decode(s, tokens, P, logits, err) : forward_prefill(s, tokens, T, P, logits, err);\n}\n\n");
 
+    if (o->vk && emit_vk(f, g, c, pb, o->vk, err) < 0)
+        goto done;
     out(&e, "static const struct ae_model model = {\n    .name = ");
     emit_string(&e, o->model_name);
     out(&e, ",\n    .arch = \"%s\",\n", hp->arch);
@@ -672,7 +674,7 @@ int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const st
         pb->weights_checksum);
     out(&e, "    .info = ");
     emit_string(&e, o->info);
-    out(&e, ",\n    .forward = forward,\n};\n\n");
+    out(&e, ",\n    .forward = forward,\n    .gpu = %s,\n};\n\n", o->vk ? "&gpu_model" : "NULL");
     out(&e, "int main(int argc, char **argv)\n{\n    return ae_program_main(argc, argv, &model);\n}\n");
     rc = ferror(f) ? ae_fail(err, "writing the C file failed") : 0;
 done:

@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 
+#include "emit_vk.h"
 #include "import.h"
 #include "pack_build.h"
 #include "pass.h"
@@ -19,6 +20,7 @@ struct emit_options {
     const char *model_name;   /* general.name, or the file's name */
     const char *info;         /* what --info prints about the compilation */
     int32_t t_max;            /* the largest step */
+    const struct emit_vk_options *vk; /* the Vulkan half too (emit_vk.h); NULL: the CPU only */
 };
 
 /* Writes the program for graph g after the passes (c holds the plan and the constants; pb the weight

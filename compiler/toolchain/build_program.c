@@ -42,8 +42,8 @@ static void describe(const struct build_model *m, const char *compiler, char *bu
                               m->c->plan.naive, compiler);
 }
 
-static int emit_to_memory(const struct build_model *m, const struct pack_build *pb, const char *info, char **src,
-                          ae_error *err)
+static int emit_to_memory(const struct build_model *m, const struct pack_build *pb, const char *info,
+                          const struct emit_vk_options *vk, char **src, ae_error *err)
 {
     size_t size;
     FILE *f = open_memstream(src, &size);
@@ -60,6 +60,7 @@ static int emit_to_memory(const struct build_model *m, const struct pack_build *
         .model_name = model_name[0] ? model_name : (slash ? slash + 1 : m->path),
         .info = info,
         .t_max = (int32_t)m->c->opt.t_max,
+        .vk = vk,
     };
     int rc = emit_c(f, m->g, m->c, pb, m->hp, &eo, err);
     if (fclose(f) != 0 && rc == 0)
@@ -111,7 +112,8 @@ int build_program(const struct build_model *m, const struct build_options *o, ae
     bool made_tmp = false;
     char c_path[PATH_MAX];
     int rc = -1;
-    if (emit_to_memory(m, &pb, info, &src, err) < 0)
+    struct emit_vk_options vk = {.dump_dir = o->dump_spirv_dir};
+    if (emit_to_memory(m, &pb, info, o->cpu_only ? NULL : &vk, &src, err) < 0)
         goto done;
 
     /* The C file: kept in --emit-c DIR, or in a temporary folder for gcc. */
@@ -186,7 +188,8 @@ int build_and_run(const struct build_model *m, int argc, char **argv, int *statu
     size_t pack_size = 0;
     FILE *mem = NULL;
     void *aligned = NULL;
-    if (emit_to_memory(m, &pb, info, &src, err) < 0)
+    struct emit_vk_options vk = {0};
+    if (emit_to_memory(m, &pb, info, &vk, &src, err) < 0)
         goto done;
     if (!(mem = open_memstream(&pack, &pack_size))) {
         ae_fail(err, "out of memory");

@@ -12,13 +12,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-int gpu_pipelines_create(struct gpu_ctx *c, const struct ae_gpu_kernel *k, uint32_t n, uint32_t kv_f32,
+int gpu_pipelines_create(struct gpu_ctx *c, const struct ae_gpu_kernel *k, uint32_t n, const bool *use, uint32_t kv_f32,
                          VkPipelineCache cache, VkPipeline *out, ae_error *err)
 {
     memset(out, 0, n * sizeof *out);
     const VkSpecializationMapEntry entry = {.constantID = 0, .offset = 0, .size = sizeof(uint32_t)};
     const VkSpecializationInfo spec = {.mapEntryCount = 1, .pMapEntries = &entry, .dataSize = sizeof kv_f32, .pData = &kv_f32};
     for (uint32_t i = 0; i < n; i++) {
+        if (use && !use[i])
+            continue;
         VkShaderModuleCreateInfo mci = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
                                         .codeSize = (size_t)k[i].n_words * 4, .pCode = k[i].code};
         VkShaderModule mod;
@@ -104,6 +106,8 @@ int gpu_record(struct gpu_ctx *c, VkCommandBuffer cb, const VkPipeline *pipes, c
             memcpy(push + 8 * j, &a, 8);
         }
         memcpy(push + 8 * AE_GPU_MAX_REFS, d[i].k, sizeof d[i].k);
+        if (!pipes[d[i].kernel])
+            return ae_fail(err, "dispatch %" PRIu32 ": its kernel has no pipeline", i);
         vk.CmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipes[d[i].kernel]);
         vk.CmdPushConstants(cb, c->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, AE_GPU_PUSH_BYTES, push);
         if (indirect)

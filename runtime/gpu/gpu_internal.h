@@ -27,6 +27,7 @@ struct gpu_ctx {
     uint32_t mem_readback;          /* host-visible, coherent, cached where there is one */
     uint32_t subgroup_size;
     bool coopmat_nv;                /* VK_NV_cooperative_matrix with 16x16x16 f16 -> f32 */
+    bool int_dot;                   /* shaderIntegerDotProduct */
     float timestamp_period;         /* nanoseconds per timestamp tick; 0 without timestamps */
     char name[256];
     uint64_t max_alloc;             /* maxMemoryAllocationSize */
@@ -63,9 +64,12 @@ int gpu_submit_wait(struct gpu_ctx *c, VkCommandBuffer cb, ae_error *err);
 
 /* ---- gpu_exec.c ---------------------------------------------------------------------------------- */
 
-/* One pipeline per kernel, specialized with constant 0 = kv_f32, through cache (may be
- * VK_NULL_HANDLE). */
-int gpu_pipelines_create(struct gpu_ctx *c, const struct ae_gpu_kernel *k, uint32_t n, uint32_t kv_f32,
+/* The enum ae_gpu_need bits the opened device has. */
+uint32_t gpu_ctx_has(const struct gpu_ctx *c);
+
+/* One pipeline per kernel whose bit is set in use (NULL: all), specialized with constant 0 = kv_f32,
+ * through cache (may be VK_NULL_HANDLE); the others stay VK_NULL_HANDLE. */
+int gpu_pipelines_create(struct gpu_ctx *c, const struct ae_gpu_kernel *k, uint32_t n, const bool *use, uint32_t kv_f32,
                          VkPipelineCache cache, VkPipeline *out, ae_error *err);
 void gpu_pipelines_destroy(struct gpu_ctx *c, VkPipeline *p, uint32_t n);
 

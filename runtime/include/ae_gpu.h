@@ -64,10 +64,17 @@ struct ae_gpu_dispatch {
     uint32_t k[AE_GPU_MAX_CONSTS];          /* kernel constants (floats as their bits) */
 };
 
+/* What a kernel needs beyond the baseline (gpu_device.c lists the baseline). */
+enum ae_gpu_need {
+    AE_GPU_NEED_INT_DOT = 1u << 0,          /* shaderIntegerDotProduct: 4-wide 8-bit dot products */
+    AE_GPU_NEED_COOPMAT_NV = 1u << 1,       /* VK_NV_cooperative_matrix, 16x16x16 f16 -> f32 */
+};
+
 struct ae_gpu_kernel {
     const char *name;                       /* "matvec_q4_0", for messages and --info */
     const uint32_t *code;                   /* SPIR-V */
     uint32_t n_words;
+    uint32_t needs;                         /* enum ae_gpu_need bits */
 };
 
 /* One step kind. Its dispatches run in order, each after the previous one's writes. */
@@ -75,13 +82,17 @@ struct ae_gpu_graph {
     const struct ae_gpu_dispatch *dispatch;
     uint32_t n_dispatch;
     uint64_t logits_offset;                 /* arena offset of the n_vocab logits after the step */
+    uint32_t needs;                         /* what its kernels need, together */
 };
 
+/* Each step comes as a portable graph ([0]) and, where faster kernels exist for devices that have more,
+ * a second graph ([1], n_dispatch 0 when there is none) that a device with all of its needs runs
+ * instead. */
 struct ae_gpu_model {
     const struct ae_gpu_kernel *kernels;
     uint32_t n_kernels;
-    struct ae_gpu_graph prefill;            /* T = 1..t_max tokens */
-    struct ae_gpu_graph decode;             /* T = 1 */
+    struct ae_gpu_graph prefill[2];         /* T = 1..t_max tokens */
+    struct ae_gpu_graph decode[2];          /* T = 1 */
     uint64_t arena_bytes;                   /* activations, planned with the device alignment below */
     uint32_t alignment;                     /* every arena and weight offset is a multiple of it */
 };
@@ -130,6 +141,8 @@ int ae_gpu_step(ae_gpu *g, bool prefill, const int32_t *tokens, int32_t T, int32
 
 /* The device's name, and start-up times in milliseconds (for --timings). */
 const char *ae_gpu_name(const ae_gpu *g);
+/* Which graphs run: "portable" or the needs of the faster ones ("integer dot products", ...). */
+void ae_gpu_describe(const ae_gpu *g, char *buf, size_t size);
 void ae_gpu_startup_ms(const ae_gpu *g, double *device_ms, double *upload_ms, double *pipelines_ms);
 
 void ae_gpu_destroy(ae_gpu *g);

@@ -19,6 +19,8 @@
 
 #include "ae_error.h"
 
+struct ae_gpu_model;
+
 /* Everything one forward step may touch. */
 struct ae_state {
     uint8_t *arena;          /* activations: ae_model.arena_bytes, 64-byte aligned */
@@ -47,6 +49,9 @@ struct ae_model {
     /* One step: n tokens (1..t_max) at positions pos..pos+n-1; writes the logits of the last one
      * (n_vocab floats). The KV cache holds positions 0..pos-1. Returns 0, or -1 with err set. */
     int (*forward)(struct ae_state *s, const int32_t *tokens, int32_t n, int32_t pos, float *logits, ae_error *err);
+    /* The same steps for a Vulkan device (ae_gpu.h), or NULL when the program was built for the CPU only
+     * (aetherc --backend cpu). */
+    const struct ae_gpu_model *gpu;
 };
 
 /* The generated program's main: parses the command line and runs. Returns the exit status. */

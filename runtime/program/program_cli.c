@@ -28,6 +28,7 @@ enum cli_id {
     CLI_THREADS,
     CLI_CTX,
     CLI_KV,
+    CLI_DEVICE,
     CLI_DUMP_LOGITS,
     CLI_PRINT_IDS,
     CLI_TIMINGS,
@@ -66,6 +67,8 @@ static const struct cli_flag cli_flags[] = {
     { CLI_THREADS, "-t", "--threads", "N", "threads (default: the CPUs this process may use, at most 8)" },
     { CLI_CTX, "--ctx", "-c", "N", "context length: KV cache size in tokens (default: the model's, at most 4096)" },
     { CLI_KV, "--kv", NULL, "f16|f32", "KV cache element type (default f16)" },
+    { CLI_DEVICE, "--device", NULL, "auto|cpu|vulkan[:N]", "where the model runs (default auto: a Vulkan GPU "
+      "whose memory holds it, else the CPU; --info lists the devices)" },
     { CLI_DUMP_LOGITS, "--dump-logits", NULL, "FILE", "write the last prompt position's logits to FILE "
       "(n_vocab little-endian float32)" },
     { CLI_PRINT_IDS, "--print-ids", NULL, NULL, "print generated token ids, one per line, instead of text" },
@@ -264,6 +267,8 @@ static int cli_apply(struct prog_opts *o, const struct cli_flag *c, const char *
         else
             return ae_fail(err, "--kv: expected f16 or f32, found '%s'", v);
         return 0;
+    case CLI_DEVICE:
+        return ae_prog_parse_device(o, v, err);
     case CLI_DUMP_LOGITS:
         o->dump_logits = v;
         return 0;
@@ -335,6 +340,7 @@ int ae_prog_parse_args(struct prog_opts *o, int argc, char **argv, const struct 
         .prog = slash ? slash + 1 : (argc > 0 && argv[0] ? argv[0] : "aether"),
         .n_predict = AE_PROG_DEFAULT_N_PREDICT,
         .kv_type = AE_TYPE_F16,
+        .device_index = -1,
     };
     ae_sampler_params_init(&o->sampling);
     o->stops = calloc(argc > 0 ? (size_t)argc : 1, sizeof *o->stops);
