@@ -6,6 +6,7 @@
 #   make fuzz          every tests/fuzz/fuzz_*.c harness under libFuzzer, FUZZ_SECONDS each (clang)
 #   make demo          install what is missing, build, make a model, run it
 #   make bench         1B-shaped synthetic models: prompt and generation speed (LLAMA_BENCH=... to compare)
+#   make bench-gpu     the same on the Vulkan GPU, 1B and 7B shapes (examples/bench_gpu.sh)
 #   make install       PREFIX=/usr/local
 #
 # Sources are found by wildcard: a new .c under runtime/ joins the runtime library, a new .c under
@@ -50,7 +51,7 @@ LIB_OBJ  := $(filter-out $(BUILD)/obj/compiler/driver/main.o,$(CC_OBJ))
 TESTS    := $(filter-out $(TEST_SKIP:%=$(BUILD)/tests/%),$(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%))
 TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/unit/test_*.c)))
 
-.PHONY: all deps check test asan fuzz demo install clean bench
+.PHONY: all deps check test asan fuzz demo install clean bench bench-gpu
 # Keep the objects that tests are linked from (make would delete them as intermediates).
 .SECONDARY:
 all: $(BUILD)/aetherc $(BUILD)/libaether_rt.a
@@ -149,6 +150,9 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh examples/bench.sh $(BUILD)/aetherc $(SHARED)
+
+bench-gpu: all
+	@sh examples/bench_gpu.sh $(BUILD)/aetherc $(SHARED)/models/llama-2-tiny-random.gguf
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/aether

@@ -23,6 +23,7 @@ layout(buffer_reference, std430, buffer_reference_align = 4) buffer F32s { float
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer Vec4s { vec4 v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 4) readonly buffer I32s { int v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 4) buffer U32s { uint v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer U32x4s { uvec4 v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 2) buffer U16s { uint16_t v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 2) buffer F16s { float16_t v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 1) readonly buffer U8s { uint8_t v[]; };
@@ -43,7 +44,9 @@ layout(buffer_reference, std430, buffer_reference_align = 1) readonly buffer I8s
 #define TYPE_Q6_K 14
 #define TYPE_BF16 30
 
-Step step_params() { return Step(pc.ref[0]); }
+// The step's parameters (a macro: a function returning a buffer reference leaves a variable that SPIR-V
+// validation refuses where the optimizer keeps it).
+#define STEP Step(pc.ref[0])
 
 float kf(uint i) { return uintBitsToFloat(pc.k[i]); }
 

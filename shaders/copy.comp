@@ -19,7 +19,7 @@ void main()
     const uint i3 = flat_i % n3, i2 = (flat_i / n3) % n2, i1 = flat_i / (n2 * n3);
     uint from = i0 * pc.k[4] + i1 * pc.k[5] + i2 * pc.k[6] + i3 * pc.k[7];
     if (LAST_ROW != 0u)
-        from += uint(step_params().T - 1) * pc.k[13];
+        from += uint(STEP.T - 1) * pc.k[13];
     const uint to = i0 * pc.k[8] + i1 * pc.k[9] + i2 * pc.k[10] + i3 * pc.k[11];
     F32s(pc.ref[Y_REF]).v[to] = F32s(pc.ref[X_REF]).v[from];
 }

@@ -14,7 +14,7 @@ void main()
     if (i >= ROW_LEN)
         return;
     const float v = F32s(pc.ref[X_REF]).v[t * ROW_LEN + i];
-    const uint at = (uint(step_params().P) + t) * ROW_LEN + i;
+    const uint at = (uint(STEP.P) + t) * ROW_LEN + i;
     if (KV_F32 != 0u)
         F32s(pc.ref[CACHE_REF]).v[at] = v;
     else

@@ -27,7 +27,7 @@ shared float ws[BK][BN + 1];
 
 void main()
 {
-    const uint M = times_t(M_ROWS, M_TIMES_T, step_params().T);
+    const uint M = times_t(M_ROWS, M_TIMES_T, STEP.T);
     const uint tid = gl_LocalInvocationIndex, tx = tid & 15u, ty = tid >> 4;
     const uint n0 = gl_WorkGroupID.x * BN, m0 = gl_WorkGroupID.y * BM;
     const uint64_t row_bytes = wrow_bytes(K_COLS);

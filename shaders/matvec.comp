@@ -46,6 +46,18 @@ void main()
     if (live) {
         const uint64_t row = pc.ref[W_REF] + uint64_t(n) * wrow_bytes(K_COLS);
         Vec4s x = Vec4s(pc.ref[X_REF]);
+#if WTYPE == TYPE_F16
+        if ((K_COLS & 7u) == 0u) { // rows 16-byte aligned: 8 halves per 16-byte load
+            U32x4s w = U32x4s(row);
+            for (uint j = lane; j < K_COLS / 8; j += 32) {
+                const uvec4 h = w.v[j];
+                const vec2 a = unpackHalf2x16(h.x), b = unpackHalf2x16(h.y), c = unpackHalf2x16(h.z), d = unpackHalf2x16(h.w);
+                const vec4 x0 = x.v[2 * j], x1 = x.v[2 * j + 1];
+                acc += a.x * x0.x; acc += a.y * x0.y; acc += b.x * x0.z; acc += b.y * x0.w;
+                acc += c.x * x1.x; acc += c.y * x1.y; acc += d.x * x1.z; acc += d.y * x1.w;
+            }
+        } else
+#endif
         for (uint j = lane; j < K_COLS / 8; j += 32) {
             float v[8];
             dq8(row, j, v);

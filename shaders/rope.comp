@@ -31,8 +31,7 @@ void sincos_reduced(float a, out float s, out float c)
 void main()
 {
     const uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y, heads = gl_NumWorkGroups.x;
-    Step st = step_params();
-    const int pos = st.P + int(t);
+    const int pos = STEP.P + int(t);
     const uint base = (t * heads + h) * HEAD_DIM, half_rot = N_ROT / 2;
     F32s x = F32s(pc.ref[X_REF]);
     F32s y = F32s(pc.ref[Y_REF]);

@@ -56,6 +56,7 @@ struct vk_emitter {
     const struct pack_build *pb;
     struct ae_gpu_ref *ref;         /* per node: where its value is (space NONE: nowhere) */
     uint64_t arena_bytes;           /* the plan's peak, then the GPU's own room */
+    uint64_t dq_offset;             /* room for one weight matrix dequantized to f16 (tensor-core prefill) */
     struct vk_kernel *k;
     uint32_t n_k, cap_k;
     bool decode;                    /* lowering the decode step (T = 1) */
@@ -198,6 +199,14 @@ static void groups_set(struct ae_gpu_dispatch *d, int i, uint32_t count, bool ti
 
 /* ---- Storage ------------------------------------------------------------------------------------------ */
 
+/* Whether the tensor-core prefill takes a weight: quantized or f16 rows of whole 32-value blocks (f32 and
+ * bf16 weights stay on the exact f32 kernels). */
+static bool coop_weight(const struct ir_node *w)
+{
+    return w->rank == 2 && w->dtype != AE_TYPE_F32 && w->dtype != AE_TYPE_BF16 && w->shape[1] % 32 == 0 &&
+           ae_type_info(w->dtype) != NULL;
+}
+
 static int assign_storage(struct vk_emitter *e)
 {
     const struct pass_plan *plan = &e->c->plan;
@@ -248,6 +257,17 @@ static int assign_storage(struct vk_emitter *e)
             return node_error(e, n, "unknown op");
         }
     }
+    /* The tensor-core prefill reads weights dequantized to f16: room for the largest such matrix. */
+    uint64_t dq = 0;
+    for (uint32_t i = 0; i < e->g->n_nodes; i++) {
+        const struct ir_node *n = e->g->nodes[i];
+        if ((n->op == IR_OP_MATMUL || n->op == IR_OP_MATMUL_EW || n->op == IR_OP_MATMUL_ROPE) && coop_weight(n->src[1]) &&
+            n->src[1]->dtype != AE_TYPE_F16 &&
+            (uint64_t)n->src[1]->shape[0] * (uint64_t)n->src[1]->shape[1] * 2 > dq)
+            dq = (uint64_t)n->src[1]->shape[0] * (uint64_t)n->src[1]->shape[1] * 2;
+    }
+    e->dq_offset = e->arena_bytes;
+    e->arena_bytes += (dq + 255) / 256 * 256;
     return 0;
 }
 
@@ -388,20 +408,44 @@ static int lower_matmul(struct vk_emitter *e, const struct ir_node *n, const str
     struct ae_gpu_dispatch tmp = {0};
     if (epilogue(e, n, n, n_steps, steps, ks, operands, &tmp, 4, defines, sizeof defines) < 0)
         return -1;
-    /* Integer dot products for the decode product of Q4_0 and Q8_0 rows, where the device has them. */
+    /* Integer dot products for the decode product of Q4_0 and Q8_0 rows, and tensor cores for the prefill
+     * products of quantized and f16 weights, where the device has them. */
     const bool q8 = vec && (e->use & AE_GPU_NEED_INT_DOT) && (w->dtype == AE_TYPE_Q4_0 || w->dtype == AE_TYPE_Q8_0) &&
                     w->shape[1] / 32 <= 640;
+    const bool coop = !vec && (e->use & AE_GPU_NEED_COOPMAT_NV) && coop_weight(w);
+    const char *file = q8 ? "matvec_q8.comp" : coop ? "matmul_coop.comp" : vec ? "matvec.comp" : "matmul.comp";
     char name[64];
-    snprintf(name, sizeof name, "%s_%s%s", q8 ? "matvec_q8" : vec ? "matvec" : "matmul", ti->name, n_steps ? "_ew" : "");
-    int k = kernel_needing(e, q8 ? "matvec_q8.comp" : vec ? "matvec.comp" : "matmul.comp", defines, name,
-                           q8 ? AE_GPU_NEED_INT_DOT : 0);
+    if (coop && w->dtype != AE_TYPE_F16) { /* first the weights to f16 rows, then the product of halves */
+        snprintf(name, sizeof name, "dequant_f16_%s", ti->name);
+        int kd = kernel_index(e, "dequant_f16.comp", defines, name);
+        struct ae_gpu_dispatch *dd = kd < 0 ? NULL : dispatch_new(e, kd, n);
+        if (!dd)
+            return -1;
+        const uint64_t pieces = (uint64_t)w->shape[0] * (uint64_t)w->shape[1] / 8, groups = (pieces + 255) / 256;
+        const uint64_t gx = groups < 32768 ? groups : 32768;
+        dd->ref[1] = e->ref[w->id];
+        dd->ref[2] = (struct ae_gpu_ref){AE_GPU_ARENA, 0, e->dq_offset};
+        dd->k[0] = (uint32_t)w->shape[0];
+        dd->k[1] = (uint32_t)w->shape[1];
+        groups_set(dd, 0, (uint32_t)gx, false, 0);
+        groups_set(dd, 1, (uint32_t)((groups + gx - 1) / gx), false, 0);
+        groups_set(dd, 2, 1, false, 0);
+    }
+    if (coop) { /* the product of halves has no weight type of its own */
+        snprintf(defines, sizeof defines, "%s", "");
+        if (epilogue(e, n, n, n_steps, steps, ks, operands, &tmp, 4, defines, sizeof defines) < 0)
+            return -1;
+        snprintf(name, sizeof name, "matmul_coop%s", n_steps ? "_ew" : "");
+    } else
+        snprintf(name, sizeof name, "%.*s_%s%s", (int)(strchr(file, '.') - file), file, ti->name, n_steps ? "_ew" : "");
+    int k = kernel_needing(e, file, defines, name, q8 ? AE_GPU_NEED_INT_DOT : coop ? AE_GPU_NEED_COOPMAT_NV : 0);
     struct ae_gpu_dispatch *d = k < 0 ? NULL : dispatch_new(e, k, n);
     if (!d)
         return -1;
     memcpy(&d->ref[4], &tmp.ref[4], sizeof d->ref - 4 * sizeof d->ref[0]);
     if (f32_ref(e, n, x, &d->ref[1]) < 0)
         return -1;
-    d->ref[2] = e->ref[w->id];
+    d->ref[2] = coop && w->dtype != AE_TYPE_F16 ? (struct ae_gpu_ref){AE_GPU_ARENA, 0, e->dq_offset} : e->ref[w->id];
     d->ref[3] = e->ref[n->id];
     const uint32_t N = (uint32_t)w->shape[0];
     d->k[0] = N;
@@ -415,8 +459,13 @@ static int lower_matmul(struct vk_emitter *e, const struct ir_node *n, const str
     } else {
         d->k[2] = rows;
         d->k[3] = 1;
-        groups_set(d, 0, (N + 63) / 64, false, 0);
-        groups_set(d, 1, rows, true, 64);
+        if (coop) { /* x over the rows, y over N: neighbours share a weight tile */
+            groups_set(d, 0, rows, true, 64);
+            groups_set(d, 1, (N + 127) / 128, false, 0);
+        } else {
+            groups_set(d, 0, (N + 63) / 64, false, 0);
+            groups_set(d, 1, rows, true, 64);
+        }
     }
     groups_set(d, 2, 1, false, 0);
     return 0;
@@ -867,8 +916,8 @@ static void print_list(struct vk_emitter *e, const char *name, const struct vk_l
         for (char *p = line; (p = strstr(p, "*/")); p++)
             p[1] = '|';
         fprintf(f, "    /* %s: %s */\n", e->k[d->kernel].name, line);
-        fprintf(f, "    {%" PRIu32 ", {%" PRIu32 ", %" PRIu32 ", %" PRIu32 "}, {%" PRIu32 ", %" PRIu32 ", %" PRIu32 "}, {",
-                d->kernel, d->groups[0], d->groups[1], d->groups[2], d->per_t[0], d->per_t[1], d->per_t[2]);
+        fprintf(f, "    {%" PRIu32 ", %" PRIu32 ", {%" PRIu32 ", %" PRIu32 ", %" PRIu32 "}, {%" PRIu32 ", %" PRIu32 ", %" PRIu32
+                "}, {", d->kernel, d->flags, d->groups[0], d->groups[1], d->groups[2], d->per_t[0], d->per_t[1], d->per_t[2]);
         int last = AE_GPU_MAX_REFS - 1;
         while (last > 0 && d->ref[last].space == AE_GPU_NONE)
             last--;
@@ -887,6 +936,137 @@ static void print_list(struct vk_emitter *e, const char *name, const struct vk_l
     if (l->n == 0)
         fprintf(f, "    {0},\n");
     fprintf(f, "};\n\n");
+}
+
+/* ---- Which dispatches wait, and their order -------------------------------------------------------------- */
+
+/* The reference slot each kernel file writes; every other reference is read. */
+static int write_slot(const char *file)
+{
+    static const struct {
+        const char *file;
+        int slot;
+    } slots[] = {
+        {"get_rows.comp", 3}, {"matvec.comp", 3}, {"matvec_q8.comp", 3}, {"matmul.comp", 3}, {"matmul_coop.comp", 3},
+        {"dequant_f16.comp", 2}, {"rms_norm.comp", 3}, {"layer_norm.comp", 2}, {"softmax.comp", 2}, {"rope.comp", 2}, {"attention.comp", 4},
+        {"kv_store.comp", 2}, {"ew.comp", 2}, {"copy.comp", 2},
+    };
+    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
+        if (!strcmp(slots[i].file, file))
+            return slots[i].slot;
+    return -1;
+}
+
+/* A byte range of a space the kernels write (the arena, a layer's K or V cache). */
+struct range {
+    uint32_t space;
+    int32_t layer;
+    uint64_t lo, hi;
+};
+
+static bool overlap(const struct range *a, const struct range *b)
+{
+    return a->space == b->space && a->layer == b->layer && a->lo < b->hi && b->lo < a->hi;
+}
+
+/* The bytes a reference of a dispatch for node `at` may touch: the arena buffer that holds its offset
+ * among those live at that node (live buffers never share bytes), from the offset to the buffer's end;
+ * the GPU's own room after the plan to its end; a whole cache for the KV spaces. false for the read-only
+ * spaces. */
+static bool ref_range(const struct vk_emitter *e, const struct ae_gpu_ref *r, uint32_t at, struct range *out)
+{
+    if (r->space != AE_GPU_ARENA && r->space != AE_GPU_KV_K && r->space != AE_GPU_KV_V)
+        return false;
+    *out = (struct range){r->space, r->layer, 0, UINT64_MAX};
+    if (r->space != AE_GPU_ARENA)
+        return true;
+    const struct pass_plan *plan = &e->c->plan;
+    out->lo = r->offset;
+    out->hi = r->offset >= plan->peak ? e->arena_bytes : plan->peak;
+    for (uint32_t b = 0; b < plan->n; b++) {
+        const struct plan_buffer *pb = &plan->buf[b];
+        if (pb->first <= at && at <= pb->last && pb->offset <= r->offset && r->offset < pb->offset + pb->size) {
+            out->hi = pb->offset + pb->size;
+            break;
+        }
+    }
+    return true;
+}
+
+/* The ranges a dispatch reads and writes (up to AE_GPU_MAX_REFS of them). */
+struct access {
+    struct range r[AE_GPU_MAX_REFS];
+    bool write[AE_GPU_MAX_REFS];
+    uint32_t n;
+};
+
+static void access_of(const struct vk_emitter *e, const struct vk_list *l, uint32_t i, struct access *a)
+{
+    const struct ae_gpu_dispatch *d = &l->d[i];
+    const int ws = write_slot(e->k[d->kernel].file);
+    a->n = 0;
+    for (int r = 0; r < AE_GPU_MAX_REFS; r++)
+        if (ref_range(e, &d->ref[r], l->node[i], &a->r[a->n]))
+            a->write[a->n++] = r == ws || ws < 0;
+}
+
+/* Whether b (after a) must wait for a: one writes what the other reads or writes. */
+static bool conflict(const struct access *a, const struct access *b)
+{
+    for (uint32_t i = 0; i < a->n; i++)
+        for (uint32_t j = 0; j < b->n; j++)
+            if ((a->write[i] || b->write[j]) && overlap(&a->r[i], &b->r[j]))
+                return true;
+    return false;
+}
+
+/* Orders the dispatches in waves: wave 0 depends on nothing before it, wave k on something in wave k - 1
+ * and nothing later. A dispatch moves earlier only past dispatches it does not conflict with, so every
+ * dependency keeps its order; within a wave nothing conflicts, so only the first dispatch of each wave
+ * waits (AE_GPU_WAIT), and the rest may overlap on the device. */
+static int schedule_waves(struct vk_emitter *e, struct vk_list *l)
+{
+    if (l->n == 0)
+        return 0;
+    struct access *acc = malloc(l->n * sizeof *acc);
+    uint32_t *wave = calloc(l->n, sizeof *wave), *order = malloc(l->n * sizeof *order);
+    struct ae_gpu_dispatch *d = malloc(l->n * sizeof *d);
+    uint32_t *node = malloc(l->n * sizeof *node);
+    int rc = 0;
+    if (!acc || !wave || !order || !d || !node) {
+        rc = ae_fail(e->err, "out of memory");
+        goto done;
+    }
+    uint32_t n_waves = 0;
+    for (uint32_t j = 0; j < l->n; j++) {
+        access_of(e, l, j, &acc[j]);
+        for (uint32_t i = 0; i < j; i++)
+            if (wave[i] + 1 > wave[j] && conflict(&acc[i], &acc[j]))
+                wave[j] = wave[i] + 1;
+        if (wave[j] + 1 > n_waves)
+            n_waves = wave[j] + 1;
+    }
+    uint32_t k = 0;
+    for (uint32_t w = 0; w < n_waves; w++)
+        for (uint32_t j = 0; j < l->n; j++)
+            if (wave[j] == w)
+                order[k++] = j;
+    for (uint32_t i = 0; i < l->n; i++) {
+        d[i] = l->d[order[i]];
+        node[i] = l->node[order[i]];
+        d[i].flags &= ~AE_GPU_WAIT;
+        if (i > 0 && wave[order[i]] != wave[order[i - 1]])
+            d[i].flags |= AE_GPU_WAIT;
+    }
+    memcpy(l->d, d, l->n * sizeof *d);
+    memcpy(l->node, node, l->n * sizeof *node);
+done:
+    free(acc);
+    free(wave);
+    free(order);
+    free(d);
+    free(node);
+    return rc;
 }
 
 /* What the kernels of a list need together. */
@@ -946,6 +1126,8 @@ int emit_vk(FILE *out, const struct ir_graph *g, const struct pass_ctx *c, const
             goto done;
         if (!list_needs(&e, &lists[s][1])) /* nothing faster: one variant */
             lists[s][1].n = 0;
+        if (schedule_waves(&e, &lists[s][0]) < 0 || schedule_waves(&e, &lists[s][1]) < 0)
+            goto done;
     }
     if (compile_kernels(&e, o) < 0)
         goto done;

@@ -3,8 +3,9 @@
  * Every kernel has the same interface, so one pipeline layout serves them all: 128 bytes of push
  * constants, eight buffer addresses then sixteen 32-bit constants, and no descriptor sets. Recording
  * resolves each reference to an address once; the command buffer then holds everything but the step's
- * tokens and T and P, which the kernels read from buffers. A barrier after every dispatch makes its
- * writes visible to the next one (and, for indirect dispatches, orders the counts the host wrote).
+ * tokens and T and P, which the kernels read from buffers. A barrier before each dispatch that waits
+ * (AE_GPU_WAIT) makes the earlier writes visible to it; one at the start orders what the host wrote (the
+ * step, the tokens, the indirect counts) before every dispatch.
  */
 #include "gpu_internal.h"
 
@@ -88,8 +89,13 @@ static int resolve(const struct gpu_spaces *s, const struct ae_gpu_ref *r, VkDev
 }
 
 int gpu_record(struct gpu_ctx *c, VkCommandBuffer cb, const VkPipeline *pipes, const struct ae_gpu_dispatch *d,
-               uint32_t n, const struct gpu_spaces *s, const struct gpu_buffer *indirect, int32_t t, ae_error *err)
+               uint32_t n, const struct gpu_spaces *s, const struct gpu_buffer *indirect, int32_t t, VkQueryPool timestamps,
+               ae_error *err)
 {
+    if (timestamps) {
+        vk.CmdResetQueryPool(cb, timestamps, 0, n + 1);
+        vk.CmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, timestamps, 0);
+    }
     VkMemoryBarrier host_to_shader = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_HOST_WRITE_BIT,
                                       .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_INDIRECT_COMMAND_READ_BIT};
     vk.CmdPipelineBarrier(cb, VK_PIPELINE_STAGE_HOST_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_DRAW_INDIRECT_BIT,
@@ -108,14 +114,17 @@ int gpu_record(struct gpu_ctx *c, VkCommandBuffer cb, const VkPipeline *pipes, c
         memcpy(push + 8 * AE_GPU_MAX_REFS, d[i].k, sizeof d[i].k);
         if (!pipes[d[i].kernel])
             return ae_fail(err, "dispatch %" PRIu32 ": its kernel has no pipeline", i);
+        if (i > 0 && (d[i].flags & AE_GPU_WAIT))
+            vk.CmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &between,
+                                  0, NULL, 0, NULL);
         vk.CmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipes[d[i].kernel]);
         vk.CmdPushConstants(cb, c->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, AE_GPU_PUSH_BYTES, push);
         if (indirect)
             vk.CmdDispatchIndirect(cb, indirect->buf, (VkDeviceSize)i * sizeof(VkDispatchIndirectCommand));
         else
             vk.CmdDispatch(cb, gpu_groups(&d[i], 0, t), gpu_groups(&d[i], 1, t), gpu_groups(&d[i], 2, t));
-        vk.CmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &between, 0,
-                              NULL, 0, NULL);
+        if (timestamps)
+            vk.CmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, timestamps, i + 1);
     }
     return 0;
 }

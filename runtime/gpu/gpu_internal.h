@@ -80,11 +80,14 @@ struct gpu_spaces {
     int32_t n_layer;
 };
 
-/* Records the dispatches into cb (begun by the caller), a barrier after each. With indirect set,
+/* Records the dispatches into cb (begun by the caller), a barrier before each that waits. With timestamps
+ * (a query pool of n + 1, or VK_NULL_HANDLE) it writes one before the first dispatch and one after each
+ * (for AETHER_GPU_PROFILE). With indirect set,
  * dispatch i reads its workgroup counts from indirect at byte 12 * i (gpu_indirect_fill writes them);
  * otherwise the counts are those of T = t. Fails for a reference outside the spaces. */
 int gpu_record(struct gpu_ctx *c, VkCommandBuffer cb, const VkPipeline *pipes, const struct ae_gpu_dispatch *d,
-               uint32_t n, const struct gpu_spaces *s, const struct gpu_buffer *indirect, int32_t t, ae_error *err);
+               uint32_t n, const struct gpu_spaces *s, const struct gpu_buffer *indirect, int32_t t, VkQueryPool timestamps,
+               ae_error *err);
 
 /* The workgroup counts of every dispatch for T tokens, as VkDispatchIndirectCommand. */
 void gpu_indirect_fill(const struct ae_gpu_dispatch *d, uint32_t n, int32_t T, VkDispatchIndirectCommand *out);

@@ -9,7 +9,9 @@
  *
  * The pipeline cache lives in $XDG_CACHE_HOME/aether (or ~/.cache/aether), one file per set of kernels
  * and device, so a second start creates its pipelines from the driver's cache; AETHER_PIPELINE_CACHE=0
- * turns it off.
+ * turns it off. AETHER_GPU_PROFILE=1 times every dispatch with timestamps and prints, at the end, the
+ * device time of each step kind and of each kernel (a dispatch's time runs from the end of the one
+ * before it, so overlapping dispatches share theirs).
  */
 #include "gpu_internal.h"
 
@@ -37,6 +39,10 @@ struct ae_gpu {
     const struct ae_gpu_graph *graph[2]; /* decode, prefill: the variants this device runs */
     VkCommandBuffer cb[2];          /* decode, prefill */
     double device_ms, upload_ms, pipelines_ms;
+    VkQueryPool timestamps[2];      /* AETHER_GPU_PROFILE: per step kind, one per dispatch and one before */
+    double *kernel_ns;              /* per kernel: device time summed over the steps */
+    double step_ns[2];
+    uint32_t steps[2];
 };
 
 static double now_ms(void)
@@ -205,7 +211,14 @@ static int record(struct ae_gpu *g, int which, ae_error *err)
     s.base[AE_GPU_ARENA] = g->arena.addr;
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
     vk.BeginCommandBuffer(g->cb[which], &bi);
-    if (gpu_record(&g->c, g->cb[which], g->pipes, gr->dispatch, gr->n_dispatch, &s, which ? &g->indirect : NULL, 1, err) < 0)
+    if (g->kernel_ns && g->c.timestamp_period > 0) {
+        VkQueryPoolCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO, .queryType = VK_QUERY_TYPE_TIMESTAMP,
+                                    .queryCount = gr->n_dispatch + 1};
+        if ((r = vk.CreateQueryPool(g->c.dev, &qi, NULL, &g->timestamps[which])) != VK_SUCCESS)
+            return ae_fail(err, "vkCreateQueryPool: %s", vk_result_name(r));
+    }
+    if (gpu_record(&g->c, g->cb[which], g->pipes, gr->dispatch, gr->n_dispatch, &s, which ? &g->indirect : NULL, 1,
+                   g->timestamps[which], err) < 0)
         return ae_fail_prefix(err, "recording the %s step", which ? "prefill" : "decode");
     VkMemoryBarrier to_copy = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
                                .dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT};
@@ -252,6 +265,9 @@ ae_gpu *ae_gpu_create(const struct ae_gpu_model *m, const struct ae_gpu_params *
     }
     g->graph[0] = pick(m->decode, gpu_ctx_has(&g->c));
     g->graph[1] = pick(m->prefill, gpu_ctx_has(&g->c));
+    const char *prof = getenv("AETHER_GPU_PROFILE");
+    if (prof && *prof && strcmp(prof, "0") != 0)
+        g->kernel_ns = calloc(m->n_kernels ? m->n_kernels : 1, sizeof *g->kernel_ns);
     const uint64_t k_layer = kv_layer_bytes(p, p->head_dim_k), v_layer = kv_layer_bytes(p, p->head_dim_v);
     const size_t n_layer = p->n_layer > 0 ? (size_t)p->n_layer : 1;
     g->kv_k = calloc(n_layer, sizeof *g->kv_k);
@@ -293,6 +309,45 @@ fail:
 
 /* ---- Steps ------------------------------------------------------------------------------------------- */
 
+/* Adds the last step's dispatch times to the profile. */
+static void profile_add(struct ae_gpu *g, int which)
+{
+    const struct ae_gpu_graph *gr = g->graph[which];
+    uint64_t *t = malloc((gr->n_dispatch + 1) * sizeof *t);
+    if (t && vk.GetQueryPoolResults(g->c.dev, g->timestamps[which], 0, gr->n_dispatch + 1, (gr->n_dispatch + 1) * sizeof *t,
+                                    t, sizeof *t, VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS) {
+        for (uint32_t i = 0; i < gr->n_dispatch; i++)
+            g->kernel_ns[gr->dispatch[i].kernel] += (double)(t[i + 1] - t[i]) * g->c.timestamp_period;
+        g->step_ns[which] += (double)(t[gr->n_dispatch] - t[0]) * g->c.timestamp_period;
+        g->steps[which]++;
+    }
+    free(t);
+}
+
+/* Prints the profile to stderr, kernels by device time. */
+static void profile_print(const struct ae_gpu *g)
+{
+    static const char *const kind[2] = {"decode", "prefill"};
+    for (int w = 0; w < 2; w++)
+        if (g->steps[w])
+            fprintf(stderr, "profile: %s: %" PRIu32 " steps, %.3f ms of device time each (%" PRIu32 " dispatches)\n", kind[w],
+                    g->steps[w], g->step_ns[w] / 1e6 / g->steps[w], g->graph[w]->n_dispatch);
+    double total = 0;
+    for (uint32_t k = 0; k < g->m->n_kernels; k++)
+        total += g->kernel_ns[k];
+    for (;;) {
+        uint32_t best = UINT32_MAX;
+        for (uint32_t k = 0; k < g->m->n_kernels; k++)
+            if (g->kernel_ns[k] > 0 && (best == UINT32_MAX || g->kernel_ns[k] > g->kernel_ns[best]))
+                best = k;
+        if (best == UINT32_MAX)
+            break;
+        fprintf(stderr, "profile: %-28s %10.3f ms %5.1f%%\n", g->m->kernels[best].name, g->kernel_ns[best] / 1e6,
+                100.0 * g->kernel_ns[best] / total);
+        g->kernel_ns[best] = 0;
+    }
+}
+
 int ae_gpu_step(ae_gpu *g, bool prefill, const int32_t *tokens, int32_t T, int32_t P, float *logits, ae_error *err)
 {
     if (T < 1 || T > g->p.t_max || (!prefill && T != 1) || P < 0 || T > g->p.n_ctx - P)
@@ -309,6 +364,8 @@ int ae_gpu_step(ae_gpu *g, bool prefill, const int32_t *tokens, int32_t T, int32
     if (gpu_submit_wait(&g->c, g->cb[prefill], err) < 0)
         return -1;
     memcpy(logits, g->logits.map, 4 * (size_t)g->p.n_vocab);
+    if (g->timestamps[prefill])
+        profile_add(g, prefill);
     return 0;
 }
 
@@ -334,8 +391,13 @@ void ae_gpu_destroy(ae_gpu *g)
 {
     if (!g)
         return;
+    if (g->kernel_ns && (g->steps[0] || g->steps[1]))
+        profile_print(g);
     if (g->c.dev) {
         vk.QueueWaitIdle(g->c.queue);
+        for (int w = 0; w < 2; w++)
+            if (g->timestamps[w])
+                vk.DestroyQueryPool(g->c.dev, g->timestamps[w], NULL);
         if (g->pipes)
             gpu_pipelines_destroy(&g->c, g->pipes, g->m->n_kernels);
         struct gpu_buffer *bufs[] = {&g->weights, &g->arena, &g->kv, &g->step, &g->tokens, &g->indirect, &g->logits};
@@ -345,6 +407,7 @@ void ae_gpu_destroy(ae_gpu *g)
     }
     gpu_ctx_close(&g->c);
     free(g->pipes);
+    free(g->kernel_ns);
     free(g->kv_k);
     free(g->kv_v);
     free(g);

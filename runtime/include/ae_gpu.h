@@ -8,7 +8,10 @@
  * step: the runtime records each step's command buffer once and replays it, and what does change (the
  * tokens, T and P) lives in two small host-visible buffers the kernels read, struct ae_gpu_step and
  * the token ids. A prefill dispatch whose workgroup count grows with T is recorded as an indirect
- * dispatch, its counts written by the host before each submission.
+ * dispatch, its counts written by the host before each submission. A dispatch runs after the writes of
+ * those before it only where it says so (AE_GPU_WAIT): aetherc sets it where the dispatch reads or
+ * writes memory that an earlier one since the last wait writes, or writes what one reads, so that
+ * independent dispatches (the Q, K and V products; gate and up) may overlap on the device.
  *
  * The device layer (runtime/gpu/) loads libvulkan with dlopen, so a program still runs where there is
  * no Vulkan at all; ae_gpu_devices then finds none and says why. ae_gpu_create picks the device, makes
@@ -56,8 +59,12 @@ struct ae_gpu_ref {
 /* Push constants: the refs as 64-bit addresses at bytes 0..63, then the constants at 64..127. */
 #define AE_GPU_PUSH_BYTES (8 * AE_GPU_MAX_REFS + 4 * AE_GPU_MAX_CONSTS)
 
+/* Dispatch flags. */
+#define AE_GPU_WAIT 1u                      /* waits for the writes of every dispatch before it */
+
 struct ae_gpu_dispatch {
     uint32_t kernel;                        /* index into ae_gpu_model.kernels */
+    uint32_t flags;                         /* AE_GPU_WAIT, ... */
     uint32_t groups[3];                     /* workgroups in x, y, z ... */
     uint32_t per_t[3];                      /* ... each times ceil(T / per_t[i]) where per_t[i] > 0 */
     struct ae_gpu_ref ref[AE_GPU_MAX_REFS];

@@ -97,7 +97,7 @@ static void fx_run(const char *kernel, const char *defines, struct ae_gpu_dispat
     d.ref[0] = (struct ae_gpu_ref){AE_GPU_STEP, 0, 0};
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
     vk.BeginCommandBuffer(fx.c.cmd, &bi);
-    ck_assert_msg(gpu_record(&fx.c, fx.c.cmd, &pipe, &d, 1, &fx.s, NULL, T, &err) == 0, "%s", err.msg);
+    ck_assert_msg(gpu_record(&fx.c, fx.c.cmd, &pipe, &d, 1, &fx.s, NULL, T, VK_NULL_HANDLE, &err) == 0, "%s", err.msg);
     vk.EndCommandBuffer(fx.c.cmd);
     ck_assert_msg(gpu_submit_wait(&fx.c, fx.c.cmd, &err) == 0, "%s", err.msg);
     gpu_pipelines_destroy(&fx.c, &pipe, 1);
