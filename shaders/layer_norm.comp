@@ -1,11 +1,11 @@
-// Layer norm of each row, without weight or bias (those are separate ops): y = (x - mean) / sqrt(var + eps).
-// One workgroup per row; sums in the fixed order of reduce.glsl.
+// Layer norm of each row, without weight or bias (those are separate ops), then the step's epilogue:
+// y = EPILOGUE((x - mean) / sqrt(var + eps)). One workgroup per row; sums in the fixed order of reduce.glsl.
 #include "common.glsl"
 #define WG_SIZE 256
 #include "reduce.glsl"
 
 #define X_REF 1
-#define Y_REF 2
+#define Y_REF 3
 #define D_COLS pc.k[0]
 #define EPS kf(3)
 
@@ -26,6 +26,9 @@ void main()
     }
     const float scale = 1.0 / sqrt(wg_sum(sq) / float(D_COLS) + EPS);
     F32s y = F32s(pc.ref[Y_REF]);
-    for (uint i = t; i < D_COLS; i += WG_SIZE)
-        y.v[base + i] = (x.v[base + i] - mean) * scale;
+    for (uint i = t; i < D_COLS; i += WG_SIZE) {
+        float v = (x.v[base + i] - mean) * scale;
+        EPILOGUE(v, r, i, D_COLS);
+        y.v[base + i] = v;
+    }
 }

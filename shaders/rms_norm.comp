@@ -1,6 +1,6 @@
-// RMS norm of each row, times an optional weight row, plus an optional residual (rms_norm,
-// rms_norm_mul): y = (x * (1 / sqrt(mean(x^2) + eps))) * w + residual. One workgroup per row; the sum of
-// squares in the fixed order of reduce.glsl.
+// RMS norm of each row, times an optional weight row, then the step's epilogue (rms_norm, rms_norm_mul and
+// its residual add): y = EPILOGUE((x * (1 / sqrt(mean(x^2) + eps))) * w). One workgroup per row; the sum
+// of squares in the fixed order of reduce.glsl.
 #include "common.glsl"
 #define WG_SIZE 256
 #include "reduce.glsl"
@@ -8,7 +8,6 @@
 #define X_REF 1
 #define W_REF 2
 #define Y_REF 3
-#define RES_REF 4
 #define D_COLS pc.k[0]
 #define EPS kf(3)
 
@@ -30,8 +29,7 @@ void main()
         float v = x.v[base + i] * scale;
         if (pc.ref[W_REF] != 0)
             v = v * F32s(pc.ref[W_REF]).v[i];
-        if (pc.ref[RES_REF] != 0)
-            v = v + F32s(pc.ref[RES_REF]).v[base + i];
+        EPILOGUE(v, r, i, D_COLS);
         y.v[base + i] = v;
     }
 }

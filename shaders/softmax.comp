@@ -1,11 +1,11 @@
-// Softmax of each row of x * scale. One workgroup per row; maxima and sums in the fixed order of
-// reduce.glsl.
+// Softmax of each row of x * scale, then the step's epilogue. One workgroup per row; maxima and sums in
+// the fixed order of reduce.glsl.
 #include "common.glsl"
 #define WG_SIZE 256
 #include "reduce.glsl"
 
 #define X_REF 1
-#define Y_REF 2
+#define Y_REF 3
 #define D_COLS pc.k[0]
 #define SCALE kf(3)
 
@@ -27,6 +27,9 @@ void main()
         s += e;
     }
     const float inv = 1.0 / wg_sum(s);
-    for (uint i = t; i < D_COLS; i += WG_SIZE)
-        y.v[base + i] = y.v[base + i] * inv;
+    for (uint i = t; i < D_COLS; i += WG_SIZE) {
+        float v = y.v[base + i] * inv;
+        EPILOGUE(v, r, i, D_COLS);
+        y.v[base + i] = v;
+    }
 }

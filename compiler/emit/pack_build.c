@@ -1,10 +1,11 @@
-/* Building the weights pack's contents (pack_build.h). */
+/* The weights of a program, laid out at compile time (pack_build.h). */
 #include "pack_build.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ae_kernels.h"
 #include "gguf_write.h"
 
 /* The metadata a program reads at run time: the tokenizer and the general.* description. */
@@ -48,100 +49,204 @@ static int build_meta(struct pack_build *pb, const ae_gguf *f, ae_error *err)
     return 0;
 }
 
-/* Visits the blob in order: each weight's bytes, then the zeros up to the next one. */
-static int walk_blob(const struct pack_build *pb, int (*piece)(void *ctx, const void *data, uint64_t n, ae_error *err),
-                     void *ctx, ae_error *err)
+/* Feeds bytes [from, to) of weight k (in its layout) to update. Interleaved weights are packed a few
+ * group blocks at a time from their rows. */
+static void read_weight(const struct pack_build *pb, uint32_t k, uint64_t from, uint64_t to,
+                        void (*update)(void *state, const void *p, uint64_t n), void *state)
+{
+    if (pb->source[k]) {
+        update(state, pb->source[k] + from, to - from);
+        return;
+    }
+    const uint32_t type = pb->type[k];
+    const enum ae_layout layout = (enum ae_layout)pb->layout[k];
+    const uint64_t group = ae_layout_group_bytes(type, layout, pb->k[k]);
+    const int64_t per = ae_layout_rows_per_group(layout);
+    uint64_t row_bytes = 0;
+    ae_type_row_bytes(type, (uint64_t)pb->k[k], &row_bytes, NULL);
+    uint8_t buf[8 * 3360]; /* up to 8 rows' worth of the largest group block */
+    const uint64_t bb = group / ((uint64_t)pb->k[k] / ae_type_info(type)->block_size); /* one group block */
+    const uint64_t step = sizeof buf / bb * bb;
+    for (uint64_t at = from; at < to;) {
+        /* the group, and the run of its group blocks that holds byte at */
+        const uint64_t g = at / group, in = at % group;
+        const uint64_t b0 = in / bb * bb, b1 = b0 + step < group ? b0 + step : group;
+        const int64_t rows = pb->n[k] - (int64_t)g * per < per ? pb->n[k] - (int64_t)g * per : per;
+        /* pack those blocks of the group's rows: a sub-matrix of whole blocks */
+        const int64_t kb = (int64_t)((b1 - b0) / bb) * ae_type_info(type)->block_size;
+        const int64_t first_block = (int64_t)(b0 / bb);
+        uint8_t sub_rows[16 * 8 * 210];
+        const uint64_t sub_row = (uint64_t)(kb / ae_type_info(type)->block_size) * ae_type_info(type)->block_bytes;
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(sub_rows + (uint64_t)r * sub_row,
+                   pb->rows[k] + ((uint64_t)g * (uint64_t)per + (uint64_t)r) * row_bytes +
+                       (uint64_t)first_block * ae_type_info(type)->block_bytes,
+                   sub_row);
+        ae_layout_pack(type, layout, sub_rows, rows, kb, buf, NULL);
+        const uint64_t stop = g * group + b1 < to ? g * group + b1 : to;
+        update(state, buf + (at - g * group - b0), stop - at);
+        at = stop;
+    }
+}
+
+/* Feeds bytes [off, off + n) of the blob to update: each weight's bytes and the zeros between them. */
+static void read_blob(void *ctx, uint64_t off, uint64_t n, void (*update)(void *state, const void *p, uint64_t n),
+                      void *state)
 {
     static const uint8_t zeros[PACK_WEIGHT_ALIGN];
-    uint64_t at = 0;
-    for (uint32_t i = 0; i < pb->n_nodes; i++) {
-        if (pb->offset[i] == UINT64_MAX)
-            continue;
-        const struct ir_node *n = pb->g->nodes[i];
-        uint64_t bytes;
-        ae_type_row_bytes(n->dtype, (uint64_t)ir_node_numel(n, 1, 0), &bytes, NULL);
-        if (pb->offset[i] > at && piece(ctx, zeros, pb->offset[i] - at, err) < 0)
-            return -1;
-        if (piece(ctx, pb->source[i], bytes, err) < 0)
-            return -1;
-        at = pb->offset[i] + bytes;
+    const struct pack_build *pb = ctx;
+    /* the first weight that ends after off */
+    uint32_t lo = 0, hi = pb->n_weights;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (pb->offset[mid] + pb->bytes[mid] <= off)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    return 0;
+    uint64_t at = off, end = off + n;
+    for (uint32_t k = lo; at < end; k++) {
+        uint64_t start = k < pb->n_weights && pb->offset[k] < end ? pb->offset[k] : end;
+        while (at < start) { /* the padding before weight k */
+            uint64_t z = start - at < PACK_WEIGHT_ALIGN ? start - at : PACK_WEIGHT_ALIGN;
+            update(state, zeros, z);
+            at += z;
+        }
+        if (at >= end)
+            break;
+        uint64_t stop = start + pb->bytes[k] < end ? start + pb->bytes[k] : end;
+        read_weight(pb, k, at - start, stop - start, update, state);
+        at = stop;
+    }
 }
 
-static int checksum_piece(void *ctx, const void *data, uint64_t n, ae_error *err)
+struct blob_writer {
+    FILE *f;
+    const struct pack_build *pb;
+    uint64_t done;
+    bool failed;
+};
+
+static void write_piece(void *state, const void *p, uint64_t n)
 {
-    (void)err;
-    ae_checksum_update(ctx, data, n);
-    return 0;
+    struct blob_writer *w = state;
+    if (w->failed || (n && fwrite(p, 1, n, w->f) != n)) {
+        w->failed = true;
+        return;
+    }
+    w->done += n;
 }
 
-static int write_piece(void *ctx, const void *data, uint64_t n, ae_error *err)
-{
-    if (n && fwrite(data, 1, n, ctx) != n)
-        return ae_fail(err, "writing the weights failed");
-    return 0;
-}
-
+/* Writes the blob in pieces of a few MiB, so that progress moves. */
 static int write_blob(void *ctx, FILE *f, ae_error *err)
 {
-    return walk_blob(ctx, write_piece, f, err);
+    const struct pack_build *pb = ctx;
+    struct blob_writer w = {f, pb, 0, false};
+    const uint64_t step = 8u << 20;
+    for (uint64_t off = 0; off < pb->weights_size && !w.failed; off += step) {
+        read_blob((void *)pb, off, pb->weights_size - off < step ? pb->weights_size - off : step, write_piece, &w);
+        if (pb->progress && pb->progress->update)
+            pb->progress->update(pb->progress->ctx, w.done, pb->weights_size);
+    }
+    return w.failed ? ae_fail(err, "writing the weights failed") : 0;
 }
 
 struct ae_pack_weights pack_build_weights(const struct pack_build *pb)
 {
-    return (struct ae_pack_weights){pb->weights_size, pb->weights_checksum, write_blob, (void *)pb};
+    struct ae_pack_weights w = {.size = pb->weights_size, .chunk_size = AE_PACK_CHUNK,
+                                .chunk_hashes = (const uint8_t (*)[AE_HASH_BYTES])pb->chunk_hashes,
+                                .write = write_blob, .ctx = (void *)pb};
+    memcpy(w.hash, pb->weights_hash, AE_HASH_BYTES);
+    return w;
 }
 
-int pack_build(struct pack_build *pb, const struct ir_graph *g, const struct pass_ctx *c, const ae_gguf *f,
-               ae_error *err)
+static int pack_hash(struct pack_build *pb, ae_error *err)
+{
+    uint64_t n = ae_hash_n_chunks(pb->weights_size, AE_PACK_CHUNK);
+    pb->chunk_hashes = malloc((n ? n : 1) * AE_HASH_BYTES);
+    if (!pb->chunk_hashes)
+        return ae_fail(err, "out of memory for %" PRIu64 " chunk hashes", n);
+    struct ae_hash_source src = {.size = pb->weights_size, .read = read_blob, .ctx = pb};
+    ae_hash_chunks(&src, AE_PACK_CHUNK, pb->chunk_hashes, ae_hash_default_threads(), pb->progress);
+    ae_hash_root(pb->weights_size, AE_PACK_CHUNK, (const uint8_t (*)[AE_HASH_BYTES])pb->chunk_hashes, n,
+                 pb->weights_hash);
+    return 0;
+}
+
+int pack_build(struct pack_build *pb, const struct ir_graph *g, const struct pass_ctx *c, const ae_gguf *f, bool hash,
+               const struct ae_progress *progress, ae_error *err)
 {
     memset(pb, 0, sizeof *pb);
-    pb->g = g;
-    pb->n_nodes = g->n_nodes;
-    pb->offset = malloc((g->n_nodes ? g->n_nodes : 1) * sizeof *pb->offset);
-    pb->source = calloc(g->n_nodes ? g->n_nodes : 1, sizeof *pb->source);
-    if (!pb->offset || !pb->source) {
+    pb->progress = progress;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < g->n_nodes; i++)
+        n += g->nodes[i]->op == IR_OP_WEIGHT;
+    size_t cap = n ? n : 1;
+    pb->slot = malloc((g->n_nodes ? g->n_nodes : 1) * sizeof *pb->slot);
+    pb->rows = calloc(cap, sizeof *pb->rows);
+    pb->source = calloc(cap, sizeof *pb->source);
+    pb->owned = calloc(cap, sizeof *pb->owned);
+    pb->type = calloc(cap, sizeof *pb->type);
+    pb->layout = calloc(cap, sizeof *pb->layout);
+    pb->n = calloc(cap, sizeof *pb->n);
+    pb->k = calloc(cap, sizeof *pb->k);
+    pb->bytes = calloc(cap, sizeof *pb->bytes);
+    pb->offset = calloc(cap, sizeof *pb->offset);
+    if (!pb->slot || !pb->rows || !pb->source || !pb->owned || !pb->type || !pb->layout || !pb->n || !pb->k ||
+        !pb->bytes || !pb->offset) {
         ae_fail(err, "out of memory");
         goto fail;
     }
-    /* Offsets in graph order, and where each weight's bytes are: a folded constant's values, or the
-     * GGUF tensor's rows as stored. */
+    /* Slots and offsets in graph order, and where each weight's rows are: a folded constant's values, or
+     * the GGUF tensor's rows as stored. */
     uint64_t size = 0;
     for (uint32_t i = 0; i < g->n_nodes; i++) {
-        const struct ir_node *n = g->nodes[i];
-        pb->offset[i] = UINT64_MAX;
-        if (n->op != IR_OP_WEIGHT)
+        const struct ir_node *node = g->nodes[i];
+        pb->slot[i] = UINT32_MAX;
+        if (node->op != IR_OP_WEIGHT)
             continue;
-        uint64_t numel = (uint64_t)ir_node_numel(n, 1, 0), bytes;
-        if (ae_type_row_bytes(n->dtype, numel, &bytes, err) < 0)
+        uint64_t numel = (uint64_t)ir_node_numel(node, 1, 0), bytes;
+        if (ae_type_row_bytes(node->dtype, numel, &bytes, err) < 0)
             goto fail;
-        const struct pass_const *k = c ? pass_const_find(c, n->name) : NULL;
-        if (k) {
-            if (n->dtype != AE_TYPE_F32) {
-                ae_fail(err, "folded constant '%s' is %s, expected f32", n->name, ae_type_name(n->dtype));
+        uint32_t k = pb->n_weights++;
+        const struct pass_const *kc = c ? pass_const_find(c, node->name) : NULL;
+        if (kc) {
+            if (node->dtype != AE_TYPE_F32) {
+                ae_fail(err, "folded constant '%s' is %s, expected f32", node->name, ae_type_name(node->dtype));
                 goto fail;
             }
-            pb->source[i] = k->data;
+            pb->rows[k] = (const uint8_t *)kc->data;
         } else {
-            const struct ae_gguf_tensor *t = ae_gguf_find_tensor(f, n->name);
-            if (!t || t->type != n->dtype || t->n_bytes != bytes) {
+            const struct ae_gguf_tensor *t = ae_gguf_find_tensor(f, node->name);
+            if (!t || t->type != node->dtype || t->n_bytes != bytes) {
                 ae_fail(err, "%s: weight '%s' (%s, %" PRIu64 " bytes) is not a tensor of the file with that type and "
-                        "size", f->path, n->name, ae_type_name(n->dtype), bytes);
+                        "size", f->path, node->name, ae_type_name(node->dtype), bytes);
                 goto fail;
             }
-            pb->source[i] = t->data;
+            pb->rows[k] = (const uint8_t *)t->data;
+        }
+        pb->type[k] = node->dtype;
+        pb->layout[k] = c && !kc ? pass_weight_layout(c, node->name) : AE_LAYOUT_ROWS;
+        if (pb->layout[k] != AE_LAYOUT_ROWS) {
+            pb->n[k] = node->shape[0];
+            pb->k[k] = node->shape[1];
+            bytes = ae_layout_bytes(node->dtype, (enum ae_layout)pb->layout[k], pb->n[k], pb->k[k]);
+            if (node->rank != 2 || bytes == 0) {
+                ae_fail(err, "weight '%s' (%s) cannot be stored in layout %s", node->name, ae_type_name(node->dtype),
+                        ae_layout_name((enum ae_layout)pb->layout[k]));
+                goto fail;
+            }
+        } else {
+            pb->source[k] = pb->rows[k];
         }
         size = (size + PACK_WEIGHT_ALIGN - 1) / PACK_WEIGHT_ALIGN * PACK_WEIGHT_ALIGN;
-        pb->offset[i] = size;
+        pb->slot[i] = k;
+        pb->offset[k] = size;
+        pb->bytes[k] = bytes;
         size += bytes;
     }
     pb->weights_size = size;
-    struct ae_checksum sum;
-    ae_checksum_init(&sum);
-    walk_blob(pb, checksum_piece, &sum, err);
-    pb->weights_checksum = ae_checksum_final(&sum);
-    if (build_meta(pb, f, err) < 0)
+    if (build_meta(pb, f, err) < 0 || (hash && pack_hash(pb, err) < 0))
         goto fail;
     return 0;
 fail:
@@ -149,10 +254,37 @@ fail:
     return -1;
 }
 
+int pack_build_materialize(struct pack_build *pb, ae_error *err)
+{
+    for (uint32_t k = 0; k < pb->n_weights; k++) {
+        if (pb->source[k])
+            continue;
+        if (!(pb->owned[k] = aligned_alloc(PACK_WEIGHT_ALIGN, (pb->bytes[k] + PACK_WEIGHT_ALIGN - 1) /
+                                                                  PACK_WEIGHT_ALIGN * PACK_WEIGHT_ALIGN)))
+            return ae_fail(err, "out of memory for a packed weight of %" PRIu64 " bytes", pb->bytes[k]);
+        if (ae_layout_pack(pb->type[k], (enum ae_layout)pb->layout[k], pb->rows[k], pb->n[k], pb->k[k], pb->owned[k],
+                           err) < 0)
+            return -1;
+        pb->source[k] = pb->owned[k];
+    }
+    return 0;
+}
+
 void pack_build_free(struct pack_build *pb)
 {
+    for (uint32_t k = 0; pb->owned && k < pb->n_weights; k++)
+        free(pb->owned[k]);
+    free(pb->owned);
+    free(pb->rows);
+    free(pb->type);
+    free(pb->layout);
+    free(pb->n);
+    free(pb->k);
     free(pb->meta);
-    free(pb->offset);
+    free(pb->slot);
     free(pb->source);
+    free(pb->bytes);
+    free(pb->offset);
+    free(pb->chunk_hashes);
     memset(pb, 0, sizeof *pb);
 }

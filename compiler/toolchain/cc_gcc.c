@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "ae_build_info.h"
+
 extern char **environ;
 
 const char *const cc_march_names[] = {"native", "x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4", NULL};
@@ -34,6 +36,10 @@ int toolchain_find(struct toolchain_paths *p, ae_error *err)
     snprintf(p->include_dir, sizeof p->include_dir, "%s/../runtime/include", dir);
     char probe[PATH_MAX + 16];
     snprintf(probe, sizeof probe, "%s/ae_gguf.h", p->include_dir);
+    snprintf(p->sodium_lib, sizeof p->sodium_lib, "%s", AE_SODIUM_LIB);
+    if (!is_file(p->sodium_lib))
+        return ae_fail(err, "cannot find libsodium's static library %s, which every program links: install "
+                       "libsodium-dev", p->sodium_lib);
     if (is_file(p->runtime_lib) && is_file(probe))
         return 0;
     /* An installed tree: PREFIX/bin/aetherc, PREFIX/lib/libaether_rt.a, PREFIX/include/aether/. */
@@ -70,6 +76,7 @@ int cc_gcc_build(const char *c_file, const char *out, const struct toolchain_pat
     argv[argc++] = out;
     argv[argc++] = c_file;
     argv[argc++] = p->runtime_lib;
+    argv[argc++] = p->sodium_lib;
     argv[argc++] = "-lm";
     argv[argc++] = "-lpthread";
     argv[argc] = NULL;
@@ -82,7 +89,7 @@ int cc_gcc_build(const char *c_file, const char *out, const struct toolchain_pat
         if (errno != EINTR)
             return ae_fail(err, "waiting for %s: %s", cc, strerror(errno));
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return ae_fail(err, "%s failed on %s (exit status %d); its messages are above", cc, c_file,
+        return ae_fail(err, "%s failed (exit status %d); its messages are above", cc,
                        WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     return 0;
 }

@@ -2,7 +2,8 @@
  * libtcc (in-process, milliseconds; also runs the program in memory for `aetherc run`).
  *
  * Both compile one translation unit against the runtime's headers and link the runtime library
- * (libaether_rt.a) statically, so the result needs only libc, libm and libpthread.
+ * (libaether_rt.a) and libsodium (libsodium.a, the weights' hash) statically, so the result needs only
+ * libc, libm and libpthread.
  */
 #ifndef AE_TOOLCHAIN_H
 #define AE_TOOLCHAIN_H
@@ -18,6 +19,7 @@
 struct toolchain_paths {
     char include_dir[PATH_MAX];
     char runtime_lib[PATH_MAX];
+    char sodium_lib[PATH_MAX];   /* where libsodium.a was when aetherc was built */
 };
 
 int toolchain_find(struct toolchain_paths *p, ae_error *err);
@@ -31,11 +33,12 @@ struct cc_options {
 extern const char *const cc_march_names[];
 
 /* gcc -O2 [-march=M] c_file -o out with the runtime; the compiler's own messages go to stderr, and a
- * failure says which command failed. */
+ * failure says so. */
 int cc_gcc_build(const char *c_file, const char *out, const struct toolchain_paths *p, const struct cc_options *o,
                  ae_error *err);
 
-/* libtcc: compiles source (NUL-terminated C) into the executable out. */
+/* libtcc: compiles source (NUL-terminated C) into the executable out. libtcc's messages are gathered
+ * into err, one line. */
 int cc_tcc_build(const char *source, const char *out, const struct toolchain_paths *p, ae_error *err);
 
 /* libtcc: compiles source into memory, linked against aetherc's own runtime, and calls its main(argc,

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ae_kernels.h"
 #include "ae_types.h"
 
 #define KV_ALIGN 256
@@ -66,7 +67,7 @@ uint64_t ae_gpu_bytes_needed(const struct ae_gpu_model *m, const struct ae_gpu_p
     const uint64_t kv = (kv_layer_bytes(p, p->head_dim_k) + kv_layer_bytes(p, p->head_dim_v)) * (uint64_t)p->n_layer;
     const uint64_t small = 4 * (uint64_t)p->t_max + 16 + 12 * (uint64_t)(m->prefill[0].n_dispatch + m->prefill[1].n_dispatch) +
                            4 * (uint64_t)p->n_vocab;
-    return round_up(p->weights_bytes, 4096) + kv + round_up(m->arena_bytes, 4096) + small;
+    return round_up(m->weights_bytes, 4096) + kv + round_up(m->arena_bytes, 4096) + small;
 }
 
 /* ---- The pipeline cache on disk ---------------------------------------------------------------------- */
@@ -184,6 +185,43 @@ static int make_pipelines(struct ae_gpu *g, ae_error *err)
 
 /* ---- Start-up ---------------------------------------------------------------------------------------- */
 
+/* Copies every weight to its place in the device's weights buffer, unpacking interleaved host copies to
+ * GGUF rows on the way. */
+static int upload_weights(struct ae_gpu *g, ae_error *err)
+{
+    const struct ae_gpu_model *m = g->m;
+    uint8_t *rows = NULL;
+    size_t rows_cap = 0;
+    int rc = 0;
+    for (uint32_t i = 0; i < m->n_weights && rc == 0; i++) {
+        const struct ae_gpu_weight *w = &m->weights[i];
+        const uint8_t *src = g->p.weights[w->slot];
+        if (w->layout == AE_LAYOUT_ROWS) {
+            rc = gpu_upload(&g->c, &g->weights, w->offset, src, w->host_bytes, err);
+            continue;
+        }
+        uint64_t row_bytes;
+        if (ae_type_row_bytes(w->type, (uint64_t)w->k, &row_bytes, err) < 0)
+            return -1;
+        const size_t need = (size_t)(row_bytes * (uint64_t)w->n);
+        if (need > rows_cap) {
+            uint8_t *r = realloc(rows, need);
+            if (!r) {
+                rc = ae_fail(err, "out of memory unpacking a weight of %zu bytes", need);
+                break;
+            }
+            rows = r;
+            rows_cap = need;
+        }
+        for (int64_t r = 0; r < w->n && rc == 0; r++)
+            rc = ae_layout_unpack_row(w->type, (enum ae_layout)w->layout, src, w->k, r, rows + (uint64_t)r * row_bytes, err);
+        if (rc == 0)
+            rc = gpu_upload(&g->c, &g->weights, w->offset, rows, need, err);
+    }
+    free(rows);
+    return rc;
+}
+
 /* Every dispatch names a kernel that exists and a reference the spaces hold. */
 static int check_graph(const struct ae_gpu_model *m, const struct ae_gpu_graph *gr, const char *what, ae_error *err)
 {
@@ -276,7 +314,7 @@ ae_gpu *ae_gpu_create(const struct ae_gpu_model *m, const struct ae_gpu_params *
         ae_fail(err, "out of memory");
         goto fail;
     }
-    if (gpu_buffer_create(&g->c, &g->weights, p->weights_bytes, GPU_MEM_DEVICE, err) < 0 ||
+    if (gpu_buffer_create(&g->c, &g->weights, m->weights_bytes, GPU_MEM_DEVICE, err) < 0 ||
         gpu_buffer_create(&g->c, &g->arena, m->arena_bytes, GPU_MEM_DEVICE, err) < 0 ||
         gpu_buffer_create(&g->c, &g->kv, (k_layer + v_layer) * (uint64_t)p->n_layer, GPU_MEM_DEVICE, err) < 0 ||
         gpu_buffer_create(&g->c, &g->step, sizeof(struct ae_gpu_step), GPU_MEM_HOST, err) < 0 ||
@@ -291,7 +329,7 @@ ae_gpu *ae_gpu_create(const struct ae_gpu_model *m, const struct ae_gpu_params *
     }
     g->device_ms = now_ms() - t0;
     t0 = now_ms();
-    if (gpu_upload(&g->c, &g->weights, 0, p->weights, p->weights_bytes, err) < 0)
+    if (upload_weights(g, err) < 0)
         goto fail;
     g->upload_ms = now_ms() - t0;
     t0 = now_ms();

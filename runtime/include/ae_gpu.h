@@ -33,7 +33,7 @@ enum ae_gpu_space {
     AE_GPU_NONE = 0,  /* no buffer: the address is 0 */
     AE_GPU_STEP,      /* struct ae_gpu_step */
     AE_GPU_TOKENS,    /* int32 token ids of this step, t_max of them */
-    AE_GPU_WEIGHTS,   /* the packed weights, offset as in the pack */
+    AE_GPU_WEIGHTS,   /* the weights, as GGUF rows at the offsets of ae_gpu_model.weights */
     AE_GPU_ARENA,     /* activations, offsets from the memory plan */
     AE_GPU_KV_K,      /* the K cache of layer `layer`: [n_ctx, n_head_kv, head_dim_k] of the KV type */
     AE_GPU_KV_V,      /* the V cache of layer `layer` */
@@ -92,6 +92,17 @@ struct ae_gpu_graph {
     uint32_t needs;                         /* what its kernels need, together */
 };
 
+/* A weight in the device's weights buffer, always as GGUF rows: an interleaved host copy (x16, the CPU
+ * kernels' layout) is unpacked as it is uploaded. */
+struct ae_gpu_weight {
+    uint32_t slot;                          /* ae_state.weights[slot] on the host */
+    uint32_t type;                          /* ggml type */
+    uint32_t layout;                        /* enum ae_layout of the host copy */
+    int64_t n, k;                           /* rows, row length (for unpacking) */
+    uint64_t offset;                        /* in the device's weights buffer */
+    uint64_t host_bytes;                    /* of the host copy */
+};
+
 /* Each step comes as a portable graph ([0]) and, where faster kernels exist for devices that have more,
  * a second graph ([1], n_dispatch 0 when there is none) that a device with all of its needs runs
  * instead. */
@@ -100,6 +111,9 @@ struct ae_gpu_model {
     uint32_t n_kernels;
     struct ae_gpu_graph prefill[2];         /* T = 1..t_max tokens */
     struct ae_gpu_graph decode[2];          /* T = 1 */
+    const struct ae_gpu_weight *weights;
+    uint32_t n_weights;
+    uint64_t weights_bytes;                 /* the device's weights buffer */
     uint64_t arena_bytes;                   /* activations, planned with the device alignment below */
     uint32_t alignment;                     /* every arena and weight offset is a multiple of it */
 };
@@ -130,8 +144,7 @@ struct ae_gpu_params {
     int32_t n_ctx;                          /* KV cache rows */
     uint32_t kv_type;                       /* AE_TYPE_F16 or AE_TYPE_F32 */
     int32_t n_layer, n_head_kv, head_dim_k, head_dim_v, n_vocab, t_max;
-    const void *weights;                    /* the packed weights, uploaded once */
-    uint64_t weights_bytes;
+    const uint8_t *const *weights;          /* each slot's bytes on the host (ae_state.weights), uploaded once */
 };
 
 /* Bytes a model needs on the device: weights, KV cache, arena and the small host buffers. */

@@ -56,12 +56,12 @@ static struct size_text human(uint64_t b)
 }
 
 static struct ae_gpu_params gpu_params(const struct ae_model *m, int32_t n_ctx, uint32_t kv_type, uint32_t device,
-                                       const void *weights)
+                                       const uint8_t *const *weights)
 {
     return (struct ae_gpu_params){
         .device = device, .n_ctx = n_ctx, .kv_type = kv_type, .n_layer = m->n_layer, .n_head_kv = m->n_head_kv,
         .head_dim_k = m->head_dim_k, .head_dim_v = m->head_dim_v, .n_vocab = m->n_vocab, .t_max = m->t_max,
-        .weights = weights, .weights_bytes = m->weights_bytes,
+        .weights = weights,
     };
 }
 
@@ -111,7 +111,13 @@ int ae_prog_device_start(struct prog *p, ae_error *err)
             return ae_fail(err, "--device vulkan: this program was built for the CPU only (aetherc --backend cpu)");
         return 0;
     }
-    struct ae_gpu_params gp = gpu_params(m, p->st.n_ctx, p->st.kv_type, 0, p->pack.weights);
+    if (o->serve.on) { /* the server's batched step runs on the CPU kernels */
+        if (o->device == PROG_DEVICE_VULKAN)
+            return ae_fail(err, "--device vulkan: --serve runs on the CPU (the Vulkan backend has no batched step yet)");
+        fprintf(stderr, "%s: device: CPU (--serve runs on the CPU)\n", o->prog);
+        return 0;
+    }
+    struct ae_gpu_params gp = gpu_params(m, p->st.n_ctx, p->st.kv_type, 0, p->st.weights);
     const uint64_t need = ae_gpu_bytes_needed(m->gpu, &gp);
     struct ae_gpu_device dev[AE_GPU_MAX_DEVICES];
     uint32_t n = 0;

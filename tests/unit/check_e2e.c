@@ -661,9 +661,6 @@ int main(void)
     tcase_add_test(vk, test_dump_spirv_validates);
     suite_add_tcase(s, vk);
     int rc = test_run_suite(s);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmp_dir);
+    test_remove_dir(tmp_dir);
     return rc;
 }

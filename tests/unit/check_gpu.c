@@ -340,7 +340,8 @@ static uint32_t bits(float f)
     return u;
 }
 
-/* rms_norm with a weight and a residual (rms_norm_mul's three sources), against ae_rms_norm. */
+/* rms_norm with a weight and a residual added by its epilogue (rms_norm_mul's three sources), against
+ * ae_rms_norm. */
 START_TEST(test_rms_norm)
 {
     fx_open();
@@ -359,7 +360,7 @@ START_TEST(test_rms_norm)
     d.ref[4] = arena(16384);
     d.k[0] = D;
     d.k[3] = bits(1e-5f);
-    fx_run("rms_norm.comp", "", d, 1, 0, false);
+    fx_run("rms_norm.comp", "EPILOGUE(v, r, c, n) v = v + ew_operand(4, r, c, n);", d, 1, 0, false);
     fx_get(&fx.arena, 32768, y, sizeof y);
     ae_rms_norm(x, w, want, R, D, 1e-5f);
     for (int i = 0; i < R * D; i++)
@@ -377,7 +378,7 @@ START_TEST(test_softmax)
     fx_put(&fx.arena, 0, x, sizeof x);
     struct ae_gpu_dispatch d = {.groups = {R, 1, 1}};
     d.ref[1] = arena(0);
-    d.ref[2] = arena(16384);
+    d.ref[3] = arena(16384);
     d.k[0] = D;
     d.k[3] = bits(0.5f);
     fx_run("softmax.comp", "", d, 1, 0, false);
@@ -610,7 +611,7 @@ START_TEST(test_matvec_q8)
     fx_get(&fx.arena, 65536, y, N * sizeof *y);
     ae_error err = {{0}};
     void *scratch = malloc(ae_matmul_scratch_size(type, K, 1));
-    ck_assert_msg(ae_matmul(type, w, N, K, x, 1, want, scratch, NULL, &err) == 0, "%s", err.msg);
+    ck_assert_msg(ae_matmul(type, AE_LAYOUT_ROWS, w, N, K, x, 1, want, scratch, NULL, &err) == 0, "%s", err.msg);
     float *row = malloc(K * sizeof *row);
     for (int64_t n = 0; n < N; n++) { /* within float rounding of the sum of |w x| */
         ck_assert_msg(ae_dequantize_row(type, w + n * row_bytes, row, K, &err) == 0, "%s", err.msg);

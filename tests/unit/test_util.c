@@ -37,6 +37,14 @@ void *test_read_file(const char *path, size_t *size)
     return buf;
 }
 
+void test_remove_dir(const char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+}
+
 int test_run_suite(Suite *s)
 {
     SRunner *sr = srunner_create(s);

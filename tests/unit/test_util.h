@@ -17,4 +17,7 @@ void *test_read_file(const char *path, size_t *size);
 /* Runs a suite with CK_NORMAL output and returns the process exit status. */
 int test_run_suite(Suite *s);
 
+/* Removes a temporary folder and everything in it (a message on failure, no test failure). */
+void test_remove_dir(const char *dir);
+
 #endif
