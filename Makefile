@@ -6,6 +6,8 @@
 #   make fuzz          every tests/fuzz/fuzz_*.c harness under libFuzzer, FUZZ_SECONDS each (clang)
 #   make demo          install what is missing, build, make a model, run it
 #   make bench         1B-shaped synthetic models: prompt and generation speed (LLAMA_BENCH=... to compare)
+#   make runtime-aarch64  the runtime cross-built for aarch64 (aetherc --target aarch64-linux-gnu uses it)
+#   make size          what a program is made of, object by object (MODEL=..., TARGET=..., STATIC=1)
 #   make install       PREFIX=/usr/local
 #
 # Sources are found by wildcard: a new .c under runtime/ joins the runtime library, a new .c under
@@ -45,7 +47,7 @@ LIB_OBJ  := $(filter-out $(BUILD)/obj/compiler/driver/main.o,$(CC_OBJ))
 TESTS    := $(filter-out $(TEST_SKIP:%=$(BUILD)/tests/%),$(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%))
 TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/unit/test_*.c)))
 
-.PHONY: all deps check test asan fuzz demo install clean bench
+.PHONY: all deps check test asan fuzz demo install clean bench runtime-aarch64 size
 # Keep the objects that tests are linked from (make would delete them as intermediates).
 .SECONDARY:
 all: $(BUILD)/aetherc $(BUILD)/libaether_rt.a
@@ -65,7 +67,7 @@ $(BUILD)/obj/gen/templates.o: $(BUILD)/gen/templates.c
 
 $(BUILD)/libaether_rt.a: $(RT_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 $(BUILD)/aetherc: $(CC_OBJ) $(BUILD)/libaether_rt.a
 	$(CC) $(LDFLAGS) -o $@ $(CC_OBJ) $(BUILD)/libaether_rt.a $(YAML_LIBS) $(LDLIBS)
@@ -73,6 +75,18 @@ $(BUILD)/aetherc: $(CC_OBJ) $(BUILD)/libaether_rt.a
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TEST_SUPPORT) $(LIB_OBJ) $(BUILD)/libaether_rt.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_SUPPORT) $(LIB_OBJ) $(BUILD)/libaether_rt.a $(YAML_LIBS) $(CHECK_LIBS) $(LDLIBS)
+
+# The runtime for aarch64, cross-built by Debian's aarch64-linux-gnu-gcc into $(BUILD)/aarch64-linux-gnu/,
+# where aetherc --target aarch64-linux-gnu finds it (the headers are the same for every target).
+runtime-aarch64:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/aarch64-linux-gnu CC=aarch64-linux-gnu-gcc AR=aarch64-linux-gnu-ar SAN= CFLAGS="-O2 -g" \
+	    CHECK_CFLAGS= $(BUILD)/aarch64-linux-gnu/libaether_rt.a
+
+# check_cross compiles programs for aarch64 and runs them under qemu-user: on an x86-64 host it needs the
+# cross-built runtime.
+ifeq ($(shell uname -m),x86_64)
+$(BUILD)/tests/check_cross: | runtime-aarch64
+endif
 
 # Installs the Debian packages that are missing (a no-op when all are there).
 deps:
@@ -83,10 +97,11 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory test
 
-# Every suite but check_e2e: the programs aetherc writes link the runtime library, which gcc and libtcc
-# cannot link once it is built with sanitizers. (check_program runs the same runtime in-process.)
+# Every suite but check_e2e and check_cross: the programs aetherc writes link the runtime library, which
+# gcc and libtcc cannot link once it is built with sanitizers. (check_program runs the same runtime
+# in-process.)
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS="-O1 -g" TEST_SKIP=check_e2e test
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS="-O1 -g" TEST_SKIP="check_e2e check_cross" test
 
 # Each test runs from the repository root with AE_SHARED pointing at the shared models.
 test: all $(TESTS)
@@ -136,10 +151,18 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh examples/bench.sh $(BUILD)/aetherc $(SHARED)
 
+# What a program is made of: MODEL (default stories260K) compiled for TARGET (default the host; STATIC=1
+# for --static), its size without weights, and the bytes each object of the link adds.
+size: all $(if $(filter aarch64-linux-gnu,$(TARGET)),runtime-aarch64)
+	@sh examples/size.sh $(BUILD)/aetherc $(or $(MODEL),$(SHARED)/models/stories260K.gguf) "$(TARGET)" "$(STATIC)"
+
+# Installs aetherc, its runtime and headers, and the runtime of every other target built (build/<triple>/).
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/aether
 	install -m 755 $(BUILD)/aetherc $(DESTDIR)$(PREFIX)/bin/aetherc
 	install -m 644 $(BUILD)/libaether_rt.a $(DESTDIR)$(PREFIX)/lib/libaether_rt.a
+	for lib in $(wildcard $(BUILD)/*-linux-gnu/libaether_rt.a); do \
+	    d=$(DESTDIR)$(PREFIX)/lib/$$(basename $$(dirname $$lib)); install -d $$d && install -m 644 $$lib $$d/; done
 	install -m 644 runtime/include/ae_*.h runtime/include/ggml_types.def $(DESTDIR)$(PREFIX)/include/aether/
 
 clean:

@@ -92,14 +92,18 @@ static double now(void)
 
 int build_program(const struct build_model *m, const struct build_options *o, ae_error *err)
 {
+    const struct cc_target *target = o->target ? o->target : cc_target_host();
+    if (!target)
+        return ae_fail(err, "aetherc runs on a machine it cannot build for; name one with --target");
     struct toolchain_paths paths;
-    if (toolchain_find(&paths, err) < 0)
+    if (toolchain_find(&paths, target, err) < 0)
         return -1;
-    char compiler[128];
+    char compiler[160];
     if (o->use_tcc)
         snprintf(compiler, sizeof compiler, "libtcc");
     else
-        snprintf(compiler, sizeof compiler, "gcc -O2%s%s", o->march ? " -march=" : "", o->march ? o->march : "");
+        snprintf(compiler, sizeof compiler, "gcc -O2%s%s%s for %s", o->march ? " -march=" : "", o->march ? o->march : "",
+                 o->static_link ? " -static" : "", target->triple);
     char info[4096];
     describe(m, compiler, info, sizeof info);
 
@@ -109,7 +113,7 @@ int build_program(const struct build_model *m, const struct build_options *o, ae
     char *src = NULL;
     char tmpdir[] = "/tmp/aetherc-XXXXXX";
     bool made_tmp = false;
-    char c_path[PATH_MAX];
+    char c_path[PATH_MAX], map_path[PATH_MAX];
     int rc = -1;
     if (emit_to_memory(m, &pb, info, &src, err) < 0)
         goto done;
@@ -132,10 +136,12 @@ int build_program(const struct build_model *m, const struct build_options *o, ae
         char out_copy[PATH_MAX];
         snprintf(out_copy, sizeof out_copy, "%s", o->output);
         snprintf(c_path, sizeof c_path, "%s/%s.c", dir, basename(out_copy));
+        snprintf(map_path, sizeof map_path, "%s/%s.map", dir, basename(out_copy));
         if (write_text(c_path, src, err) < 0)
             goto done;
     }
-    struct cc_options cco = {.march = o->march, .debug = o->debug};
+    struct cc_options cco = {.target = target, .march = o->march, .static_link = o->static_link, .debug = o->debug,
+                             .link_map = o->emit_c_dir ? map_path : NULL};
     if (o->use_tcc ? cc_tcc_build(src, o->output, &paths, err) : cc_gcc_build(c_path, o->output, &paths, &cco, err))
         goto done;
 
@@ -173,7 +179,9 @@ done:
 int build_and_run(const struct build_model *m, int argc, char **argv, int *status, ae_error *err)
 {
     struct toolchain_paths paths;
-    if (toolchain_find(&paths, err) < 0)
+    if (!cc_target_host())
+        return ae_fail(err, "libtcc cannot run programs on this machine");
+    if (toolchain_find(&paths, cc_target_host(), err) < 0)
         return -1;
     char info[4096];
     describe(m, "libtcc (in memory)", info, sizeof info);

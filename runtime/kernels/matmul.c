@@ -416,14 +416,19 @@ const struct ae_kernel_set *ae_kernels_avx512(void)
 
 /* Puts the sets of the current level and the levels below it into sets, best first, and returns their count
  * (the scalar set is not among them). */
-static int kernels_current(const struct ae_kernel_set *sets[2])
+static int kernels_current(const struct ae_kernel_set *sets[AE_ISA_COUNT])
 {
-    const enum ae_isa isa = ae_cpu_isa();
+    static const struct ae_kernel_set *(*const level_sets[AE_ISA_COUNT])(void) = {
+#if defined(__aarch64__)
+        [AE_ISA_NEON] = ae_kernels_neon, [AE_ISA_DOTPROD] = ae_kernels_dotprod, [AE_ISA_I8MM] = ae_kernels_i8mm,
+#else
+        [AE_ISA_AVX2] = ae_kernels_avx2, [AE_ISA_AVX512] = ae_kernels_avx512,
+#endif
+    };
     int n = 0;
-    if (isa >= AE_ISA_AVX512 && ae_kernels_avx512())
-        sets[n++] = ae_kernels_avx512();
-    if (isa >= AE_ISA_AVX2 && ae_kernels_avx2())
-        sets[n++] = ae_kernels_avx2();
+    for (int level = (int)ae_cpu_isa(); level > AE_ISA_SCALAR; level--)
+        if (level_sets[level] && level_sets[level]())
+            sets[n++] = level_sets[level]();
     return n;
 }
 
@@ -431,7 +436,7 @@ ae_vec_dot_fn ae_kernel_vec_dot(uint32_t type)
 {
     if (!ae_matmul_supports(type))
         return NULL;
-    const struct ae_kernel_set *sets[2];
+    const struct ae_kernel_set *sets[AE_ISA_COUNT];
     const int n = kernels_current(sets);
     for (int i = 0; i < n; i++)
         if (sets[i]->vec_dot[type])
@@ -443,7 +448,7 @@ ae_gemm_fn ae_kernel_gemm(uint32_t type)
 {
     if (!ae_matmul_supports(type))
         return NULL;
-    const struct ae_kernel_set *sets[2];
+    const struct ae_kernel_set *sets[AE_ISA_COUNT];
     const int n = kernels_current(sets);
     for (int i = 0; i < n; i++) {
         if (sets[i]->gemm[type])
@@ -458,7 +463,7 @@ ae_gemm_fn ae_kernel_gemm(uint32_t type)
 
 static void quantize_f16(const float *x, void *y, int64_t k)
 {
-    const struct ae_kernel_set *sets[2];
+    const struct ae_kernel_set *sets[AE_ISA_COUNT];
     const int n = kernels_current(sets);
     for (int i = 0; i < n; i++)
         if (sets[i]->to_f16) {
