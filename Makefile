@@ -6,6 +6,7 @@
 #   make fuzz          every tests/fuzz/fuzz_*.c harness under libFuzzer, FUZZ_SECONDS each (clang)
 #   make demo          install what is missing, build, make a model, run it
 #   make bench         1B-shaped synthetic models: prompt and generation speed (LLAMA_BENCH=... to compare)
+#   make bench-arm     make bench's table on an aarch64 board, BOARD=user@host (programs cross-built here)
 #   make runtime-aarch64  the runtime cross-built for aarch64 (aetherc --target aarch64-linux-gnu uses it)
 #   make size          what a program is made of, object by object (MODEL=..., TARGET=..., STATIC=1)
 #   make install       PREFIX=/usr/local
@@ -47,7 +48,7 @@ LIB_OBJ  := $(filter-out $(BUILD)/obj/compiler/driver/main.o,$(CC_OBJ))
 TESTS    := $(filter-out $(TEST_SKIP:%=$(BUILD)/tests/%),$(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%))
 TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/unit/test_*.c)))
 
-.PHONY: all deps check test asan fuzz demo install clean bench runtime-aarch64 size
+.PHONY: all deps check test asan fuzz demo install clean bench bench-arm runtime-aarch64 size
 # Keep the objects that tests are linked from (make would delete them as intermediates).
 .SECONDARY:
 all: $(BUILD)/aetherc $(BUILD)/libaether_rt.a
@@ -150,6 +151,14 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh examples/bench.sh $(BUILD)/aetherc $(SHARED)
+
+# make bench's table on an aarch64 board: BOARD=user@host (reachable with ssh and scp); the programs are
+# cross-built here and run there (examples/board_run.sh), as is LLAMA_BENCH=path/on/the/board.
+bench-arm: deps
+	@[ -n "$(BOARD)" ] || { echo "make bench-arm: set BOARD=user@host, an aarch64 machine reachable with ssh" >&2; exit 2; }
+	@$(MAKE) --no-print-directory all runtime-aarch64
+	@BOARD=$(BOARD) AETHERC_FLAGS="--target aarch64-linux-gnu" RUN="sh $(CURDIR)/examples/board_run.sh" \
+	    BENCH_DIR=$(BUILD)/bench-arm sh examples/bench.sh $(BUILD)/aetherc $(SHARED)
 
 # What a program is made of: MODEL (default stories260K) compiled for TARGET (default the host; STATIC=1
 # for --static), its size without weights, and the bytes each object of the link adds.
