@@ -6,6 +6,7 @@
 #   make fuzz          every tests/fuzz/fuzz_*.c harness under libFuzzer, FUZZ_SECONDS each (clang)
 #   make demo          install what is missing, build, make a model, run it
 #   make bench         1B-shaped synthetic models: prompt and generation speed (LLAMA_BENCH=... to compare)
+#   make loadtest      a served model under 64 streaming clients for 10 minutes (LLAMA_SERVER=... to compare)
 #   make bench-arm     make bench's table on an aarch64 board, BOARD=user@host (programs cross-built here)
 #   make runtime-aarch64  the runtime cross-built for aarch64 (aetherc --target aarch64-linux-gnu uses it)
 #   make size          what a program is made of, object by object (MODEL=..., TARGET=..., STATIC=1)
@@ -24,9 +25,12 @@ FUZZ_SECONDS ?= 60
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wswitch-enum -Wno-switch-default
 CFLAGS  ?= -O2 -g
 SRC_DIRS := $(sort $(dir $(wildcard runtime/*.h runtime/*/*.h compiler/*/*.h ir/*.h passes/*.h passes/*/*.h)))
-INCLUDES := $(patsubst %/,-I%,$(SRC_DIRS))
+INCLUDES := $(patsubst %/,-I%,$(SRC_DIRS)) -I$(BUILD)/gen
+VERSION := 0.1.0
 ALL_CFLAGS := -std=c17 -D_GNU_SOURCE -ffp-contract=off $(WARN) $(CFLAGS) $(INCLUDES)
-LDLIBS  := -ltcc -ldl -lm -lpthread
+# BLAKE2b for the weights' hash: libsodium, linked statically into aetherc and into every program.
+SODIUM_LIB := $(shell pkg-config --variable=libdir libsodium 2>/dev/null || echo /usr/lib)/libsodium.a
+LDLIBS  := $(SODIUM_LIB) -ltcc -ldl -lm -lpthread
 YAML_LIBS := -lyaml
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -lpthread)
@@ -48,7 +52,7 @@ LIB_OBJ  := $(filter-out $(BUILD)/obj/compiler/driver/main.o,$(CC_OBJ))
 TESTS    := $(filter-out $(TEST_SKIP:%=$(BUILD)/tests/%),$(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%))
 TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/unit/test_*.c)))
 
-.PHONY: all deps check test asan fuzz demo install clean bench bench-arm runtime-aarch64 size
+.PHONY: all deps check test asan fuzz demo install clean bench bench-arm loadtest runtime-aarch64 size FORCE
 # Keep the objects that tests are linked from (make would delete them as intermediates).
 .SECONDARY:
 all: $(BUILD)/aetherc $(BUILD)/libaether_rt.a
@@ -56,6 +60,18 @@ all: $(BUILD)/aetherc $(BUILD)/libaether_rt.a
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -MMD -MP -c $< -o $@
+
+# The build's identity for --version (runtime/version.c) and where libsodium is (for the toolchains):
+# rewritten only when one of them changes (the commit gets "-modified" for uncommitted changes), so that
+# it rebuilds nothing otherwise.
+$(BUILD)/gen/ae_build_info.h: FORCE
+	@mkdir -p $(dir $@)
+	@c=$$(git rev-parse --short=12 HEAD 2>/dev/null) && { git diff --quiet HEAD || c=$$c-modified; } || c=unknown; \
+	    printf '#define AE_VERSION "%s"\n#define AE_GIT_COMMIT "%s"\n#define AE_TARGET "%s"\n#define AE_SODIUM_LIB "%s"\n' \
+	    "$(VERSION)" "$$c" "$$($(CC) -dumpmachine)" "$(SODIUM_LIB)" > $@.tmp
+	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
+
+$(BUILD)/obj/runtime/version.o $(BUILD)/obj/compiler/toolchain/cc_gcc.o: $(BUILD)/gen/ae_build_info.h
 
 # The templates, embedded into aetherc as strings.
 $(BUILD)/gen/templates.c: $(TEMPLATES) compiler/emit/embed_templates.sh
@@ -98,16 +114,26 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory test
 
-# Every suite but check_e2e and check_cross: the programs aetherc writes link the runtime library, which
-# gcc and libtcc cannot link once it is built with sanitizers. (check_program runs the same runtime
-# in-process.)
+# Every suite but the end-to-end ones (check_e2e, check_cli, check_serve_e2e, check_cross): the programs
+# aetherc writes link the runtime library, which gcc and libtcc cannot link once it is built with
+# sanitizers. (check_program and check_serve run the same runtime in-process.)
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS="-O1 -g" TEST_SKIP="check_e2e check_cross" test
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS="-O1 -g" TEST_SKIP="check_e2e check_cli check_serve_e2e check_cross" test
+
+# The server's end-to-end test runs the official openai npm client, installed from the pinned
+# tests/serve/package-lock.json (npm ci) into the build folder, with the test script beside it.
+SERVE_NODE := $(BUILD)/serve-node
+SERVE_NODE_FILES := tests/serve/package.json tests/serve/package-lock.json $(wildcard tests/serve/*.mjs)
+$(SERVE_NODE)/installed: $(SERVE_NODE_FILES)
+	@mkdir -p $(SERVE_NODE)
+	cp $(SERVE_NODE_FILES) $(SERVE_NODE)/
+	cd $(SERVE_NODE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Each test runs from the repository root with AE_SHARED pointing at the shared models.
-test: all $(TESTS)
+test: all $(TESTS) $(if $(filter %/check_serve_e2e,$(TESTS)),$(SERVE_NODE)/installed)
 	@AE_SHARED=$(SHARED) AE_AETHERC=$(abspath $(BUILD)/aetherc) AE_RUNTIME_INCLUDE=$(abspath runtime/include) \
-	    sh tests/run_tests.sh $(TESTS)
+	    AE_SERVE_NODE=$(abspath $(SERVE_NODE)) sh tests/run_tests.sh $(TESTS)
 
 # Every tests/fuzz/fuzz_<x>.c is a libFuzzer harness, built with clang and the sanitizers from its own
 # sources (FUZZ_SRC_<x>: what it tests and what that uses, nothing else; runtime/kernels/cpu.c and the AVX
@@ -130,7 +156,7 @@ FUZZ_SEEDS_fuzz_tokenizer_text := tests/fuzz/seeds_tokenizer/text
 $(BUILD)/fuzz/%: tests/fuzz/%.c $$(FUZZ_SRC_%)
 	@mkdir -p $(dir $@)
 	clang -std=c17 -D_GNU_SOURCE -O1 -g $(INCLUDES) -fsanitize=fuzzer,address,undefined \
-	    -o $@ $< $(FUZZ_SRC_$*) -lm -lpthread
+	    -fno-sanitize-recover=all -o $@ $< $(FUZZ_SRC_$*) -lm -lpthread
 
 # One harness after another, each from a corpus folder that starts as a copy of its seeds.
 define FUZZ_RUN
@@ -151,6 +177,12 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh examples/bench.sh $(BUILD)/aetherc $(SHARED)
+
+# A served model under 64 streaming clients for 10 minutes on loopback (examples/loadtest.sh says what it
+# reports and what it can be told; LLAMA_SERVER=... runs llama.cpp's server the same way).
+loadtest: deps
+	@$(MAKE) --no-print-directory all
+	@sh examples/loadtest.sh $(BUILD)/aetherc $(SHARED)
 
 # make bench's table on an aarch64 board: BOARD=user@host (reachable with ssh and scp); the programs are
 # cross-built here and run there (examples/board_run.sh), as is LLAMA_BENCH=path/on/the/board.

@@ -528,6 +528,9 @@ static void run_unary(struct interp *it, const struct ir_node *n, struct value *
     } else if (n->op == IR_OP_GELU) {
         for (int64_t i = 0; i < ne; i++)
             od[i] = gelu(xd[i]);
+    } else if (n->op == IR_OP_SIGMOID) {
+        for (int64_t i = 0; i < ne; i++)
+            od[i] = 1.0f / (1.0f + expf(-xd[i]));
     } else { /* softcap */
         for (int64_t i = 0; i < ne; i++)
             od[i] = softcap(xd[i], n->p.softcap.cap);
@@ -653,6 +656,123 @@ static void run_layout(struct interp *it, const struct ir_node *n, struct value 
     }
 }
 
+/* out[idx] = x[idx with every broadcast dimension at 0]: a stride of 0 repeats the source. */
+static void run_broadcast(struct interp *it, const struct ir_node *n, struct value *out)
+{
+    const struct ir_node *sn = n->src[0];
+    const struct value *x = &it->vals[sn->id];
+    int64_t stride[IR_MAX_DIMS];
+    strides_of(x->dims, sn->rank, stride);
+    for (uint32_t d = 0; d < n->rank; d++)
+        if (x->dims[d] == 1)
+            stride[d] = 0;
+    copy_strided(out->data, x->data, dtype_size(n->dtype), n->rank, out->dims, stride, 0);
+}
+
+/* ---- Experts -------------------------------------------------------------------------------------- */
+
+/* Per row: the first k entries of ggml's descending argsort, an exchange sort that swaps only when a
+ * later value is strictly larger (so among equal values the one found first in the current order stays). */
+static int run_topk(struct interp *it, const struct ir_node *n, struct value *out, ae_error *err)
+{
+    const struct value *x = &it->vals[n->src[0]->id];
+    int64_t R = x->dims[0], E = x->dims[1], k = n->p.topk.k;
+    int32_t *idx = malloc((size_t)E * sizeof *idx);
+    if (!idx)
+        return node_fail(err, n, "out of memory");
+    for (int64_t r = 0; r < R; r++) {
+        const float *v = (const float *)x->data + r * E;
+        for (int64_t j = 0; j < E; j++)
+            idx[j] = (int32_t)j;
+        for (int64_t j = 0; j < k; j++)
+            for (int64_t m = j + 1; m < E; m++)
+                if (v[idx[j]] < v[idx[m]]) {
+                    int32_t t = idx[j];
+                    idx[j] = idx[m];
+                    idx[m] = t;
+                }
+        memcpy((int32_t *)out->data + r * k, idx, (size_t)k * sizeof *idx);
+    }
+    free(idx);
+    return 0;
+}
+
+/* w[j] = probs[ids[j]]; with norm, w[j] / (their sum, in double, as a float); then w[j] * scale. */
+static int run_moe_weights(struct interp *it, const struct ir_node *n, struct value *out, ae_error *err)
+{
+    const struct value *p = &it->vals[n->src[0]->id], *ids = &it->vals[n->src[1]->id];
+    int64_t R = p->dims[0], E = p->dims[1], k = ids->dims[1];
+    for (int64_t r = 0; r < R; r++) {
+        const float *pr = (const float *)p->data + r * E;
+        const int32_t *id = (const int32_t *)ids->data + r * k;
+        float *w = (float *)out->data + r * k;
+        double sum = 0.0;
+        for (int64_t j = 0; j < k; j++) {
+            if (id[j] < 0 || id[j] >= E)
+                return node_fail(err, n, "an expert id is outside 0..experts-1");
+            w[j] = pr[id[j]];
+            sum += (double)w[j];
+        }
+        float s = (float)sum;
+        for (int64_t j = 0; j < k; j++) {
+            if (n->p.moe_weights.norm)
+                w[j] = w[j] / s;
+            w[j] = w[j] * n->p.moe_weights.scale;
+        }
+    }
+    return 0;
+}
+
+/* y[r, j, :] = x[r, j or 0, :] times the transpose of expert ids[r, j]; dot products in double. */
+static int run_matmul_id(struct interp *it, const struct ir_node *n, struct value *out, ae_error *err)
+{
+    const struct ir_node *xn = n->src[0], *wn = n->src[1];
+    const struct value *x = &it->vals[xn->id], *ids = &it->vals[n->src[2]->id];
+    int64_t E = wn->shape[0], N = wn->shape[1], K = wn->shape[2];
+    int64_t R = ids->dims[0], k = ids->dims[1];
+    const int32_t *id = ids->data;
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t j = 0; j < k; j++) {
+            int32_t e = id[r * k + j];
+            if (e < 0 || e >= E)
+                return ae_fail(err, "interp: %%%" PRIu32 " = matmul_id: expert id %" PRId32 " is outside 0..%" PRId64,
+                               n->id, e, E - 1);
+            const float *xr = (const float *)x->data + (xn->rank == 3 ? r * k + j : r) * K;
+            float *yr = (float *)out->data + (r * k + j) * N;
+            for (int64_t o = 0; o < N; o++) {
+                const float *w = weight_row(it, wn, (int64_t)e * N + o, K, err);
+                if (!w)
+                    return ae_fail_prefix(err, "interp: %%%" PRIu32 " = matmul_id, expert %" PRId32 " row %" PRId64
+                                          " of @%s", n->id, e, o, wn->name);
+                double acc = 0.0;
+                for (int64_t c = 0; c < K; c++)
+                    acc += (double)w[c] * (double)xr[c];
+                yr[o] = (float)acc;
+            }
+        }
+    return 0;
+}
+
+/* y[r, :] = ((w[r,0] * x[r,0,:] + w[r,1] * x[r,1,:]) + ...): each product rounded, then added in slot order. */
+static void run_moe_sum(struct interp *it, const struct ir_node *n, struct value *out)
+{
+    const struct value *x = &it->vals[n->src[0]->id], *wv = &it->vals[n->src[1]->id];
+    int64_t R = x->dims[0], k = x->dims[1], D = x->dims[2];
+    for (int64_t r = 0; r < R; r++) {
+        const float *w = (const float *)wv->data + r * k;
+        float *y = (float *)out->data + r * D;
+        for (int64_t d = 0; d < D; d++) {
+            const float *xr = (const float *)x->data + r * k * D + d;
+            float acc = w[0] * xr[0];
+            for (int64_t j = 1; j < k; j++) {
+                const float p = w[j] * xr[j * D];
+                acc = acc + p;
+            }
+            y[d] = acc;
+        }
+    }
+}
+
 static int run_kv_store(struct interp *it, const struct ir_node *n, int64_t T, int64_t P)
 {
     const struct ir_node *cn = n->src[0];
@@ -726,6 +846,7 @@ static int run_node(struct interp *it, const struct ir_node *n, const int32_t *t
     case IR_OP_SCALE:
     case IR_OP_SILU:
     case IR_OP_GELU:
+    case IR_OP_SIGMOID:
     case IR_OP_SOFTCAP: run_unary(it, n, v); return 0;
     case IR_OP_RMS_NORM:
     case IR_OP_LAYER_NORM:
@@ -735,6 +856,11 @@ static int run_node(struct interp *it, const struct ir_node *n, const int32_t *t
     case IR_OP_SLICE:
     case IR_OP_PERMUTE:
     case IR_OP_CONCAT: run_layout(it, n, v); return 0;
+    case IR_OP_BROADCAST: run_broadcast(it, n, v); return 0;
+    case IR_OP_TOPK: return run_topk(it, n, v, err);
+    case IR_OP_MOE_WEIGHTS: return run_moe_weights(it, n, v, err);
+    case IR_OP_MATMUL_ID: return run_matmul_id(it, n, v, err);
+    case IR_OP_MOE_SUM: run_moe_sum(it, n, v); return 0;
     case IR_OP_WEIGHT:
     case IR_OP_KV_CACHE:
     case IR_OP_KV_STORE:

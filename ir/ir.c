@@ -22,12 +22,12 @@ static const struct op_info {
     uint32_t min_src, max_src;
     uint32_t props;
 } op_table[IR_OP_COUNT] = {
-#define X(NAME, STR, MIN_SRC, MAX_SRC, PROPS) [IR_OP_##NAME] = {STR, MIN_SRC, MAX_SRC, PROPS},
+#define X(NAME, STR, MIN_SRC, MAX_SRC, PROPS, STEP) [IR_OP_##NAME] = {STR, MIN_SRC, MAX_SRC, PROPS},
 #include "ops.def"
 #undef X
 };
 
-_Static_assert(IR_OP_COUNT == 27, "ops.def changed: update the op count, docs/ir.md and every switch");
+_Static_assert(IR_OP_COUNT == 33, "ops.def changed: update the op count, docs/ir.md and every switch");
 
 const char *ir_op_name(enum ir_op op)
 {
@@ -119,6 +119,13 @@ static const struct ir_param_desc params_permute[] = {
 static const struct ir_param_desc params_concat[] = {
     PARAM("axis", IR_PARAM_I32, concat.axis, NULL),
 };
+static const struct ir_param_desc params_topk[] = {
+    PARAM("k", IR_PARAM_I32, topk.k, NULL),
+};
+static const struct ir_param_desc params_moe_weights[] = {
+    PARAM("norm", IR_PARAM_I32, moe_weights.norm, NULL),
+    PARAM("scale", IR_PARAM_F32, moe_weights.scale, NULL),
+};
 
 #undef PARAM
 
@@ -140,6 +147,8 @@ const struct ir_param_desc *ir_op_params(enum ir_op op, uint32_t *n)
     case IR_OP_SLICE: return PARAMS(params_slice);
     case IR_OP_PERMUTE: return PARAMS(params_permute);
     case IR_OP_CONCAT: return PARAMS(params_concat);
+    case IR_OP_TOPK: return PARAMS(params_topk);
+    case IR_OP_MOE_WEIGHTS: return PARAMS(params_moe_weights);
     case IR_OP_RMS_NORM_MUL: return PARAMS(params_norm);
     case IR_OP_MATMUL_ROPE: return PARAMS(params_rope);
     case IR_OP_EW:
@@ -155,6 +164,10 @@ const struct ir_param_desc *ir_op_params(enum ir_op op, uint32_t *n)
     case IR_OP_RESHAPE:
     case IR_OP_LAST_ROW:
     case IR_OP_OUTPUT:
+    case IR_OP_SIGMOID:
+    case IR_OP_BROADCAST:
+    case IR_OP_MATMUL_ID:
+    case IR_OP_MOE_SUM:
     case IR_OP_COUNT:
         return NULL;
     }
@@ -631,6 +644,47 @@ struct ir_node *ir_concat(struct ir_graph *g, struct ir_node *a, struct ir_node 
     struct ir_node *n = ir_node_new(g, IR_OP_CONCAT, a->dtype, a->rank, shape, 2, src);
     n->p.concat.axis = axis;
     return n;
+}
+
+struct ir_node *ir_broadcast(struct ir_graph *g, struct ir_node *x, uint32_t rank, const int64_t *shape)
+{
+    return ir_node_new(g, IR_OP_BROADCAST, x->dtype, rank, shape, 1, &x);
+}
+
+struct ir_node *ir_sigmoid(struct ir_graph *g, struct ir_node *x)
+{
+    return unary(g, IR_OP_SIGMOID, x);
+}
+
+struct ir_node *ir_topk(struct ir_graph *g, struct ir_node *x, int32_t k)
+{
+    int64_t shape[2] = {x->rank ? x->shape[0] : 1, k};
+    struct ir_node *n = ir_node_new(g, IR_OP_TOPK, IR_I32, 2, shape, 1, &x);
+    n->p.topk.k = k;
+    return n;
+}
+
+struct ir_node *ir_moe_weights(struct ir_graph *g, struct ir_node *probs, struct ir_node *ids, bool norm, float scale)
+{
+    struct ir_node *src[2] = {probs, ids};
+    struct ir_node *n = ir_node_new(g, IR_OP_MOE_WEIGHTS, IR_F32, ids->rank, ids->shape, 2, src);
+    n->p.moe_weights.norm = norm;
+    n->p.moe_weights.scale = scale;
+    return n;
+}
+
+struct ir_node *ir_matmul_id(struct ir_graph *g, struct ir_node *w, struct ir_node *x, struct ir_node *ids)
+{
+    int64_t shape[3] = {ids->rank ? ids->shape[0] : 1, ids->rank > 1 ? ids->shape[1] : 1, w->rank ? w->shape[1] : 1};
+    struct ir_node *src[3] = {x, w, ids};
+    return ir_node_new(g, IR_OP_MATMUL_ID, IR_F32, 3, shape, 3, src);
+}
+
+struct ir_node *ir_moe_sum(struct ir_graph *g, struct ir_node *x, struct ir_node *w)
+{
+    int64_t shape[2] = {x->rank ? x->shape[0] : 1, x->rank > 2 ? x->shape[2] : 1};
+    struct ir_node *src[2] = {x, w};
+    return ir_node_new(g, IR_OP_MOE_SUM, IR_F32, 2, shape, 2, src);
 }
 
 struct ir_node *ir_last_row(struct ir_graph *g, struct ir_node *x)

@@ -27,7 +27,7 @@
 /* ---- Ops ------------------------------------------------------------------------------------------ */
 
 enum ir_op {
-#define X(NAME, STR, MIN_SRC, MAX_SRC, PROPS) IR_OP_##NAME,
+#define X(NAME, STR, MIN_SRC, MAX_SRC, PROPS, STEP) IR_OP_##NAME,
 #include "ops.def"
 #undef X
     IR_OP_COUNT
@@ -41,6 +41,7 @@ enum ir_op_prop {
     IR_PROP_ROWWISE = 1u << 4,
     IR_PROP_VIEW = 1u << 5,
     IR_PROP_STATEFUL = 1u << 6,
+    IR_PROP_FUSED = 1u << 7,
 };
 
 const char *ir_op_name(enum ir_op op);
@@ -106,6 +107,8 @@ union ir_params {
     struct { int32_t axis; int32_t start; } slice;    /* out = x[..., start : start + out_dim, ...] */
     struct { int32_t perm[IR_MAX_DIMS]; } permute;    /* out dim i = in dim perm[i] */
     struct { int32_t axis; } concat;
+    struct { int32_t k; } topk;                       /* the k largest of each row */
+    struct { int32_t norm; float scale; } moe_weights; /* norm: divide by their sum; then times scale */
     struct { int32_t op[4]; float k[4]; } ew;         /* ew, matmul_ew: steps and their constants (ir_fused.h) */
 };
 
@@ -221,6 +224,18 @@ struct ir_node *ir_reshape(struct ir_graph *g, struct ir_node *x, uint32_t rank,
 struct ir_node *ir_slice(struct ir_graph *g, struct ir_node *x, int32_t axis, int32_t start, int64_t len);
 struct ir_node *ir_permute(struct ir_graph *g, struct ir_node *x, const int32_t *perm);
 struct ir_node *ir_concat(struct ir_graph *g, struct ir_node *a, struct ir_node *b, int32_t axis);
+/* x broadcast to shape: every dimension of x equals the result's or is 1 (then repeated). */
+struct ir_node *ir_broadcast(struct ir_graph *g, struct ir_node *x, uint32_t rank, const int64_t *shape);
+struct ir_node *ir_sigmoid(struct ir_graph *g, struct ir_node *x);
+/* The indices (i32 [R, k]) of the k largest values of each row of x [R, E], largest first. */
+struct ir_node *ir_topk(struct ir_graph *g, struct ir_node *x, int32_t k);
+/* The routing weights f32 [R, k]: probs [R, E] at ids [R, k], divided by their sum when norm, times scale. */
+struct ir_node *ir_moe_weights(struct ir_graph *g, struct ir_node *probs, struct ir_node *ids, bool norm, float scale);
+/* x ([R, K], or [R, k, K] with one row per slot) times the transpose of expert ids[r, j] of w ([E, N, K]):
+ * f32 [R, k, N]. Sources are stored as (x, w, ids). */
+struct ir_node *ir_matmul_id(struct ir_graph *g, struct ir_node *w, struct ir_node *x, struct ir_node *ids);
+/* sum_j w[r, j] * x[r, j, :] for x [R, k, D] and w [R, k]: f32 [R, D]. */
+struct ir_node *ir_moe_sum(struct ir_graph *g, struct ir_node *x, struct ir_node *w);
 /* The last row of x [S, ...]: [1, ...]. */
 struct ir_node *ir_last_row(struct ir_graph *g, struct ir_node *x);
 /* Marks x as a result of the step (the logits); name says which. */

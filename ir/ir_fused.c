@@ -12,14 +12,87 @@
 
 bool ir_op_is_fused(enum ir_op op)
 {
-    return op == IR_OP_EW || op == IR_OP_MATMUL_EW || op == IR_OP_RMS_NORM_MUL || op == IR_OP_MATMUL_ROPE;
+    return ir_op_has(op, IR_PROP_FUSED);
 }
 
-/* ---- Parameters ----------------------------------------------------------------------------------- */
+/* ---- Steps and parameters ------------------------------------------------------------------------- */
 
-static const char *const ew_step_names[] = {"none", "add", "mul", "scale", "silu", "gelu", "softcap", NULL};
+/* The tables of the steps, made from the STEP rows of ops.def. */
+#define NAME_STEP(STR) STR,
+#define NAME_NO_STEP(STR)
+static const char *const ew_step_names[] = {
+    "none",
+#define X(NAME, STR, MIN_SRC, MAX_SRC, PROPS, STEP) NAME_##STEP(STR)
+#include "ops.def"
+#undef X
+    NULL,
+};
 
+#define STEP_OF_STEP(NAME) IR_EW_##NAME
+#define STEP_OF_NO_STEP(NAME) IR_EW_NONE
+static const enum ir_ew_step step_of_op[IR_OP_COUNT] = {
+#define X(NAME, STR, MIN_SRC, MAX_SRC, PROPS, STEP) [IR_OP_##NAME] = STEP_OF_##STEP(NAME),
+#include "ops.def"
+#undef X
+};
+
+#define OP_OF_STEP(NAME) [IR_EW_##NAME] = IR_OP_##NAME,
+#define OP_OF_NO_STEP(NAME)
+static const enum ir_op op_of_step[IR_EW_STEP_COUNT] = {
+    [IR_EW_NONE] = IR_OP_COUNT,
+#define X(NAME, STR, MIN_SRC, MAX_SRC, PROPS, STEP) OP_OF_##STEP(NAME)
+#include "ops.def"
+#undef X
+};
+
+/* The number of fused ops, counted from their property. */
+enum {
+    N_FUSED_OPS = 0
+#define X(NAME, STR, MIN_SRC, MAX_SRC, PROPS, STEP) + !!((PROPS) & IR_PROP_FUSED)
+#include "ops.def"
+#undef X
+};
+
+_Static_assert(IR_EW_STEP_COUNT == 7, "ops.def's STEP rows changed: update the count, docs/ir.md and the templates");
+_Static_assert(N_FUSED_OPS == 4, "ops.def's fused rows changed: update the count, docs/ir.md and docs/passes.md");
 _Static_assert(sizeof ew_step_names / sizeof ew_step_names[0] == IR_EW_STEP_COUNT + 1, "one name per step");
+
+enum ir_ew_step ir_ew_step_of(enum ir_op op)
+{
+    return (unsigned)op < IR_OP_COUNT ? step_of_op[op] : IR_EW_NONE;
+}
+
+enum ir_op ir_ew_step_op(enum ir_ew_step s)
+{
+    return (unsigned)s < IR_EW_STEP_COUNT ? op_of_step[s] : IR_OP_COUNT;
+}
+
+bool ir_ew_step_has_operand(enum ir_ew_step s)
+{
+    return s != IR_EW_NONE && ir_op_min_src(ir_ew_step_op(s)) == 2;
+}
+
+/* The parameter that is a step's constant: the step op's only parameter (ops.def), or NULL. */
+static const struct ir_param_desc *step_param(enum ir_ew_step s)
+{
+    uint32_t n = 0;
+    const struct ir_param_desc *d = s != IR_EW_NONE ? ir_op_params(ir_ew_step_op(s), &n) : NULL;
+    return n == 1 && d[0].kind == IR_PARAM_F32 ? &d[0] : NULL;
+}
+
+bool ir_ew_step_has_k(enum ir_ew_step s)
+{
+    return step_param(s) != NULL;
+}
+
+float ir_ew_step_k(const struct ir_node *n)
+{
+    const struct ir_param_desc *d = step_param(ir_ew_step_of(n->op));
+    float k = 0.0f;
+    if (d)
+        memcpy(&k, (const char *)&n->p + d->offset, sizeof k);
+    return k;
+}
 
 #define EW_OP(I) {"op" #I, IR_PARAM_ENUM, offsetof(union ir_params, ew.op[I]), ew_step_names}
 #define EW_K(I) {"k" #I, IR_PARAM_F32, offsetof(union ir_params, ew.k[I]), NULL}
@@ -35,11 +108,6 @@ const struct ir_param_desc *ir_ew_params(uint32_t *n)
 {
     *n = sizeof params_ew / sizeof params_ew[0];
     return params_ew;
-}
-
-const char *ir_ew_step_name(enum ir_ew_step s)
-{
-    return (unsigned)s < IR_EW_STEP_COUNT ? ew_step_names[s] : "?";
 }
 
 uint32_t ir_ew_n_steps(const struct ir_node *n)
@@ -76,10 +144,11 @@ static int check_operand(ae_error *err, const struct ir_node *n, uint32_t i, con
 }
 
 /* The steps of ew / matmul_ew: a run of steps then only none, at least one step, one source for each
- * add or mul starting at source first, and positive softcap constants. */
-static int check_steps(ae_error *err, const struct ir_node *n, uint32_t first)
+ * step with an operand starting after the op's fixed sources, a constant only where the step has one,
+ * and positive softcap constants. */
+static int check_steps(ae_error *err, const struct ir_node *n)
 {
-    uint32_t steps = ir_ew_n_steps(n), next = first;
+    uint32_t steps = ir_ew_n_steps(n), next = ir_op_min_src(n->op);
     if (steps == 0)
         return ir_node_fail(err, n, "op0 is none: a fused chain needs at least one step");
     for (uint32_t i = 0; i < IR_EW_MAX_STEPS; i++) {
@@ -92,7 +161,7 @@ static int check_steps(ae_error *err, const struct ir_node *n, uint32_t first)
                                  i, i);
             continue;
         }
-        if (s == IR_EW_ADD || s == IR_EW_MUL) {
+        if (ir_ew_step_has_operand((enum ir_ew_step)s)) {
             if (next >= n->n_src)
                 return ir_node_fail(err, n, "step op%" PRIu32 " (%s) has no source left", i, ew_step_names[s]);
             if (check_operand(err, n, next, n))
@@ -102,7 +171,7 @@ static int check_steps(ae_error *err, const struct ir_node *n, uint32_t first)
         if (s == IR_EW_SOFTCAP && !(n->p.ew.k[i] > 0))
             return ir_node_fail(err, n, "softcap step op%" PRIu32 " needs a positive cap k%" PRIu32 ", found %g", i, i,
                              (double)n->p.ew.k[i]);
-        if (s != IR_EW_SCALE && s != IR_EW_SOFTCAP && n->p.ew.k[i] != 0.0f)
+        if (!ir_ew_step_has_k((enum ir_ew_step)s) && n->p.ew.k[i] != 0.0f)
             return ir_node_fail(err, n, "step op%" PRIu32 " (%s) takes no constant; k%" PRIu32 " must be 0", i,
                              ew_step_names[s], i);
     }
@@ -195,12 +264,12 @@ int ir_verify_fused(const struct ir_node *n, ae_error *err)
             return ir_node_fail(err, n, "source 0 has dtype %s, expected f32", ae_type_name(n->src[0]->dtype));
         if (expect_shape(err, n, n->src[0]->rank, n->src[0]->shape, "same as the first source"))
             return -1;
-        return check_steps(err, n, 1);
+        return check_steps(err, n);
     case IR_OP_MATMUL_EW:
         if (check_f32_out(err, n) || check_matmul(err, n, shape) ||
             expect_shape(err, n, n->src[0]->rank, shape, "activations' rows by weight rows"))
             return -1;
-        return check_steps(err, n, 2);
+        return check_steps(err, n);
     case IR_OP_RMS_NORM_MUL:
         if (check_f32_out(err, n))
             return -1;
@@ -239,6 +308,12 @@ int ir_verify_fused(const struct ir_node *n, ae_error *err)
     case IR_OP_CONCAT:
     case IR_OP_LAST_ROW:
     case IR_OP_OUTPUT:
+    case IR_OP_SIGMOID:
+    case IR_OP_BROADCAST:
+    case IR_OP_TOPK:
+    case IR_OP_MOE_WEIGHTS:
+    case IR_OP_MATMUL_ID:
+    case IR_OP_MOE_SUM:
     case IR_OP_COUNT:
         break;
     }
@@ -254,23 +329,21 @@ static struct ir_node *named(struct ir_node *n, const struct ir_node *like)
     return n;
 }
 
-/* The steps of n applied to v, taking binary operands from n->src[next...]. */
-static struct ir_node *lower_steps(struct ir_graph *g, const struct ir_node *n, struct ir_node *v, uint32_t next)
+/* The steps of n applied to v, each the node of its op, taking operands from the sources after n's fixed
+ * ones. */
+static struct ir_node *lower_steps(struct ir_graph *g, const struct ir_node *n, struct ir_node *v)
 {
+    uint32_t next = ir_op_min_src(n->op);
     for (uint32_t i = 0; i < ir_ew_n_steps(n); i++) {
-        float k = n->p.ew.k[i];
-        switch ((enum ir_ew_step)n->p.ew.op[i]) {
-        case IR_EW_ADD: v = ir_add(g, v, n->src[next++]); break;
-        case IR_EW_MUL: v = ir_mul(g, v, n->src[next++]); break;
-        case IR_EW_SCALE: v = ir_scale(g, v, k); break;
-        case IR_EW_SILU: v = ir_silu(g, v); break;
-        case IR_EW_GELU: v = ir_gelu(g, v); break;
-        case IR_EW_SOFTCAP: v = ir_softcap(g, v, k); break;
-        case IR_EW_NONE:
-        case IR_EW_STEP_COUNT:
-            break;
-        }
-        named(v, n);
+        enum ir_ew_step s = (enum ir_ew_step)n->p.ew.op[i];
+        struct ir_node *src[2] = {v, NULL};
+        uint32_t n_src = 1;
+        if (ir_ew_step_has_operand(s))
+            src[n_src++] = n->src[next++];
+        v = named(ir_node_new(g, ir_ew_step_op(s), IR_F32, v->rank, v->shape, n_src, src), n);
+        const struct ir_param_desc *k = step_param(s);
+        if (k)
+            memcpy((char *)&v->p + k->offset, &n->p.ew.k[i], sizeof(float));
     }
     return v;
 }
@@ -280,10 +353,10 @@ static struct ir_node *lower_node(struct ir_graph *g, const struct ir_node *n)
     struct ir_node *v = NULL;
     switch (n->op) {
     case IR_OP_EW:
-        return lower_steps(g, n, n->src[0], 1);
+        return lower_steps(g, n, n->src[0]);
     case IR_OP_MATMUL_EW:
         v = named(ir_matmul(g, n->src[1], n->src[0]), n);
-        return lower_steps(g, n, v, 2);
+        return lower_steps(g, n, v);
     case IR_OP_RMS_NORM_MUL:
         v = named(ir_rms_norm(g, n->src[0], n->p.norm.eps), n);
         v = named(ir_mul(g, v, n->src[1]), n);
@@ -323,6 +396,12 @@ static struct ir_node *lower_node(struct ir_graph *g, const struct ir_node *n)
     case IR_OP_CONCAT:
     case IR_OP_LAST_ROW:
     case IR_OP_OUTPUT:
+    case IR_OP_SIGMOID:
+    case IR_OP_BROADCAST:
+    case IR_OP_TOPK:
+    case IR_OP_MOE_WEIGHTS:
+    case IR_OP_MATMUL_ID:
+    case IR_OP_MOE_SUM:
     case IR_OP_COUNT:
         break;
     }

@@ -9,6 +9,7 @@
 #include "ir_fused.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -242,6 +243,7 @@ static int verify_node(const struct ir_node *n, ae_error *err)
     case IR_OP_MUL:
     case IR_OP_SILU:
     case IR_OP_GELU:
+    case IR_OP_SIGMOID:
         return check_elementwise(err, n);
     case IR_OP_SCALE:
         return check_elementwise(err, n);
@@ -402,6 +404,69 @@ static int verify_node(const struct ir_node *n, ae_error *err)
         if (check_dtype(err, n, s0->dtype))
             return -1;
         return expect_same_shape(err, n, s0, "same as its source");
+    case IR_OP_BROADCAST:
+        if (check_dtype(err, n, s0->dtype))
+            return -1;
+        if (n->rank != s0->rank)
+            return ir_node_fail(err, n, "rank %" PRIu32 " differs from its source's %" PRIu32, n->rank, s0->rank);
+        for (uint32_t i = 0; i < n->rank; i++)
+            if (s0->shape[i] != n->shape[i] && s0->shape[i] != 1)
+                return ir_node_fail(err, n, "source %s does not broadcast to %s: each dimension must match or be 1",
+                                    ir_shape_str(s0, sa, sizeof sa), ir_shape_str(n, sb, sizeof sb));
+        return 0;
+    case IR_OP_TOPK: {
+        if (check_dtype(err, n, IR_I32) || check_src_dtype(err, n, 0, IR_F32))
+            return -1;
+        if (s0->rank != 2 || ir_dim_is_symbol(s0->shape[1]))
+            return ir_node_fail(err, n, "input %s, expected [rows, a constant number of values]",
+                                ir_shape_str(s0, sa, sizeof sa));
+        if (n->p.topk.k < 1 || n->p.topk.k > s0->shape[1])
+            return ir_node_fail(err, n, "k %" PRId32 " must be from 1 to the row length %" PRId64, n->p.topk.k,
+                                s0->shape[1]);
+        int64_t shape[2] = {s0->shape[0], n->p.topk.k};
+        return expect_shape(err, n, 2, shape, "[rows, k]");
+    }
+    case IR_OP_MOE_WEIGHTS: {
+        if (check_dtype(err, n, IR_F32) || check_src_dtype(err, n, 0, IR_F32) || check_src_dtype(err, n, 1, IR_I32))
+            return -1;
+        if (s0->rank != 2 || s1->rank != 2 || s0->shape[0] != s1->shape[0] || ir_dim_is_symbol(s0->shape[1]) ||
+            ir_dim_is_symbol(s1->shape[1]))
+            return ir_node_fail(err, n, "probabilities %s and ids %s must be [rows, experts] and [rows, k]",
+                                ir_shape_str(s0, sa, sizeof sa), ir_shape_str(s1, sb, sizeof sb));
+        if (n->p.moe_weights.norm != 0 && n->p.moe_weights.norm != 1)
+            return ir_node_fail(err, n, "norm %" PRId32 " is neither 0 nor 1", n->p.moe_weights.norm);
+        if (!isfinite(n->p.moe_weights.scale))
+            return ir_node_fail(err, n, "scale %g is not finite", (double)n->p.moe_weights.scale);
+        return expect_same_shape(err, n, s1, "one weight per selected expert");
+    }
+    case IR_OP_MATMUL_ID: {
+        const struct ir_node *x = s0, *w = s1, *ids = s2;
+        if (w->rank != 3 || has_symbol(w) || !ae_type_info(w->dtype))
+            return ir_node_fail(err, n, "experts %%%" PRIu32 " %s, expected a weight [experts, out, in]", w->id,
+                                ir_shape_str(w, sa, sizeof sa));
+        if (check_dtype(err, n, IR_F32) || check_src_dtype(err, n, 0, IR_F32) || check_src_dtype(err, n, 2, IR_I32))
+            return -1;
+        if (ids->rank != 2 || ir_dim_is_symbol(ids->shape[1]))
+            return ir_node_fail(err, n, "ids %s, expected [rows, k]", ir_shape_str(ids, sa, sizeof sa));
+        bool x_ok = (x->rank == 2 || (x->rank == 3 && x->shape[1] == ids->shape[1])) && x->shape[0] == ids->shape[0] &&
+                    x->shape[x->rank - 1] == w->shape[2];
+        if (!x_ok)
+            return ir_node_fail(err, n, "activations %s must be [rows, %" PRId64 "] or [rows, k, %" PRId64 "] with the "
+                                "ids' rows %s", ir_shape_str(x, sa, sizeof sa), w->shape[2], w->shape[2],
+                                ir_shape_str(ids, sb, sizeof sb));
+        int64_t shape[3] = {ids->shape[0], ids->shape[1], w->shape[1]};
+        return expect_shape(err, n, 3, shape, "[rows, k, expert rows]");
+    }
+    case IR_OP_MOE_SUM: {
+        if (check_dtype(err, n, IR_F32) || check_src_dtype(err, n, 0, IR_F32) || check_src_dtype(err, n, 1, IR_F32))
+            return -1;
+        if (s0->rank != 3 || s1->rank != 2 || s0->shape[0] != s1->shape[0] || s0->shape[1] != s1->shape[1] ||
+            ir_dim_is_symbol(s0->shape[1]))
+            return ir_node_fail(err, n, "outputs %s and weights %s must be [rows, k, width] and [rows, k]",
+                                ir_shape_str(s0, sa, sizeof sa), ir_shape_str(s1, sb, sizeof sb));
+        int64_t shape[2] = {s0->shape[0], s0->shape[2]};
+        return expect_shape(err, n, 2, shape, "[rows, width]");
+    }
     case IR_OP_EW:
     case IR_OP_MATMUL_EW:
     case IR_OP_RMS_NORM_MUL:

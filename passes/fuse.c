@@ -103,6 +103,12 @@ static double flops_per_element(const struct ir_node *n)
     case IR_OP_MATMUL_EW:
     case IR_OP_RMS_NORM_MUL:
     case IR_OP_MATMUL_ROPE:
+    case IR_OP_SIGMOID:
+    case IR_OP_BROADCAST:
+    case IR_OP_TOPK:
+    case IR_OP_MOE_WEIGHTS:
+    case IR_OP_MATMUL_ID:
+    case IR_OP_MOE_SUM:
     case IR_OP_COUNT:
         break;
     }
@@ -141,47 +147,6 @@ static bool absorb(const struct fuse *f, struct cand *k, const struct ir_node *c
 
 /* ---- Growing candidates --------------------------------------------------------------------------- */
 
-static enum ir_ew_step step_of(enum ir_op op)
-{
-    switch (op) {
-    case IR_OP_ADD: return IR_EW_ADD;
-    case IR_OP_MUL: return IR_EW_MUL;
-    case IR_OP_SCALE: return IR_EW_SCALE;
-    case IR_OP_SILU: return IR_EW_SILU;
-    case IR_OP_GELU: return IR_EW_GELU;
-    case IR_OP_SOFTCAP: return IR_EW_SOFTCAP;
-    case IR_OP_INPUT:
-    case IR_OP_WEIGHT:
-    case IR_OP_KV_CACHE:
-    case IR_OP_GET_ROWS:
-    case IR_OP_MATMUL:
-    case IR_OP_RMS_NORM:
-    case IR_OP_LAYER_NORM:
-    case IR_OP_SOFTMAX:
-    case IR_OP_ROPE:
-    case IR_OP_ATTENTION:
-    case IR_OP_KV_STORE:
-    case IR_OP_RESHAPE:
-    case IR_OP_SLICE:
-    case IR_OP_PERMUTE:
-    case IR_OP_CONCAT:
-    case IR_OP_LAST_ROW:
-    case IR_OP_OUTPUT:
-    case IR_OP_EW:
-    case IR_OP_MATMUL_EW:
-    case IR_OP_RMS_NORM_MUL:
-    case IR_OP_MATMUL_ROPE:
-    case IR_OP_COUNT:
-        break;
-    }
-    return IR_EW_NONE;
-}
-
-static float step_constant(const struct ir_node *n)
-{
-    return n->op == IR_OP_SCALE ? n->p.scale.s : n->op == IR_OP_SOFTCAP ? n->p.softcap.cap : 0.0f;
-}
-
 /* An operand that a binary step may take: f32, v's shape or one row of its last dimension. */
 static bool operand_fits(const struct ir_node *o, const struct ir_node *like)
 {
@@ -194,7 +159,7 @@ static bool step_fits(const struct fuse *f, const struct ir_node *cur, const str
                       struct ir_node **other)
 {
     *other = NULL;
-    if (!usable(f, u) || step_of(u->op) == IR_EW_NONE || u->dtype != IR_F32 || !ir_shape_equal(u, cur))
+    if (!usable(f, u) || ir_ew_step_of(u->op) == IR_EW_NONE || u->dtype != IR_F32 || !ir_shape_equal(u, cur))
         return false;
     if (u->n_src == 1)
         return u->src[0] == cur;
@@ -220,8 +185,8 @@ static void grow_steps(const struct fuse *f, struct cand *k, uint32_t max_src, d
                 next = f->user_list[i];
         if (!next || !absorb(f, k, cur, chain_flops))
             return;
-        k->steps[k->n_steps] = step_of(next->op);
-        k->k[k->n_steps++] = step_constant(next);
+        k->steps[k->n_steps] = ir_ew_step_of(next->op);
+        k->k[k->n_steps++] = ir_ew_step_k(next);
         if (other)
             k->src[k->n_src++] = other;
         k->chain[k->n_chain++] = next;
@@ -321,14 +286,24 @@ static bool grow_ew(const struct fuse *f, struct ir_node *h, struct cand *k)
             return false;
         k->src[k->n_src++] = h->src[1];
     }
-    k->steps[0] = step_of(h->op);
-    k->k[0] = step_constant(h);
+    k->steps[0] = ir_ew_step_of(h->op);
+    k->k[0] = ir_ew_step_k(h);
     k->n_steps = 1;
     grow_steps(f, k, ir_op_max_src(IR_OP_EW), flops_per_element(h));
     return k->n_steps > 1;
 }
 
-/* The best candidate headed by h, if any. */
+/* Keeps k as *best when grown and better. */
+static bool keep_better(bool grown, const struct cand *k, struct cand *best)
+{
+    if (!grown || k->gain <= best->gain)
+        return false;
+    *best = *k;
+    return true;
+}
+
+/* The best candidate headed by h, if any: a matmul heads matmul_rope and matmul_ew, an rms_norm heads
+ * rms_norm_mul, and any op that is an elementwise step (ops.def) heads an ew chain. */
 static bool best_for(const struct fuse *f, struct ir_node *h, struct cand *best)
 {
     struct cand k;
@@ -336,55 +311,13 @@ static bool best_for(const struct fuse *f, struct ir_node *h, struct cand *best)
     best->gain = 0;
     if (!usable(f, h))
         return false;
-    switch (h->op) {
-    case IR_OP_MATMUL:
-        if (grow_rope(f, h, &k) && k.gain > best->gain) {
-            *best = k;
-            found = true;
-        }
-        if (grow_matmul_ew(f, h, &k) && k.gain > best->gain) {
-            *best = k;
-            found = true;
-        }
-        break;
-    case IR_OP_RMS_NORM:
-        if (grow_norm(f, h, &k) && k.gain > best->gain) {
-            *best = k;
-            found = true;
-        }
-        break;
-    case IR_OP_ADD:
-    case IR_OP_MUL:
-    case IR_OP_SCALE:
-    case IR_OP_SILU:
-    case IR_OP_GELU:
-    case IR_OP_SOFTCAP:
-        if (h->dtype == IR_F32 && grow_ew(f, h, &k) && k.gain > best->gain) {
-            *best = k;
-            found = true;
-        }
-        break;
-    case IR_OP_INPUT:
-    case IR_OP_WEIGHT:
-    case IR_OP_KV_CACHE:
-    case IR_OP_GET_ROWS:
-    case IR_OP_LAYER_NORM:
-    case IR_OP_SOFTMAX:
-    case IR_OP_ROPE:
-    case IR_OP_ATTENTION:
-    case IR_OP_KV_STORE:
-    case IR_OP_RESHAPE:
-    case IR_OP_SLICE:
-    case IR_OP_PERMUTE:
-    case IR_OP_CONCAT:
-    case IR_OP_LAST_ROW:
-    case IR_OP_OUTPUT:
-    case IR_OP_EW:
-    case IR_OP_MATMUL_EW:
-    case IR_OP_RMS_NORM_MUL:
-    case IR_OP_MATMUL_ROPE:
-    case IR_OP_COUNT:
-        break;
+    if (h->op == IR_OP_MATMUL) {
+        found |= keep_better(grow_rope(f, h, &k), &k, best);
+        found |= keep_better(grow_matmul_ew(f, h, &k), &k, best);
+    } else if (h->op == IR_OP_RMS_NORM) {
+        found |= keep_better(grow_norm(f, h, &k), &k, best);
+    } else if (ir_ew_step_of(h->op) != IR_EW_NONE && h->dtype == IR_F32) {
+        found |= keep_better(grow_ew(f, h, &k), &k, best);
     }
     return found;
 }
@@ -399,7 +332,7 @@ static enum fuse_kind kind_of(const struct cand *k)
     case IR_OP_RMS_NORM_MUL: return k->n_src == 3 ? FUSE_NORM_MUL_ADD : FUSE_NORM_MUL;
     case IR_OP_EW:
     case IR_OP_MATMUL_EW: {
-        uint32_t first = k->op == IR_OP_EW ? 1 : 2;
+        uint32_t first = ir_op_min_src(k->op); /* the steps' operands follow the fixed sources */
         if (k->n_steps == 2 && s[0] == IR_EW_SILU && s[1] == IR_EW_MUL)
             return FUSE_SWIGLU;
         if (k->n_steps == 2 && s[0] == IR_EW_GELU && s[1] == IR_EW_MUL)
@@ -438,6 +371,12 @@ static enum fuse_kind kind_of(const struct cand *k)
     case IR_OP_CONCAT:
     case IR_OP_LAST_ROW:
     case IR_OP_OUTPUT:
+    case IR_OP_SIGMOID:
+    case IR_OP_BROADCAST:
+    case IR_OP_TOPK:
+    case IR_OP_MOE_WEIGHTS:
+    case IR_OP_MATMUL_ID:
+    case IR_OP_MOE_SUM:
     case IR_OP_COUNT:
         break;
     }

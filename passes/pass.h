@@ -6,7 +6,8 @@
  * length), the options (passes turned off, dumps, ir_verify after each pass), the model's weights when
  * the graph came from a GGUF file (rewrites that look at weight values are skipped without them), and
  * what passes leave for later stages: the constants fold made, the layout of every weight, the memory
- * plan. The order of the passes lives only in pipeline.c; docs/passes.md describes each one.
+ * plan. The order of the passes is PASS_LIST below, the one list that the ids, the names, the pipeline
+ * and its messages are made from; docs/passes.md describes each one.
  */
 #ifndef AE_PASS_H
 #define AE_PASS_H
@@ -20,8 +21,25 @@
 #include "ir.h"
 #include "memplan.h"
 
-/* The passes, in pipeline order. */
-enum pass_id { PASS_SIMPLIFY, PASS_CSE, PASS_DCE, PASS_FOLD, PASS_LAYOUT, PASS_FUSE, PASS_MEMPLAN, PASS_COUNT };
+/* The passes, in pipeline order: X(ID, name) runs pass_<name> as PASS_<ID>. Cleanups first (simplify, cse,
+ * dce), then fold, which evaluates what is constant, then layout, which decides how weights are stored,
+ * then fuse, which groups nodes into kernels, and memplan last, because it plans the buffers of the nodes
+ * that remain. */
+#define PASS_LIST(X) \
+    X(SIMPLIFY, simplify) \
+    X(CSE, cse) \
+    X(DCE, dce) \
+    X(FOLD, fold) \
+    X(LAYOUT, layout) \
+    X(FUSE, fuse) \
+    X(MEMPLAN, memplan)
+
+enum pass_id {
+#define X(ID, NAME) PASS_##ID,
+    PASS_LIST(X)
+#undef X
+    PASS_COUNT
+};
 
 /* The kinds of fused groups the fuse pass forms, for the report. */
 enum fuse_kind {
@@ -43,7 +61,7 @@ enum fuse_kind {
 const char *fuse_kind_name(enum fuse_kind k);
 
 struct pass_options {
-    uint64_t alignment;      /* arena offsets are multiples of this: 64 bytes for the CPU */
+    uint64_t alignment;      /* arena offsets are multiples of this (a power of two): the target's, 64 for the CPU */
     int64_t t_max;           /* the largest step (prompt chunk) the plan must hold: 512 */
     int64_t n_ctx;           /* context length; sizes that depend on P use P = n_ctx - t_max */
     uint32_t disabled;       /* 1u << pass_id for every pass that does not run */
@@ -126,20 +144,17 @@ struct pass_ctx {
     struct pass_plan plan;             /* made by memplan */
 };
 
-/* Defaults: alignment 64, T_max 512, n_ctx 0 (set it: the model's context), every pass on, verify after
- * each pass in builds without NDEBUG, fold constants up to 1 MiB. */
+/* Defaults: alignment 64 (the C backend's; the frontend sets the target's), T_max 512, n_ctx 0 (set it:
+ * the model's context), every pass on, verify after each pass in builds without NDEBUG, fold constants up
+ * to 1 MiB. */
 void pass_ctx_init(struct pass_ctx *c, ae_error *err);
 void pass_ctx_free(struct pass_ctx *c);
 
 /* ---- The passes ----------------------------------------------------------------------------------- */
 
-int pass_simplify(struct ir_graph *g, struct pass_ctx *c);
-int pass_cse(struct ir_graph *g, struct pass_ctx *c);
-int pass_dce(struct ir_graph *g, struct pass_ctx *c);
-int pass_fold(struct ir_graph *g, struct pass_ctx *c);
-int pass_layout(struct ir_graph *g, struct pass_ctx *c);
-int pass_fuse(struct ir_graph *g, struct pass_ctx *c);
-int pass_memplan(struct ir_graph *g, struct pass_ctx *c);
+#define X(ID, NAME) int pass_##NAME(struct ir_graph *g, struct pass_ctx *c);
+PASS_LIST(X)
+#undef X
 
 /* ---- The pipeline (pipeline.c) -------------------------------------------------------------------- */
 
@@ -149,7 +164,7 @@ int pass_from_name(const char *name, size_t len);
 /* "simplify, cse, dce, fold, layout, fuse, memplan", for messages. */
 const char *pass_list(void);
 
-/* Runs every pass not disabled, in order, with ir_verify after each when opt.verify_each, and the dumps
+/* Runs every pass not disabled, in PASS_LIST's order, with ir_verify after each when opt.verify_each, and the dumps
  * the context asks for. Fills stats.nodes_in / nodes_out. */
 int pass_pipeline_run(struct ir_graph *g, struct pass_ctx *c);
 /* Runs one pass (whether disabled or not) and, with opt.verify_each, ir_verify after it. */

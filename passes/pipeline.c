@@ -1,11 +1,8 @@
-/* The pass pipeline: the order of the passes, ir_verify after each, and the IR dumps between them.
+/* The pass pipeline: the passes in PASS_LIST's order (pass.h), ir_verify after each, and the IR dumps
+ * between them.
  *
- * The order is the list of calls in pass_pipeline_run, read top to bottom: cleanups first (simplify,
- * cse, dce), then fold, which evaluates what is constant, then layout, which decides how weights are
- * stored, then fuse, which groups nodes into kernels, and memplan last, because it plans the buffers of
- * the nodes that remain. A dump after a pass prints "; after <pass>" and the graph, to one stream or to
- * one file per pass named by its place in the order ("03-dce.ir"); "00-import" is the graph before
- * the first pass.
+ * A dump after a pass prints "; after <pass>" and the graph, to one stream or to one file per pass named
+ * by its place in the order ("03-dce.ir"); "00-import" is the graph before the first pass.
  */
 #include "pass.h"
 
@@ -18,14 +15,17 @@ static const struct pass_entry {
     const char *name;
     int (*run)(struct ir_graph *g, struct pass_ctx *c);
 } pass_table[PASS_COUNT] = {
-    [PASS_SIMPLIFY] = {"simplify", pass_simplify},
-    [PASS_CSE] = {"cse", pass_cse},
-    [PASS_DCE] = {"dce", pass_dce},
-    [PASS_FOLD] = {"fold", pass_fold},
-    [PASS_LAYOUT] = {"layout", pass_layout},
-    [PASS_FUSE] = {"fuse", pass_fuse},
-    [PASS_MEMPLAN] = {"memplan", pass_memplan},
+#define X(ID, NAME) [PASS_##ID] = {#NAME, pass_##NAME},
+    PASS_LIST(X)
+#undef X
 };
+
+/* "simplify, cse, ...": the names joined, less the first separator. */
+static const char pass_names_joined[] = ""
+#define X(ID, NAME) ", " #NAME
+    PASS_LIST(X)
+#undef X
+    ;
 
 const char *pass_name(enum pass_id id)
 {
@@ -42,7 +42,7 @@ int pass_from_name(const char *name, size_t len)
 
 const char *pass_list(void)
 {
-    return "simplify, cse, dce, fold, layout, fuse, memplan";
+    return pass_names_joined + 2;
 }
 
 void pass_ctx_init(struct pass_ctx *c, ae_error *err)
@@ -174,14 +174,9 @@ int pass_pipeline_run(struct ir_graph *g, struct pass_ctx *c)
     c->stats.nodes_in = g->n_nodes;
     if (dump(g, c, PASS_COUNT))
         return -1;
-    if (step(g, c, PASS_SIMPLIFY) ||
-        step(g, c, PASS_CSE) ||
-        step(g, c, PASS_DCE) ||
-        step(g, c, PASS_FOLD) ||
-        step(g, c, PASS_LAYOUT) ||
-        step(g, c, PASS_FUSE) ||
-        step(g, c, PASS_MEMPLAN))
-        return -1;
+    for (int id = 0; id < PASS_COUNT; id++)
+        if (step(g, c, (enum pass_id)id))
+            return -1;
     c->stats.nodes_out = g->n_nodes;
     return 0;
 }

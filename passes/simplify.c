@@ -143,6 +143,12 @@ static bool simplify_node(struct simp *s, struct ir_node *n)
             return true;
         }
         return false;
+    case IR_OP_BROADCAST:
+        if (ir_shape_equal(n, x)) {
+            replace(s, n, x);
+            return true;
+        }
+        return false;
     case IR_OP_LAST_ROW:
         if (x->rank >= 1 && x->shape[0] == 1) {
             replace(s, n, x);
@@ -181,6 +187,11 @@ static bool simplify_node(struct simp *s, struct ir_node *n)
     case IR_OP_MATMUL_EW:
     case IR_OP_RMS_NORM_MUL:
     case IR_OP_MATMUL_ROPE:
+    case IR_OP_SIGMOID:
+    case IR_OP_TOPK:
+    case IR_OP_MOE_WEIGHTS:
+    case IR_OP_MATMUL_ID:
+    case IR_OP_MOE_SUM:
     case IR_OP_COUNT:
         return false;
     }

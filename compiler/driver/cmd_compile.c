@@ -4,15 +4,19 @@
  * the dumps and options the flags ask for, and reports what the passes did: nodes before and after,
  * fused groups by kind, and the planned peak of activation memory against the sum of all
  * intermediates. With -o it then writes the program: generated C compiled by gcc or libtcc, the
- * weights appended (or beside it with --weights=external). --print-plan (what 'aetherc plan' runs)
- * prints the memory plan as a table instead of the summary.
+ * weights appended (or beside it with --weights=external), and one closing line (the program, its
+ * size, the weights and their hash, the time). Every file it will write is checked first
+ * (output_check.h), so that a wrong path fails before any work and a model is never overwritten.
+ * --print-plan (what 'aetherc plan' runs) prints the memory plan as a table instead of the summary.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "ae_gguf.h"
 #include "build_program.h"
@@ -20,6 +24,7 @@
 #include "frontend.h"
 #include "import.h"
 #include "ir.h"
+#include "output_check.h"
 #include "pass.h"
 #include "toolchain.h"
 
@@ -47,7 +52,9 @@ static void compile_usage(FILE *f)
             "Imports the model, runs the passes (%s) and reports\n"
             "what they did: nodes before and after, fused groups, the activation memory plan.\n"
             "\n"
-            "  -o OUT                       write the program: one executable with the weights inside\n"
+            "  -o OUT                       write the program: one executable with the weights inside (an\n"
+            "                               existing OUT is replaced only when it is a program)\n"
+            "  -m MODEL                     the model (llama.cpp's spelling; a bare path works too)\n"
             "  --cc gcc|tcc                 compile the generated C with gcc -O2 (default) or in-process\n"
             "                               with libtcc (much faster to build, slower to run)\n"
             "  --target x86_64-linux-gnu|aarch64-linux-gnu\n"
@@ -71,11 +78,12 @@ static void compile_usage(FILE *f)
             "  --dump-format=text|yaml      the dump's form (default text)\n"
             "  --verify-each                ir_verify after every pass (always on in debug builds)\n"
             "  --t-max N                    plan memory for steps of up to N tokens (default 512)\n"
-            "  --ctx N                      context length (default: the model's training context, at most\n"
-            "                               4096)\n"
-            "  --kv f16|f32                 KV cache type (default f16)\n"
+            "  --ctx N                      the program's default context (default: the model's training\n"
+            "                               context, at most 4096); the program's --ctx may change it up to\n"
+            "                               the training context\n"
+            "  --kv f16|f32                 the program's default KV cache type (default f16)\n"
             "  --print-plan                 print the memory plan as a table ('aetherc plan')\n"
-            "  --help                       this text\n",
+            "  --help                       this text; aetherc --version says which build this is\n",
             pass_list());
 }
 
@@ -146,6 +154,25 @@ static const char *target_list(void)
     return buf;
 }
 
+/* The flags, for "did you mean" (parse_args is the reference). */
+static const char *const compile_flags[] = {
+    "-o", "-m", "-g", "-O0", "-O1", "-O2", "--cc", "--target", "--march", "--static", "--emit-c", "--weights",
+    "--dump-ir", "--dump-dir", "--dump-format", "--disable-pass", "--verify-each", "--t-max", "--ctx", "--kv",
+    "--print-plan", "--help",
+};
+
+static int unknown_flag(const char *arg)
+{
+    char word[64];
+    snprintf(word, sizeof word, "%.*s", (int)strcspn(arg, "="), arg);
+    const char *near = ae_closest_name(word, compile_flags, sizeof compile_flags / sizeof compile_flags[0]);
+    if (near)
+        fprintf(stderr, "aetherc: unknown flag '%s'; did you mean '%s'?\n", word, near);
+    else
+        fprintf(stderr, "aetherc: unknown flag '%s' (aetherc --help lists them)\n", word);
+    return 2;
+}
+
 /* Returns 0, 1 when --help was printed, or 2 on a usage error (after a message). */
 static int parse_args(int argc, char **argv, struct compile_args *a)
 {
@@ -174,6 +201,14 @@ static int parse_args(int argc, char **argv, struct compile_args *a)
             a->out = argv[++i];
         } else if (!strcmp(arg, "-g")) {
             a->build.debug = true;
+        } else if (!strcmp(arg, "-m")) {
+            if (i + 1 >= argc)
+                goto missing_value;
+            if (a->model) {
+                fprintf(stderr, "aetherc: two models given ('%s' and '%s'); compile one at a time\n", a->model, argv[i + 1]);
+                return 2;
+            }
+            a->model = argv[++i];
         } else if ((v = flag_value(argc, argv, &i, "--cc", &missing))) {
             if (strcmp(v, "gcc") != 0 && strcmp(v, "tcc") != 0) {
                 fprintf(stderr, "aetherc: --cc takes gcc or tcc, not '%s'\n", v);
@@ -245,8 +280,7 @@ static int parse_args(int argc, char **argv, struct compile_args *a)
         } else if (missing) {
             goto missing_value;
         } else if (arg[0] == '-' && arg[1]) {
-            fprintf(stderr, "aetherc: unknown flag '%s' (aetherc --help lists them)\n", arg);
-            return 2;
+            return unknown_flag(arg);
         } else if (a->model) {
             fprintf(stderr, "aetherc: two models given ('%s' and '%s'); compile one at a time\n", a->model, arg);
             return 2;
@@ -259,8 +293,7 @@ static int parse_args(int argc, char **argv, struct compile_args *a)
         return 2;
     }
     if (!a->model) {
-        fprintf(stderr, "aetherc: no model given\n");
-        compile_usage(stderr);
+        fprintf(stderr, "aetherc: no model given (aetherc MODEL.gguf -o PROGRAM; aetherc --help says more)\n");
         return 2;
     }
     if (a->disabled & (1u << PASS_MEMPLAN)) {
@@ -290,8 +323,8 @@ static int parse_args(int argc, char **argv, struct compile_args *a)
         return 2;
     }
     if (a->build.march && !strcmp(a->build.march, "native") && target != host) {
-        fprintf(stderr, "aetherc: --march native means this machine's CPU, which is not a %s one; name the level of "
-                        "the machine the program is for\n", target->triple);
+        fprintf(stderr, "aetherc: --march native means this machine's CPU (%s), not a %s one; name the level of "
+                        "the machine the program is for\n", host ? host->triple : "unknown", target->triple);
         return 2;
     }
     if (a->dump_dir && !a->dump_mask) {
@@ -346,7 +379,7 @@ static void print_summary(const struct compile_args *a, const struct import_hpar
                first ? "none" : "", human_bytes(s->fuse_saved_bytes, b1, sizeof b1), c->opt.t_max);
     }
     const struct pass_plan *p = &c->plan;
-    printf(" Activation memory for steps of up to %" PRId64 " tokens (context %" PRId64 "): %s planned peak against "
+    printf(" Activation memory for steps of up to %" PRId64 " tokens (contexts up to %" PRId64 "): %s planned peak against "
            "%s for all %" PRIu32 " intermediates without reuse (%.1fx less); no plan can go below %s.\n",
            p->t_max, p->n_ctx, human_bytes(p->peak, b1, sizeof b1), human_bytes(p->naive, b2, sizeof b2), p->n,
            p->peak ? (double)p->naive / (double)p->peak : 0.0, human_bytes(p->max_live, b3, sizeof b3));
@@ -366,7 +399,7 @@ static void print_plan(const struct ir_graph *g, const struct pass_ctx *c)
         printf("%6" PRIu32 "  %6s  %-13s %-28s %12" PRIu64 " %12" PRIu64 " %6" PRIu32 " %6" PRIu32 "\n", i, id,
                ir_op_name(n->op), n->name ? n->name : "-", b->size, b->offset, b->first, b->last);
     }
-    printf("\npeak %" PRIu64 " bytes (%s) for steps of up to %" PRId64 " tokens, context %" PRId64
+    printf("\npeak %" PRIu64 " bytes (%s) for steps of up to %" PRId64 " tokens, contexts up to %" PRId64
            "; naive sum of all %" PRIu32 " intermediates %" PRIu64 " bytes (%s), %.1fx more; largest live set %"
            PRIu64 " bytes (%s). Offsets are multiples of %" PRIu64 " bytes; weights and the KV cache are not in "
            "this arena.\n",
@@ -379,7 +412,7 @@ static void print_plan(const struct ir_graph *g, const struct pass_ctx *c)
 static void configure(struct pass_ctx *c, void *arg)
 {
     const struct compile_args *a = arg;
-    c->opt.t_max = a->t_max < c->opt.n_ctx ? a->t_max : c->opt.n_ctx;
+    c->opt.t_max = a->t_max;
     c->opt.disabled = a->o0 ? ((1u << PASS_COUNT) - 1) & ~(1u << PASS_MEMPLAN) : a->disabled;
     if (a->verify_each)
         c->opt.verify_each = true;
@@ -388,21 +421,70 @@ static void configure(struct pass_ctx *c, void *arg)
     c->dump_format = a->dump_format;
 }
 
+/* Every file the flags will write, checked before any work. */
+static int check_outputs(const struct compile_args *a, ae_error *err)
+{
+    if (a->dump_dir && output_check_dir("--dump-dir", a->dump_dir, err) < 0)
+        return -1;
+    if (!a->out)
+        return 0;
+    if (output_check("-o", a->out, OUTPUT_PROGRAM, a->model, err) < 0)
+        return -1;
+    char path[PATH_MAX + 16];
+    if (a->build.weights_external) {
+        snprintf(path, sizeof path, "%s.weights", a->out);
+        if (output_check("--weights=external", path, OUTPUT_WEIGHTS, a->model, err) < 0)
+            return -1;
+    }
+    if (a->build.emit_c_dir) {
+        const char *base = strrchr(a->out, '/');
+        snprintf(path, sizeof path, "%s/%s.c", a->build.emit_c_dir, base ? base + 1 : a->out);
+        struct stat st;
+        if (output_check_dir("--emit-c", a->build.emit_c_dir, err) < 0 ||
+            (stat(a->build.emit_c_dir, &st) == 0 && output_check("--emit-c", path, OUTPUT_ANY, a->model, err) < 0))
+            return -1;
+    }
+    return 0;
+}
+
+static double seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* "aetherc: wrote stories (413.2 KiB) with 1.12 MiB of weights appended, BLAKE2b-256 3f2a...9c01, in 0.84 s" */
+static void print_written(const struct compile_args *a, const struct build_result *r, double t0)
+{
+    char b1[32], b2[32], hex[2 * AE_HASH_BYTES + 1], where[PATH_MAX + 32];
+    ae_hash_hex(r->weights_hash, hex);
+    if (a->build.weights_external)
+        snprintf(where, sizeof where, "in %s.weights", a->out);
+    else
+        snprintf(where, sizeof where, "appended");
+    printf("aetherc: wrote %s (%s) with %s of weights %s, BLAKE2b-256 %.8s...%s, in %.2f s\n", a->out,
+           human_bytes(r->program_bytes, b1, sizeof b1), human_bytes(r->weights_bytes, b2, sizeof b2), where, hex,
+           hex + 2 * AE_HASH_BYTES - 8, seconds() - t0);
+}
+
 int cmd_compile(int argc, char **argv)
 {
+    double t0 = seconds();
     struct compile_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc)
         return rc == 1 ? 0 : 2;
-    if (a.dump_dir) {
-        struct stat st;
-        if (stat(a.dump_dir, &st) != 0 && mkdir(a.dump_dir, 0777) != 0) {
-            fprintf(stderr, "aetherc: cannot create the dump folder %s: %s\n", a.dump_dir, strerror(errno));
-            return 1;
-        }
+    ae_error err = {{0}};
+    if (check_outputs(&a, &err) < 0) {
+        fprintf(stderr, "aetherc: %s\n", err.msg);
+        return 1;
+    }
+    if (a.dump_dir && mkdir(a.dump_dir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "aetherc: --dump-dir %s: cannot create: %s\n", a.dump_dir, strerror(errno));
+        return 1;
     }
 
-    ae_error err = {{0}};
     struct import_options io;
     import_options_init(&io);
     io.kv_type = a.kv_type;
@@ -419,10 +501,13 @@ int cmd_compile(int argc, char **argv)
         print_summary(&a, &fe.hp, &fe.c);
     if (a.out) {
         struct build_model m = {fe.path, fe.f, fe.g, &fe.c, &fe.hp};
+        struct build_result r;
         a.build.output = a.out;
-        if (build_program(&m, &a.build, &err)) {
+        if (build_program(&m, &a.build, &r, &err)) {
             fprintf(stderr, "aetherc: %s\n", err.msg);
             rc = 1;
+        } else {
+            print_written(&a, &r, t0);
         }
     }
     frontend_free(&fe);

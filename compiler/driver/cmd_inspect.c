@@ -2,7 +2,9 @@
  *
  * Prints the header, every metadata key (long arrays summarized by count and first values), the tensor
  * table with --tensors, totals per type, and the hyperparameters as the compiler reads them. --json
- * prints the same as one JSON object. A file the reader rejects gets its message and exit status 1.
+ * prints the same as one JSON object. A file the reader rejects gets its message and exit status 1; a
+ * file it reads whose settings no program can be compiled from (block_count 0, an epsilon that is NaN,
+ * ...) is shown, with a warning on stderr naming the key and its byte offset.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -381,8 +383,11 @@ int cmd_inspect(int argc, char **argv)
     if (!ae_gguf_find_kv(g, "general.architecture")) {
         have_hp = false;
         snprintf(hp_err.msg, sizeof hp_err.msg, "no general.architecture: not a model file");
-    } else if (import_model_hparams(g, &hp, &hp_err) < 0)
+    } else if (import_model_hparams(g, &hp, &hp_err) < 0) {
+        /* The file is shown as it is; a setting no program can be compiled from is flagged. */
         have_hp = false;
+        fprintf(stderr, "aetherc: warning: %s\n", hp_err.msg);
+    }
     if (json)
         print_json(stdout, g, tensors, totals, have_hp ? &hp : NULL, hp_err.msg);
     else

@@ -21,7 +21,7 @@ int cmd_plan(int argc, char **argv)
                    "and the largest set of buffers live at one step.\n"
                    "\n"
                    "  --t-max N   plan for steps of up to N tokens (default 512)\n"
-                   "  --ctx N     context length (default: the model's training context, at most 4096)\n"
+                   "  --ctx N     the default context (the plan holds for every context the program allows)\n"
                    "  -O0, --disable-pass=NAME, ... as for 'aetherc MODEL' (aetherc --help)\n");
             return 0;
         }

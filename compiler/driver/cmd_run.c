@@ -18,12 +18,14 @@
 #include <string.h>
 
 #include "ae_gguf.h"
+#include "ae_program.h"
 #include "build_program.h"
 #include "commands.h"
 #include "frontend.h"
 #include "import.h"
 #include "interp.h"
 #include "ir.h"
+#include "output_check.h"
 
 struct run_args {
     bool interp;
@@ -197,10 +199,15 @@ static int write_logits(const char *path, const float *logits, int64_t n, ae_err
     return 0;
 }
 
-/* aetherc run MODEL [flags]: the program's argv is MODEL and the flags after it. */
+/* aetherc run MODEL [flags]: the program's argv is MODEL and the flags after it, checked before the
+ * compile so that a typo costs nothing. */
 static int run_jit(int argc, char **argv)
 {
     ae_error err = {{0}};
+    if (ae_program_check_args(argc, argv, &err) < 0) {
+        fprintf(stderr, "aetherc: run: %s\n", err.msg);
+        return 2;
+    }
     struct frontend fe;
     if (frontend_compile(&fe, argv[0], NULL, NULL, NULL, &err)) {
         fprintf(stderr, "aetherc: %s\n", err.msg);
@@ -245,6 +252,12 @@ int cmd_run(int argc, char **argv)
     }
 
     ae_error err = {{0}};
+    if ((a.dump_logits && output_check("--dump-logits", a.dump_logits, OUTPUT_ANY, a.model, &err) < 0) ||
+        (a.dump_ir && strcmp(a.dump_ir, "-") != 0 && output_check("--dump-ir", a.dump_ir, OUTPUT_ANY, a.model, &err) < 0)) {
+        fprintf(stderr, "aetherc: %s\n", err.msg);
+        free(tokens);
+        return 1;
+    }
     ae_gguf *f = NULL;
     struct ir_graph *g = NULL;
     struct interp *it = NULL;
@@ -254,20 +267,13 @@ int cmd_run(int argc, char **argv)
     struct import_options opt;
     import_options_init(&opt);
     opt.kv_type = a.kv_type;
+    opt.n_ctx = a.n_ctx;
 
     if (ae_gguf_open(&f, a.model, &err))
         goto fail;
     if (import_model(&g, f, &opt, &hp, &err))
         goto fail;
-    uint32_t n_ctx = a.n_ctx ? a.n_ctx : (hp.n_ctx_train < 4096 ? hp.n_ctx_train : 4096);
-    if (n_ctx != hp.n_ctx_train) {
-        /* The context can change the graph (phi3's rope factors): import again for it. */
-        ir_graph_destroy(g);
-        g = NULL;
-        opt.n_ctx = n_ctx;
-        if (import_model(&g, f, &opt, NULL, &err))
-            goto fail;
-    }
+    uint32_t n_ctx = hp.n_ctx;
     if (a.dump_ir && dump_graph(g, &a, &err))
         goto fail;
     if ((uint64_t)n_tokens + a.n_gen > n_ctx) {

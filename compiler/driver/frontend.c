@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "emit_c.h"
+
 int frontend_compile(struct frontend *fe, const char *path, const struct import_options *io,
                      void (*configure)(struct pass_ctx *c, void *arg), void *arg, ae_error *err)
 {
@@ -18,11 +20,13 @@ int frontend_compile(struct frontend *fe, const char *path, const struct import_
     pass_ctx_init(&fe->c, err);
     fe->have_ctx = true;
     fe->c.gguf = fe->f;
-    fe->c.opt.n_ctx = io->n_ctx ? io->n_ctx : fe->hp.n_ctx_train < 4096 ? fe->hp.n_ctx_train : 4096;
-    if (fe->c.opt.t_max > fe->c.opt.n_ctx)
-        fe->c.opt.t_max = fe->c.opt.n_ctx;
+    fe->c.opt.alignment = emit_c_target.arena_alignment; /* the target plans the arena: the C backend's */
+    /* The plan holds for every context the program allows; a step is at most the default context. */
+    fe->c.opt.n_ctx = fe->hp.n_ctx_max;
     if (configure)
         configure(&fe->c, arg);
+    if (fe->c.opt.t_max > fe->hp.n_ctx)
+        fe->c.opt.t_max = fe->hp.n_ctx;
     if (pass_pipeline_run(fe->g, &fe->c))
         goto fail;
     return 0;

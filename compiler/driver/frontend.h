@@ -20,8 +20,8 @@ struct frontend {
 };
 
 /* Opens path, imports it with io (NULL: the defaults) and runs the pipeline. The pass options start as
- * pass_ctx_init leaves them, with the context set to io's (or the model's, at most 4096); configure (may be
- * NULL) then adjusts them. */
+ * pass_ctx_init leaves them, with the context set to the largest the program allows (hp.n_ctx_max);
+ * configure (may be NULL) then adjusts them, and t_max is capped at the default context (hp.n_ctx). */
 int frontend_compile(struct frontend *fe, const char *path, const struct import_options *io,
                      void (*configure)(struct pass_ctx *c, void *arg), void *arg, ae_error *err);
 void frontend_free(struct frontend *fe);

@@ -1,11 +1,10 @@
-/* The C emitter (emit_c.h).
+/* The C printer (emit_c.h): the lowered program (lower.h) as one C translation unit.
  *
- * Every node gets a C expression for where its value lives: an arena offset from the memory plan for
- * values the step computes, an offset in the weights pack for weights, the layer's cache for kv_cache and
- * kv_store, the source's storage for views (reshape, last_row), and the token array for the input. The
- * nodes are then emitted in graph order, each as one block headed by its IR line: a kernel call for
- * matmuls, norms, rope and attention, and a plain loop for elementwise work. Shapes are constants except
- * T and P, which are the forward function's arguments.
+ * Every piece of C it writes is a snippet of templates/ (program_head.c verbatim, then the frame of
+ * program.c around the steps of steps.c); this file only computes what fills their placeholders: C
+ * expressions for references and sizes, float literals that read back exactly, escaped strings. The
+ * forward step is written twice, for prefill (T an argument) and decode (T = 1, a constant, so that every
+ * shape is constant and gcc specializes the loops), each node a block headed by its IR line.
  */
 #include "emit_c.h"
 
@@ -16,667 +15,584 @@
 #include <string.h>
 
 #include "ae_kernels.h"
-#include "ir_fused.h"
+#include "template.h"
 
-extern const char tmpl_program_head[];
+extern const char tmpl_program_head[], tmpl_program[], tmpl_steps[];
 
-#define EXPR_MAX 160
+const struct lower_target emit_c_target = {
+    .backend = "C",
+    .kernels = "CPU",
+    .arena_alignment = 64,
+    .matmul_supports = ae_matmul_supports,
+};
 
-struct emitter {
+struct printer {
     FILE *out;
-    const struct ir_graph *g;
-    const struct pass_ctx *c;
-    const struct pack_build *pb;
-    const struct import_hparams *hp;
-    char (*expr)[EXPR_MAX];   /* per node: a C expression for its data pointer ("" if it has none) */
-    uint64_t *arena_off;      /* per node: offset in the arena, or UINT64_MAX */
+    const struct lower_program *lp;
     ae_error *err;
 };
 
-static void out(struct emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* ---- Placeholder values ----------------------------------------------------------------------------- */
 
-static void out(struct emitter *e, const char *fmt, ...)
+#define MAX_ARGS 24
+
+/* The values of one snippet's placeholders, formatted into buf. */
+struct args {
+    uint32_t n;
+    struct tmpl_arg a[MAX_ARGS];
+    char buf[4096];
+    size_t used;
+};
+
+static void arg(struct args *a, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void arg(struct args *a, const char *name, const char *fmt, ...)
 {
+    char *v = a->buf + a->used;
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(e->out, fmt, ap);
+    int k = vsnprintf(v, sizeof a->buf - a->used, fmt, ap);
     va_end(ap);
+    if (a->n == MAX_ARGS || k < 0 || (size_t)k >= sizeof a->buf - a->used)
+        abort(); /* a printer limit, not bad input: the values are small */
+    a->a[a->n++] = (struct tmpl_arg){name, v};
+    a->used += (size_t)k + 1;
 }
 
-static int node_error(struct emitter *e, const struct ir_node *n, const char *what)
+static int put(struct printer *p, const char *text, const char *snippet, const struct args *a)
 {
-    char line[256];
-    ir_print_node(n, line, sizeof line);
-    return ae_fail(e->err, "the C backend cannot emit '%s': %s", line, what);
+    return tmpl_write(p->out, text, snippet, a ? a->a : NULL, a ? a->n : 0, p->err);
+}
+
+/* A snippet filled into a malloc'd string without its last newline (for a placeholder inside another). */
+static char *fill(struct printer *p, const char *text, const char *snippet, const struct args *a)
+{
+    char *s = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&s, &len);
+    if (!f) {
+        ae_fail(p->err, "out of memory");
+        return NULL;
+    }
+    int rc = tmpl_write(f, text, snippet, a ? a->a : NULL, a ? a->n : 0, p->err);
+    if (fclose(f) != 0 || rc) {
+        if (!rc)
+            ae_fail(p->err, "out of memory");
+        free(s);
+        return NULL;
+    }
+    if (len && s[len - 1] == '\n')
+        s[len - 1] = 0;
+    return s;
 }
 
 /* A float as a C literal that reads back as the same float: "0.353553385f", "10000.0f". */
-struct flt {
-    char s[40];
-};
-
-static struct flt flt(float v)
+static const char *flt(float v, char *buf)
 {
-    struct flt r;
     if (isnan(v))
-        snprintf(r.s, sizeof r.s, "NAN");
-    else if (isinf(v))
-        snprintf(r.s, sizeof r.s, "%sINFINITY", v < 0 ? "-" : "");
-    else {
-        snprintf(r.s, sizeof r.s, "%.9g", (double)v);
-        if (!strpbrk(r.s, ".e"))
-            strcat(r.s, ".0");
-        strcat(r.s, "f");
-    }
-    return r;
-}
-
-/* ---- Shapes as C expressions -------------------------------------------------------------------- */
-
-/* A dimension: a constant, T, P or (P + T). */
-static const char *dim(int64_t d, char *buf)
-{
-    if (d == IR_DIM_T)
-        return "T";
-    if (d == IR_DIM_P)
-        return "P";
-    if (d == IR_DIM_PT)
-        return "(P + T)";
-    snprintf(buf, 24, "%" PRId64, d);
+        return "NAN";
+    if (isinf(v))
+        return v < 0 ? "-INFINITY" : "INFINITY";
+    snprintf(buf, 40, "%.9g", (double)v);
+    if (!strpbrk(buf, ".e"))
+        strcat(buf, ".0");
+    strcat(buf, "f");
     return buf;
 }
 
-/* The product of dims [from, to) of n, folded where constant: "(T * 8)", "T", "64", "1". */
-static void dims_product(const struct ir_node *n, uint32_t from, uint32_t to, char *buf, size_t size)
+/* A size: "64", "(int64_t)T", "((int64_t)T * 8)", "((int64_t)T * 256 - 256)". */
+static const char *size_expr(struct lower_size s, char *buf, size_t cap)
 {
-    int64_t k = 1;
-    char sym[64] = "";
-    for (uint32_t i = from; i < to && i < n->rank; i++) {
-        if (ir_dim_is_symbol(n->shape[i])) {
-            char b[24];
-            size_t l = strlen(sym);
-            snprintf(sym + l, sizeof sym - l, "%s%s", l ? " * " : "", dim(n->shape[i], b));
-        } else
-            k *= n->shape[i];
+    if (lower_size_is_const(s)) {
+        snprintf(buf, cap, "%" PRId64, s.k);
+        return buf;
     }
-    if (!sym[0])
-        snprintf(buf, size, "%" PRId64, k);
-    else if (k == 1)
-        snprintf(buf, size, "(int64_t)%s%s%s", strchr(sym, '*') ? "(" : "", sym, strchr(sym, '*') ? ")" : "");
+    const struct { int64_t c; const char *sym; } terms[2] = {{s.t, "(int64_t)T"}, {s.p, "(int64_t)P"}};
+    size_t k = 0;
+    int n_terms = 0;
+    bool simple = true;
+    for (int i = 0; i < 2; i++) {
+        if (!terms[i].c)
+            continue;
+        int64_t c = terms[i].c < 0 ? -terms[i].c : terms[i].c;
+        const char *sign = terms[i].c < 0 ? (n_terms ? " - " : "-") : (n_terms ? " + " : "");
+        if (c == 1)
+            k += (size_t)snprintf(buf + k, cap - k, "%s%s", sign, terms[i].sym);
+        else
+            k += (size_t)snprintf(buf + k, cap - k, "%s%s * %" PRId64, sign, terms[i].sym, c);
+        simple = simple && c == 1 && terms[i].c > 0;
+        n_terms++;
+    }
+    if (s.k)
+        k += (size_t)snprintf(buf + k, cap - k, " %c %" PRId64, s.k < 0 ? '-' : '+', s.k < 0 ? -s.k : s.k);
+    if (simple && n_terms == 1 && !s.k)
+        return buf;
+    memmove(buf + 1, buf, strlen(buf) + 1 < cap - 2 ? strlen(buf) + 1 : cap - 2);
+    buf[0] = '(';
+    size_t l = strlen(buf);
+    if (l + 1 < cap) {
+        buf[l] = ')';
+        buf[l + 1] = 0;
+    }
+    return buf;
+}
+
+/* Where a reference points, as a C expression: "((float *)(A + 4096))", "W[12]", "s->k_cache[3]"; a view
+ * at an offset past a weight, the cache or the tokens adds its bytes to that pointer. */
+static const char *ref_expr(const struct lower_ref *r, char *buf, size_t cap)
+{
+    char off[96], base[64];
+    size_expr(r->offset, off, sizeof off);
+    switch (r->base) {
+    case LOWER_NOWHERE: return "NULL";
+    case LOWER_ARENA: snprintf(buf, cap, "((float *)(A + %s))", off); return buf;
+    case LOWER_TOKENS: snprintf(base, sizeof base, "tokens"); break;
+    case LOWER_WEIGHTS: snprintf(base, sizeof base, "W[%" PRIu32 "]", r->slot); break;
+    case LOWER_K_CACHE: snprintf(base, sizeof base, "s->k_cache[%" PRId32 "]", r->layer); break;
+    case LOWER_V_CACHE: snprintf(base, sizeof base, "s->v_cache[%" PRId32 "]", r->layer); break;
+    case LOWER_LOGITS: snprintf(base, sizeof base, "logits"); break;
+    }
+    bool at_start = lower_size_is_const(r->offset) && r->offset.k == 0;
+    if (r->base == LOWER_WEIGHTS && r->dtype == AE_TYPE_F32 && at_start)
+        snprintf(buf, cap, "((const float *)%s)", base);
+    else if (r->base == LOWER_WEIGHTS && r->dtype == AE_TYPE_F32)
+        snprintf(buf, cap, "((const float *)(%s + %s))", base, off);
+    else if (at_start)
+        snprintf(buf, cap, "%s", base);
     else
-        snprintf(buf, size, "((int64_t)%s * %" PRId64 ")", sym, k);
+        snprintf(buf, cap, "((void *)((const char *)%s + %s))", base, off);
+    return buf;
 }
 
-/* Rows: everything but the last dimension. */
-static void rows_expr(const struct ir_node *n, char *buf, size_t size)
+/* Adds placeholder name: the C expression of reference r. */
+static void arg_ref(struct args *a, const char *name, const struct lower_ref *r)
 {
-    dims_product(n, 0, n->rank ? n->rank - 1 : 0, buf, size);
+    char b[192];
+    arg(a, name, "%s", ref_expr(r, b, sizeof b));
 }
 
-static int64_t last_dim(const struct ir_node *n) { return n->rank ? n->shape[n->rank - 1] : 1; }
-
-static void numel_expr(const struct ir_node *n, char *buf, size_t size) { dims_product(n, 0, n->rank, buf, size); }
-
-/* ---- Where values live ------------------------------------------------------------------------------ */
-
-/* Formats a node's storage expression; fails when it does not fit (an internal limit). */
-static bool set_expr(char *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static bool set_expr(char *x, const char *fmt, ...)
+static void arg_size(struct args *a, const char *name, struct lower_size s)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(x, EXPR_MAX, fmt, ap);
-    va_end(ap);
-    return n >= 0 && n < EXPR_MAX;
+    char b[96];
+    arg(a, name, "%s", size_expr(s, b, sizeof b));
 }
 
-static int assign_storage(struct emitter *e)
+static void arg_float(struct args *a, const char *name, float v)
 {
-    const struct pass_plan *plan = &e->c->plan;
-    for (uint32_t i = 0; i < e->g->n_nodes; i++)
-        e->arena_off[i] = UINT64_MAX;
-    for (uint32_t b = 0; b < plan->n; b++)
-        e->arena_off[plan->node[b]] = plan->buf[b].offset;
-    for (uint32_t i = 0; i < e->g->n_nodes; i++) {
-        const struct ir_node *n = e->g->nodes[i];
-        char *x = e->expr[i];
-        bool ok = true;
-        x[0] = 0;
-        switch (n->op) {
-        case IR_OP_INPUT:
-            if (n->p.input.kind == IR_INPUT_TOKENS)
-                ok = set_expr(x, "tokens");
-            break; /* positions are P .. P+T-1: kernels take P */
-        case IR_OP_WEIGHT:
-            if (e->pb->offset[i] == UINT64_MAX)
-                return node_error(e, n, "the weight is not in the pack");
-            if (n->dtype == AE_TYPE_F32)
-                ok = set_expr(x, "((const float *)(W + %" PRIu64 "))", e->pb->offset[i]);
-            else
-                ok = set_expr(x, "(W + %" PRIu64 ")", e->pb->offset[i]);
-            break;
-        case IR_OP_KV_CACHE:
-            ok = set_expr(x, "s->%s_cache[%" PRId32 "]", n->p.kv_cache.kind == IR_KV_K ? "k" : "v",
-                     n->p.kv_cache.layer);
-            break;
-        case IR_OP_KV_STORE:
-        case IR_OP_RESHAPE:
-            memcpy(x, e->expr[n->src[0]->id], EXPR_MAX);
-            break;
-        case IR_OP_LAST_ROW: {
-            char inner[64];
-            dims_product(n->src[0], 1, n->src[0]->rank, inner, sizeof inner);
-            char b[24], src[EXPR_MAX];
-            memcpy(src, e->expr[n->src[0]->id], EXPR_MAX);
-            ok = set_expr(x, "(%s + (%s - 1) * %s)", src, dim(n->src[0]->shape[0], b), inner);
-            break;
-        }
-        case IR_OP_OUTPUT:
-            ok = set_expr(x, "logits");
-            break;
-        case IR_OP_GET_ROWS: case IR_OP_MATMUL: case IR_OP_ADD: case IR_OP_MUL: case IR_OP_SCALE:
-        case IR_OP_SILU: case IR_OP_GELU: case IR_OP_SOFTCAP: case IR_OP_RMS_NORM: case IR_OP_LAYER_NORM:
-        case IR_OP_SOFTMAX: case IR_OP_ROPE: case IR_OP_ATTENTION: case IR_OP_SLICE: case IR_OP_PERMUTE:
-        case IR_OP_CONCAT: case IR_OP_EW: case IR_OP_MATMUL_EW: case IR_OP_RMS_NORM_MUL: case IR_OP_MATMUL_ROPE:
-            if (e->arena_off[i] == UINT64_MAX)
-                return node_error(e, n, "the memory plan gave it no buffer");
-            ok = set_expr(x, "((float *)(A + %" PRIu64 "))", e->arena_off[i]);
-            break;
-        case IR_OP_COUNT:
-            return node_error(e, n, "unknown op");
-        }
-        if (!ok)
-            return node_error(e, n, "its storage expression is too long");
-    }
-    return 0;
+    char b[40];
+    arg(a, name, "%s", flt(v, b));
 }
-
-static const char *X(struct emitter *e, const struct ir_node *n) { return e->expr[n->id]; }
 
 /* "AE_TYPE_Q4_0" for a ggml type id. */
-static const char *type_const(uint32_t type, char *buf, size_t size)
+static void arg_type(struct args *a, const char *name, uint32_t type)
 {
-    const char *name = ae_type_name(type);
-    size_t i = (size_t)snprintf(buf, size, "AE_TYPE_");
-    for (; *name && i + 1 < size; name++)
-        buf[i++] = (char)(*name >= 'a' && *name <= 'z' ? *name - 32 : *name);
-    buf[i] = 0;
-    return buf;
+    char b[32];
+    const char *s = ae_type_name(type);
+    size_t i = 0;
+    for (; *s && i + 1 < sizeof b; s++)
+        b[i++] = (char)(*s >= 'a' && *s <= 'z' ? *s - 32 : *s);
+    b[i] = 0;
+    arg(a, name, "AE_TYPE_%s", b);
 }
 
-/* Whether b is one row applied to every row of a (docs/ir.md: add, mul). */
-static bool row_broadcast(const struct ir_node *a, const struct ir_node *b)
+/* The text of a C string literal's inside: quotes, backslashes and control bytes escaped. */
+static void arg_c_string(struct args *a, const char *name, const char *s)
 {
-    return b->rank == 1 && a->rank > 1;
-}
-
-/* ---- Elementwise loops ------------------------------------------------------------------------------ */
-
-/* One step of an elementwise chain applied to v; src is the operand of add/mul. */
-static void emit_step(struct emitter *e, enum ir_ew_step step, float k, const struct ir_node *dst,
-                      const struct ir_node *src)
-{
-    switch (step) {
-    case IR_EW_ADD:
-    case IR_EW_MUL:
-        out(e, "                v = v %c %s[%s];\n", step == IR_EW_ADD ? '+' : '*', X(e, src),
-            row_broadcast(dst, src) ? "i" : "r * D + i");
-        break;
-    case IR_EW_SCALE: out(e, "                v = v * %s;\n", flt(k).s); break;
-    case IR_EW_SILU: out(e, "                v = ew_silu(v);\n"); break;
-    case IR_EW_GELU: out(e, "                v = ew_gelu(v);\n"); break;
-    case IR_EW_SOFTCAP: out(e, "                v = ew_softcap(v, %s);\n", flt(k).s); break;
-    case IR_EW_NONE:
-    case IR_EW_STEP_COUNT: break;
+    char b[512];
+    size_t k = 0;
+    for (; *s && k + 5 < sizeof b; s++) {
+        if (*s == '"' || *s == '\\')
+            k += (size_t)snprintf(b + k, sizeof b - k, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            k += (size_t)snprintf(b + k, sizeof b - k, "\\%03o", (unsigned char)*s);
+        else
+            b[k++] = *s;
     }
+    b[k] = 0;
+    arg(a, name, "%s", b);
 }
 
-/* y[r, i] = steps(first[r, i]) for every row r and column i < D. first may be y (in place). */
-static void emit_ew_loop(struct emitter *e, const struct ir_node *n, const char *first, uint32_t n_steps,
-                         const enum ir_ew_step *steps, const float *ks, const struct ir_node *const *operands)
+/* A C string literal of s, one source line per line of s. */
+static char *c_string_lines(const char *s)
 {
-    char rows[96];
-    rows_expr(n, rows, sizeof rows);
-    out(e, "        const int64_t R = %s, D = %" PRId64 ";\n", rows, last_dim(n));
-    out(e, "        float *y = %s;\n", X(e, n));
-    out(e, "        for (int64_t r = 0; r < R; r++)\n            for (int64_t i = 0; i < D; i++) {\n");
-    out(e, "                float v = %s[r * D + i];\n", first);
-    uint32_t next = 0;
-    for (uint32_t s = 0; s < n_steps; s++) {
-        const struct ir_node *src = NULL;
-        if (steps[s] == IR_EW_ADD || steps[s] == IR_EW_MUL)
-            src = operands[next++];
-        emit_step(e, steps[s], ks[s], n, src);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f)
+        return NULL;
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if (*s == '\n')
+            fputs("\\n\"\n    \"", f);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\%03o", (unsigned char)*s);
+        else
+            fputc(*s, f);
     }
-    out(e, "                y[r * D + i] = v;\n            }\n");
-}
-
-/* The steps of an ew or matmul_ew node, with the operands of its add/mul steps (sources from first_src). */
-static uint32_t ew_steps(const struct ir_node *n, uint32_t first_src, enum ir_ew_step *steps, float *ks,
-                         const struct ir_node **operands)
-{
-    uint32_t k = ir_ew_n_steps(n), next = first_src;
-    for (uint32_t s = 0; s < k; s++) {
-        steps[s] = (enum ir_ew_step)n->p.ew.op[s];
-        ks[s] = n->p.ew.k[s];
-        if (steps[s] == IR_EW_ADD || steps[s] == IR_EW_MUL)
-            operands[next - first_src] = n->src[next], next++;
+    fputc('"', f);
+    if (fclose(f) != 0) {
+        free(out);
+        return NULL;
     }
-    return k;
+    return out;
 }
 
-/* ---- Kernel calls ---------------------------------------------------------------------------------- */
+/* ---- Steps ---------------------------------------------------------------------------------------- */
 
-static int emit_matmul_call(struct emitter *e, const struct ir_node *n, const struct ir_node *x,
-                            const struct ir_node *w)
+/* y[r, i] = steps(x[r, i]) over rows x cols; x may be out (in place). */
+static int print_ew_loop(struct printer *p, const struct lower_step *s, const struct lower_ref *x,
+                         const struct lower_ew *ew, uint32_t n_ew)
 {
-    if (!ae_matmul_supports(w->dtype))
-        return node_error(e, n, "no CPU matmul kernel for this weight type");
-    char rows[96], t[32];
-    rows_expr(x, rows, sizeof rows);
-    out(e, "        AE_CHECK(ae_matmul(%s, %s, %" PRId64 ", %" PRId64 ", %s, %s, %s, s->scratch, s->pool, err), "
-           "\"%s\");\n", type_const(w->dtype, t, sizeof t), X(e, w), w->shape[0], w->shape[1], X(e, x), rows,
-        X(e, n), n->name ? n->name : "matmul");
-    return 0;
-}
-
-static int emit_rope_call(struct emitter *e, const struct ir_node *n, const char *x, const struct ir_node *shape,
-                          const union ir_params *p, const struct ir_node *factors)
-{
-    if (p->rope.ext_factor != 0.0f)
-        return node_error(e, n, "YaRN rope scaling has no CPU kernel yet");
-    if (shape->rank != 3)
-        return node_error(e, n, "rope expects [S, heads, head_dim]");
-    char b[24];
-    out(e, "        static const struct ae_rope_params rp = {%" PRId32 ", %s, %s, %s, NULL};\n", p->rope.n_dims,
-        p->rope.mode == IR_ROPE_NEOX ? "true" : "false", flt(p->rope.freq_base).s, flt(p->rope.freq_scale).s);
-    out(e, "        struct ae_rope_params r = rp;\n");
-    if (factors)
-        out(e, "        r.freq_factors = %s;\n", X(e, factors));
-    out(e, "        AE_CHECK(ae_rope(%s, %s, %s, %" PRId64 ", %" PRId64 ", P, &r, err), \"%s\");\n", x, X(e, n),
-        dim(shape->shape[0], b), shape->shape[1], shape->shape[2], n->name ? n->name : "rope");
-    if (p->rope.attn_factor != 1.0f) {
-        /* attn_factor multiplies cos and sin: it scales the rotated features of each head, not the rest. */
-        out(e, "        for (int64_t h = 0; h < (int64_t)%s * %" PRId64 "; h++)\n", dim(shape->shape[0], b), shape->shape[1]);
-        out(e, "            for (int64_t i = 0; i < %" PRId32 "; i++) %s[h * %" PRId64 " + i] *= %s;\n", p->rope.n_dims,
-            X(e, n), shape->shape[2], flt(p->rope.attn_factor).s);
-    }
-    return 0;
-}
-
-/* The cache behind an attention operand: a kv_store (this step's rows appended) of a kv_cache. */
-static const struct ir_node *attention_cache(const struct ir_node *kv)
-{
-    if (kv->op == IR_OP_KV_STORE && kv->src[0]->op == IR_OP_KV_CACHE)
-        return kv->src[0];
-    return NULL;
-}
-
-static int emit_attention(struct emitter *e, const struct ir_node *n)
-{
-    const struct ir_node *q = n->src[0], *k = attention_cache(n->src[1]), *v = attention_cache(n->src[2]);
-    if (!k || !v)
-        return node_error(e, n, "attention must read the KV cache after this step's kv_store");
-    if (n->p.attention.softcap > 0.0f && n->p.attention.scale != 1.0f)
-        return node_error(e, n, "attention with both a scale and a softcap has no CPU kernel yet");
-    if (k->dtype != v->dtype)
-        return node_error(e, n, "K and V caches of different types");
-    char b[24];
-    out(e, "        const struct ae_attn_params ap = {.n_tokens = %s, .pos0 = P, .n_ctx = s->n_ctx, .n_head = %" PRId64
-           ", .n_head_kv = %" PRId64 ", .head_dim_k = %" PRId64 ", .head_dim_v = %" PRId64 ",\n"
-           "            .kv_type = s->kv_type, .scale = %s, .softcap = %s, .window = %" PRId32 "};\n",
-        dim(q->shape[0], b), q->shape[1], k->shape[1], q->shape[2], v->shape[2], flt(n->p.attention.scale).s,
-        flt(n->p.attention.softcap).s, n->p.attention.window);
-    out(e, "        AE_CHECK(ae_attention(&ap, %s, %s, %s, %s, s->scratch, s->pool, err), \"%s\");\n", X(e, q),
-        X(e, n->src[1]), X(e, n->src[2]), X(e, n), n->name ? n->name : "attention");
-    return 0;
-}
-
-static int emit_get_rows(struct emitter *e, const struct ir_node *n)
-{
-    const struct ir_node *w = n->src[0], *ids = n->src[1];
-    uint64_t row_bytes;
-    if (ae_type_row_bytes(w->dtype, (uint64_t)w->shape[1], &row_bytes, e->err) < 0)
-        return node_error(e, n, e->err->msg);
-    char count[96], t[32];
-    numel_expr(ids, count, sizeof count);
-    out(e, "        const int64_t n = %s;\n", count);
-    out(e, "        for (int64_t i = 0; i < n; i++) {\n");
-    out(e, "            const int32_t id = %s[i];\n", X(e, ids));
-    out(e, "            if (id < 0 || id >= %" PRId64 ")\n", w->shape[0]);
-    out(e, "                return ae_fail(err, \"token id %%d is outside the vocabulary (0..%" PRId64 ")\", id);\n",
-        w->shape[0] - 1);
-    out(e, "            AE_CHECK(ae_dequantize_row(%s, (const uint8_t *)%s + (int64_t)id * %" PRIu64
-           ", %s + i * %" PRId64 ", %" PRId64 ", err), \"%s\");\n", type_const(w->dtype, t, sizeof t), X(e, w),
-        row_bytes, X(e, n),
-        w->shape[1], w->shape[1], n->name ? n->name : "get_rows");
-    out(e, "        }\n");
-    return 0;
-}
-
-/* slice, concat and permute: copies through a [outer, axis, inner] view of the tensors. */
-static void emit_slice(struct emitter *e, const struct ir_node *n)
-{
-    const struct ir_node *x = n->src[0];
-    uint32_t axis = (uint32_t)n->p.slice.axis;
-    char outer[96], inner[96];
-    dims_product(n, 0, axis, outer, sizeof outer);
-    dims_product(n, axis + 1, n->rank, inner, sizeof inner);
-    out(e, "        const int64_t O = %s, I = %s;\n", outer, inner);
-    out(e, "        for (int64_t o = 0; o < O; o++)\n");
-    out(e, "            memcpy(%s + o * %" PRId64 " * I, %s + (o * %" PRId64 " + %" PRId32 ") * I, sizeof(float) * %" PRId64 " * I);\n",
-        X(e, n), n->shape[axis], X(e, x), x->shape[axis], n->p.slice.start, n->shape[axis]);
-}
-
-static void emit_concat(struct emitter *e, const struct ir_node *n)
-{
-    const struct ir_node *a = n->src[0], *b = n->src[1];
-    uint32_t axis = (uint32_t)n->p.concat.axis;
-    char outer[96], inner[96];
-    dims_product(n, 0, axis, outer, sizeof outer);
-    dims_product(n, axis + 1, n->rank, inner, sizeof inner);
-    out(e, "        const int64_t O = %s, I = %s;\n", outer, inner);
-    out(e, "        for (int64_t o = 0; o < O; o++) {\n");
-    out(e, "            memcpy(%s + o * %" PRId64 " * I, %s + o * %" PRId64 " * I, sizeof(float) * %" PRId64 " * I);\n",
-        X(e, n), n->shape[axis], X(e, a), a->shape[axis], a->shape[axis]);
-    out(e, "            memcpy(%s + (o * %" PRId64 " + %" PRId64 ") * I, %s + o * %" PRId64 " * I, sizeof(float) * %" PRId64 " * I);\n",
-        X(e, n), n->shape[axis], a->shape[axis], X(e, b), b->shape[axis], b->shape[axis]);
-    out(e, "        }\n");
-}
-
-static void emit_permute(struct emitter *e, const struct ir_node *n)
-{
-    const struct ir_node *x = n->src[0];
-    char b[24];
-    /* Strides of the source, then a loop over the result's index space (up to 4 dims). */
-    out(e, "        int64_t xd[4] = {1, 1, 1, 1}, xs[4], yd[4] = {1, 1, 1, 1};\n");
-    for (uint32_t i = 0; i < x->rank; i++)
-        out(e, "        xd[%" PRIu32 "] = %s;\n", 4 - x->rank + i, dim(x->shape[i], b));
-    out(e, "        xs[3] = 1; xs[2] = xd[3]; xs[1] = xd[2] * xs[2]; xs[0] = xd[1] * xs[1];\n");
-    int32_t perm[4] = {0, 1, 2, 3};
-    for (uint32_t i = 0; i < n->rank; i++)
-        perm[4 - n->rank + i] = (int32_t)(4 - x->rank) + n->p.permute.perm[i];
-    for (uint32_t i = 0; i < 4; i++)
-        out(e, "        yd[%" PRIu32 "] = xd[%" PRId32 "];\n", i, perm[i]);
-    out(e, "        float *y = %s;\n        const float *x = %s;\n        int64_t k = 0;\n", X(e, n), X(e, x));
-    out(e, "        for (int64_t a = 0; a < yd[0]; a++) for (int64_t b = 0; b < yd[1]; b++)\n");
-    out(e, "            for (int64_t c = 0; c < yd[2]; c++) for (int64_t d = 0; d < yd[3]; d++)\n");
-    out(e, "                y[k++] = x[a * xs[%" PRId32 "] + b * xs[%" PRId32 "] + c * xs[%" PRId32 "] + d * xs[%" PRId32 "]];\n",
-        perm[0], perm[1], perm[2], perm[3]);
-}
-
-/* ---- One node -------------------------------------------------------------------------------------- */
-
-/* Nodes that only name storage: their value is somewhere already, and they emit no code. */
-static bool storage_only(enum ir_op op)
-{
-    return op == IR_OP_INPUT || op == IR_OP_WEIGHT || op == IR_OP_KV_CACHE || op == IR_OP_RESHAPE ||
-           op == IR_OP_LAST_ROW;
-}
-
-static int emit_node(struct emitter *e, const struct ir_node *n)
-{
-    char rows[96], b[24];
-    switch (n->op) {
-    case IR_OP_INPUT: case IR_OP_WEIGHT: case IR_OP_KV_CACHE: case IR_OP_RESHAPE: case IR_OP_LAST_ROW:
-        return 0; /* no code: storage only */
-    case IR_OP_GET_ROWS:
-        return emit_get_rows(e, n);
-    case IR_OP_MATMUL:
-        return emit_matmul_call(e, n, n->src[0], n->src[1]);
-    case IR_OP_ADD:
-    case IR_OP_MUL: {
-        enum ir_ew_step st = n->op == IR_OP_ADD ? IR_EW_ADD : IR_EW_MUL;
-        float k = 0;
-        const struct ir_node *operand = n->src[1];
-        emit_ew_loop(e, n, X(e, n->src[0]), 1, &st, &k, &operand);
-        return 0;
-    }
-    case IR_OP_SCALE:
-    case IR_OP_SILU:
-    case IR_OP_GELU:
-    case IR_OP_SOFTCAP: {
-        enum ir_ew_step st = n->op == IR_OP_SCALE ? IR_EW_SCALE : n->op == IR_OP_SILU ? IR_EW_SILU
-                           : n->op == IR_OP_GELU ? IR_EW_GELU : IR_EW_SOFTCAP;
-        float k = n->op == IR_OP_SCALE ? n->p.scale.s : n->op == IR_OP_SOFTCAP ? n->p.softcap.cap : 0.0f;
-        emit_ew_loop(e, n, X(e, n->src[0]), 1, &st, &k, NULL);
-        return 0;
-    }
-    case IR_OP_EW: {
-        enum ir_ew_step steps[IR_EW_MAX_STEPS];
-        float ks[IR_EW_MAX_STEPS];
-        const struct ir_node *ops[IR_EW_MAX_STEPS];
-        uint32_t k = ew_steps(n, 1, steps, ks, ops);
-        emit_ew_loop(e, n, X(e, n->src[0]), k, steps, ks, ops);
-        return 0;
-    }
-    case IR_OP_MATMUL_EW: {
-        if (emit_matmul_call(e, n, n->src[0], n->src[1]))
-            return -1;
-        enum ir_ew_step steps[IR_EW_MAX_STEPS];
-        float ks[IR_EW_MAX_STEPS];
-        const struct ir_node *ops[IR_EW_MAX_STEPS];
-        uint32_t k = ew_steps(n, 2, steps, ks, ops);
-        emit_ew_loop(e, n, X(e, n), k, steps, ks, ops);
-        return 0;
-    }
-    case IR_OP_RMS_NORM:
-    case IR_OP_RMS_NORM_MUL: {
-        const char *w = n->op == IR_OP_RMS_NORM_MUL ? X(e, n->src[1]) : "NULL";
-        rows_expr(n, rows, sizeof rows);
-        out(e, "        ae_rms_norm(%s, %s, %s, %s, %" PRId64 ", %s);\n", X(e, n->src[0]), w, X(e, n), rows,
-            last_dim(n), flt(n->p.norm.eps).s);
-        if (n->op == IR_OP_RMS_NORM_MUL && n->n_src == 3) {
-            enum ir_ew_step st = IR_EW_ADD;
-            float k = 0;
-            const struct ir_node *residual = n->src[2];
-            emit_ew_loop(e, n, X(e, n), 1, &st, &k, &residual);
+    char *body = NULL;
+    size_t len = 0;
+    int rc = 0;
+    for (uint32_t i = 0; i < n_ew && rc == 0; i++) {
+        const struct lower_ew *e = &ew[i];
+        char snippet[48];
+        snprintf(snippet, sizeof snippet, "ew_%s", ir_op_name(ir_ew_step_op(e->op)));
+        if (!tmpl_has(tmpl_steps, snippet)) {
+            char line[256];
+            ir_print_node(p->lp->g->nodes[s->node], line, sizeof line);
+            rc = ae_fail(p->err, "the C backend cannot emit '%s': no template for the step %s", line,
+                         ir_op_name(ir_ew_step_op(e->op)));
+            break;
         }
-        return 0;
-    }
-    case IR_OP_LAYER_NORM:
-        rows_expr(n, rows, sizeof rows);
-        out(e, "        const int64_t R = %s, D = %" PRId64 ";\n", rows, last_dim(n));
-        out(e, "        const float *x = %s;\n        float *y = %s;\n", X(e, n->src[0]), X(e, n));
-        out(e, "        for (int64_t r = 0; r < R; r++) {\n");
-        out(e, "            double sum = 0, sq = 0;\n");
-        out(e, "            for (int64_t i = 0; i < D; i++) sum += x[r * D + i];\n");
-        out(e, "            const float mean = (float)(sum / D);\n");
-        out(e, "            for (int64_t i = 0; i < D; i++) { const float d = x[r * D + i] - mean; sq += (double)(d * d); }\n");
-        out(e, "            const float scale = 1.0f / sqrtf((float)(sq / D) + %s);\n", flt(n->p.norm.eps).s);
-        out(e, "            for (int64_t i = 0; i < D; i++) y[r * D + i] = (x[r * D + i] - mean) * scale;\n        }\n");
-        return 0;
-    case IR_OP_SOFTMAX:
-        rows_expr(n, rows, sizeof rows);
-        if (n->p.softmax.scale != 1.0f) {
-            enum ir_ew_step st = IR_EW_SCALE;
-            float k = n->p.softmax.scale;
-            emit_ew_loop(e, n, X(e, n->src[0]), 1, &st, &k, NULL);
-            out(e, "        ae_softmax(%s, %s, %s, %" PRId64 ");\n", X(e, n), X(e, n), rows, last_dim(n));
-        } else
-            out(e, "        ae_softmax(%s, %s, %s, %" PRId64 ");\n", X(e, n->src[0]), X(e, n), rows, last_dim(n));
-        return 0;
-    case IR_OP_ROPE:
-        if (n->src[1]->op != IR_OP_INPUT || n->src[1]->p.input.kind != IR_INPUT_POSITIONS)
-            return node_error(e, n, "rope positions must be the step's positions");
-        return emit_rope_call(e, n, X(e, n->src[0]), n, &n->p, n->n_src > 2 ? n->src[2] : NULL);
-    case IR_OP_MATMUL_ROPE: {
-        /* x w^T (+ bias) into the result, then rope in place. */
-        const struct ir_node *x = n->src[0], *w = n->src[1];
-        if (n->src[2]->op != IR_OP_INPUT || n->src[2]->p.input.kind != IR_INPUT_POSITIONS)
-            return node_error(e, n, "rope positions must be the step's positions");
-        if (emit_matmul_call(e, n, x, w))
-            return -1;
-        if (n->n_src > 3) {
-            const struct ir_node *bias = n->src[3];
-            rows_expr(x, rows, sizeof rows);
-            out(e, "        for (int64_t r = 0; r < %s; r++)\n", rows);
-            out(e, "            for (int64_t i = 0; i < %" PRId64 "; i++) %s[r * %" PRId64 " + i] += %s[i];\n", w->shape[0],
-                X(e, n), w->shape[0], X(e, bias));
+        struct args a = {0};
+        char *operand = NULL;
+        if (ir_ew_step_has_operand(e->op)) {
+            struct args oa = {0};
+            arg_ref(&oa, "x", &e->operand);
+            if (!(operand = fill(p, tmpl_steps, e->operand_row ? "ew_operand_row" : "ew_operand", &oa))) {
+                rc = -1;
+                break;
+            }
+            arg(&a, "operand", "%s", operand);
         }
-        return emit_rope_call(e, n, X(e, n), n, &n->p, NULL);
+        arg_float(&a, "k", e->k);
+        char *line = fill(p, tmpl_steps, snippet, &a);
+        free(operand);
+        if (!line) {
+            rc = -1;
+            break;
+        }
+        char *grown = realloc(body, len + strlen(line) + 2);
+        if (!grown) {
+            free(line);
+            rc = ae_fail(p->err, "out of memory");
+            break;
+        }
+        body = grown;
+        len += (size_t)sprintf(body + len, "%s%s", len ? "\n" : "", line);
+        free(line);
     }
-    case IR_OP_ATTENTION:
-        return emit_attention(e, n);
-    case IR_OP_KV_STORE: {
-        const struct ir_node *x = n->src[1];
-        out(e, "        AE_CHECK(ae_kv_store(s->kv_type, %s, s->n_ctx, %" PRId64 ", P, %s, %s, err), \"%s\");\n",
-            X(e, n), x->shape[1] * x->shape[2], X(e, x), dim(x->shape[0], b), n->name ? n->name : "kv_store");
-        return 0;
+    if (rc == 0) {
+        struct args a = {0};
+        arg_size(&a, "rows", s->rows);
+        arg(&a, "cols", "%" PRId64, s->cols);
+        arg_ref(&a, "out", &s->out);
+        arg_ref(&a, "x", x);
+        arg(&a, "steps", "%s", body ? body : "");
+        rc = put(p, tmpl_steps, "ew_loop", &a);
     }
-    case IR_OP_SLICE:
-        emit_slice(e, n);
-        return 0;
-    case IR_OP_CONCAT:
-        emit_concat(e, n);
-        return 0;
-    case IR_OP_PERMUTE:
-        emit_permute(e, n);
-        return 0;
-    case IR_OP_OUTPUT: {
-        char count[96];
-        numel_expr(n, count, sizeof count);
-        out(e, "        memcpy(logits, %s, sizeof(float) * %s);\n", X(e, n->src[0]), count);
-        return 0;
+    free(body);
+    return rc;
+}
+
+/* The epilogue of a step: its elementwise steps applied to its result in place. */
+static int print_epilogue(struct printer *p, const struct lower_step *s)
+{
+    return s->n_ew ? print_ew_loop(p, s, &s->out, s->ew, s->n_ew) : 0;
+}
+
+static int print_rope(struct printer *p, const struct lower_step *s)
+{
+    struct args a = {0};
+    arg(&a, "n_dims", "%" PRId32, s->p.rope.n_dims);
+    arg(&a, "neox", "%s", s->p.rope.neox ? "true" : "false");
+    arg_float(&a, "freq_base", s->p.rope.freq_base);
+    arg_float(&a, "freq_scale", s->p.rope.freq_scale);
+    arg_ref(&a, "x", &s->in[0]);
+    arg_ref(&a, "out", &s->out);
+    arg_ref(&a, "factors", &s->in[1]);
+    arg_size(&a, "rows", s->rows);
+    arg(&a, "heads", "%" PRId64, s->p.rope.heads);
+    arg(&a, "head_dim", "%" PRId64, s->p.rope.head_dim);
+    arg_c_string(&a, "name", s->name);
+    arg_float(&a, "attn_factor", s->p.rope.attn_factor);
+    if (put(p, tmpl_steps, "rope", &a) ||
+        (s->in[1].base != LOWER_NOWHERE && put(p, tmpl_steps, "rope_factors", &a)) ||
+        put(p, tmpl_steps, "rope_call", &a))
+        return -1;
+    /* attn_factor multiplies cos and sin: it scales the rotated features of each head, not the rest. */
+    return s->p.rope.attn_factor != 1.0f ? put(p, tmpl_steps, "rope_attn_factor", &a) : 0;
+}
+
+static int print_step(struct printer *p, const struct lower_step *s)
+{
+    struct args a = {0};
+    arg_ref(&a, "out", &s->out);
+    arg_size(&a, "rows", s->rows);
+    arg(&a, "cols", "%" PRId64, s->cols);
+    arg_c_string(&a, "name", s->name);
+    switch (s->kind) {
+    case LOWER_GET_ROWS:
+        arg_ref(&a, "table", &s->in[0]);
+        arg_ref(&a, "ids", &s->in[1]);
+        arg_size(&a, "count", s->rows);
+        arg(&a, "n_rows", "%" PRId64, s->p.get_rows.n_rows);
+        arg(&a, "max_id", "%" PRId64, s->p.get_rows.n_rows - 1);
+        arg(&a, "row_bytes", "%" PRIu64, s->p.get_rows.row_bytes);
+        arg_type(&a, "type", s->in[0].dtype);
+        return put(p, tmpl_steps, "get_rows", &a);
+    case LOWER_MATMUL:
+        arg_ref(&a, "x", &s->in[0]);
+        arg_ref(&a, "w", &s->in[1]);
+        arg_type(&a, "type", s->in[1].dtype);
+        arg(&a, "n", "%" PRId64, s->p.matmul.n);
+        arg(&a, "k", "%" PRId64, s->p.matmul.k);
+        return put(p, tmpl_steps, "matmul", &a) || print_epilogue(p, s) ? -1 : 0;
+    case LOWER_EW:
+        return print_ew_loop(p, s, &s->in[0], s->ew, s->n_ew);
+    case LOWER_RMS_NORM:
+        arg_ref(&a, "x", &s->in[0]);
+        arg_ref(&a, "w", &s->in[1]);
+        arg_float(&a, "eps", s->p.norm.eps);
+        return put(p, tmpl_steps, "rms_norm", &a) || print_epilogue(p, s) ? -1 : 0;
+    case LOWER_LAYER_NORM:
+        arg_ref(&a, "x", &s->in[0]);
+        arg_float(&a, "eps", s->p.norm.eps);
+        return put(p, tmpl_steps, "layer_norm", &a);
+    case LOWER_SOFTMAX:
+        /* The kernel has no scale: the scale is a loop into the result first. */
+        if (s->p.softmax.scale != 1.0f) {
+            const struct lower_ew scale = {.op = IR_EW_SCALE, .k = s->p.softmax.scale};
+            if (print_ew_loop(p, s, &s->in[0], &scale, 1))
+                return -1;
+            arg_ref(&a, "x", &s->out);
+        } else {
+            arg_ref(&a, "x", &s->in[0]);
+        }
+        return put(p, tmpl_steps, "softmax", &a);
+    case LOWER_ROPE:
+        return print_rope(p, s);
+    case LOWER_ATTENTION:
+        arg_ref(&a, "q", &s->in[0]);
+        arg_ref(&a, "k", &s->in[1]);
+        arg_ref(&a, "v", &s->in[2]);
+        arg(&a, "n_head", "%" PRId64, s->p.attention.n_head);
+        arg(&a, "n_head_kv", "%" PRId64, s->p.attention.n_head_kv);
+        arg(&a, "head_dim_k", "%" PRId64, s->p.attention.head_dim_k);
+        arg(&a, "head_dim_v", "%" PRId64, s->p.attention.head_dim_v);
+        arg_float(&a, "scale", s->p.attention.scale);
+        arg_float(&a, "softcap", s->p.attention.softcap);
+        arg(&a, "window", "%" PRId32, s->p.attention.window);
+        return put(p, tmpl_steps, "attention", &a);
+    case LOWER_KV_STORE:
+        arg_ref(&a, "x", &s->in[0]);
+        arg(&a, "row_len", "%" PRId64, s->p.kv_store.row_len);
+        return put(p, tmpl_steps, "kv_store", &a);
+    case LOWER_SLICE:
+        arg_ref(&a, "x", &s->in[0]);
+        arg_size(&a, "outer", s->p.slice.outer);
+        arg_size(&a, "inner", s->p.slice.inner);
+        arg(&a, "len", "%" PRId64, s->p.slice.len);
+        arg(&a, "x_len", "%" PRId64, s->p.slice.x_len);
+        arg(&a, "start", "%" PRId64, s->p.slice.start);
+        return put(p, tmpl_steps, "slice", &a);
+    case LOWER_CONCAT:
+        arg_ref(&a, "a", &s->in[0]);
+        arg_ref(&a, "b", &s->in[1]);
+        arg_size(&a, "outer", s->p.concat.outer);
+        arg_size(&a, "inner", s->p.concat.inner);
+        arg(&a, "len", "%" PRId64, s->p.concat.a_len + s->p.concat.b_len);
+        arg(&a, "a_len", "%" PRId64, s->p.concat.a_len);
+        arg(&a, "b_len", "%" PRId64, s->p.concat.b_len);
+        return put(p, tmpl_steps, "concat", &a);
+    case LOWER_PERMUTE: {
+        static const char *const d[4] = {"d0", "d1", "d2", "d3"}, *const q[4] = {"p0", "p1", "p2", "p3"};
+        arg_ref(&a, "x", &s->in[0]);
+        for (int i = 0; i < 4; i++) {
+            arg_size(&a, d[i], s->p.permute.dims[i]);
+            arg(&a, q[i], "%" PRId32, s->p.permute.perm[i]);
+        }
+        return put(p, tmpl_steps, "permute", &a);
     }
-    case IR_OP_COUNT:
+    case LOWER_COPY: {
+        struct lower_size count = s->rows;
+        count.k *= s->cols, count.t *= s->cols, count.p *= s->cols;
+        arg_ref(&a, "x", &s->in[0]);
+        arg_size(&a, "count", count);
+        return put(p, tmpl_steps, "copy", &a);
+    }
+    case LOWER_KIND_COUNT:
         break;
     }
-    return node_error(e, n, "unknown op");
+    return ae_fail(p->err, "the C printer has no step of kind %d", (int)s->kind);
 }
 
 /* ---- The whole unit ------------------------------------------------------------------------------- */
 
-static void emit_string(struct emitter *e, const char *s)
+/* scratch_size(): the largest scratch any kernel call asks for, one line per distinct matmul (weight type
+ * and row length) and one for attention (every layer's has the same shape). */
+static int print_scratch_size(struct printer *p)
 {
-    out(e, "\"");
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            out(e, "\\%c", *s);
-        else if (*s == '\n')
-            out(e, "\\n\"\n    \"");
-        else if ((unsigned char)*s < 0x20)
-            out(e, "\\%03o", (unsigned char)*s);
-        else
-            out(e, "%c", *s);
-    }
-    out(e, "\"");
-}
-
-static void emit_scratch_size(struct emitter *e)
-{
-    out(e, "/* Kernel scratch: the largest any one call needs (they run one after another). */\n");
-    out(e, "static uint64_t scratch_size(int32_t n_ctx, int32_t n_threads)\n{\n    uint64_t m = 64, x;\n");
-    out(e, "    (void)n_ctx;\n    (void)n_threads;\n");
+    const struct lower_program *lp = p->lp;
+    if (put(p, tmpl_program, "scratch_begin", NULL))
+        return -1;
     bool attention_seen = false;
-    for (uint32_t i = 0; i < e->g->n_nodes; i++) {
-        const struct ir_node *n = e->g->nodes[i];
-        if (n->op == IR_OP_MATMUL || n->op == IR_OP_MATMUL_EW || n->op == IR_OP_MATMUL_ROPE) {
-            const struct ir_node *w = n->src[1];
+    for (uint32_t i = 0; i < lp->n_steps; i++) {
+        const struct lower_step *s = &lp->steps[i];
+        struct args a = {0};
+        if (s->kind == LOWER_MATMUL) {
             bool seen = false;
-            for (uint32_t j = 0; j < i && !seen; j++) {
-                const struct ir_node *o = e->g->nodes[j];
-                seen = (o->op == IR_OP_MATMUL || o->op == IR_OP_MATMUL_EW || o->op == IR_OP_MATMUL_ROPE) &&
-                       o->src[1]->dtype == w->dtype && o->src[1]->shape[1] == w->shape[1];
-            }
-            if (!seen)
-            {
-                char t[32];
-                out(e, "    x = ae_matmul_scratch_size(%s, %" PRId64 ", T_MAX);\n    if (x > m) m = x;\n",
-                    type_const(w->dtype, t, sizeof t), w->shape[1]);
-            }
-        } else if (n->op == IR_OP_ATTENTION && !attention_seen) {
-            attention_seen = true; /* every layer's attention has the same shape */
-            const struct ir_node *q = n->src[0], *k = n->src[1], *v = n->src[2];
-            out(e, "    for (uint32_t kv_type = AE_TYPE_F32; kv_type <= AE_TYPE_F16; kv_type++) {\n");
-            out(e, "        const struct ae_attn_params ap = {.n_tokens = T_MAX, .n_ctx = n_ctx, .n_head = %" PRId64
-                   ", .n_head_kv = %" PRId64 ", .head_dim_k = %" PRId64 ", .head_dim_v = %" PRId64 ",\n"
-                   "            .kv_type = kv_type, .scale = 1};\n", q->shape[1], k->shape[1], q->shape[2], v->shape[2]);
-            out(e, "        x = ae_attention_scratch_size(&ap, n_threads);\n        if (x > m) m = x;\n    }\n");
+            for (uint32_t j = 0; j < i && !seen; j++)
+                seen = lp->steps[j].kind == LOWER_MATMUL && lp->steps[j].in[1].dtype == s->in[1].dtype &&
+                       lp->steps[j].p.matmul.k == s->p.matmul.k;
+            if (seen)
+                continue;
+            arg_type(&a, "type", s->in[1].dtype);
+            arg(&a, "k", "%" PRId64, s->p.matmul.k);
+            if (put(p, tmpl_program, "scratch_matmul", &a))
+                return -1;
+        } else if (s->kind == LOWER_ATTENTION && !attention_seen) {
+            attention_seen = true;
+            arg(&a, "n_head", "%" PRId64, s->p.attention.n_head);
+            arg(&a, "n_head_kv", "%" PRId64, s->p.attention.n_head_kv);
+            arg(&a, "head_dim_k", "%" PRId64, s->p.attention.head_dim_k);
+            arg(&a, "head_dim_v", "%" PRId64, s->p.attention.head_dim_v);
+            if (put(p, tmpl_program, "scratch_attention", &a))
+                return -1;
         }
     }
-    out(e, "    return m;\n}\n\n");
+    return put(p, tmpl_program, "scratch_end", NULL);
 }
 
-/* One step function: the prefill chunk (T tokens, 1..T_MAX) or the decode step (T = 1, a constant, so
- * that every shape is constant and the compiler can specialize the loops). */
-static int emit_step_function(struct emitter *e, bool decode)
+/* One forward function: prefill (T tokens) or decode (T = 1). */
+static int print_forward(struct printer *p, bool decode)
 {
-    if (decode) {
-        out(e, "/* The decode step: one token at position P. */\n");
-        out(e, "static int forward_decode(struct ae_state *s, const int32_t *tokens, int32_t P, float *logits, ae_error *err)\n{\n");
-        out(e, "    enum { T = 1 };\n");
-    } else {
-        out(e, "/* The prefill step: T tokens (1..T_MAX) at positions P..P+T-1. */\n");
-        out(e, "static int forward_prefill(struct ae_state *s, const int32_t *tokens, int32_t T, int32_t P, float *logits, ae_error *err)\n{\n");
-    }
-    out(e, "    uint8_t *const A = s->arena;\n    const uint8_t *const W = s->weights;\n");
-    out(e, "    (void)A;\n    (void)W;\n    (void)tokens;\n");
-    for (uint32_t i = 0; i < e->g->n_nodes; i++) {
-        const struct ir_node *n = e->g->nodes[i];
+    const struct lower_program *lp = p->lp;
+    if (put(p, tmpl_program, decode ? "decode_begin" : "prefill_begin", NULL) ||
+        put(p, tmpl_program, "step_locals", NULL))
+        return -1;
+    for (uint32_t i = 0; i < lp->g->n_nodes; i++) {
         char line[512];
-        ir_print_node(n, line, sizeof line);
-        for (char *p = line; (p = strstr(p, "*/")); p++)
-            p[1] = '|'; /* keep the comment closed only where we close it */
-        if (storage_only(n->op)) {
-            out(e, "    /* %s */\n", line);
+        ir_print_node(lp->g->nodes[i], line, sizeof line);
+        for (char *c = line; (c = strstr(c, "*/")); c++)
+            c[1] = '|'; /* keep the comment closed only where the snippet closes it */
+        struct args a = {0};
+        arg(&a, "ir", "%s", line);
+        uint32_t first = lp->first_step[i], end = lp->first_step[i + 1];
+        if (first == end) {
+            if (put(p, tmpl_program, "node_storage", &a))
+                return -1;
             continue;
         }
-        out(e, "    { /* %s */\n", line);
-        if (emit_node(e, n))
+        if (put(p, tmpl_program, "node_begin", &a))
             return -1;
-        out(e, "    }\n");
+        for (uint32_t k = first; k < end; k++)
+            if (print_step(p, &lp->steps[k]))
+                return -1;
+        if (put(p, tmpl_program, "node_end", NULL))
+            return -1;
     }
-    out(e, "    return 0;\n}\n\n");
-    return 0;
+    return put(p, tmpl_program, "step_end", NULL);
+}
+
+/* The weights' offsets in the pack: "\n    0, 4096, ..." eight a line. */
+static char *weight_offsets(const struct pack_build *pb)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f)
+        return NULL;
+    for (uint32_t k = 0; k < pb->n_weights; k++)
+        fprintf(f, "%s%" PRIu64, k % 8 ? ", " : k ? ",\n    " : "\n    ", pb->offset[k]);
+    fputs(pb->n_weights ? "\n" : "0", f);
+    if (fclose(f) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static int print_program_end(struct printer *p, const struct pack_build *pb, const struct import_hparams *hp,
+                             const struct emit_options *o)
+{
+    char *name = c_string_lines(o->model_name), *info = c_string_lines(o->info);
+    char *compiler = c_string_lines(o->compiler), *offsets = weight_offsets(pb);
+    int rc = -1;
+    if (!name || !info || !compiler || !offsets) {
+        ae_fail(p->err, "out of memory");
+        goto done;
+    }
+    char hash[AE_HASH_BYTES * 6 + 1];
+    size_t k = 0;
+    for (int i = 0; i < AE_HASH_BYTES; i++)
+        k += (size_t)snprintf(hash + k, sizeof hash - k, "%s0x%02x", i ? ", " : "", pb->weights_hash[i]);
+    struct args a = {0};
+    arg(&a, "model_name_string", "%s", name);
+    arg_c_string(&a, "arch", hp->arch);
+    arg(&a, "n_vocab", "%" PRIu32, hp->n_vocab);
+    arg(&a, "n_layer", "%" PRIu32, hp->n_layer);
+    arg(&a, "n_head_kv", "%" PRIu32, hp->n_head_kv);
+    arg(&a, "head_dim_k", "%" PRIu32, hp->head_dim_k);
+    arg(&a, "head_dim_v", "%" PRIu32, hp->head_dim_v);
+    arg(&a, "n_ctx_train", "%" PRIu32, hp->n_ctx_train);
+    arg(&a, "n_ctx", "%" PRIu32, hp->n_ctx);
+    arg(&a, "n_ctx_min", "%" PRIu32, hp->n_ctx_min);
+    arg(&a, "n_ctx_max", "%" PRIu32, hp->n_ctx_max);
+    arg_type(&a, "kv_type", p->lp->kv_type);
+    arg(&a, "arena_bytes", "%" PRIu64, p->lp->arena_bytes);
+    arg(&a, "n_weights", "%" PRIu32, pb->n_weights);
+    arg(&a, "n_weights_or_1", "%" PRIu32, pb->n_weights ? pb->n_weights : 1);
+    arg(&a, "weight_offsets", "%s", offsets);
+    arg(&a, "weights_bytes", "%" PRIu64, pb->weights_size);
+    arg(&a, "weights_hash", "%s", hash);
+    arg(&a, "compiler_string", "%s", compiler);
+    arg(&a, "info_string", "%s", info);
+    rc = put(p, tmpl_program, "program_end", &a);
+done:
+    free(name);
+    free(info);
+    free(compiler);
+    free(offsets);
+    return rc;
+}
+
+/* Text for a comment: "*" followed by "/" would end it. */
+static void arg_comment(struct args *a, const char *name, const char *s)
+{
+    char b[512];
+    snprintf(b, sizeof b, "%s", s);
+    for (char *c = b; (c = strstr(c, "*/")); c++)
+        c[1] = '|';
+    arg(a, name, "%s", b);
 }
 
 int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const struct pack_build *pb,
            const struct import_hparams *hp, const struct emit_options *o, ae_error *err)
 {
-    if (!c->plan.done)
-        return ae_fail(err, "the C backend needs the memory plan: memplan cannot be disabled");
-    struct emitter e = {.out = f, .g = g, .c = c, .pb = pb, .hp = hp, .err = err};
-    e.expr = calloc(g->n_nodes ? g->n_nodes : 1, sizeof *e.expr);
-    e.arena_off = calloc(g->n_nodes ? g->n_nodes : 1, sizeof *e.arena_off);
+    struct lower_program lp;
+    if (lower_program(&lp, g, c, pb, &emit_c_target, err))
+        return -1;
+    struct printer p = {.out = f, .lp = &lp, .err = err};
+    struct args head = {0}, tmax = {0};
+    arg_comment(&head, "model_file", o->model_file);
+    arg_comment(&head, "model_name", o->model_name);
+    arg_comment(&head, "arch", hp->arch);
+    arg(&tmax, "t_max", "%" PRId32, o->t_max);
     int rc = -1;
-    if (!e.expr || !e.arena_off) {
-        ae_fail(err, "out of memory");
+    if (put(&p, tmpl_program, "file_head", &head))
         goto done;
-    }
-    if (assign_storage(&e))
+    fprintf(f, "%s\n", tmpl_program_head);
+    if (put(&p, tmpl_program, "t_max", &tmax) || print_scratch_size(&p) || print_forward(&p, false) ||
+        print_forward(&p, true) || print_program_end(&p, pb, hp, o))
         goto done;
-
-    out(&e, "/* Generated by aetherc from %s (%s, %s): the model's forward step and description.\n"
-            " * Do not edit: compile the model again instead. */\n", o->model_file, o->model_name, hp->arch);
-    out(&e, "%s\n", tmpl_program_head);
-    out(&e, "#define T_MAX %" PRId32 "\n\n", o->t_max);
-    emit_scratch_size(&e);
-
-    if (emit_step_function(&e, false) || emit_step_function(&e, true))
-        goto done;
-    out(&e, "/* One step: T tokens (1..T_MAX) at positions P..P+T-1; writes the last token's logits. */\n");
-    out(&e, "static int forward(struct ae_state *s, const int32_t *tokens, int32_t T, int32_t P, float *logits, ae_error *err)\n{\n");
-    out(&e, "    return T == 1 ? forward_decode(s, tokens, P, logits, err) : forward_prefill(s, tokens, T, P, logits, err);\n}\n\n");
-
-    out(&e, "static const struct ae_model model = {\n    .name = ");
-    emit_string(&e, o->model_name);
-    out(&e, ",\n    .arch = \"%s\",\n", hp->arch);
-    out(&e, "    .n_vocab = %" PRIu32 ",\n    .n_layer = %" PRIu32 ",\n    .n_head_kv = %" PRIu32 ",\n", hp->n_vocab,
-        hp->n_layer, hp->n_head_kv);
-    out(&e, "    .head_dim_k = %" PRIu32 ",\n    .head_dim_v = %" PRIu32 ",\n    .n_ctx_train = %" PRIu32 ",\n",
-        hp->head_dim_k, hp->head_dim_v, hp->n_ctx_train);
-    out(&e, "    .t_max = T_MAX,\n    .arena_bytes = %" PRIu64 ",\n    .scratch_size = scratch_size,\n", c->plan.peak);
-    out(&e, "    .weights_bytes = %" PRIu64 ",\n    .weights_checksum = 0x%016" PRIx64 "u,\n", pb->weights_size,
-        pb->weights_checksum);
-    out(&e, "    .info = ");
-    emit_string(&e, o->info);
-    out(&e, ",\n    .forward = forward,\n};\n\n");
-    out(&e, "int main(int argc, char **argv)\n{\n    return ae_program_main(argc, argv, &model);\n}\n");
     rc = ferror(f) ? ae_fail(err, "writing the C file failed") : 0;
 done:
-    free(e.expr);
-    free(e.arena_off);
+    lower_program_free(&lp);
     return rc;
 }

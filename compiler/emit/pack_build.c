@@ -1,4 +1,4 @@
-/* Building the weights pack's contents (pack_build.h). */
+/* The weights of a program, laid out at compile time (pack_build.h). */
 #include "pack_build.h"
 
 #include <inttypes.h>
@@ -48,100 +48,143 @@ static int build_meta(struct pack_build *pb, const ae_gguf *f, ae_error *err)
     return 0;
 }
 
-/* Visits the blob in order: each weight's bytes, then the zeros up to the next one. */
-static int walk_blob(const struct pack_build *pb, int (*piece)(void *ctx, const void *data, uint64_t n, ae_error *err),
-                     void *ctx, ae_error *err)
+/* Feeds bytes [off, off + n) of the blob to update: each weight's bytes and the zeros between them. */
+static void read_blob(void *ctx, uint64_t off, uint64_t n, void (*update)(void *state, const void *p, uint64_t n),
+                      void *state)
 {
     static const uint8_t zeros[PACK_WEIGHT_ALIGN];
-    uint64_t at = 0;
-    for (uint32_t i = 0; i < pb->n_nodes; i++) {
-        if (pb->offset[i] == UINT64_MAX)
-            continue;
-        const struct ir_node *n = pb->g->nodes[i];
-        uint64_t bytes;
-        ae_type_row_bytes(n->dtype, (uint64_t)ir_node_numel(n, 1, 0), &bytes, NULL);
-        if (pb->offset[i] > at && piece(ctx, zeros, pb->offset[i] - at, err) < 0)
-            return -1;
-        if (piece(ctx, pb->source[i], bytes, err) < 0)
-            return -1;
-        at = pb->offset[i] + bytes;
+    const struct pack_build *pb = ctx;
+    /* the first weight that ends after off */
+    uint32_t lo = 0, hi = pb->n_weights;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (pb->offset[mid] + pb->bytes[mid] <= off)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    return 0;
+    uint64_t at = off, end = off + n;
+    for (uint32_t k = lo; at < end; k++) {
+        uint64_t start = k < pb->n_weights && pb->offset[k] < end ? pb->offset[k] : end;
+        while (at < start) { /* the padding before weight k */
+            uint64_t z = start - at < PACK_WEIGHT_ALIGN ? start - at : PACK_WEIGHT_ALIGN;
+            update(state, zeros, z);
+            at += z;
+        }
+        if (at >= end)
+            break;
+        uint64_t stop = start + pb->bytes[k] < end ? start + pb->bytes[k] : end;
+        update(state, pb->source[k] + (at - start), stop - at);
+        at = stop;
+    }
 }
 
-static int checksum_piece(void *ctx, const void *data, uint64_t n, ae_error *err)
+struct blob_writer {
+    FILE *f;
+    const struct pack_build *pb;
+    uint64_t done;
+    bool failed;
+};
+
+static void write_piece(void *state, const void *p, uint64_t n)
 {
-    (void)err;
-    ae_checksum_update(ctx, data, n);
-    return 0;
+    struct blob_writer *w = state;
+    if (w->failed || (n && fwrite(p, 1, n, w->f) != n)) {
+        w->failed = true;
+        return;
+    }
+    w->done += n;
 }
 
-static int write_piece(void *ctx, const void *data, uint64_t n, ae_error *err)
-{
-    if (n && fwrite(data, 1, n, ctx) != n)
-        return ae_fail(err, "writing the weights failed");
-    return 0;
-}
-
+/* Writes the blob in pieces of a few MiB, so that progress moves. */
 static int write_blob(void *ctx, FILE *f, ae_error *err)
 {
-    return walk_blob(ctx, write_piece, f, err);
+    const struct pack_build *pb = ctx;
+    struct blob_writer w = {f, pb, 0, false};
+    const uint64_t step = 8u << 20;
+    for (uint64_t off = 0; off < pb->weights_size && !w.failed; off += step) {
+        read_blob((void *)pb, off, pb->weights_size - off < step ? pb->weights_size - off : step, write_piece, &w);
+        if (pb->progress && pb->progress->update)
+            pb->progress->update(pb->progress->ctx, w.done, pb->weights_size);
+    }
+    return w.failed ? ae_fail(err, "writing the weights failed") : 0;
 }
 
 struct ae_pack_weights pack_build_weights(const struct pack_build *pb)
 {
-    return (struct ae_pack_weights){pb->weights_size, pb->weights_checksum, write_blob, (void *)pb};
+    struct ae_pack_weights w = {.size = pb->weights_size, .chunk_size = AE_PACK_CHUNK,
+                                .chunk_hashes = (const uint8_t (*)[AE_HASH_BYTES])pb->chunk_hashes,
+                                .write = write_blob, .ctx = (void *)pb};
+    memcpy(w.hash, pb->weights_hash, AE_HASH_BYTES);
+    return w;
 }
 
-int pack_build(struct pack_build *pb, const struct ir_graph *g, const struct pass_ctx *c, const ae_gguf *f,
-               ae_error *err)
+static int pack_hash(struct pack_build *pb, ae_error *err)
+{
+    uint64_t n = ae_hash_n_chunks(pb->weights_size, AE_PACK_CHUNK);
+    pb->chunk_hashes = malloc((n ? n : 1) * AE_HASH_BYTES);
+    if (!pb->chunk_hashes)
+        return ae_fail(err, "out of memory for %" PRIu64 " chunk hashes", n);
+    struct ae_hash_source src = {.size = pb->weights_size, .read = read_blob, .ctx = pb};
+    ae_hash_chunks(&src, AE_PACK_CHUNK, pb->chunk_hashes, ae_hash_default_threads(), pb->progress);
+    ae_hash_root(pb->weights_size, AE_PACK_CHUNK, (const uint8_t (*)[AE_HASH_BYTES])pb->chunk_hashes, n,
+                 pb->weights_hash);
+    return 0;
+}
+
+int pack_build(struct pack_build *pb, const struct ir_graph *g, const struct pass_ctx *c, const ae_gguf *f, bool hash,
+               const struct ae_progress *progress, ae_error *err)
 {
     memset(pb, 0, sizeof *pb);
-    pb->g = g;
-    pb->n_nodes = g->n_nodes;
-    pb->offset = malloc((g->n_nodes ? g->n_nodes : 1) * sizeof *pb->offset);
-    pb->source = calloc(g->n_nodes ? g->n_nodes : 1, sizeof *pb->source);
-    if (!pb->offset || !pb->source) {
+    pb->progress = progress;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < g->n_nodes; i++)
+        n += g->nodes[i]->op == IR_OP_WEIGHT;
+    size_t cap = n ? n : 1;
+    pb->slot = malloc((g->n_nodes ? g->n_nodes : 1) * sizeof *pb->slot);
+    pb->source = calloc(cap, sizeof *pb->source);
+    pb->bytes = calloc(cap, sizeof *pb->bytes);
+    pb->offset = calloc(cap, sizeof *pb->offset);
+    if (!pb->slot || !pb->source || !pb->bytes || !pb->offset) {
         ae_fail(err, "out of memory");
         goto fail;
     }
-    /* Offsets in graph order, and where each weight's bytes are: a folded constant's values, or the
-     * GGUF tensor's rows as stored. */
+    /* Slots and offsets in graph order, and where each weight's bytes are: a folded constant's values,
+     * or the GGUF tensor's rows as stored. */
     uint64_t size = 0;
     for (uint32_t i = 0; i < g->n_nodes; i++) {
-        const struct ir_node *n = g->nodes[i];
-        pb->offset[i] = UINT64_MAX;
-        if (n->op != IR_OP_WEIGHT)
+        const struct ir_node *node = g->nodes[i];
+        pb->slot[i] = UINT32_MAX;
+        if (node->op != IR_OP_WEIGHT)
             continue;
-        uint64_t numel = (uint64_t)ir_node_numel(n, 1, 0), bytes;
-        if (ae_type_row_bytes(n->dtype, numel, &bytes, err) < 0)
+        uint64_t numel = (uint64_t)ir_node_numel(node, 1, 0), bytes;
+        if (ae_type_row_bytes(node->dtype, numel, &bytes, err) < 0)
             goto fail;
-        const struct pass_const *k = c ? pass_const_find(c, n->name) : NULL;
-        if (k) {
-            if (n->dtype != AE_TYPE_F32) {
-                ae_fail(err, "folded constant '%s' is %s, expected f32", n->name, ae_type_name(n->dtype));
+        uint32_t k = pb->n_weights++;
+        const struct pass_const *kc = c ? pass_const_find(c, node->name) : NULL;
+        if (kc) {
+            if (node->dtype != AE_TYPE_F32) {
+                ae_fail(err, "folded constant '%s' is %s, expected f32", node->name, ae_type_name(node->dtype));
                 goto fail;
             }
-            pb->source[i] = k->data;
+            pb->source[k] = (const uint8_t *)kc->data;
         } else {
-            const struct ae_gguf_tensor *t = ae_gguf_find_tensor(f, n->name);
-            if (!t || t->type != n->dtype || t->n_bytes != bytes) {
+            const struct ae_gguf_tensor *t = ae_gguf_find_tensor(f, node->name);
+            if (!t || t->type != node->dtype || t->n_bytes != bytes) {
                 ae_fail(err, "%s: weight '%s' (%s, %" PRIu64 " bytes) is not a tensor of the file with that type and "
-                        "size", f->path, n->name, ae_type_name(n->dtype), bytes);
+                        "size", f->path, node->name, ae_type_name(node->dtype), bytes);
                 goto fail;
             }
-            pb->source[i] = t->data;
+            pb->source[k] = (const uint8_t *)t->data;
         }
         size = (size + PACK_WEIGHT_ALIGN - 1) / PACK_WEIGHT_ALIGN * PACK_WEIGHT_ALIGN;
-        pb->offset[i] = size;
+        pb->slot[i] = k;
+        pb->offset[k] = size;
+        pb->bytes[k] = bytes;
         size += bytes;
     }
     pb->weights_size = size;
-    struct ae_checksum sum;
-    ae_checksum_init(&sum);
-    walk_blob(pb, checksum_piece, &sum, err);
-    pb->weights_checksum = ae_checksum_final(&sum);
-    if (build_meta(pb, f, err) < 0)
+    if (build_meta(pb, f, err) < 0 || (hash && pack_hash(pb, err) < 0))
         goto fail;
     return 0;
 fail:
@@ -152,7 +195,10 @@ fail:
 void pack_build_free(struct pack_build *pb)
 {
     free(pb->meta);
-    free(pb->offset);
+    free(pb->slot);
     free(pb->source);
+    free(pb->bytes);
+    free(pb->offset);
+    free(pb->chunk_hashes);
     memset(pb, 0, sizeof *pb);
 }

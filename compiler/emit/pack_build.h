@@ -1,41 +1,51 @@
-/* Building a program's weights pack at compile time.
+/* The weights of a program, laid out at compile time.
  *
- * Every weight node of the final graph gets an offset in one blob (64-byte aligned, in graph order;
- * the layout pass's format decides the bytes, today the GGUF rows as stored), and the metadata GGUF
- * carries what the program needs at run time besides weights: the tokenizer.* and general.* keys.
- * The blob is never built in memory: its checksum is computed from the sources (the GGUF mapping, the
- * folded constants), and its bytes go from them straight to the output file.
+ * Every weight node of the final graph gets a slot k (in graph order): the generated step reads it as
+ * ae_state.weights[k]. source[k] says where its bytes are now, and is the one place that says so: the
+ * GGUF mapping for a weight stored as the file has it, a folded constant's values, or (once the layout
+ * pass repacks weights) a buffer made at compile time. A program gets the weights in a pack, one blob in
+ * which slot k lies at offset[k] (64-byte aligned); an in-process run (aetherc run) uses source[] as it
+ * is, so a weight in the GGUF's layout is read straight from the GGUF mapping and nothing is copied.
+ *
+ * The blob is never built in memory: its chunk hashes are computed from the sources, in parallel, and its
+ * bytes go from them straight to the output file. The metadata GGUF carries what the program needs at run
+ * time besides weights: the tokenizer.* and general.* keys.
  */
 #ifndef AE_PACK_BUILD_H
 #define AE_PACK_BUILD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ae_gguf.h"
+#include "ae_program.h"
 #include "ir.h"
 #include "pass.h"
-#include "ae_program.h"
 
 #define PACK_WEIGHT_ALIGN 64
 
 struct pack_build {
     uint8_t *meta;           /* the metadata GGUF's bytes */
     uint64_t meta_size;
-    uint64_t weights_size;
-    uint64_t weights_checksum;   /* ae_pack_checksum of the blob */
-    uint64_t *offset;        /* per node id: the weight's offset in the blob (UINT64_MAX for non-weights) */
-    const void **source;     /* per node id: where a weight's bytes are (the GGUF mapping or a constant) */
-    uint32_t n_nodes;
-    const struct ir_graph *g;
+    uint32_t n_weights;
+    uint32_t *slot;          /* per node id: the weight's slot, or UINT32_MAX for other nodes */
+    const uint8_t **source;  /* (n_weights) where each weight's bytes are */
+    uint64_t *bytes;         /* (n_weights) each weight's size */
+    uint64_t *offset;        /* (n_weights) each weight's offset in the blob */
+    uint64_t weights_size;   /* the blob's size */
+    uint8_t (*chunk_hashes)[AE_HASH_BYTES]; /* the blob's chunks (AE_PACK_CHUNK bytes), when hashed */
+    uint8_t weights_hash[AE_HASH_BYTES];    /* their root; all zeros when not hashed */
+    const struct ae_progress *progress;     /* hashing and writing report here (may be NULL) */
 };
 
 /* Lays out every weight of g (GGUF tensors of f, and the constants fold made in c) and copies the
- * metadata keys. */
-int pack_build(struct pack_build *pb, const struct ir_graph *g, const struct pass_ctx *c, const ae_gguf *f,
-               ae_error *err);
+ * metadata keys; with hash, also hashes the blob (what a program needs; an in-process run skips it).
+ * progress (may be NULL) hears how far hashing and, later, writing are. */
+int pack_build(struct pack_build *pb, const struct ir_graph *g, const struct pass_ctx *c, const ae_gguf *f, bool hash,
+               const struct ae_progress *progress, ae_error *err);
 void pack_build_free(struct pack_build *pb);
 
-/* The blob as the pack writer takes it (valid while pb is). */
+/* The blob as the pack writer takes it (valid while pb is; pb must have been hashed). */
 struct ae_pack_weights pack_build_weights(const struct pack_build *pb);
 
 #endif

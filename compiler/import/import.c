@@ -11,6 +11,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,6 +32,8 @@ static const struct arch_entry {
     {"qwen2", import_build_qwen2, IR_ROPE_NEOX},
     {"phi3", import_build_phi3, IR_ROPE_NEOX},
     {"gemma2", import_build_gemma2, IR_ROPE_NEOX},
+    {"qwen2moe", import_build_qwen2moe, IR_ROPE_NEOX},
+    {"deepseek2", import_build_deepseek2, IR_ROPE_NORMAL},
 };
 
 /* The table row of the file's general.architecture; fails naming what is supported. */
@@ -54,7 +57,7 @@ static int find_arch(const ae_gguf *f, const struct arch_entry **out, ae_error *
 
 const char *import_supported_archs(void)
 {
-    return "llama, qwen2, phi3, gemma2";
+    return "llama, qwen2, phi3, gemma2, qwen2moe, deepseek2";
 }
 
 /* ---- Hyperparameters ------------------------------------------------------------------------------ */
@@ -90,16 +93,17 @@ static int read_u32(const ae_gguf *f, const char *arch, const char *key, bool re
         if (ae_gguf_get_arr(f, k, AE_GGUF_TYPE_COUNT, &a, err) < 0)
             return ae_fail_prefix(err, "%s", f->path);
         if (a->n == 0 || a->elems || a->type == AE_GGUF_F32 || a->type == AE_GGUF_F64)
-            return ae_fail(err, "%s: metadata key '%s' (offset %" PRIu64 ") is an array of %s, expected an integer",
-                           f->path, k, kv->offset, ae_gguf_type_name(a->type));
+            return ae_fail(err, "%s: byte %" PRIu64 ": metadata key '%s' is an array of %s, expected an integer",
+                           f->path, kv->offset, k, ae_gguf_type_name(a->type));
         int64_t v0 = ae_gguf_arr_int(a, 0);
         for (uint64_t i = 1; i < a->n; i++)
             if (ae_gguf_arr_int(a, i) != v0)
-                return ae_fail(err, "%s: metadata key '%s' (offset %" PRIu64 ") differs between layers (%" PRId64
+                return ae_fail(err, "%s: byte %" PRIu64 ": metadata key '%s' differs between layers (%" PRId64
                                " and %" PRId64 "); per-layer values are not supported",
-                               f->path, k, kv->offset, v0, ae_gguf_arr_int(a, i));
+                               f->path, kv->offset, k, v0, ae_gguf_arr_int(a, i));
         if (v0 < 0 || v0 > UINT32_MAX)
-            return ae_fail(err, "%s: metadata key '%s' is %" PRId64 ", expected a 32-bit count", f->path, k, v0);
+            return ae_fail(err, "%s: byte %" PRIu64 ": metadata key '%s' is %" PRId64 ", expected a 32-bit count",
+                           f->path, kv->offset, k, v0);
         *out = (uint32_t)v0;
         return 1;
     }
@@ -107,6 +111,25 @@ static int read_u32(const ae_gguf *f, const char *arch, const char *key, bool re
     if (rc < 0)
         return ae_fail_prefix(err, "%s", f->path);
     return rc;
+}
+
+/* A bad value: "FILE: byte N: metadata key 'ARCH.KEY' is ...", the offset being the key's in the file (a
+ * key that is absent has its default value, and the message says so). */
+static int key_fail(const ae_gguf *f, const char *arch, const char *key, ae_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static int key_fail(const ae_gguf *f, const char *arch, const char *key, ae_error *err, const char *fmt, ...)
+{
+    char k[160], what[512];
+    arch_key(k, sizeof k, arch, key);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    const struct ae_gguf_kv *kv = ae_gguf_find_kv(f, k);
+    if (kv)
+        return ae_fail(err, "%s: byte %" PRIu64 ": metadata key '%s' %s", f->path, kv->offset, k, what);
+    return ae_fail(err, "%s: metadata key '%s' (absent: the default) %s", f->path, k, what);
 }
 
 static int read_f32(const ae_gguf *f, const char *arch, const char *key, bool required, float *out, ae_error *err)
@@ -127,7 +150,55 @@ static int read_f32(const ae_gguf *f, const char *arch, const char *key, bool re
 static int check_count(const ae_gguf *f, const char *arch, const char *key, uint32_t v, ae_error *err)
 {
     if (v == 0 || v > MAX_DIM)
-        return ae_fail(err, "%s: metadata key '%s.%s' is %" PRIu32 ", expected 1..%u", f->path, arch, key, v, MAX_DIM);
+        return key_fail(f, arch, key, err, "is %" PRIu32 ", expected 1..%u", v, MAX_DIM);
+    return 0;
+}
+
+/* A float that must be finite and at least lo (above it when open). */
+static int check_float(const ae_gguf *f, const char *arch, const char *key, float v, float lo, bool open,
+                       ae_error *err)
+{
+    if (!isfinite(v) || v < lo || (open && v == lo))
+        return key_fail(f, arch, key, err, "is %g, expected a finite number %s %g", (double)v, open ? ">" : ">=",
+                        (double)lo);
+    return 0;
+}
+
+/* The keys of mixtures of experts and of latent attention, all optional here; the builders say which
+ * their family needs (import_moe.c, import_deepseek2.c). */
+static int read_expert_hparams(const ae_gguf *f, const char *arch, struct import_hparams *h, ae_error *err)
+{
+    h->expert_gating_func = IMPORT_GATING_SOFTMAX;
+    char k[160];
+    int rc;
+    if (read_u32(f, arch, "expert_count", false, &h->n_expert, err) < 0 ||
+        read_u32(f, arch, "expert_used_count", false, &h->n_expert_used, err) < 0 ||
+        read_u32(f, arch, "expert_feed_forward_length", false, &h->n_ff_exp, err) < 0 ||
+        read_u32(f, arch, "expert_shared_feed_forward_length", false, &h->n_ff_shexp, err) < 0 ||
+        read_u32(f, arch, "expert_shared_count", false, &h->n_expert_shared, err) < 0 ||
+        read_u32(f, arch, "leading_dense_block_count", false, &h->n_layer_dense_lead, err) < 0 ||
+        read_f32(f, arch, "expert_weights_scale", false, &h->expert_weights_scale, err) < 0 ||
+        read_u32(f, arch, "expert_gating_func", false, &h->expert_gating_func, err) < 0 ||
+        read_u32(f, arch, "attention.q_lora_rank", false, &h->n_lora_q, err) < 0 ||
+        read_u32(f, arch, "attention.kv_lora_rank", false, &h->n_lora_kv, err) < 0 ||
+        read_f32(f, arch, "rope.scaling.yarn_log_multiplier", false, &h->rope_yarn_log_mul, err) < 0)
+        return -1;
+    if ((rc = ae_gguf_get_bool(f, arch_key(k, sizeof k, arch, "expert_weights_norm"), &h->expert_weights_norm, err)) < 0)
+        return ae_fail_prefix(err, "%s", f->path);
+    if (h->n_expert > MAX_DIM || h->n_expert_used > h->n_expert || (h->n_expert > 0) != (h->n_expert_used > 0))
+        return ae_fail(err, "%s: %s.expert_count %" PRIu32 " and expert_used_count %" PRIu32 " do not agree: both 0, or "
+                       "1 <= used <= count", f->path, arch, h->n_expert, h->n_expert_used);
+    if (h->n_ff_exp > MAX_DIM || h->n_ff_shexp > MAX_DIM || h->n_expert_shared > 64 || h->n_lora_q > MAX_DIM ||
+        h->n_lora_kv > MAX_DIM || h->n_layer_dense_lead > h->n_layer)
+        return ae_fail(err, "%s: %s's expert or attention rank keys are out of range", f->path, arch);
+    if (h->expert_gating_func == 0) /* files written before the key existed mean softmax */
+        h->expert_gating_func = IMPORT_GATING_SOFTMAX;
+    if (h->expert_gating_func != IMPORT_GATING_SOFTMAX && h->expert_gating_func != IMPORT_GATING_SIGMOID)
+        return ae_fail(err, "%s: %s.expert_gating_func is %" PRIu32 "; supported: 1 (softmax), 2 (sigmoid)", f->path,
+                       arch, h->expert_gating_func);
+    if (!isfinite(h->expert_weights_scale) || !isfinite(h->rope_yarn_log_mul))
+        return ae_fail(err, "%s: %s.expert_weights_scale or rope.scaling.yarn_log_multiplier is not finite", f->path,
+                       arch);
     return 0;
 }
 
@@ -158,8 +229,8 @@ int import_read_hparams(const ae_gguf *f, const char *arch, struct import_hparam
         check_count(f, arch, "attention.head_count_kv", h.n_head_kv, err))
         return -1;
     if (h.n_head % h.n_head_kv != 0)
-        return ae_fail(err, "%s: %s.attention.head_count %" PRIu32 " is not a multiple of head_count_kv %" PRIu32,
-                       f->path, arch, h.n_head, h.n_head_kv);
+        return key_fail(f, arch, "attention.head_count_kv", err, "is %" PRIu32 ", which does not divide head_count %"
+                        PRIu32, h.n_head_kv, h.n_head);
 
     int has_k = 0, has_v = 0;
     if ((has_k = read_u32(f, arch, "attention.key_length", false, &h.head_dim_k, err)) < 0 ||
@@ -167,8 +238,8 @@ int import_read_hparams(const ae_gguf *f, const char *arch, struct import_hparam
         return -1;
     if (!has_k || !has_v) {
         if (h.n_embd % h.n_head != 0)
-            return ae_fail(err, "%s: %s.embedding_length %" PRIu32 " is not a multiple of head_count %" PRIu32
-                           " and attention.key_length/value_length are absent", f->path, arch, h.n_embd, h.n_head);
+            return key_fail(f, arch, "embedding_length", err, "is %" PRIu32 ", not a multiple of head_count %" PRIu32
+                            ", and attention.key_length/value_length are absent", h.n_embd, h.n_head);
         if (!has_k)
             h.head_dim_k = h.n_embd / h.n_head;
         if (!has_v)
@@ -185,21 +256,20 @@ int import_read_hparams(const ae_gguf *f, const char *arch, struct import_hparam
     if (read_u32(f, arch, "rope.dimension_count", false, &h.n_rot, err) < 0)
         return -1;
     if (h.n_rot < 2 || h.n_rot % 2 != 0 || h.n_rot > h.head_dim_k)
-        return ae_fail(err, "%s: %s.rope.dimension_count is %" PRIu32 ", expected an even number from 2 to the head "
-                       "size %" PRIu32, f->path, arch, h.n_rot, h.head_dim_k);
+        return key_fail(f, arch, "rope.dimension_count", err, "is %" PRIu32 ", expected an even number from 2 to the "
+                        "head size %" PRIu32, h.n_rot, h.head_dim_k);
 
     if (read_f32(f, arch, "attention.layer_norm_rms_epsilon", true, &h.rms_eps, err) < 0)
         return -1;
     if (!(h.rms_eps >= 0.0f) || h.rms_eps > 1.0f)
-        return ae_fail(err, "%s: %s.attention.layer_norm_rms_epsilon is %g, expected a small non-negative number",
-                       f->path, arch, (double)h.rms_eps);
+        return key_fail(f, arch, "attention.layer_norm_rms_epsilon", err, "is %g, expected a small non-negative "
+                        "number", (double)h.rms_eps);
 
     h.rope_freq_base = 10000.0f;
     if (read_f32(f, arch, "rope.freq_base", false, &h.rope_freq_base, err) < 0)
         return -1;
-    if (!(h.rope_freq_base > 0.0f) || isinf(h.rope_freq_base))
-        return ae_fail(err, "%s: %s.rope.freq_base is %g, expected a positive number", f->path, arch,
-                       (double)h.rope_freq_base);
+    if (check_float(f, arch, "rope.freq_base", h.rope_freq_base, 0.0f, true, err))
+        return -1;
 
     /* Scaling: the factor from rope.scaling.factor or the older rope.scale_linear; 0 means none. */
     float factor = 0.0f;
@@ -208,9 +278,8 @@ int import_read_hparams(const ae_gguf *f, const char *arch, struct import_hparam
         return -1;
     if (rc == 0 && read_f32(f, arch, "rope.scale_linear", false, &factor, err) < 0)
         return -1;
-    if (factor < 0.0f || isnan(factor) || isinf(factor))
-        return ae_fail(err, "%s: the rope scaling factor of %s is %g, expected a positive number", f->path, arch,
-                       (double)factor);
+    if (check_float(f, arch, rc ? "rope.scaling.factor" : "rope.scale_linear", factor, 0.0f, false, err))
+        return -1;
     h.rope_freq_scale = factor == 0.0f ? 1.0f : 1.0f / factor;
 
     char k[160];
@@ -227,11 +296,12 @@ int import_read_hparams(const ae_gguf *f, const char *arch, struct import_hparam
         else if (ae_str_eq(st, "yarn"))
             h.rope_scaling = IMPORT_ROPE_SCALING_YARN;
         else
-            return ae_fail(err, "%s: %s is '%.*s'; supported: none, linear, yarn, longrope", f->path, k,
-                           (int)(st.len > 64 ? 64 : st.len), st.ptr);
+            return key_fail(f, arch, "rope.scaling.type", err, "is '%.*s'; supported: none, linear, yarn, longrope",
+                            (int)(st.len > 64 ? 64 : st.len), st.ptr);
     }
     h.n_ctx_orig = h.n_ctx_train;
-    if (read_u32(f, arch, "rope.scaling.original_context_length", false, &h.n_ctx_orig, err) < 0)
+    if (read_u32(f, arch, "rope.scaling.original_context_length", false, &h.n_ctx_orig, err) < 0 ||
+        check_count(f, arch, "rope.scaling.original_context_length", h.n_ctx_orig, err))
         return -1;
     h.yarn_ext_factor = h.rope_scaling == IMPORT_ROPE_SCALING_YARN ? 1.0f : 0.0f;
     h.yarn_attn_factor = 1.0f;
@@ -239,7 +309,10 @@ int import_read_hparams(const ae_gguf *f, const char *arch, struct import_hparam
     h.yarn_beta_slow = 1.0f;
     if (read_f32(f, arch, "rope.scaling.attn_factor", false, &h.yarn_attn_factor, err) < 0 ||
         read_f32(f, arch, "rope.scaling.yarn_beta_fast", false, &h.yarn_beta_fast, err) < 0 ||
-        read_f32(f, arch, "rope.scaling.yarn_beta_slow", false, &h.yarn_beta_slow, err) < 0)
+        read_f32(f, arch, "rope.scaling.yarn_beta_slow", false, &h.yarn_beta_slow, err) < 0 ||
+        check_float(f, arch, "rope.scaling.attn_factor", h.yarn_attn_factor, 0.0f, true, err) ||
+        check_float(f, arch, "rope.scaling.yarn_beta_fast", h.yarn_beta_fast, 0.0f, false, err) ||
+        check_float(f, arch, "rope.scaling.yarn_beta_slow", h.yarn_beta_slow, 0.0f, false, err))
         return -1;
 
     if (read_f32(f, arch, "attention.scale", false, &h.attn_scale, err) < 0 ||
@@ -247,11 +320,15 @@ int import_read_hparams(const ae_gguf *f, const char *arch, struct import_hparam
         read_f32(f, arch, "final_logit_softcapping", false, &h.final_softcap, err) < 0 ||
         read_u32(f, arch, "attention.sliding_window", false, &h.sliding_window, err) < 0)
         return -1;
-    if (h.attn_softcap < 0.0f || h.final_softcap < 0.0f || h.attn_scale < 0.0f)
-        return ae_fail(err, "%s: %s's softcapping values and attention scale must not be negative", f->path, arch);
+    if (check_float(f, arch, "attention.scale", h.attn_scale, 0.0f, false, err) ||
+        check_float(f, arch, "attn_logit_softcapping", h.attn_softcap, 0.0f, false, err) ||
+        check_float(f, arch, "final_logit_softcapping", h.final_softcap, 0.0f, false, err))
+        return -1;
     if (h.sliding_window > INT32_MAX)
-        return ae_fail(err, "%s: %s.attention.sliding_window %" PRIu32 " is too large", f->path, arch,
-                       h.sliding_window);
+        return key_fail(f, arch, "attention.sliding_window", err, "is %" PRIu32 ", too large", h.sliding_window);
+
+    if (read_expert_hparams(f, arch, &h, err))
+        return -1;
 
     const struct ae_gguf_tensor *te = ae_gguf_find_tensor(f, "token_embd.weight");
     if (!te)
@@ -379,6 +456,41 @@ struct ir_node *import_linear(struct import_ctx *c, struct ir_node *x, struct ir
     return y;
 }
 
+struct ir_rope_params import_rope_params(const struct import_ctx *c, enum ir_rope_mode mode)
+{
+    const struct import_hparams *hp = c->hp;
+    struct ir_rope_params rp = {
+        .mode = mode,
+        .n_dims = (int32_t)hp->n_rot,
+        .n_ctx_orig = (int32_t)hp->n_ctx_orig,
+        .freq_base = hp->rope_freq_base,
+        .freq_scale = hp->rope_freq_scale,
+        .ext_factor = hp->yarn_ext_factor,
+        .attn_factor = hp->yarn_attn_factor,
+        .beta_fast = hp->yarn_beta_fast,
+        .beta_slow = hp->yarn_beta_slow,
+    };
+    return rp;
+}
+
+struct ir_node *import_attend(struct import_ctx *c, uint32_t layer, struct ir_node *q, struct ir_node *k,
+                              struct ir_node *v, const struct import_attn_params *ap)
+{
+    struct ir_graph *g = c->g;
+    int32_t il = (int32_t)layer;
+    struct ir_node *kc = named(c, ir_kv_cache(g, il, IR_KV_K, c->opt->kv_type, k->shape[1], k->shape[2]),
+                               import_name(c, il, "cache_k"));
+    struct ir_node *vc = named(c, ir_kv_cache(g, il, IR_KV_V, c->opt->kv_type, v->shape[1], v->shape[2]),
+                               import_name(c, il, "cache_v"));
+    k = named(c, ir_kv_store(g, kc, k), import_name(c, il, "cache_k"));
+    v = named(c, ir_kv_store(g, vc, v), import_name(c, il, "cache_v"));
+
+    struct ir_node *a = named(c, ir_attention(g, q, k, v, ap->kq_scale, ap->softcap, ap->window),
+                              import_name(c, il, "attn"));
+    int64_t os[2] = {IR_DIM_T, q->shape[1] * v->shape[2]};
+    return named(c, ir_reshape(g, a, 2, os), import_name(c, il, "attn"));
+}
+
 struct ir_node *import_self_attention(struct import_ctx *c, uint32_t layer, struct ir_node *q, struct ir_node *k,
                                       struct ir_node *v, const struct import_attn_params *ap)
 {
@@ -392,33 +504,12 @@ struct ir_node *import_self_attention(struct import_ctx *c, uint32_t layer, stru
     k = named(c, ir_reshape(g, k, 3, ks), import_name(c, il, "k"));
     v = named(c, ir_reshape(g, v, 3, vs), import_name(c, il, "v"));
 
-    struct ir_rope_params rp = {
-        .mode = ap->rope_mode,
-        .n_dims = (int32_t)hp->n_rot,
-        .n_ctx_orig = (int32_t)hp->n_ctx_orig,
-        .freq_base = hp->rope_freq_base,
-        .freq_scale = hp->rope_freq_scale,
-        .ext_factor = hp->yarn_ext_factor,
-        .attn_factor = hp->yarn_attn_factor,
-        .beta_fast = hp->yarn_beta_fast,
-        .beta_slow = hp->yarn_beta_slow,
-    };
+    struct ir_rope_params rp = import_rope_params(c, ap->rope_mode);
     q = named(c, ir_rope(g, q, c->positions, ap->rope_factors, &rp), import_name(c, il, "q_rope"));
     k = named(c, ir_rope(g, k, c->positions, ap->rope_factors, &rp), import_name(c, il, "k_rope"));
     if (ap->q_scale != 0.0f)
         q = named(c, ir_scale(g, q, ap->q_scale), import_name(c, il, "q_scaled"));
-
-    struct ir_node *kc = named(c, ir_kv_cache(g, il, IR_KV_K, c->opt->kv_type, hp->n_head_kv, hp->head_dim_k),
-                               import_name(c, il, "cache_k"));
-    struct ir_node *vc = named(c, ir_kv_cache(g, il, IR_KV_V, c->opt->kv_type, hp->n_head_kv, hp->head_dim_v),
-                               import_name(c, il, "cache_v"));
-    k = named(c, ir_kv_store(g, kc, k), import_name(c, il, "cache_k"));
-    v = named(c, ir_kv_store(g, vc, v), import_name(c, il, "cache_v"));
-
-    struct ir_node *a = named(c, ir_attention(g, q, k, v, ap->kq_scale, ap->softcap, ap->window),
-                              import_name(c, il, "attn"));
-    int64_t os[2] = {IR_DIM_T, (int64_t)hp->n_head * hp->head_dim_v};
-    return named(c, ir_reshape(g, a, 2, os), import_name(c, il, "attn"));
+    return import_attend(c, layer, q, k, v, ap);
 }
 
 struct ir_node *import_ffn_gated(struct import_ctx *c, uint32_t layer, struct ir_node *x, struct ir_node *gate,
@@ -482,8 +573,15 @@ int import_model(struct ir_graph **out, const ae_gguf *f, const struct import_op
     if (find_arch(f, &entry, err) || import_read_hparams(f, entry->name, &hp, err))
         return -1;
 
+    if (opt->n_ctx > hp.n_ctx_train)
+        return ae_fail(err, "%s: a context of %" PRIu32 " tokens is longer than the model's training context (%" PRIu32
+                       " tokens, %s.context_length)", f->path, opt->n_ctx, hp.n_ctx_train, hp.arch);
+    hp.n_ctx = opt->n_ctx ? opt->n_ctx : hp.n_ctx_train < IMPORT_DEFAULT_CTX ? hp.n_ctx_train : IMPORT_DEFAULT_CTX;
+
     struct import_ctx c;
     memset(&c, 0, sizeof c);
+    c.n_ctx_min = 1;
+    c.n_ctx_max = hp.n_ctx_train;
     c.f = f;
     c.g = ir_graph_create();
     c.hp = &hp;
@@ -500,6 +598,8 @@ int import_model(struct ir_graph **out, const ae_gguf *f, const struct import_op
         ir_graph_destroy(c.g);
         return -1;
     }
+    hp.n_ctx_min = c.n_ctx_min;
+    hp.n_ctx_max = c.n_ctx_max;
     if (hp_out)
         *hp_out = hp;
     *out = c.g;

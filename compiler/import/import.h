@@ -47,13 +47,38 @@ struct import_hparams {
     uint32_t sliding_window;      /* attention.sliding_window; 0: none */
     enum ir_rope_mode rope_mode;  /* the family's rotation: adjacent pairs (llama) or halves (neox) */
     bool tied_embeddings;         /* no output.weight: the lm head is token_embd.weight */
+    /* Mixture of experts (all 0 for a dense model). */
+    uint32_t n_expert;            /* expert_count */
+    uint32_t n_expert_used;       /* expert_used_count: the k of the top-k routing */
+    uint32_t n_ff_exp;            /* expert_feed_forward_length; 0 when absent (the family's default) */
+    uint32_t n_ff_shexp;          /* expert_shared_feed_forward_length; 0 when absent */
+    uint32_t n_expert_shared;     /* expert_shared_count */
+    uint32_t n_layer_dense_lead;  /* leading_dense_block_count: layers before the first MoE layer */
+    float expert_weights_scale;   /* expert_weights_scale; 0 when absent */
+    bool expert_weights_norm;     /* expert_weights_norm: routing weights divided by their sum */
+    uint32_t expert_gating_func;  /* expert_gating_func: IMPORT_GATING_SOFTMAX or _SIGMOID (default softmax) */
+    /* Multi-head latent attention (deepseek2). */
+    uint32_t n_lora_q;            /* attention.q_lora_rank; 0: a plain attn_q */
+    uint32_t n_lora_kv;           /* attention.kv_lora_rank */
+    float rope_yarn_log_mul;      /* rope.scaling.yarn_log_multiplier */
+    /* The context: the one place it is decided (import_model). n_ctx is what the program runs with by
+     * default (import_options.n_ctx, or the training context capped at IMPORT_DEFAULT_CTX); the graph is
+     * right for every context from n_ctx_min to n_ctx_max (1 and the training context, unless a choice
+     * the graph makes depends on the context, such as phi3's rope factors). */
+    uint32_t n_ctx, n_ctx_min, n_ctx_max;
 };
+
+enum { IMPORT_GATING_SOFTMAX = 1, IMPORT_GATING_SIGMOID = 2 };
+
+/* The default context when none is asked for: the training context, at most this (a 128k-token KV
+ * cache is rarely what a first run wants). */
+#define IMPORT_DEFAULT_CTX 4096
 
 struct import_options {
     uint32_t kv_type;             /* AE_TYPE_F16 (llama.cpp's default) or AE_TYPE_F32 */
     bool all_logits;              /* logits for every token of the step, not only the last */
-    uint32_t n_ctx;               /* context the program will run with (picks phi3's long/short rope
-                                     factors); 0: the training context */
+    uint32_t n_ctx;               /* the context the program runs with by default (1 to the training
+                                     context); 0: the training context, at most IMPORT_DEFAULT_CTX */
 };
 
 void import_options_init(struct import_options *o);
@@ -81,6 +106,7 @@ struct import_ctx {
     const struct import_options *opt;
     struct ir_node *tokens;       /* i32 [T] */
     struct ir_node *positions;    /* i32 [T]: P .. P+T-1 */
+    uint32_t n_ctx_min, n_ctx_max; /* the contexts the graph is right for; a builder narrows them */
     ae_error *err;
     char name_buf[160];           /* import_name's result */
 };
@@ -128,6 +154,12 @@ struct import_attn_params {
     float softcap;                    /* 0: none */
     int32_t window;                   /* 0: none */
 };
+/* The rope parameters of the file (base, scaling, YaRN) with the given rotation. */
+struct ir_rope_params import_rope_params(const struct import_ctx *c, enum ir_rope_mode mode);
+/* Appends k [T, Hkv, Dk] and v [T, Hkv, Dv] to the layer's caches and attends q [T, H, Dk] over them
+ * (causal, ap's scale, softcap and window): [T, H*Dv] before the output projection. */
+struct ir_node *import_attend(struct import_ctx *c, uint32_t layer, struct ir_node *q, struct ir_node *k,
+                              struct ir_node *v, const struct import_attn_params *ap);
 /* Self-attention of one layer from projected q [T, n_head*hd_k], k [T, n_head_kv*hd_k] and
  * v [T, n_head_kv*hd_v]: rope, cache store, causal attention; returns [T, n_head*hd_v] before the
  * output projection. */
@@ -136,6 +168,22 @@ struct ir_node *import_self_attention(struct import_ctx *c, uint32_t layer, stru
 /* act(x gate^T) * (x up^T), then down: the gated FFN of llama (silu) and gemma2 (gelu). */
 struct ir_node *import_ffn_gated(struct import_ctx *c, uint32_t layer, struct ir_node *x, struct ir_node *gate,
                                  struct ir_node *up, struct ir_node *down, enum ir_op act);
+/* The expert weights of one MoE layer (import_moe.c). Shapes [n_expert, out, in]. */
+struct import_moe {
+    struct ir_node *router;           /* ffn_gate_inp [n_expert, n_embd] */
+    struct ir_node *probs_bias;       /* exp_probs_b [n_expert] (selection only), or NULL */
+    struct ir_node *gate, *up;        /* [n_expert, n_ff_exp, n_embd] */
+    struct ir_node *down;             /* [n_expert, n_embd, n_ff_exp] */
+};
+/* Loads the experts of a layer, each n_ff_exp wide. */
+int import_moe_load(struct import_ctx *c, uint32_t layer, int64_t n_ff_exp, struct import_moe *m);
+/* The routed experts' output [T, n_embd] for x [T, n_embd]: top-k routing (softmax or sigmoid as the
+ * file says), weights divided by their sum when norm, times scale, SwiGLU experts, weighted sum. */
+struct ir_node *import_moe_ffn(struct import_ctx *c, uint32_t layer, struct ir_node *x, const struct import_moe *m,
+                               bool norm, float scale);
+/* Each row of x [T, D] times the matching value of s [T, 1]. */
+struct ir_node *import_scaled_rows(struct import_ctx *c, struct ir_node *x, struct ir_node *s, const char *name);
+
 /* The last row (unless all_logits), output norm, lm head (output.weight, or token_embd.weight when
  * the file ties them), optional final softcap, and the output node. */
 int import_logits(struct import_ctx *c, struct ir_node *x, float final_softcap);
@@ -147,11 +195,19 @@ int import_embeddings(struct import_ctx *c, struct ir_node **out);
 const char *import_name(struct import_ctx *c, int32_t layer, const char *what);
 
 /* The builders, one per architecture. */
-/* llama's graph; qkv_bias: the q/k/v biases are required (qwen2) rather than optional. */
-int import_build_llama_like(struct import_ctx *c, bool qkv_bias);
+/* What sets the families built by import_build_llama_like apart. */
+struct import_llama_variant {
+    bool qkv_bias;                /* the q/k/v biases are required (qwen2, qwen2moe) rather than optional */
+    bool moe_norm;                /* routing weights divided by their sum (llama with experts) */
+    bool gated_shared_expert;     /* qwen2moe: plus a shared expert gated by sigmoid(x . ffn_gate_inp_shexp) */
+};
+/* llama's graph, with a dense FFN or, when the file has experts, a MoE FFN. */
+int import_build_llama_like(struct import_ctx *c, const struct import_llama_variant *v);
 int import_build_llama(struct import_ctx *c);
 int import_build_qwen2(struct import_ctx *c);
 int import_build_phi3(struct import_ctx *c);
 int import_build_gemma2(struct import_ctx *c);
+int import_build_qwen2moe(struct import_ctx *c);
+int import_build_deepseek2(struct import_ctx *c);
 
 #endif

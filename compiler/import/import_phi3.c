@@ -4,7 +4,8 @@
  *   h = rms_norm(x) * attn_norm
  *   q | k | v = h Wqkv (one matrix, rows q then k then v; separate attn_q/k/v are read when the file
  *               has no attn_qkv); NeoX rope on q and k with the rope_factors_long/short tensors when
- *               present (long when the run's context exceeds rope.scaling.original_context_length)
+ *               present (long when the run's context exceeds rope.scaling.original_context_length;
+ *               the program then keeps its context on that side of it)
  *   x = x + attention(q / sqrt(head_dim), k, v; scale = 1, window = attention.sliding_window) Wo
  *   x = x + (silu(u[:n_ff]) * u[n_ff:]) Wdown,  u = h' Wup (gate and up in one matrix),
  *       h' = rms_norm(x) * ffn_norm
@@ -31,12 +32,19 @@ int import_build_phi3(struct import_ctx *c)
         .kq_scale = 1.0f,
         .window = (int32_t)hp->sliding_window,
     };
-    uint32_t n_ctx = c->opt->n_ctx ? c->opt->n_ctx : hp->n_ctx_train;
+    /* llama.cpp picks the factors by the context it runs with; the graph holds one set, so the contexts
+     * the program allows stay on the side of the original context where that set is llama.cpp's. */
+    bool long_ctx = hp->n_ctx > hp->n_ctx_orig;
     int64_t ff_shape[1] = {hp->n_rot / 2};
-    if (import_weight(c, &ap.rope_factors, n_ctx > hp->n_ctx_orig ? "rope_factors_long.weight"
-                                                                  : "rope_factors_short.weight",
-                      1, ff_shape, false))
+    if (import_weight(c, &ap.rope_factors, long_ctx ? "rope_factors_long.weight" : "rope_factors_short.weight", 1,
+                      ff_shape, false))
         return -1;
+    if (ae_gguf_find_tensor(c->f, "rope_factors_long.weight") || ae_gguf_find_tensor(c->f, "rope_factors_short.weight")) {
+        if (long_ctx)
+            c->n_ctx_min = hp->n_ctx_orig + 1;
+        else if (c->n_ctx_max > hp->n_ctx_orig)
+            c->n_ctx_max = hp->n_ctx_orig;
+    }
 
     struct ir_node *x;
     if (import_embeddings(c, &x))

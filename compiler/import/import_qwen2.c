@@ -5,5 +5,6 @@
 
 int import_build_qwen2(struct import_ctx *c)
 {
-    return import_build_llama_like(c, true);
+    static const struct import_llama_variant qwen2 = {.qkv_bias = true};
+    return import_build_llama_like(c, &qwen2);
 }

@@ -12,6 +12,9 @@
  * Quants that live in one bit field (Q4_0, Q4_1, Q8_0, Q2_K, Q4_K) are independent and identically
  * distributed, so they are packed in byte order; quants split over two fields (Q5_0, Q5_1, Q3_K, Q5_K,
  * Q6_K) are placed element by element so that both halves of each element come from the same draw.
+ * The non-linear types (IQ4_NL, IQ4_XS) draw table indices: each quantile goes to the table value
+ * nearest it, and d gets a random sign because the table is not symmetric. The ternary types (TQ1_0,
+ * TQ2_0) draw digits 0..2 about the center 1, packed as ggml's quantizer packs them.
  */
 #include "synth.h"
 
@@ -38,21 +41,28 @@ struct quant_spec {
     int sub_lo, sub_hi; /* K-quant sub-scale magnitudes; 1, 1 for one scale per block */
     bool sub_signed;    /* sub-scales get a random sign (Q3_K, Q6_K: signed fields) */
     bool d_signed;      /* d gets a random sign (Q4_0, Q5_0: ggml's quantizer makes both signs) */
+    bool table;         /* the quant indexes AE_IQ4_VALUES (IQ4_NL, IQ4_XS); center is then a value */
 };
 
 /* Q3_K's quant is the signed value (low 2 bits) - (high bit ? 0 : 4), drawn in -3..3. */
 static const struct quant_spec quant_specs[] = {
-    {AE_TYPE_Q4_0, 1, 15, 8.0, 1, 1, false, true},
-    {AE_TYPE_Q4_1, 0, 15, 7.5, 1, 1, false, false},
-    {AE_TYPE_Q5_0, 1, 31, 16.0, 1, 1, false, true},
-    {AE_TYPE_Q5_1, 0, 31, 15.5, 1, 1, false, false},
-    {AE_TYPE_Q8_0, -127, 127, 0.0, 1, 1, false, false},
-    {AE_TYPE_Q2_K, 0, 3, 1.5, 8, 15, false, false},
-    {AE_TYPE_Q3_K, -3, 3, 0.0, 8, 31, true, false},
-    {AE_TYPE_Q4_K, 0, 15, 7.5, 32, 63, false, false},
-    {AE_TYPE_Q5_K, 0, 31, 15.5, 32, 63, false, false},
-    {AE_TYPE_Q6_K, 1, 63, 32.0, 32, 127, true, false},
+    {AE_TYPE_Q4_0, 1, 15, 8.0, 1, 1, false, true, false},
+    {AE_TYPE_Q4_1, 0, 15, 7.5, 1, 1, false, false, false},
+    {AE_TYPE_Q5_0, 1, 31, 16.0, 1, 1, false, true, false},
+    {AE_TYPE_Q5_1, 0, 31, 15.5, 1, 1, false, false, false},
+    {AE_TYPE_Q8_0, -127, 127, 0.0, 1, 1, false, false, false},
+    {AE_TYPE_Q2_K, 0, 3, 1.5, 8, 15, false, false, false},
+    {AE_TYPE_Q3_K, -3, 3, 0.0, 8, 31, true, false, false},
+    {AE_TYPE_Q4_K, 0, 15, 7.5, 32, 63, false, false, false},
+    {AE_TYPE_Q5_K, 0, 31, 15.5, 32, 63, false, false, false},
+    {AE_TYPE_Q6_K, 1, 63, 32.0, 32, 127, true, false, false},
+    {AE_TYPE_IQ4_NL, 0, 15, 0.0, 1, 1, false, true, true},
+    {AE_TYPE_IQ4_XS, 0, 15, 0.0, 8, 31, true, true, true},
+    {AE_TYPE_TQ1_0, 0, 2, 1.0, 1, 1, false, false, false},
+    {AE_TYPE_TQ2_0, 0, 2, 1.0, 1, 1, false, false, false},
 };
+
+static const int8_t iq4_values[16] = AE_IQ4_VALUES;
 #define N_QUANT_SPECS (sizeof quant_specs / sizeof quant_specs[0])
 
 struct quant_table {
@@ -151,16 +161,27 @@ static void normal_quantiles(double *z, int n)
     }
 }
 
+/* The table index whose value is nearest v. */
+static int nearest_level(double v)
+{
+    int best = 0;
+    for (int i = 1; i < 16; i++)
+        if (fabs(iq4_values[i] - v) < fabs(iq4_values[best] - v))
+            best = i;
+    return best;
+}
+
 static void quant_table_init(struct quant_table *qt, const struct quant_spec *sp, const double *z)
 {
-    double half = fmin(sp->center - sp->q_lo, sp->q_hi - sp->center);
+    double half = sp->table ? 113.0 : fmin(sp->center - sp->q_lo, sp->q_hi - sp->center);
     double sigma = (half + 0.49) / z[Q_COUNT - 1];
     double var = 0;
     for (int k = 0; k < Q_COUNT; k++) {
-        long q = lround(sp->center + sigma * z[k]);
+        long q = sp->table ? nearest_level(sigma * z[k]) : lround(sp->center + sigma * z[k]);
         q = q < sp->q_lo ? sp->q_lo : q > sp->q_hi ? sp->q_hi : q;
         qt->q[k] = (int16_t)q;
-        var += (q - sp->center) * (q - sp->center);
+        double v = sp->table ? iq4_values[q] : (double)q - sp->center;
+        var += v * v;
     }
     var /= Q_COUNT;
     double s2 = 0; /* E[s^2] of the sub-scale magnitude */
@@ -209,7 +230,10 @@ bool synth_type_supported(uint32_t type)
     return type == AE_TYPE_F32 || type == AE_TYPE_F16 || type == AE_TYPE_BF16 || quant_spec_index(type) >= 0;
 }
 
-const char *synth_type_list(void) { return "f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k"; }
+const char *synth_type_list(void)
+{
+    return "f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq4_nl iq4_xs tq1_0 tq2_0";
+}
 
 /* ---- blocks -------------------------------------------------------------------------------------- */
 
@@ -454,6 +478,76 @@ static void gen_q6_k(const struct gen *g, struct synth_rng *r, uint8_t *out)
     memcpy(out, &b, sizeof b);
 }
 
+static void gen_iq4_nl(const struct gen *g, struct synth_rng *r, uint8_t *out)
+{
+    struct ae_block_iq4_nl b;
+    int16_t q[AE_QK];
+    b.d = draw_d(g, r);
+    draw_quants(g, r, q, AE_QK);
+    for (int j = 0; j < AE_QK / 2; j++)
+        b.qs[j] = (uint8_t)(q[j] | q[j + AE_QK / 2] << 4);
+    memcpy(out, &b, sizeof b);
+}
+
+/* IQ4_XS: group j's 6-bit scale (stored + 32) has its low nibble in scales_l[j / 2] (low nibble for
+ * even j) and its top 2 bits in scales_h at bit 2 j; its 32 indices are nibbles as in IQ4_NL. */
+static void gen_iq4_xs(const struct gen *g, struct synth_rng *r, uint8_t *out)
+{
+    struct ae_block_iq4_xs b;
+    int16_t q[AE_QK_K];
+    memset(&b, 0, sizeof b);
+    b.d = draw_d(g, r);
+    for (int j = 0; j < AE_QK_K / 32; j++) {
+        int l = draw_sub(g, r) + 32;
+        b.scales_l[j / 2] |= (uint8_t)((l & 0xF) << (4 * (j % 2)));
+        b.scales_h |= (uint16_t)((l >> 4) << (2 * j));
+    }
+    draw_quants(g, r, q, AE_QK_K);
+    for (int j = 0; j < AE_QK_K / 32; j++)
+        for (int i = 0; i < 16; i++)
+            b.qs[16 * j + i] = (uint8_t)(q[32 * j + i] | q[32 * j + i + 16] << 4);
+    memcpy(out, &b, sizeof b);
+}
+
+/* TQ2_0: element 128 h + 32 l + m in qs[32 h + m] at bit 2 l. */
+static void gen_tq2_0(const struct gen *g, struct synth_rng *r, uint8_t *out)
+{
+    struct ae_block_tq2_0 b;
+    int16_t q[AE_QK_K];
+    memset(&b, 0, sizeof b);
+    b.d = draw_d(g, r);
+    draw_quants(g, r, q, AE_QK_K);
+    for (int e = 0; e < AE_QK_K; e++)
+        b.qs[32 * (e / 128) + e % 32] |= (uint8_t)(q[e] << (2 * (e % 128 / 32)));
+    memcpy(out, &b, sizeof b);
+}
+
+/* Five digits (the first most significant) as ggml packs them: ceil(value * 256 / 243). */
+static uint8_t pack_trits(const int16_t *t, int n, int stride)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 5; i++)
+        v = v * 3 + (i < n ? (unsigned)t[i * stride] : 0);
+    return (uint8_t)((v * 256 + 242) / 243);
+}
+
+/* TQ1_0: bytes 0-31 hold elements m + 32 n (n < 5), bytes 32-47 elements 160 + m + 16 n, and the 4 qh
+ * bytes elements 240 + j + 4 n (n < 4, the fifth digit 0). */
+static void gen_tq1_0(const struct gen *g, struct synth_rng *r, uint8_t *out)
+{
+    struct ae_block_tq1_0 b;
+    int16_t q[AE_QK_K];
+    b.d = draw_d(g, r);
+    draw_quants(g, r, q, AE_QK_K);
+    for (int m = 0; m < 32; m++)
+        b.qs[m] = pack_trits(q + m, 5, 32);
+    for (int m = 0; m < 16; m++)
+        b.qs[32 + m] = pack_trits(q + 160 + m, 5, 16);
+    for (int j = 0; j < 4; j++)
+        b.qh[j] = pack_trits(q + 240 + j, 4, 4);
+    memcpy(out, &b, sizeof b);
+}
+
 typedef void (*block_fn)(const struct gen *g, struct synth_rng *r, uint8_t *out);
 
 static block_fn block_fn_of(uint32_t type)
@@ -469,6 +563,10 @@ static block_fn block_fn_of(uint32_t type)
     case AE_TYPE_Q4_K: return gen_q4_k;
     case AE_TYPE_Q5_K: return gen_q5_k;
     case AE_TYPE_Q6_K: return gen_q6_k;
+    case AE_TYPE_IQ4_NL: return gen_iq4_nl;
+    case AE_TYPE_IQ4_XS: return gen_iq4_xs;
+    case AE_TYPE_TQ1_0: return gen_tq1_0;
+    case AE_TYPE_TQ2_0: return gen_tq2_0;
     default: return NULL;
     }
 }

@@ -1,4 +1,4 @@
-/* From an optimized graph to a program (build_program.h). */
+/* From an optimized graph to a program, or to a run in memory (build_program.h). */
 #include "build_program.h"
 
 #include <errno.h>
@@ -12,8 +12,10 @@
 #include <unistd.h>
 
 #include "ae_program.h"
+#include "ae_version.h"
 #include "emit_c.h"
 #include "pack_build.h"
+#include "progress.h"
 #include "toolchain.h"
 
 /* What --info prints about the compilation. */
@@ -42,8 +44,8 @@ static void describe(const struct build_model *m, const char *compiler, char *bu
                               m->c->plan.naive, compiler);
 }
 
-static int emit_to_memory(const struct build_model *m, const struct pack_build *pb, const char *info, char **src,
-                          ae_error *err)
+static int emit_to_memory(const struct build_model *m, const struct pack_build *pb, const char *info,
+                          const char *compiler, char **src, ae_error *err)
 {
     size_t size;
     FILE *f = open_memstream(src, &size);
@@ -59,6 +61,7 @@ static int emit_to_memory(const struct build_model *m, const struct pack_build *
         .model_file = slash ? slash + 1 : m->path,
         .model_name = model_name[0] ? model_name : (slash ? slash + 1 : m->path),
         .info = info,
+        .compiler = compiler,
         .t_max = (int32_t)m->c->opt.t_max,
     };
     int rc = emit_c(f, m->g, m->c, pb, m->hp, &eo, err);
@@ -90,7 +93,31 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int build_program(const struct build_model *m, const struct build_options *o, ae_error *err)
+/* The compiler the program is built with, and the line its --version shows. */
+static void compiler_names(const struct build_options *o, const struct cc_target *target, char *cc, size_t cc_size,
+                           char *line, size_t line_size)
+{
+    if (o->use_tcc)
+        snprintf(cc, cc_size, "libtcc");
+    else
+        snprintf(cc, cc_size, "gcc -O2%s%s%s for %s", o->march ? " -march=" : "", o->march ? o->march : "",
+                 o->static_link ? " -static" : "", target->triple);
+    snprintf(line, line_size, "aetherc %s with %s", ae_version(), cc);
+}
+
+static int write_weights(const char *path, const struct pack_build *pb, ae_error *err)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return ae_fail(err, "%s: cannot create: %s", path, strerror(errno));
+    struct ae_pack_weights w = pack_build_weights(pb);
+    int rc = ae_pack_write(f, pb->meta, pb->meta_size, &w, err);
+    if (fclose(f) != 0 && rc == 0)
+        rc = ae_fail(err, "%s: write failed: %s", path, strerror(errno));
+    return rc;
+}
+
+int build_program(const struct build_model *m, const struct build_options *o, struct build_result *r, ae_error *err)
 {
     const struct cc_target *target = o->target ? o->target : cc_target_host();
     if (!target)
@@ -98,24 +125,24 @@ int build_program(const struct build_model *m, const struct build_options *o, ae
     struct toolchain_paths paths;
     if (toolchain_find(&paths, target, err) < 0)
         return -1;
-    char compiler[160];
-    if (o->use_tcc)
-        snprintf(compiler, sizeof compiler, "libtcc");
-    else
-        snprintf(compiler, sizeof compiler, "gcc -O2%s%s%s for %s", o->march ? " -march=" : "", o->march ? o->march : "",
-                 o->static_link ? " -static" : "", target->triple);
+    char compiler[160], version_line[320];
+    compiler_names(o, target, compiler, sizeof compiler, version_line, sizeof version_line);
     char info[4096];
     describe(m, compiler, info, sizeof info);
 
+    struct progress_bar bar;
+    progress_bar_start(&bar, "hashing the weights");
     struct pack_build pb;
-    if (pack_build(&pb, m->g, m->c, m->f, err) < 0)
+    int prc = pack_build(&pb, m->g, m->c, m->f, true, &bar.p, err);
+    progress_bar_end(&bar);
+    if (prc < 0)
         return -1;
     char *src = NULL;
     char tmpdir[] = "/tmp/aetherc-XXXXXX";
     bool made_tmp = false;
-    char c_path[PATH_MAX], map_path[PATH_MAX];
+    char c_path[PATH_MAX] = "", map_path[PATH_MAX];
     int rc = -1;
-    if (emit_to_memory(m, &pb, info, &src, err) < 0)
+    if (emit_to_memory(m, &pb, info, version_line, &src, err) < 0)
         goto done;
 
     /* The C file: kept in --emit-c DIR, or in a temporary folder for gcc. */
@@ -142,29 +169,27 @@ int build_program(const struct build_model *m, const struct build_options *o, ae
     }
     struct cc_options cco = {.target = target, .march = o->march, .static_link = o->static_link, .debug = o->debug,
                              .link_map = o->emit_c_dir ? map_path : NULL};
-    if (o->use_tcc ? cc_tcc_build(src, o->output, &paths, err) : cc_gcc_build(c_path, o->output, &paths, &cco, err))
+    if (o->use_tcc ? cc_tcc_build(src, o->output, &paths, err) : cc_gcc_build(c_path, o->output, &paths, &cco, err)) {
+        if (made_tmp)
+            ae_fail_prefix(err, "compiling the generated C (--emit-c DIR keeps it)");
         goto done;
+    }
+    struct stat st;
+    r->program_bytes = stat(o->output, &st) == 0 ? (uint64_t)st.st_size : 0;
+    r->weights_bytes = pb.weights_size;
+    memcpy(r->weights_hash, pb.weights_hash, AE_HASH_BYTES);
 
+    progress_bar_start(&bar, "writing the weights");
+    pb.progress = &bar.p;
     if (o->weights_external) {
         char wpath[PATH_MAX + 8];
         snprintf(wpath, sizeof wpath, "%s.weights", o->output);
-        FILE *f = fopen(wpath, "wb");
-        if (!f) {
-            ae_fail(err, "%s: cannot create: %s", wpath, strerror(errno));
-            goto done;
-        }
-        struct ae_pack_weights w = pack_build_weights(&pb);
-        int wrc = ae_pack_write(f, pb.meta, pb.meta_size, &w, err);
-        if (fclose(f) != 0 && wrc == 0)
-            wrc = ae_fail(err, "%s: write failed: %s", wpath, strerror(errno));
-        if (wrc < 0)
-            goto done;
+        rc = write_weights(wpath, &pb, err);
     } else {
         struct ae_pack_weights w = pack_build_weights(&pb);
-        if (ae_pack_append(o->output, pb.meta, pb.meta_size, &w, err) < 0)
-            goto done;
+        rc = ae_pack_append(o->output, pb.meta, pb.meta_size, &w, err);
     }
-    rc = 0;
+    progress_bar_end(&bar);
 done:
     if (made_tmp) {
         if (c_path[0])
@@ -183,41 +208,26 @@ int build_and_run(const struct build_model *m, int argc, char **argv, int *statu
         return ae_fail(err, "libtcc cannot run programs on this machine");
     if (toolchain_find(&paths, cc_target_host(), err) < 0)
         return -1;
-    char info[4096];
+    char info[4096], version_line[256];
     describe(m, "libtcc (in memory)", info, sizeof info);
+    snprintf(version_line, sizeof version_line, "aetherc %s with libtcc, in memory", ae_version());
     double t0 = now();
     struct pack_build pb;
-    if (pack_build(&pb, m->g, m->c, m->f, err) < 0)
+    if (pack_build(&pb, m->g, m->c, m->f, false, NULL, err) < 0)
         return -1;
     int rc = -1;
-    char *src = NULL, *pack = NULL;
-    size_t pack_size = 0;
-    FILE *mem = NULL;
-    void *aligned = NULL;
-    if (emit_to_memory(m, &pb, info, &src, err) < 0)
+    char *src = NULL;
+    char **args = NULL;
+    if (emit_to_memory(m, &pb, info, version_line, &src, err) < 0)
         goto done;
-    if (!(mem = open_memstream(&pack, &pack_size))) {
-        ae_fail(err, "out of memory");
-        goto done;
-    }
-    struct ae_pack_weights w = pack_build_weights(&pb);
-    int wrc = ae_pack_write(mem, pb.meta, pb.meta_size, &w, err);
-    if (fclose(mem) != 0 || wrc < 0) {
-        if (wrc == 0)
-            ae_fail(err, "out of memory");
-        goto done;
-    }
-    /* The program uses the weights in place: give them the page alignment a file mapping would. */
-    if (!(aligned = aligned_alloc(AE_PACK_ALIGN, (pack_size + AE_PACK_ALIGN - 1) / AE_PACK_ALIGN * AE_PACK_ALIGN))) {
-        ae_fail(err, "out of memory for the weights");
-        goto done;
-    }
-    memcpy(aligned, pack, pack_size);
-    ae_program_set_pack(aligned, pack_size); /* the program runs on aetherc's runtime (cc_tcc.c) */
+    /* The program reads the weights where pack_build found them: the GGUF mapping, fold's constants. */
+    char where[PATH_MAX + 32];
+    snprintf(where, sizeof where, "in place from %s", m->path);
+    struct ae_program_weights w = {pb.meta, pb.meta_size, pb.source, pb.bytes, pb.n_weights, where};
+    ae_program_set_weights(&w); /* the program runs on aetherc's runtime (cc_tcc.c) */
     fprintf(stderr, "aetherc: compiling %s with libtcc\n", m->path);
     /* The program reports its speed and the time to its first token. */
-    char **args = malloc(((size_t)argc + 2) * sizeof *args);
-    if (!args) {
+    if (!(args = malloc(((size_t)argc + 2) * sizeof *args))) {
         ae_fail(err, "out of memory");
         goto done;
     }
@@ -228,14 +238,10 @@ int build_and_run(const struct build_model *m, int argc, char **argv, int *statu
     args[argc] = "--timings";
     args[argc + 1] = NULL;
     rc = cc_tcc_run(src, &paths, timings ? argc : argc + 1, args, status, t0, err);
-    free(args);
-    if (rc < 0)
-        goto done;
-    rc = 0;
 done:
-    free(aligned);
-    free(pack);
+    ae_program_set_weights(NULL);
+    free(args);
     free(src);
     pack_build_free(&pb);
-    return rc;
+    return rc < 0 ? -1 : 0;
 }

@@ -1,6 +1,6 @@
-/* From an optimized graph to a program: pack the weights, emit the C, compile it with gcc or libtcc,
- * and attach the weights (appended to the executable, or in a .weights file beside it); or compile it
- * into memory with libtcc and run it at once (aetherc run).
+/* From an optimized graph to a program: lay out and hash the weights, emit the C, compile it with gcc
+ * or libtcc, and attach the weights (appended to the executable, or in a .weights file beside it); or
+ * compile it into memory with libtcc and run it at once on the weights where they lie (aetherc run).
  */
 #ifndef AE_BUILD_PROGRAM_H
 #define AE_BUILD_PROGRAM_H
@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "ae_gguf.h"
+#include "ae_program.h"
 #include "import.h"
 #include "ir.h"
 #include "pass.h"
@@ -33,11 +34,20 @@ struct build_model {
     const struct import_hparams *hp;
 };
 
-int build_program(const struct build_model *m, const struct build_options *o, ae_error *err);
+/* What a build wrote, for aetherc's closing line. */
+struct build_result {
+    uint64_t program_bytes;    /* the executable, without its weights */
+    uint64_t weights_bytes;    /* the packed weights */
+    uint8_t weights_hash[AE_HASH_BYTES];
+};
+
+/* The files to write must have been checked (output_check.h): a failure here is one of the disk's. */
+int build_program(const struct build_model *m, const struct build_options *o, struct build_result *r, ae_error *err);
 
 /* aetherc run: compiles in memory with libtcc and calls the program's main with argv (argv[0] is the
- * program name) and --timings, so that it reports its speed and time to first token. *status is what
- * main returned. Prints the compile time to stderr. */
+ * program name) and --timings, so that it reports its speed and time to first token. The program reads
+ * the weights in place (pack_build.h: the GGUF mapping, or the constants aetherc made); nothing is
+ * copied or hashed. *status is what main returned. Prints the compile time to stderr. */
 int build_and_run(const struct build_model *m, int argc, char **argv, int *status, ae_error *err);
 
 #endif

@@ -45,6 +45,7 @@ int cc_gcc_build(const char *c_file, const char *out, const struct toolchain_pat
     argv[argc++] = out;
     argv[argc++] = c_file;
     argv[argc++] = p->runtime_lib;
+    argv[argc++] = p->sodium_lib;
     argv[argc++] = "-lm";
     argv[argc++] = "-lpthread";
     argv[argc] = NULL;
@@ -59,7 +60,7 @@ int cc_gcc_build(const char *c_file, const char *out, const struct toolchain_pat
         if (errno != EINTR)
             return ae_fail(err, "waiting for %s: %s", cc, strerror(errno));
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return ae_fail(err, "%s failed on %s (exit status %d); its messages are above", cc, c_file,
+        return ae_fail(err, "%s failed (exit status %d); its messages are above", cc,
                        WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     return 0;
 }

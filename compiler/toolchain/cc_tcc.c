@@ -9,7 +9,8 @@
 #include <string.h>
 #include <time.h>
 
-/* libtcc reports through a callback; keep the first message for the error. */
+/* libtcc reports through a callback; its messages are gathered into the error, "; " between them, so that
+ * a failure is reported once, in one line. */
 struct tcc_diag {
     ae_error *err;
     int n;
@@ -18,12 +19,15 @@ struct tcc_diag {
 static void on_error(void *opaque, const char *msg)
 {
     struct tcc_diag *d = opaque;
-    if (d->n++ == 0)
+    if (d->n++ == 0) {
         ae_fail(d->err, "tcc: %s", msg);
-    fprintf(stderr, "tcc: %s\n", msg);
+        return;
+    }
+    size_t len = strlen(d->err->msg);
+    snprintf(d->err->msg + len, sizeof d->err->msg - len, "; %s", msg);
 }
 
-/* The runtime functions generated code calls (templates/program_head.c and compiler/emit/emit_c.c); a
+/* The runtime functions generated code calls (the snippets of templates/ that the C printer fills); a
  * program run in memory links them from aetherc itself. */
 static const struct {
     const char *name;
@@ -66,7 +70,8 @@ static TCCState *tcc_setup(const char *source, int output, const struct toolchai
             tcc_add_symbol(s, jit_symbols[i].name, jit_symbols[i].addr);
         return s;
     }
-    if (tcc_add_file(s, p->runtime_lib) < 0 || tcc_add_library(s, "m") < 0 || tcc_add_library(s, "pthread") < 0) {
+    if (tcc_add_file(s, p->runtime_lib) < 0 || tcc_add_file(s, p->sodium_lib) < 0 || tcc_add_library(s, "m") < 0 ||
+        tcc_add_library(s, "pthread") < 0) {
         if (d->n == 0)
             ae_fail(d->err, "tcc: compilation failed");
         tcc_delete(s);

@@ -3,8 +3,9 @@
  * A target is a GNU triple. The host's own target uses the runtime aetherc was built with (beside it in
  * the build tree, or under the install prefix); another target uses a runtime cross-built for it (`make
  * runtime-aarch64` puts it in build/aarch64-linux-gnu/, `make install` in PREFIX/lib/aarch64-linux-gnu/)
- * and the cross compiler named after the triple (aarch64-linux-gnu-gcc, as Debian's packages install it).
- * The runtime's headers are the same for every target.
+ * and the cross compiler named after the triple (aarch64-linux-gnu-gcc, as Debian's packages install it),
+ * with the target's libsodium from Debian's multiarch packages. The runtime's headers are the same for
+ * every target.
  */
 #include "toolchain.h"
 
@@ -15,13 +16,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ae_build_info.h"
+
 static const char *const x86_64_march[] = {"native", "x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4", NULL};
 static const char *const aarch64_march[] = {"native", "armv8-a", "armv8.2-a+dotprod", "armv8.6-a+i8mm", NULL};
 
 const struct cc_target cc_targets[] = {
-    {"x86_64-linux-gnu", x86_64_march},
-    {"aarch64-linux-gnu", aarch64_march},
-    {NULL, NULL},
+    {"x86_64-linux-gnu", "amd64", x86_64_march},
+    {"aarch64-linux-gnu", "arm64", aarch64_march},
+    {NULL, NULL, NULL},
 };
 
 const struct cc_target *cc_target_find(const char *triple)
@@ -76,6 +79,24 @@ static bool found(struct toolchain_paths *p, const char *lib_dir, const char *in
     return is_file(p->runtime_lib) && is_file(probe);
 }
 
+/* libsodium's static library for target: the one aetherc was built with for the host; for another
+ * target Debian's multiarch one (libsodium-dev:arm64 for aarch64). */
+static int find_sodium(struct toolchain_paths *p, const struct cc_target *target, bool host, ae_error *err)
+{
+    if (host)
+        snprintf(p->sodium_lib, sizeof p->sodium_lib, "%s", AE_SODIUM_LIB);
+    else
+        snprintf(p->sodium_lib, sizeof p->sodium_lib, "/usr/lib/%s/libsodium.a", target->triple);
+    if (is_file(p->sodium_lib))
+        return 0;
+    if (host)
+        return ae_fail(err, "cannot find libsodium's static library %s, which every program links: install "
+                       "libsodium-dev", p->sodium_lib);
+    return ae_fail(err, "cannot find libsodium's static library for %s, %s, which every program links: install "
+                   "Debian's libsodium-dev:%s (after dpkg --add-architecture %s)", target->triple, p->sodium_lib,
+                   target->debian_arch, target->debian_arch);
+}
+
 int toolchain_find(struct toolchain_paths *p, const struct cc_target *target, ae_error *err)
 {
     char exe[PATH_MAX];
@@ -85,6 +106,8 @@ int toolchain_find(struct toolchain_paths *p, const struct cc_target *target, ae
     exe[n] = 0;
     const char *dir = dirname(exe);
     const bool host = target == cc_target_host();
+    if (find_sodium(p, target, host, err) < 0)
+        return -1;
     char lib[PATH_MAX], inc[PATH_MAX];
     /* The build tree: build/aetherc beside build/libaether_rt.a (or build/<triple>/), headers in
      * runtime/include/. */

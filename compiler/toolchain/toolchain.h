@@ -2,9 +2,9 @@
  * libtcc (in-process, milliseconds; also runs the program in memory for `aetherc run`).
  *
  * Both compile one translation unit against the runtime's headers and link the runtime library
- * (libaether_rt.a) statically, so the result needs only libc, libm and libpthread (or nothing, linked
- * with --static). gcc builds for any target in cc_targets (another machine's through its cross gcc);
- * libtcc for the host only.
+ * (libaether_rt.a) and libsodium (libsodium.a, the weights' hash) statically, so the result needs only
+ * libc, libm and libpthread (or nothing, linked with --static). gcc builds for any target in cc_targets
+ * (another machine's through its cross gcc); libtcc for the host only.
  */
 #ifndef AE_TOOLCHAIN_H
 #define AE_TOOLCHAIN_H
@@ -19,6 +19,7 @@
 /* A machine programs are built for (target.c). */
 struct cc_target {
     const char *triple;         /* GNU triple: "x86_64-linux-gnu", "aarch64-linux-gnu" */
+    const char *debian_arch;    /* Debian's name for it: "amd64", "arm64" */
     const char *const *march;   /* the --march values it takes, NULL-terminated */
 };
 
@@ -43,6 +44,8 @@ void cc_target_march_list(const struct cc_target *t, char *buf, size_t size);
 struct toolchain_paths {
     char include_dir[PATH_MAX];
     char runtime_lib[PATH_MAX];
+    char sodium_lib[PATH_MAX];   /* the host's: where libsodium.a was when aetherc was built; another
+                                  * target's: Debian's multiarch one, /usr/lib/<triple>/libsodium.a */
 };
 
 int toolchain_find(struct toolchain_paths *p, const struct cc_target *target, ae_error *err);
@@ -55,12 +58,13 @@ struct cc_options {
     const char *link_map; /* the linker's map of the program goes here; NULL: none */
 };
 
-/* gcc -O2 [-march=M] [-static] c_file -o out with the runtime; the compiler's own messages go to stderr, and a
- * failure says which command failed. */
+/* gcc -O2 [-march=M] [-static] c_file -o out with the runtime (the target's cross gcc for another
+ * target); the compiler's own messages go to stderr, and a failure says so. */
 int cc_gcc_build(const char *c_file, const char *out, const struct toolchain_paths *p, const struct cc_options *o,
                  ae_error *err);
 
-/* libtcc: compiles source (NUL-terminated C) into the executable out. */
+/* libtcc: compiles source (NUL-terminated C) into the executable out. libtcc's messages are gathered
+ * into err, one line. */
 int cc_tcc_build(const char *source, const char *out, const struct toolchain_paths *p, ae_error *err);
 
 /* libtcc: compiles source into memory, linked against aetherc's own runtime, and calls its main(argc,

@@ -397,14 +397,91 @@ static void dequant_q8_k(const uint8_t *src, float *y, int64_t nb)
     }
 }
 
-/* The dequantizer of each type id; NULL for the types without one yet (Q8_1, the IQ and TQ types,
+static const int8_t iq4_values[16] = AE_IQ4_VALUES;
+
+/* x = d * kv[q] */
+static void dequant_iq4_nl(const uint8_t *src, float *y, int64_t nb)
+{
+    for (int64_t i = 0; i < nb; i++, src += sizeof(struct ae_block_iq4_nl), y += AE_QK) {
+        struct ae_block_iq4_nl b;
+        memcpy(&b, src, sizeof b);
+        const float d = ae_fp16_to_fp32(b.d);
+        for (int j = 0; j < AE_QK / 2; j++) {
+            y[j] = d * iq4_values[b.qs[j] & 0x0f];
+            y[j + AE_QK / 2] = d * iq4_values[b.qs[j] >> 4];
+        }
+    }
+}
+
+/* x = (d * (sc - 32)) * kv[q], per group of 32 */
+static void dequant_iq4_xs(const uint8_t *src, float *y, int64_t nb)
+{
+    for (int64_t i = 0; i < nb; i++, src += sizeof(struct ae_block_iq4_xs)) {
+        struct ae_block_iq4_xs b;
+        memcpy(&b, src, sizeof b);
+        const float d = ae_fp16_to_fp32(b.d);
+        for (int g = 0; g < AE_QK_K / 32; g++, y += 32) {
+            const int sc = ((b.scales_l[g / 2] >> 4 * (g % 2)) & 0x0f) | ((b.scales_h >> 2 * g) & 3) << 4;
+            const float dl = d * (sc - 32);
+            const uint8_t *q = b.qs + 16 * g;
+            for (int j = 0; j < 16; j++) {
+                y[j] = dl * iq4_values[q[j] & 0x0f];
+                y[j + 16] = dl * iq4_values[q[j] >> 4];
+            }
+        }
+    }
+}
+
+/* Trit t (0 = the top one) of a byte packing ternary digits: 0, 1 or 2. */
+static int tq1_trit(uint8_t byte, int t)
+{
+    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+    const uint8_t q = (uint8_t)(byte * pow3[t]);
+    return (q * 3) >> 8;
+}
+
+/* x = (t - 1) * d */
+static void dequant_tq1_0(const uint8_t *src, float *y, int64_t nb)
+{
+    for (int64_t i = 0; i < nb; i++, src += sizeof(struct ae_block_tq1_0)) {
+        struct ae_block_tq1_0 b;
+        memcpy(&b, src, sizeof b);
+        const float d = ae_fp16_to_fp32(b.d);
+        for (int t = 0; t < 5; t++)
+            for (int m = 0; m < 32; m++)
+                *y++ = (float)(tq1_trit(b.qs[m], t) - 1) * d;
+        for (int t = 0; t < 5; t++)
+            for (int m = 0; m < 16; m++)
+                *y++ = (float)(tq1_trit(b.qs[32 + m], t) - 1) * d;
+        for (int t = 0; t < 4; t++)
+            for (int j = 0; j < 4; j++)
+                *y++ = (float)(tq1_trit(b.qh[j], t) - 1) * d;
+    }
+}
+
+/* x = (q - 1) * d */
+static void dequant_tq2_0(const uint8_t *src, float *y, int64_t nb)
+{
+    for (int64_t i = 0; i < nb; i++, src += sizeof(struct ae_block_tq2_0)) {
+        struct ae_block_tq2_0 b;
+        memcpy(&b, src, sizeof b);
+        const float d = ae_fp16_to_fp32(b.d);
+        for (int h = 0; h < 2; h++)
+            for (int l = 0; l < 4; l++)
+                for (int m = 0; m < 32; m++)
+                    *y++ = (float)(((b.qs[32 * h + m] >> (2 * l)) & 3) - 1) * d;
+    }
+}
+
+/* The dequantizer of each type id; NULL for the types without one yet (Q8_1, the other IQ types,
  * the integer types and F64). */
 static const dequant_fn dequant_table[AE_TYPE_ID_LIMIT] = {
     [AE_TYPE_F32] = dequant_f32,   [AE_TYPE_F16] = dequant_f16,   [AE_TYPE_BF16] = dequant_bf16,
     [AE_TYPE_Q4_0] = dequant_q4_0, [AE_TYPE_Q4_1] = dequant_q4_1, [AE_TYPE_Q5_0] = dequant_q5_0,
     [AE_TYPE_Q5_1] = dequant_q5_1, [AE_TYPE_Q8_0] = dequant_q8_0, [AE_TYPE_Q2_K] = dequant_q2_k,
     [AE_TYPE_Q3_K] = dequant_q3_k, [AE_TYPE_Q4_K] = dequant_q4_k, [AE_TYPE_Q5_K] = dequant_q5_k,
-    [AE_TYPE_Q6_K] = dequant_q6_k, [AE_TYPE_Q8_K] = dequant_q8_k,
+    [AE_TYPE_Q6_K] = dequant_q6_k, [AE_TYPE_Q8_K] = dequant_q8_k, [AE_TYPE_IQ4_NL] = dequant_iq4_nl,
+    [AE_TYPE_IQ4_XS] = dequant_iq4_xs, [AE_TYPE_TQ1_0] = dequant_tq1_0, [AE_TYPE_TQ2_0] = dequant_tq2_0,
 };
 
 bool ae_type_can_dequantize(uint32_t type)

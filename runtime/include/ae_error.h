@@ -20,4 +20,8 @@ int ae_fail(ae_error *err, const char *fmt, ...) __attribute__((format(printf, 2
 /* Prepends "prefix: " to an existing message and returns -1. */
 int ae_fail_prefix(ae_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* For "did you mean" messages: the name among names[0..n) closest to word (a name the word starts
+ * with, or within an edit distance of a third of the word's length, at least 2), or NULL. */
+const char *ae_closest_name(const char *word, const char *const *names, size_t n);
+
 #endif

@@ -2,7 +2,8 @@
  * supported weight type, the row-wise ops of a transformer, and attention over a KV cache.
  *
  * Matmul follows ggml's scheme so that results track llama.cpp: the f32 activations are first converted
- * to the weight type's "vec type" (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the K-quants,
+ * to the weight type's "vec type" (Q8_0 for Q4_0/Q5_0/Q8_0/IQ4_NL, Q8_1 for Q4_1/Q5_1, Q8_K for the
+ * K-quants, IQ4_XS, TQ1_0 and TQ2_0,
  * F16 for F16, BF16 for BF16; F32 stays F32), then each output is a dot product of integers (or of
  * half-precision values) per block, scaled by the blocks' scales. Each type has a scalar reference,
  * AVX2 paths, and for Q4_0, Q8_0 and F16 AVX-512 paths; the path is picked at run time from the CPU's
@@ -76,7 +77,7 @@ int ae_cpu_cap_from_env(ae_error *err);
 /* ---- Matmul (kernels_matmul.c) ------------------------------------------------------------------- */
 
 /* Whether ae_matmul handles weights of this type: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K,
- * Q3_K, Q4_K, Q5_K, Q6_K. */
+ * Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0. */
 bool ae_matmul_supports(uint32_t type);
 
 /* The type the activations are converted to for weights of this type (AE_TYPE_Q8_0, ...); the weight
@@ -105,6 +106,34 @@ int ae_matmul_quantize(uint32_t type, const float *X, int64_t K, int64_t M, void
                        ae_error *err);
 int ae_matmul_prequantized(uint32_t type, const void *W, int64_t N, int64_t K, const void *Xq, int64_t M,
                            float *Y, ae_pool *pool, ae_error *err);
+
+/* ---- Mixture of experts (moe.c) ------------------------------------------------------------------- */
+
+/* Bytes of scratch ae_matmul_id needs (64-byte aligned); 0 for bad sizes or an unsupported type. */
+size_t ae_matmul_id_scratch_size(uint32_t type, int64_t E, int64_t N, int64_t K, int64_t R, int64_t k,
+                                 bool x_per_slot);
+
+/* The experts' matmul (ggml's mul_mat_id): Y[r][j][n] = sum_c X[r][s][c] * W[ids[r][j]][n][c] for r < R,
+ * j < k, n < N, with s = j when x_per_slot (X has R * k rows) and s = 0 otherwise (X has R rows, shared by
+ * the k slots). W holds E matrices of N rows of K values of type, one after another. Only the chosen
+ * experts' rows are read; each output is the bytes ae_matmul gives for that row and expert, for any
+ * thread count. Fails for an id outside 0..E-1 (naming it), an unsupported type or bad sizes. */
+int ae_matmul_id(uint32_t type, const void *W, int64_t E, int64_t N, int64_t K, const float *X, bool x_per_slot,
+                 const int32_t *ids, int64_t R, int64_t k, float *Y, void *scratch, ae_pool *pool, ae_error *err);
+
+/* ids[r] = the indices of the k largest of the E values of row r of x, largest first: the first k of
+ * ggml's descending argsort (an exchange sort that swaps only for a strictly larger value). work holds E
+ * indices. */
+void ae_moe_topk(const float *x, int64_t R, int64_t E, int32_t k, int32_t *ids, int32_t *work);
+
+/* w[r][j] = probs[r][ids[r][j]], divided by their sum (in double, rounded to float) when norm, then times
+ * scale. */
+void ae_moe_weights(const float *probs, const int32_t *ids, int64_t R, int64_t E, int64_t k, bool norm, float scale,
+                    float *w);
+
+/* y[r] = ((w[r][0] x[r][0] + w[r][1] x[r][1]) + ...) + w[r][k-1] x[r][k-1], each product rounded, for x of
+ * R x k rows of D values. */
+void ae_moe_sum(const float *x, const float *w, int64_t R, int64_t k, int64_t D, float *y);
 
 /* ---- Activation quantizers (kernels_quantize.c) -------------------------------------------------- */
 

@@ -17,6 +17,10 @@
  *   Q5_K  x = (d * sc) * q - dmin * m              8 groups of 32, q 5 bits, sc/m 6 bits
  *   Q6_K  x = (d * sc) * (q - 32)                  16 groups of 16, q 6 bits, sc 8 bits signed
  *   Q8_K  x = d * q                                d is f32; bsums are for dot products
+ *   IQ4_NL x = d * kv[q]                           q 4 bits, kv the 16-entry non-linear table below
+ *   IQ4_XS x = (d * (sc - 32)) * kv[q]              8 groups of 32, sc 6 bits, kv as in IQ4_NL
+ *   TQ1_0 x = d * (t - 1)                          t a trit (0, 1, 2); 5 trits a byte (4 in qh)
+ *   TQ2_0 x = d * (q - 1)                          q 2 bits (0, 1, 2)
  */
 #ifndef AE_QUANT_BLOCKS_H
 #define AE_QUANT_BLOCKS_H
@@ -105,6 +109,35 @@ struct ae_block_q6_k {
     uint16_t d;                       /* fp16 super-block scale */
 };
 
+/* IQ4_NL and IQ4_XS map each 4-bit index through this table (ggml's kvalues_iq4nl). */
+#define AE_IQ4_VALUES {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
+
+struct ae_block_iq4_nl {
+    uint16_t d;               /* fp16 scale */
+    uint8_t qs[AE_QK / 2];    /* table indices, nibbles as in Q4_0 */
+};
+
+struct ae_block_iq4_xs {
+    uint16_t d;                       /* fp16 super-block scale */
+    uint16_t scales_h;                /* top 2 bits of group g's scale in bits 2g, 2g+1 */
+    uint8_t scales_l[AE_QK_K / 64];   /* low 4 bits: group g in the low (g even) or high nibble of [g/2] */
+    uint8_t qs[AE_QK_K / 2];          /* table indices: group g's 16 bytes at 16g, nibbles as in Q4_0 */
+};
+
+/* Trit t of a byte b that packs up to five: the top trit of (b * 3^t mod 256) read as (x * 3) >> 8. */
+struct ae_block_tq1_0 {
+    uint8_t qs[(AE_QK_K - 4 * AE_QK_K / 64) / 5]; /* 48 bytes, 5 trits each: bytes 0-31 give elements
+                                                    * 32t + m (t < 5, m < 32), bytes 32-47 give
+                                                    * 160 + 16t + m (m < 16) */
+    uint8_t qh[AE_QK_K / 64];                     /* 4 bytes, 4 trits each: element 240 + 4t + j */
+    uint16_t d;                                   /* fp16 scale */
+};
+
+struct ae_block_tq2_0 {
+    uint8_t qs[AE_QK_K / 4]; /* byte 32h + m holds elements 128h + 32l + m in bit pair l (l < 4) */
+    uint16_t d;              /* fp16 scale */
+};
+
 struct ae_block_q8_k {
     float d;                          /* f32 scale (not fp16) */
     int8_t qs[AE_QK_K];
@@ -123,6 +156,10 @@ _Static_assert(sizeof(struct ae_block_q4_k) == AE_BLOCK_BYTES_Q4_K, "q4_k block 
 _Static_assert(sizeof(struct ae_block_q5_k) == AE_BLOCK_BYTES_Q5_K, "q5_k block layout");
 _Static_assert(sizeof(struct ae_block_q6_k) == AE_BLOCK_BYTES_Q6_K, "q6_k block layout");
 _Static_assert(sizeof(struct ae_block_q8_k) == AE_BLOCK_BYTES_Q8_K, "q8_k block layout");
+_Static_assert(sizeof(struct ae_block_iq4_nl) == AE_BLOCK_BYTES_IQ4_NL, "iq4_nl block layout");
+_Static_assert(sizeof(struct ae_block_iq4_xs) == AE_BLOCK_BYTES_IQ4_XS, "iq4_xs block layout");
+_Static_assert(sizeof(struct ae_block_tq1_0) == AE_BLOCK_BYTES_TQ1_0, "tq1_0 block layout");
+_Static_assert(sizeof(struct ae_block_tq2_0) == AE_BLOCK_BYTES_TQ2_0, "tq2_0 block layout");
 
 _Static_assert(AE_BLOCK_SIZE_Q4_0 == AE_QK && AE_BLOCK_SIZE_Q4_1 == AE_QK && AE_BLOCK_SIZE_Q5_0 == AE_QK &&
                    AE_BLOCK_SIZE_Q5_1 == AE_QK && AE_BLOCK_SIZE_Q8_0 == AE_QK && AE_BLOCK_SIZE_Q8_1 == AE_QK,

@@ -88,7 +88,6 @@ int ae_detokenize(const ae_tokenizer *t, const int32_t *ids, size_t n, bool remo
 /* ---- Accessors -------------------------------------------------------------------------------- */
 
 enum ae_tokenizer_kind ae_tokenizer_kind(const ae_tokenizer *t);
-const char *ae_tokenizer_model(const ae_tokenizer *t); /* "llama", "gpt2", "bert" */
 const char *ae_tokenizer_pre(const ae_tokenizer *t);   /* the pre-tokenizer in use, e.g. "llama3" */
 uint32_t ae_tokenizer_n_vocab(const ae_tokenizer *t);
 

@@ -24,6 +24,7 @@
  */
 #include "ae_kernels.h"
 #include "ae_quant_blocks.h"
+#include "matmul_iq.h"
 
 #include <inttypes.h>
 #include <string.h>
@@ -392,6 +393,8 @@ static const struct ae_kernel_set scalar_set = {
             [AE_TYPE_Q5_1] = dot_q5_1, [AE_TYPE_Q8_0] = dot_q8_0, [AE_TYPE_Q2_K] = dot_q2_k,
             [AE_TYPE_Q3_K] = dot_q3_k, [AE_TYPE_Q4_K] = dot_q4_k, [AE_TYPE_Q5_K] = dot_q5_k,
             [AE_TYPE_Q6_K] = dot_q6_k,
+            [AE_TYPE_IQ4_NL] = ae_dot_iq4_nl_scalar, [AE_TYPE_IQ4_XS] = ae_dot_iq4_xs_scalar,
+            [AE_TYPE_TQ1_0] = ae_dot_tq1_0_scalar,   [AE_TYPE_TQ2_0] = ae_dot_tq2_0_scalar,
         },
     .to_f16 = ae_convert_row_f16,
     .mad_f16 = mad_f16_scalar,
@@ -496,6 +499,10 @@ static const struct matmul_type matmul_types[AE_TYPE_ID_LIMIT] = {
     [AE_TYPE_Q4_K] = {AE_TYPE_Q8_K, ae_quantize_row_q8_k},
     [AE_TYPE_Q5_K] = {AE_TYPE_Q8_K, ae_quantize_row_q8_k},
     [AE_TYPE_Q6_K] = {AE_TYPE_Q8_K, ae_quantize_row_q8_k},
+    [AE_TYPE_IQ4_NL] = {AE_TYPE_Q8_0, ae_quantize_row_q8_0},
+    [AE_TYPE_IQ4_XS] = {AE_TYPE_Q8_K, ae_quantize_row_q8_k},
+    [AE_TYPE_TQ1_0] = {AE_TYPE_Q8_K, ae_quantize_row_q8_k},
+    [AE_TYPE_TQ2_0] = {AE_TYPE_Q8_K, ae_quantize_row_q8_k},
 };
 
 bool ae_matmul_supports(uint32_t type)

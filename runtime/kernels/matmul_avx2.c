@@ -13,6 +13,7 @@
 
 #include "ae_kernels.h"
 #include "ae_quant_blocks.h"
+#include "matmul_iq.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -710,6 +711,8 @@ static const struct ae_kernel_set avx2_set = {
             [AE_TYPE_Q5_1] = dot_q5_1, [AE_TYPE_Q8_0] = dot_q8_0, [AE_TYPE_Q2_K] = dot_q2_k,
             [AE_TYPE_Q3_K] = dot_q3_k, [AE_TYPE_Q4_K] = dot_q4_k, [AE_TYPE_Q5_K] = dot_q5_k,
             [AE_TYPE_Q6_K] = dot_q6_k,
+            [AE_TYPE_IQ4_NL] = ae_dot_iq4_nl_avx2, [AE_TYPE_IQ4_XS] = ae_dot_iq4_xs_avx2,
+            [AE_TYPE_TQ1_0] = ae_dot_tq1_0_avx2,   [AE_TYPE_TQ2_0] = ae_dot_tq2_0_avx2,
         },
     .gemm =
         {

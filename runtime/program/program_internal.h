@@ -29,23 +29,40 @@
 #define AE_PROG_EXIT_USAGE 2       /* bad command line */
 #define AE_PROG_EXIT_INTERRUPT 130 /* Ctrl-C at the chat prompt, as a shell reports SIGINT */
 
-/* Defaults that are ours rather than llama.cpp's. */
+/* Defaults that are ours rather than llama.cpp's (the context's is the compiler's: ae_model.n_ctx). */
 #define AE_PROG_DEFAULT_N_PREDICT 128
-#define AE_PROG_DEFAULT_CTX 4096
 #define AE_PROG_DEFAULT_MAX_THREADS 8
+#define AE_PROG_DEFAULT_QUEUE 64
+#define AE_PROG_MAX_PARALLEL 256
+#define AE_PROG_MAX_QUEUE 65536
+
+/* --serve and its options (runtime/serve/, docs/serve.md). */
+struct prog_serve_opts {
+    bool on;                     /* --serve */
+    const char *host;            /* --host: the address to bind (default 127.0.0.1) */
+    int32_t port;                /* --port (default 8080; 0: any free port, printed at start) */
+    const char *api_key;         /* --api-key KEY, or NULL */
+    const char *api_key_file;    /* --api-key-file F: the key is the file's first line */
+    int32_t parallel;            /* --parallel: slots, requests generated at once (default 1) */
+    int32_t queue;               /* --queue: requests that may wait for a slot before 503 (default 64) */
+    int32_t timeout_s;           /* --timeout: seconds a connection may stay silent (default 600) */
+};
 
 /* The command line, parsed. Strings point into argv. */
 struct prog_opts {
     const char *prog;            /* argv[0]'s last component, for messages */
     const char *prompt;          /* -p TEXT, or NULL */
+    const char *prompt_file;     /* -f FILE, or "-" (-p -, -f -): standard input; NULL: none */
     const int32_t *tokens;       /* --tokens IDS: n_tokens ids, or NULL */
     int32_t n_tokens;
     int32_t n_predict;           /* -n: tokens to generate; -1: until EOG or the context is full */
     struct ae_sampler_params sampling;
     bool repeat_last_n_ctx;      /* --repeat-last-n -1: the whole context */
     int n_threads;               /* -t; 0: the default (see prog_default_threads) */
-    int32_t n_ctx;               /* --ctx; 0: min(n_ctx_train, AE_PROG_DEFAULT_CTX) */
-    uint32_t kv_type;            /* AE_TYPE_F16 or AE_TYPE_F32 */
+    int32_t n_ctx;               /* --ctx; 0: the model's default (ae_model.n_ctx) */
+    uint32_t kv_type;            /* AE_TYPE_F16 or AE_TYPE_F32 (default: ae_model.kv_type) */
+    int32_t n_batch;             /* -b: prompt step at most; 0: the model's t_max */
+    int32_t gpu_layers;          /* -ngl; 0: not asked */
     const char *dump_logits;     /* --dump-logits FILE */
     const char **stops;          /* --stop STRING, n_stops of them */
     size_t n_stops;
@@ -53,16 +70,25 @@ struct prog_opts {
     const char *chat_template;   /* --chat-template NAME (chat) */
     bool no_bos;                 /* --no-bos: tokenize -p without BOS/EOS */
     bool ignore_eos;             /* --ignore-eos: end-of-text tokens do not stop generation */
-    bool print_ids, timings, info, verify, chat, help;
+    bool escape;                 /* process escapes in the prompt and --stop strings (default; --no-escape) */
+    bool quiet;                  /* --log-disable: no notes on stderr */
+    bool mlock;                  /* --mlock */
+    bool print_ids, timings, info, verify, chat, version, help;
+    struct prog_serve_opts serve;
+    const char *serve_flag;      /* the last --serve option given, for the message when --serve is not */
 };
 
-/* Parses argv. Returns 0, or -1 with err naming the flag and what is wrong (the caller prints the
- * usage and exits AE_PROG_EXIT_USAGE). Allocates o->tokens and o->stops, which ae_prog_opts_free
- * releases (also after a failure). m gives the vocabulary size and the largest context, for range
- * checks. */
+/* Parses argv. Returns 0, or -1 with err naming the flag and what is wrong (the caller prints it and
+ * exits AE_PROG_EXIT_USAGE). Allocates o->tokens and o->stops, which ae_prog_opts_free releases (also
+ * after a failure). m gives the vocabulary size, the context range and the defaults; NULL checks only
+ * what does not depend on the model. Reads nothing: -f FILE is only checked to be readable. */
 int ae_prog_parse_args(struct prog_opts *o, int argc, char **argv, const struct ae_model *m, ae_error *err);
 void ae_prog_opts_free(struct prog_opts *o);
 void ae_prog_print_usage(FILE *f, const char *prog);
+/* The notes the flags ask for (-ngl without a GPU backend), on stderr unless --log-disable. */
+void ae_prog_print_notes(const struct prog_opts *o);
+/* A malloc'd copy of s as the program uses it: escapes processed unless --no-escape. NULL: no memory. */
+char *ae_prog_text(const struct prog_opts *o, const char *s);
 
 /* Why a generation ended. */
 enum prog_stop {
@@ -88,6 +114,8 @@ struct prog {
     float *logits;               /* (n_vocab) of the last position fed */
     ae_sampler *sampler;
     ae_utf8_stream *text;        /* generated text -> stdout (or only stop-string matching with --print-ids) */
+    char **stops;                /* (o->n_stops) the --stop strings, escapes processed */
+    const uint8_t **weights;     /* (m->n_weights) where each weight is in the pack; NULL for in-memory weights */
     int32_t *hist;               /* (n_ctx) the tokens in the KV cache, at positions 0..n_hist-1 */
     int32_t n_hist;
     int32_t *ids;                /* (n_ctx + 1) a tokenized prompt or conversation */
@@ -123,5 +151,8 @@ void ae_prog_print_timings(const struct prog *p);
 
 /* The interactive loop of --chat. Returns the exit status. */
 int ae_prog_chat(struct prog *p);
+
+/* --serve: the HTTP server (runtime/serve/). Returns the exit status. */
+int ae_prog_serve(struct prog *p);
 
 #endif

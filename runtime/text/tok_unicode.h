@@ -40,7 +40,6 @@ struct ae_ucd_pair {
     uint32_t from, to;
 };
 
-extern const char ae_ucd_version[];
 extern const struct ae_ucd_flag_range ae_ucd_flag_ranges[];
 extern const size_t ae_ucd_flag_range_count;
 extern const struct ae_ucd_span ae_ucd_white_space[];

@@ -4,8 +4,6 @@
  * (UnicodeData.txt, PropList.txt 15.0.0); do not edit by hand. */
 #include "tok_unicode.h"
 
-const char ae_ucd_version[] = "15.0.0";
-
 /* flags of [start, next start) */
 const struct ae_ucd_flag_range ae_ucd_flag_ranges[] = {
     {0x000000, 0x80}, {0x000020, 0x08}, {0x000021, 0x20}, {0x000024, 0x40}, {0x000025, 0x20}, {0x00002B, 0x40},

@@ -1068,7 +1068,8 @@ int ae_detokenize(const ae_tokenizer *t, const int32_t *ids, size_t n, bool remo
     for (size_t i = 0; i < n; i++) {
         size_t len;
         const char *p = ae_token_to_piece(t, ids[i], unparse_special, (remove_space && i == 0) ? 1 : 0, &len);
-        memcpy(out + k, p, len);
+        if (len) /* out may be NULL when the text is empty */
+            memcpy(out + k, p, len);
         k += len;
     }
     if (t->clean_spaces)
@@ -1080,7 +1081,6 @@ int ae_detokenize(const ae_tokenizer *t, const int32_t *ids, size_t n, bool remo
 /* ---- Accessors ---------------------------------------------------------------------------------------- */
 
 enum ae_tokenizer_kind ae_tokenizer_kind(const ae_tokenizer *t) { return t->kind; }
-const char *ae_tokenizer_model(const ae_tokenizer *t) { return t->model; }
 const char *ae_tokenizer_pre(const ae_tokenizer *t) { return t->pre; }
 uint32_t ae_tokenizer_n_vocab(const ae_tokenizer *t) { return t->n_vocab; }
 int32_t ae_tokenizer_bos(const ae_tokenizer *t) { return t->bos; }

@@ -111,7 +111,10 @@ static void walk_vocab(const ae_tokenizer *t)
             CHECK(p != NULL);
             touch(p, len);
         }
-        sink += ae_token_attr(t, (int32_t)i) + (uint64_t)ae_token_score(t, (int32_t)i);
+        float score = ae_token_score(t, (int32_t)i); /* any float, NaN included: read its bits */
+        uint32_t bits;
+        memcpy(&bits, &score, sizeof bits);
+        sink += ae_token_attr(t, (int32_t)i) + bits;
         sink += ae_tokenizer_is_eog(t, (int32_t)i);
     }
     size_t len = 1;

@@ -80,9 +80,17 @@ static const struct ref_row ref_rows[] = {
     {"tiny-llama-q5_k.gguf", "blk.0.ffn_down.weight", AE_TYPE_Q5_K, 768, 256},
     {"tiny-llama-q6_k.gguf", "blk.0.attn_q.weight", AE_TYPE_Q6_K, 256, 256},
     {"tiny-llama-q6_k.gguf", "blk.0.ffn_down.weight", AE_TYPE_Q6_K, 768, 256},
+    {"tiny-llama-iq4_nl.gguf", "blk.0.attn_q.weight", AE_TYPE_IQ4_NL, 256, 256},
+    {"tiny-llama-iq4_nl.gguf", "blk.0.ffn_down.weight", AE_TYPE_IQ4_NL, 768, 256},
+    {"tiny-llama-iq4_xs.gguf", "blk.0.attn_q.weight", AE_TYPE_IQ4_XS, 256, 256},
+    {"tiny-llama-iq4_xs.gguf", "blk.0.ffn_down.weight", AE_TYPE_IQ4_XS, 768, 256},
+    {"tiny-llama-tq1_0.gguf", "blk.0.attn_q.weight", AE_TYPE_TQ1_0, 256, 256},
+    {"tiny-llama-tq1_0.gguf", "blk.0.ffn_down.weight", AE_TYPE_TQ1_0, 768, 256},
+    {"tiny-llama-tq2_0.gguf", "blk.0.attn_q.weight", AE_TYPE_TQ2_0, 256, 256},
+    {"tiny-llama-tq2_0.gguf", "blk.0.ffn_down.weight", AE_TYPE_TQ2_0, 768, 256},
 };
 #define N_REF_ROWS ((int)(sizeof ref_rows / sizeof ref_rows[0]))
-_Static_assert(sizeof ref_rows / sizeof ref_rows[0] == 24, "one row per file of reference/dequant/index.json");
+_Static_assert(sizeof ref_rows / sizeof ref_rows[0] == 32, "one row per file of reference/dequant/index.json");
 
 START_TEST(test_reference_tensor)
 {
@@ -374,7 +382,8 @@ START_TEST(test_unsupported_types)
 
     static const uint32_t supported[] = {AE_TYPE_F32,  AE_TYPE_F16,  AE_TYPE_BF16, AE_TYPE_Q4_0, AE_TYPE_Q4_1,
                                          AE_TYPE_Q5_0, AE_TYPE_Q5_1, AE_TYPE_Q8_0, AE_TYPE_Q2_K, AE_TYPE_Q3_K,
-                                         AE_TYPE_Q4_K, AE_TYPE_Q5_K, AE_TYPE_Q6_K, AE_TYPE_Q8_K};
+                                         AE_TYPE_Q4_K, AE_TYPE_Q5_K, AE_TYPE_Q6_K, AE_TYPE_Q8_K,
+                                         AE_TYPE_IQ4_NL, AE_TYPE_IQ4_XS, AE_TYPE_TQ1_0, AE_TYPE_TQ2_0};
     for (uint32_t type = 0; type < AE_TYPE_ID_LIMIT + 2; type++) {
         const struct ae_type_info *info = ae_type_info(type);
         bool want = false;

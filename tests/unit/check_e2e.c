@@ -502,9 +502,6 @@ int main(void)
     tcase_add_test(tc, test_chat_two_turns_in_a_pty);
     suite_add_tcase(s, tc);
     int rc = test_run_suite(s);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmp_dir);
+    test_remove_dir(tmp_dir);
     return rc;
 }

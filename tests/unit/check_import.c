@@ -34,6 +34,9 @@ struct variant {
     bool with_output;          /* add output.weight (else the embeddings are tied) */
     uint32_t head_count_kv;    /* 0: 1 */
     const char *scaling;       /* rope.scaling.type, or NULL */
+    const char *zero_key;      /* a u32 metadata key written as 0 */
+    bool nan_eps;              /* layer_norm_rms_epsilon written as NaN */
+    bool rope_factors;         /* phi3: rope_factors_long/short.weight, original context 16 */
 };
 
 static float weights[N_VOCAB * N_FF * 2];
@@ -64,7 +67,7 @@ static void add_u32(ae_gguf_writer *w, const struct variant *v, const char *arch
     snprintf(k, sizeof k, "%s.%s", arch, key);
     if (v->skip_key && !strcmp(k, v->skip_key))
         return;
-    ae_gguf_writer_add_u32(w, k, val);
+    ae_gguf_writer_add_u32(w, k, v->zero_key && !strcmp(k, v->zero_key) ? 0 : val);
 }
 
 static void make_file(struct mem_file *m, const struct variant *v)
@@ -85,7 +88,9 @@ static void make_file(struct mem_file *m, const struct variant *v)
     char k[128];
     snprintf(k, sizeof k, "%s.attention.layer_norm_rms_epsilon", arch);
     if (!v->skip_key || strcmp(k, v->skip_key))
-        ae_gguf_writer_add_f32(w, k, 1e-5f);
+        ae_gguf_writer_add_f32(w, k, v->nan_eps ? NAN : 1e-5f);
+    if (v->rope_factors)
+        add_u32(w, v, arch, "rope.scaling.original_context_length", 16);
     if (v->scaling) {
         snprintf(k, sizeof k, "%s.rope.scaling.type", arch);
         ae_gguf_writer_add_str(w, k, v->scaling);
@@ -99,6 +104,10 @@ static void make_file(struct mem_file *m, const struct variant *v)
         add_tensor(w, v, "output.weight", N_EMBD, N_VOCAB);
     if (v->with_rope_freqs)
         add_tensor(w, v, "rope_freqs.weight", 2, 0);
+    if (v->rope_factors) {
+        add_tensor(w, v, "rope_factors_long.weight", 2, 0);
+        add_tensor(w, v, "rope_factors_short.weight", 2, 0);
+    }
     add_tensor(w, v, "blk.0.attn_norm.weight", N_EMBD, 0);
     add_tensor(w, v, "blk.0.attn_q.weight", N_EMBD, N_EMBD);
     add_tensor(w, v, "blk.0.attn_k.weight", N_EMBD, 4 * kv);
@@ -110,8 +119,9 @@ static void make_file(struct mem_file *m, const struct variant *v)
     }
     add_tensor(w, v, "blk.0.attn_output.weight", N_EMBD, N_EMBD);
     add_tensor(w, v, "blk.0.ffn_norm.weight", N_EMBD, 0);
-    add_tensor(w, v, "blk.0.ffn_gate.weight", N_EMBD, N_FF);
-    add_tensor(w, v, "blk.0.ffn_up.weight", N_EMBD, N_FF);
+    if (strcmp(arch, "phi3") != 0)
+        add_tensor(w, v, "blk.0.ffn_gate.weight", N_EMBD, N_FF);
+    add_tensor(w, v, "blk.0.ffn_up.weight", N_EMBD, strcmp(arch, "phi3") ? N_FF : 2 * N_FF); /* phi3: gate|up */
     add_tensor(w, v, "blk.0.ffn_down.weight", N_FF, N_EMBD);
 
     ae_error err = {{0}};
@@ -159,8 +169,19 @@ static const struct bad_row {
     {"phi3 without fused qkv or q", {.arch = "phi3", .skip_tensor = "blk.0.attn_q.weight"},
      "'blk.0.attn_q.weight' is missing", NULL},
     {"gemma2 without post norms", {.arch = "gemma2"}, "'blk.0.post_attention_norm.weight' is missing", NULL},
-    {"heads", {.arch = "llama", .head_count_kv = 3}, "head_count 2 is not a multiple of head_count_kv 3", NULL},
-    {"scaling", {.arch = "llama", .scaling = "warp"}, "llama.rope.scaling.type is 'warp'", "linear, yarn"},
+    {"heads", {.arch = "llama", .head_count_kv = 3}, "metadata key 'llama.attention.head_count_kv' is 3, which does "
+     "not divide head_count 2", "tiny.gguf: byte "},
+    {"scaling", {.arch = "llama", .scaling = "warp"}, "metadata key 'llama.rope.scaling.type' is 'warp'",
+     "linear, yarn"},
+    /* Impossible settings name the key's byte offset. */
+    {"no layers", {.arch = "llama", .zero_key = "llama.block_count"},
+     "metadata key 'llama.block_count' is 0, expected 1..", "tiny.gguf: byte "},
+    {"no kv heads", {.arch = "llama", .zero_key = "llama.attention.head_count_kv"},
+     "metadata key 'llama.attention.head_count_kv' is 0", "tiny.gguf: byte "},
+    {"no context", {.arch = "llama", .zero_key = "llama.context_length"}, "metadata key 'llama.context_length' is 0",
+     "tiny.gguf: byte "},
+    {"eps NaN", {.arch = "llama", .nan_eps = true}, "metadata key 'llama.attention.layer_norm_rms_epsilon' is nan",
+     "tiny.gguf: byte "},
 };
 #define N_BAD ((int)(sizeof bad_rows / sizeof bad_rows[0]))
 
@@ -274,6 +295,50 @@ START_TEST(test_optional_tensors)
     ck_assert_str_eq(head->src[1]->name, "token_embd.weight");
     ck_assert_uint_eq(count_op(g, IR_OP_WEIGHT), 11); /* token_embd once, for rows and head */
     ir_graph_destroy(g);
+    free_file(&m);
+}
+END_TEST
+
+/* The context has one owner: import_model. The default is the training context (64 here); asking for
+ * more is refused. phi3's rope factors are chosen for the context, and the contexts the program may run
+ * stay on that side of the original context (16 here), where the choice is llama.cpp's. */
+START_TEST(test_context)
+{
+    struct mem_file m;
+    make_file(&m, &(struct variant){.arch = "llama"});
+    struct import_options opt;
+    import_options_init(&opt);
+    struct ir_graph *g;
+    struct import_hparams hp;
+    ae_error err = {{0}};
+    ck_assert_msg(import_model(&g, m.f, &opt, &hp, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(hp.n_ctx, 64);
+    ck_assert_uint_eq(hp.n_ctx_min, 1);
+    ck_assert_uint_eq(hp.n_ctx_max, 64);
+    ir_graph_destroy(g);
+    opt.n_ctx = 65;
+    ck_assert_int_eq(import_model(&g, m.f, &opt, &hp, &err), -1);
+    ck_assert_msg(strstr(err.msg, "longer than the model's training context (64 tokens"), "%s", err.msg);
+    free_file(&m);
+
+    static const struct {
+        uint32_t n_ctx, ctx, lo, hi;
+        const char *factors;
+    } rows[] = {{0, 64, 17, 64, "rope_factors_long.weight"}, {20, 20, 17, 64, "rope_factors_long.weight"},
+                {16, 16, 1, 16, "rope_factors_short.weight"}, {8, 8, 1, 16, "rope_factors_short.weight"}};
+    make_file(&m, &(struct variant){.arch = "phi3", .rope_factors = true});
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        opt.n_ctx = rows[i].n_ctx;
+        ck_assert_msg(import_model(&g, m.f, &opt, &hp, &err) == 0, "%s", err.msg);
+        ck_assert_uint_eq(hp.n_ctx, rows[i].ctx);
+        ck_assert_uint_eq(hp.n_ctx_min, rows[i].lo);
+        ck_assert_uint_eq(hp.n_ctx_max, rows[i].hi);
+        const struct ir_node *rope = find_named(g, IR_OP_ROPE, "blk.0.q_rope");
+        ck_assert_ptr_nonnull(rope);
+        ck_assert_uint_eq(rope->n_src, 3);
+        ck_assert_str_eq(rope->src[2]->name, rows[i].factors);
+        ir_graph_destroy(g);
+    }
     free_file(&m);
 }
 END_TEST
@@ -424,6 +489,7 @@ static Suite *import_suite(void)
     tc = tcase_create("graphs");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_optional_tensors);
+    tcase_add_test(tc, test_context);
     tcase_add_loop_test(tc, test_shared_hparams, 0, (int)(sizeof hp_rows / sizeof hp_rows[0]));
     tcase_add_test(tc, test_family_structure);
     suite_add_tcase(s, tc);

@@ -7,6 +7,7 @@
  */
 #include "import.h"
 #include "ir.h"
+#include "ir_fused.h"
 #include "test_util.h"
 
 #include <inttypes.h>
@@ -37,6 +38,58 @@ START_TEST(test_op_tables)
     ck_assert_int_eq(ir_name_layer("blk.3x"), -1);
     ck_assert_int_eq(ir_name_layer("output_norm"), -1);
     ck_assert_int_eq(ir_name_layer(NULL), -1);
+}
+END_TEST
+
+/* The step and fused facts of ops.def, as the tables made from it give them. */
+static const struct {
+    enum ir_op op;
+    bool operand, k;
+} step_rows[] = {
+    {IR_OP_ADD, true, false},  {IR_OP_MUL, true, false},   {IR_OP_SCALE, false, true},
+    {IR_OP_SILU, false, false}, {IR_OP_GELU, false, false}, {IR_OP_SOFTCAP, false, true},
+};
+
+START_TEST(test_op_steps)
+{
+    uint32_t n_steps = 0, n_fused = 0;
+    for (int i = 0; i < IR_OP_COUNT; i++) {
+        enum ir_op op = (enum ir_op)i;
+        enum ir_ew_step s = ir_ew_step_of(op);
+        n_fused += ir_op_is_fused(op);
+        if (s == IR_EW_NONE)
+            continue;
+        /* Every step op is a primitive elementwise op of one or two sources, with at most one parameter
+         * (an f32: the step's constant), and its step leads back to it. */
+        n_steps++;
+        ck_assert_int_eq(ir_ew_step_op(s), op);
+        ck_assert(ir_op_has(op, IR_PROP_ELEMENTWISE) && !ir_op_is_fused(op));
+        ck_assert_uint_eq(ir_op_min_src(op), ir_op_max_src(op));
+        ck_assert(ir_op_min_src(op) == 1 || ir_op_min_src(op) == 2);
+        uint32_t n_params;
+        ir_op_params(op, &n_params);
+        ck_assert_uint_le(n_params, 1);
+        ck_assert(ir_ew_step_has_k(s) == (n_params == 1));
+    }
+    ck_assert_uint_eq(n_steps, IR_EW_STEP_COUNT - 1);
+    ck_assert_uint_eq(n_fused, 4);
+    ck_assert(ir_op_is_fused(IR_OP_EW) && ir_op_is_fused(IR_OP_MATMUL_EW) && ir_op_is_fused(IR_OP_RMS_NORM_MUL) &&
+              ir_op_is_fused(IR_OP_MATMUL_ROPE));
+    ck_assert_int_eq(ir_ew_step_of(IR_OP_MATMUL), IR_EW_NONE);
+    ck_assert_int_eq(ir_ew_step_op(IR_EW_NONE), IR_OP_COUNT);
+    for (size_t i = 0; i < sizeof step_rows / sizeof step_rows[0]; i++) {
+        enum ir_ew_step s = ir_ew_step_of(step_rows[i].op);
+        ck_assert_msg(s != IR_EW_NONE, "%s is a step", ir_op_name(step_rows[i].op));
+        ck_assert(ir_ew_step_has_operand(s) == step_rows[i].operand);
+        ck_assert(ir_ew_step_has_k(s) == step_rows[i].k);
+    }
+    /* A step's constant is its op's parameter. */
+    struct ir_graph *g = ir_graph_create();
+    struct ir_node *x = ir_weight(g, "x", AE_TYPE_F32, 1, (int64_t[]){8});
+    ck_assert(ir_ew_step_k(ir_scale(g, x, 0.5f)) == 0.5f);
+    ck_assert(ir_ew_step_k(ir_softcap(g, x, 30.0f)) == 30.0f);
+    ck_assert(ir_ew_step_k(ir_silu(g, x)) == 0.0f);
+    ir_graph_destroy(g);
 }
 END_TEST
 
@@ -592,6 +645,7 @@ static Suite *ir_suite(void)
     Suite *s = suite_create("ir");
     TCase *tc = tcase_create("build");
     tcase_add_test(tc, test_op_tables);
+    tcase_add_test(tc, test_op_steps);
     tcase_add_test(tc, test_builders);
     tcase_add_loop_test(tc, test_verify_catches, 0, N_BROKEN);
     tcase_add_test(tc, test_sort);

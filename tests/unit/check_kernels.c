@@ -80,7 +80,8 @@ static const struct mm_row mm_rows[] = {
     {"q4_0", AE_TYPE_Q4_0, 2e-6}, {"q4_1", AE_TYPE_Q4_1, 2e-3}, {"q5_0", AE_TYPE_Q5_0, 2e-6},
     {"q5_1", AE_TYPE_Q5_1, 2e-3}, {"q8_0", AE_TYPE_Q8_0, 2e-6}, {"q2_k", AE_TYPE_Q2_K, 2e-6},
     {"q3_k", AE_TYPE_Q3_K, 2e-6}, {"q4_k", AE_TYPE_Q4_K, 2e-6}, {"q5_k", AE_TYPE_Q5_K, 2e-6},
-    {"q6_k", AE_TYPE_Q6_K, 2e-6},
+    {"q6_k", AE_TYPE_Q6_K, 2e-6}, {"iq4_nl", AE_TYPE_IQ4_NL, 2e-6}, {"iq4_xs", AE_TYPE_IQ4_XS, 2e-6},
+    {"tq1_0", AE_TYPE_TQ1_0, 2e-6}, {"tq2_0", AE_TYPE_TQ2_0, 2e-6},
 };
 #define N_MM_ROWS ((int)(sizeof mm_rows / sizeof mm_rows[0]))
 
@@ -496,7 +497,7 @@ START_TEST(test_matmul_errors)
     ck_assert_uint_eq(ae_matmul_vec_type(AE_TYPE_Q3_K), AE_TYPE_Q8_K);
     ck_assert_uint_eq(ae_matmul_vec_type(AE_TYPE_Q5_0), AE_TYPE_Q8_0);
     ck_assert_uint_eq(ae_matmul_vec_type(AE_TYPE_BF16), AE_TYPE_BF16);
-    ck_assert_uint_eq(ae_matmul_vec_type(AE_TYPE_IQ4_NL), AE_TYPE_ID_LIMIT);
+    ck_assert_uint_eq(ae_matmul_vec_type(AE_TYPE_IQ2_XXS), AE_TYPE_ID_LIMIT);
     ck_assert_uint_eq(ae_matmul_scratch_size(AE_TYPE_F32, 256, 4), 0);
     ck_assert_uint_eq(ae_matmul_scratch_size(AE_TYPE_Q4_K, 512, 3), 3 * 2 * sizeof(struct ae_block_q8_k));
 

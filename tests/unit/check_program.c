@@ -61,8 +61,9 @@
 #define FAKE_LOG_MAX 4096
 
 static uint8_t fake_weights[FAKE_WEIGHTS];
-static const struct ae_pack_memory fake_pack_memory = {fake_weights, FAKE_WEIGHTS};
+static struct ae_pack_memory fake_pack_memory;   /* set by fake_init */
 static struct ae_pack_weights fake_pack_weights; /* set by fake_init */
+static const uint64_t fake_weight_offsets[1] = { 0 };
 static const char *fake_log_path; /* each forward call is appended here when set */
 static int fake_delay_us;         /* sleep per decode step, so that Ctrl-C lands inside an answer */
 static bool fake_never_eos;       /* FAKE_EOS_AFTER is an ordinary token */
@@ -153,9 +154,9 @@ static int fake_forward(struct ae_state *s, const int32_t *tokens, int32_t n, in
     if (pos + n > s->n_ctx)
         return ae_fail(err, "fake: positions %" PRId32 "..%" PRId32 " past the context %" PRId32, pos, pos + n - 1,
                        s->n_ctx);
-    if (!s->weights || memcmp(s->weights, fake_weights, FAKE_WEIGHTS) != 0)
+    if (!s->weights || memcmp(s->weights[0], fake_weights, FAKE_WEIGHTS) != 0)
         return ae_fail(err, "fake: the weights are not the pack's");
-    if ((uintptr_t)s->arena % 64 != 0 || (uintptr_t)s->weights % 64 != 0)
+    if ((uintptr_t)s->arena % 64 != 0 || (uintptr_t)s->weights[0] % 64 != 0)
         return ae_fail(err, "fake: arena or weights not 64-byte aligned");
     size_t elt = fake_kv_elt(s->kv_type);
     if (elt == 0)
@@ -211,10 +212,17 @@ static struct ae_model fake_model = {
     .head_dim_k = FAKE_DIM_K,
     .head_dim_v = FAKE_DIM_V,
     .n_ctx_train = FAKE_CTX_TRAIN,
+    .n_ctx = FAKE_CTX_TRAIN,
+    .n_ctx_min = 1,
+    .n_ctx_max = FAKE_CTX_TRAIN,
+    .kv_type = AE_TYPE_F16,
     .t_max = FAKE_T_MAX,
     .arena_bytes = FAKE_ARENA,
     .scratch_size = fake_scratch_size,
+    .n_weights = 1,
+    .weight_offsets = fake_weight_offsets,
     .weights_bytes = FAKE_WEIGHTS,
+    .compiler = "check_program's fake model",
     .info = "fake model for check_program: no passes",
     .forward = fake_forward,
 };
@@ -224,8 +232,13 @@ static void fake_init(void)
     memcpy(fake_weights, "FAKEWGTS", 8);
     for (size_t i = 8; i < FAKE_WEIGHTS; i++)
         fake_weights[i] = (uint8_t)(i * 31 + 7);
-    fake_model.weights_checksum = ae_pack_checksum(fake_weights, FAKE_WEIGHTS);
-    fake_pack_weights = ae_pack_weights_in_memory(&fake_pack_memory);
+    ae_error err = { { 0 } };
+    ae_pack_memory_free(&fake_pack_memory);
+    if (ae_pack_memory_init(&fake_pack_memory, fake_weights, FAKE_WEIGHTS, &fake_pack_weights, &err) < 0) {
+        fprintf(stderr, "fake_init: %s\n", err.msg); /* also runs outside a test (AE_CHECK_PROGRAM_RUN) */
+        exit(1);
+    }
+    memcpy(fake_model.weights_hash, fake_pack_weights.hash, AE_HASH_BYTES);
 }
 
 /* ---- The pack -------------------------------------------------------------------------------------- */
@@ -521,31 +534,56 @@ static void ids_arg(const int32_t *ids, int32_t n, char *buf, size_t cap)
 
 /* ---- One-shot generation --------------------------------------------------------------------------- */
 
-/* The checksum of bytes given in pieces of any sizes equals the checksum of the whole. */
-START_TEST(test_checksum_in_pieces)
+/* Bytes fed in pieces of odd sizes, as aetherc feeds a blob from its sources. */
+static void read_in_pieces(void *ctx, uint64_t off, uint64_t n, void (*update)(void *state, const void *p, uint64_t n),
+                           void *state)
 {
-    const uint64_t whole = ae_pack_checksum(fake_weights, FAKE_WEIGHTS);
-    static const size_t cuts[][4] = {{1, 2, 3, 4}, {7, 8, 9, 15}, {0, 0, 64, 100}, {3, 3, 3, 3}, {13, 1, 0, 8}};
-    for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
-        struct ae_checksum sum;
-        ae_checksum_init(&sum);
-        size_t at = 0;
-        for (size_t k = 0; at < FAKE_WEIGHTS; k++) {
-            size_t n = cuts[c][k % 4];
-            if (n > FAKE_WEIGHTS - at)
-                n = FAKE_WEIGHTS - at;
-            ae_checksum_update(&sum, fake_weights + at, n);
-            at += n;
-            if (k > 4 * FAKE_WEIGHTS)
-                break;
-        }
-        ck_assert_uint_eq(at, FAKE_WEIGHTS);
-        ck_assert_uint_eq(ae_checksum_final(&sum), whole);
+    const uint8_t *data = ctx;
+    static const uint64_t cuts[] = { 1, 7, 64, 0, 333, 4096 };
+    for (size_t k = 0; n > 0; k++) {
+        uint64_t c = cuts[k % 6] < n ? cuts[k % 6] : n;
+        update(state, data + off, c);
+        off += c;
+        n -= c;
     }
-    /* And it sees every byte: one flipped bit changes it. */
-    fake_weights[FAKE_WEIGHTS - 1] ^= 1;
-    ck_assert_uint_ne(ae_pack_checksum(fake_weights, FAKE_WEIGHTS), whole);
-    fake_weights[FAKE_WEIGHTS - 1] ^= 1;
+}
+
+/* The weights' hash: the same from contiguous bytes and from pieces, on 1 thread and on 3, with chunks
+ * that do not divide the size; BLAKE2b-256 of the chunk itself (the empty input's hash is the known
+ * one); and every byte counts. */
+START_TEST(test_hash_chunks)
+{
+    enum { SIZE = 70001, CHUNK = 4096 };
+    uint8_t *data = malloc(SIZE);
+    ck_assert(data != NULL);
+    for (size_t i = 0; i < SIZE; i++)
+        data[i] = (uint8_t)(i * 131 + (i >> 9));
+    uint64_t n = ae_hash_n_chunks(SIZE, CHUNK);
+    ck_assert_uint_eq(n, 18);
+    uint8_t (*a)[AE_HASH_BYTES] = malloc(n * AE_HASH_BYTES), (*b)[AE_HASH_BYTES] = malloc(n * AE_HASH_BYTES);
+    ck_assert(a && b);
+    struct ae_hash_source whole = { .size = SIZE, .data = data };
+    struct ae_hash_source pieces = { .size = SIZE, .read = read_in_pieces, .ctx = data };
+    ae_hash_chunks(&whole, CHUNK, a, 1, NULL);
+    ae_hash_chunks(&pieces, CHUNK, b, 3, NULL);
+    ck_assert(memcmp(a, b, n * AE_HASH_BYTES) == 0);
+    uint8_t root[AE_HASH_BYTES], again[AE_HASH_BYTES];
+    ae_hash_root(SIZE, CHUNK, (const uint8_t (*)[AE_HASH_BYTES])a, n, root);
+    data[SIZE - 1] ^= 1;
+    ae_hash_chunks(&whole, CHUNK, b, 2, NULL);
+    ae_hash_root(SIZE, CHUNK, (const uint8_t (*)[AE_HASH_BYTES])b, n, again);
+    ck_assert(memcmp(root, again, AE_HASH_BYTES) != 0);
+    ck_assert(memcmp(a, b, (n - 1) * AE_HASH_BYTES) == 0 && memcmp(a[n - 1], b[n - 1], AE_HASH_BYTES) != 0);
+    /* BLAKE2b-256 of nothing */
+    struct ae_hash_source empty = { .size = 0, .data = data };
+    uint8_t h[AE_HASH_BYTES];
+    char hex[2 * AE_HASH_BYTES + 1];
+    ae_hash_chunk(&empty, CHUNK, 0, h);
+    ae_hash_hex(h, hex);
+    ck_assert_str_eq(hex, "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8");
+    free(a);
+    free(b);
+    free(data);
 }
 END_TEST
 
@@ -965,7 +1003,8 @@ START_TEST(test_bad_flags)
     ck_assert_msg(r.status == 2, "%s: exit %d", bad_flag_rows[_i].args[0], r.status);
     ck_assert_msg(strstr(r.err, bad_flag_rows[_i].says), "%s: stderr lacks '%s': %s", bad_flag_rows[_i].args[0],
                   bad_flag_rows[_i].says, r.err);
-    ck_assert_msg(strstr(r.err, "usage:"), "no usage: %s", r.err);
+    ck_assert_msg(!strstr(r.err, "usage:") && strchr(r.err, '\n') == r.err + strlen(r.err) - 1,
+                  "not one line: %s", r.err);
     ck_assert_uint_eq(r.out_len, 0);
     run_free(&r);
 }
@@ -1008,12 +1047,12 @@ START_TEST(test_pack_errors)
 
     /* a pack from another build: its checksum is not the program's */
     ae_program_set_pack(pack, pack_size);
-    fake_model.weights_checksum ^= 1;
+    fake_model.weights_hash[0] ^= 1;
     r = RUN("--tokens", "1");
     ck_assert_int_eq(r.status, 1);
     ck_assert_msg(strstr(r.err, "does not belong to this program"), "stderr: %s", r.err);
     run_free(&r);
-    fake_model.weights_checksum ^= 1;
+    fake_model.weights_hash[0] ^= 1;
 
     /* a pack whose metadata has no tokenizer */
     ae_error err = { { 0 } };
@@ -1495,7 +1534,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_chat_pty_two_turns);
     tcase_add_test(tc, test_chat_pty_interrupt);
     tcase_add_test(tc, test_chat_pty_eof);
-    tcase_add_test(tc, test_checksum_in_pieces);
+    tcase_add_test(tc, test_hash_chunks);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

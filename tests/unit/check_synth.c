@@ -215,7 +215,8 @@ static const struct type_row {
     {"f32", AE_TYPE_F32, 0},    {"f16", AE_TYPE_F16, 1},    {"bf16", AE_TYPE_BF16, 32}, {"q4_0", AE_TYPE_Q4_0, 2},
     {"q4_1", AE_TYPE_Q4_1, 3},  {"q5_0", AE_TYPE_Q5_0, 8},  {"q5_1", AE_TYPE_Q5_1, 9},  {"q8_0", AE_TYPE_Q8_0, 7},
     {"q2_k", AE_TYPE_Q2_K, 10}, {"q3_k", AE_TYPE_Q3_K, 12}, {"q4_k", AE_TYPE_Q4_K, 15}, {"q5_k", AE_TYPE_Q5_K, 17},
-    {"q6_k", AE_TYPE_Q6_K, 18},
+    {"q6_k", AE_TYPE_Q6_K, 18}, {"iq4_nl", AE_TYPE_IQ4_NL, 25}, {"iq4_xs", AE_TYPE_IQ4_XS, 30},
+    {"tq1_0", AE_TYPE_TQ1_0, 36}, {"tq2_0", AE_TYPE_TQ2_0, 37},
 };
 #define N_TYPES ((int)(sizeof type_rows / sizeof type_rows[0]))
 
@@ -482,6 +483,81 @@ START_TEST(test_generator_calibration)
 }
 END_TEST
 
+/* ---- the mixture-of-experts architectures ---------------------------------------------------------- */
+
+/* One tensor the model must have: shape [ne0, ne1, ne2] (0: fewer dims), of the chosen type or f32, and
+ * the std its values are drawn with. */
+struct want_moe {
+    const char *name;
+    int64_t ne[3];
+    bool quantized;
+    double std;
+};
+
+static const struct moe_row {
+    const char *arch, *gguf_arch, *flags;
+    uint32_t n_expert, n_used, n_tensors;
+    struct want_moe want[6];
+} moe_rows[] = {
+    {"mixtral", "llama", "--experts 5 --experts-used 3 --type q4_0", 5, 3, 3 + 2 * 10,
+     {{"blk.1.ffn_gate_inp.weight", {256, 5, 0}, false, 1 / 16.0},
+      {"blk.1.ffn_gate_exps.weight", {256, 512, 5}, true, 1 / 16.0},
+      {"blk.0.ffn_down_exps.weight", {512, 256, 5}, true, 0.5 / sqrt(512)},
+      {"blk.1.attn_q.weight", {256, 256, 0}, true, 1 / 16.0}}},
+    {"qwen2moe", "qwen2moe", "--experts 7 --experts-used 1 --expert-ffn 64 --shared-ffn 256 --type iq4_nl", 7, 1,
+     3 + 2 * 17,
+     {{"blk.0.ffn_up_exps.weight", {256, 64, 7}, true, 1 / 16.0},
+      {"blk.1.ffn_gate_inp_shexp.weight", {256, 0, 0}, false, 1 / 16.0},
+      {"blk.1.ffn_down_shexp.weight", {256, 256, 0}, true, 0.5 / 16},
+      {"blk.1.attn_k.bias", {256, 0, 0}, false, 0.1}}},
+    {"deepseek2", "deepseek2",
+     "--head-dim 96 --experts 4 --experts-used 2 --expert-ffn 128 --kv-lora 64 --q-lora 128 --type q8_0", 4, 2,
+     3 + 12 + 16,
+     {{"blk.0.ffn_gate.weight", {256, 512, 0}, true, 1 / 16.0},
+      {"blk.1.attn_q_b.weight", {128, 4 * 96, 0}, true, 1 / sqrt(128)},
+      {"blk.1.attn_kv_a_mqa.weight", {256, 64 + 32, 0}, true, 1 / 16.0},
+      {"blk.1.attn_kv_b.weight", {64, 4 * (64 + 64), 0}, true, 1 / 8.0},
+      {"blk.1.attn_output.weight", {4 * 64, 256, 0}, true, 0.5 / 16},
+      {"blk.1.ffn_up_shexp.weight", {256, 128, 0}, true, 1 / 16.0}}},
+};
+
+START_TEST(test_moe_arch)
+{
+    const struct moe_row *m = &moe_rows[_i];
+    const char *out = tmp_path("moe.gguf");
+    char line[2048], err[4096];
+    snprintf(line, sizeof line, "--arch %s --dim 256 --layers 2 --heads 4 --ffn 512 %s --vocab-from %s -o %s", m->arch,
+             m->flags, test_shared_path(VOCAB_FILE), out);
+    int rc = run_synth(line, err, sizeof err);
+    ck_assert_msg(rc == 0, "synth %s failed (%d): %s", m->arch, rc, err);
+    ae_gguf *g = open_ok(out);
+    check_str(g, "general.architecture", m->gguf_arch);
+    ck_assert_uint_eq(g->n_tensors, m->n_tensors);
+    struct import_hparams hp;
+    import_model_ok(g, &hp);
+    ck_assert_uint_eq(hp.n_expert, m->n_expert);
+    ck_assert_uint_eq(hp.n_expert_used, m->n_used);
+    uint32_t type = (uint32_t)ae_type_from_name(strstr(m->flags, "--type ") + 7);
+    for (int i = 0; i < 6 && m->want[i].name; i++) {
+        const struct want_moe *w = &m->want[i];
+        const struct ae_gguf_tensor *t = ae_gguf_find_tensor(g, w->name);
+        ck_assert_msg(t != NULL, "%s: tensor %s is missing", m->arch, w->name);
+        uint32_t dims = w->ne[2] ? 3 : w->ne[1] ? 2 : 1;
+        ck_assert_msg(t->n_dims == dims && t->ne[0] == w->ne[0] && t->ne[1] == (w->ne[1] ? w->ne[1] : 1) &&
+                          t->ne[2] == (w->ne[2] ? w->ne[2] : 1),
+                      "%s: %s has %u dims {%lld, %lld, %lld}", m->arch, w->name, t->n_dims, (long long)t->ne[0],
+                      (long long)t->ne[1], (long long)t->ne[2]);
+        ck_assert_msg(t->type == (w->quantized ? type : AE_TYPE_F32), "%s: %s is %s", m->arch, w->name,
+                      ae_type_name(t->type));
+        struct stats st = tensor_stats(t);
+        double tol = 1.05 + 4 / sqrt(2 * (double)t->n_elements);
+        ck_assert_msg(st.std > w->std / tol && st.std < w->std * tol, "%s: %s has std %g, expected %g", m->arch,
+                      w->name, st.std, w->std);
+    }
+    ae_gguf_close(g);
+}
+END_TEST
+
 /* ---- bad flags ----------------------------------------------------------------------------------- */
 
 /* A vocab file without tokenizer.ggml.tokens. */
@@ -523,6 +599,14 @@ static const struct bad_row {
     {false, "stray", 2, "unexpected argument 'stray'"},
     {false, "--tied=yes", 2, "--tied takes no value"},
     {false, "--arch gpt2", 2, "--arch: 'gpt2' is not supported"},
+    {false, "--experts 4", 2, "--experts does not apply to --arch llama"},
+    {false, "--arch mixtral", 2, "--arch mixtral needs --experts"},
+    {false, "--arch mixtral --experts 2 --experts-used 3", 2, "--experts-used 3 is more than --experts 2"},
+    {false, "--arch qwen2moe --experts 4 --tied", 2, "requires output.weight"},
+    {false, "--arch qwen2moe --experts 4 --kv-lora 8", 2, "--kv-lora does not apply to --arch qwen2moe"},
+    {false, "--arch deepseek2 --experts 4 --kv-heads 2", 2, "as many kv heads as heads"},
+    {false, "--arch deepseek2 --experts 4 --rope-dim 64", 2, "--rope-dim 64 must be even"},
+    {false, "--arch deepseek2 --experts 4 --dense-layers 3", 2, "--dense-layers 3 is more than --layers 2"},
     {false, "--type q9_9", 2, "valid types: f32 f16 bf16 q4_0"},
     {false, "--type iq2_xxs", 2, "'iq2_xxs' is not supported"},
     {false, "--kv-heads 3", 2, "--kv-heads 3 does not divide --heads 4"},
@@ -646,6 +730,7 @@ static Suite *synth_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, NULL, tmp_remove);
     tcase_add_loop_test(tc, test_each_type, 0, N_TYPES);
+    tcase_add_loop_test(tc, test_moe_arch, 0, (int)(sizeof moe_rows / sizeof moe_rows[0]));
     tcase_add_test(tc, test_tied_and_options);
     tcase_add_test(tc, test_same_seed_same_bytes);
     tcase_add_test(tc, test_tensor_bytes_independent_of_model);

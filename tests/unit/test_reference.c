@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ir.h"
 #include "test_util.h"
 
 const struct model_row ref_models[] = {
@@ -29,6 +30,10 @@ const struct model_row ref_models[] = {
     {"synthetic/tiny-llama-q4_0.gguf", "tiny-llama-q4_0", TOL_QUANT, false},
     {"synthetic/tiny-llama-q3_k.gguf", "tiny-llama-q3_k", TOL_QUANT, false},
     {"synthetic/tiny-llama-q2_k.gguf", "tiny-llama-q2_k", TOL_QUANT, false},
+    {"synthetic/tiny-llama-iq4_nl.gguf", "tiny-llama-iq4_nl", TOL_QUANT, false},
+    {"synthetic/tiny-llama-iq4_xs.gguf", "tiny-llama-iq4_xs", TOL_QUANT, false},
+    {"synthetic/tiny-llama-tq2_0.gguf", "tiny-llama-tq2_0", TOL_QUANT, false},
+    {"synthetic/tiny-llama-tq1_0.gguf", "tiny-llama-tq1_0", TOL_QUANT, false},
     {"synthetic/tiny-qwen2-q8_0.gguf", "tiny-qwen2-q8_0", TOL_QUANT, false},
     {"synthetic/tiny-qwen2-q4_k.gguf", "tiny-qwen2-q4_k", TOL_QUANT, false},
     {"synthetic/tiny-qwen2-q4_0.gguf", "tiny-qwen2-q4_0", TOL_QUANT, false},
@@ -41,6 +46,18 @@ const struct model_row ref_models[] = {
     {"stories260K-q4_0.gguf", "stories260K-q4_0", TOL_QUANT, false},
 };
 const int ref_n_models = (int)(sizeof ref_models / sizeof ref_models[0]);
+
+const struct model_row ref_moe_models[] = {
+    {"synthetic/tiny-mixtral-f32.gguf", "tiny-mixtral-f32", TOL_F32, true},
+    {"synthetic/tiny-qwen2moe-f32.gguf", "tiny-qwen2moe-f32", TOL_F32, true},
+    {"synthetic/tiny-deepseek2-f32.gguf", "tiny-deepseek2-f32", TOL_F32, true},
+    {"synthetic/tiny-mixtral-q8_0.gguf", "tiny-mixtral-q8_0", TOL_QUANT, false},
+    {"synthetic/tiny-mixtral-q4_0.gguf", "tiny-mixtral-q4_0", TOL_QUANT, false},
+    {"synthetic/tiny-mixtral-q4_k_m.gguf", "tiny-mixtral-q4_k_m", TOL_QUANT, false},
+    {"synthetic/tiny-qwen2moe-q8_0.gguf", "tiny-qwen2moe-q8_0", TOL_QUANT, false},
+    {"synthetic/tiny-deepseek2-q8_0.gguf", "tiny-deepseek2-q8_0", TOL_QUANT, false},
+};
+const int ref_n_moe_models = (int)(sizeof ref_moe_models / sizeof ref_moe_models[0]);
 
 double ref_tol_max_abs(enum tol_kind k)
 {
@@ -134,4 +151,34 @@ int32_t ref_argmax(const float *x, int64_t n)
         if (x[i] > x[best])
             best = i;
     return (int32_t)best;
+}
+
+void ref_router_trace(void *ctx, const struct ir_node *n, const float *data, int64_t numel)
+{
+    struct router_watch *w = ctx;
+    size_t len = n->name ? strlen(n->name) : 0;
+    if (len < 14 || strcmp(n->name + len - 14, "ffn_moe_logits") != 0 || n->rank != 2 || n->shape[1] <= w->k)
+        return;
+    int64_t E = n->shape[1];
+    for (int64_t r = 0; r < numel / E; r++) {
+        const float *v = data + r * E;
+        /* the k-th and (k+1)-th largest: count, for each value, how many are larger */
+        double kth = -INFINITY, next = -INFINITY;
+        for (int64_t i = 0; i < E; i++) {
+            int larger = 0;
+            for (int64_t j = 0; j < E; j++)
+                larger += v[j] > v[i] || (v[j] == v[i] && j < i);
+            if (larger == w->k - 1)
+                kth = v[i];
+            else if (larger == w->k)
+                next = v[i];
+        }
+        if (kth - next < w->min_gap)
+            w->min_gap = kth - next;
+    }
+}
+
+double ref_router_tol(enum tol_kind k)
+{
+    return k == TOL_QUANT ? 0.05 : 1e-3;
 }

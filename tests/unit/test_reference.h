@@ -20,6 +20,9 @@ struct model_row {
 
 extern const struct model_row ref_models[];
 extern const int ref_n_models;
+/* The mixture-of-experts and MLA models (tiny-mixtral, tiny-qwen2moe, tiny-deepseek2). */
+extern const struct model_row ref_moe_models[];
+extern const int ref_n_moe_models;
 
 /* Max abs difference of prompt logits allowed for a class; quantized ones also need RMS <= REF_QUANT_RMS. */
 double ref_tol_max_abs(enum tol_kind k);
@@ -45,6 +48,20 @@ struct ref_diff {
 };
 
 struct ref_diff ref_compare(const float *a, const float *b, int64_t n);
+
+/* Routing near-ties. When the k-th and (k+1)-th largest router logits of a token nearly tie, a difference
+ * of rounding upstream makes an implementation run another expert, and its logits then move by far more
+ * than the tolerance (reference README, "MoE"); a step with such a decision counts like a step with a
+ * small margin. ref_router_trace is an interpreter trace callback (interp_set_trace, ctx a struct
+ * router_watch) that records the smallest such gap over the router nodes ("*.ffn_moe_logits") it sees. */
+struct router_watch {
+    int k;                /* experts used per token */
+    double min_gap;       /* set to INFINITY before a step */
+};
+struct ir_node;
+void ref_router_trace(void *ctx, const struct ir_node *n, const float *data, int64_t numel);
+/* The gap below which a routing decision counts as a tie, for a tolerance class. */
+double ref_router_tol(enum tol_kind k);
 
 /* The index of the largest value; the lowest index wins ties (llama.cpp's greedy sampler). */
 int32_t ref_argmax(const float *x, int64_t n);

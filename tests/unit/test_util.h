@@ -22,4 +22,7 @@ int test_sh(char *out, size_t cap, const char *fmt, ...) __attribute__((format(p
 /* Runs a suite with CK_NORMAL output and returns the process exit status. */
 int test_run_suite(Suite *s);
 
+/* Removes a temporary folder and everything in it (a message on failure, no test failure). */
+void test_remove_dir(const char *dir);
+
 #endif

@@ -1,0 +1,144 @@
+/* The backend-neutral lowering: the optimized graph as the steps a backend prints.
+ *
+ * Everything a backend needs to know about the program is decided here, once, for every backend; a
+ * printer (emit_c.c prints C; a Vulkan printer would print shaders and command buffers) walks the
+ * result and never looks back at the IR for it:
+ *   - storage: every node's value as a reference (struct lower_ref): the activation arena at the offset
+ *     the memory plan gave it, a weight by its slot in the pack, a layer's K or V cache, the
+ *     step's token ids, the logits. A view (reshape, last_row, and kv_store, which is its cache) refers to
+ *     its source's storage, at an offset for last_row.
+ *   - steps: every node that computes becomes one or more steps, in graph order (struct lower_step): a
+ *     kernel kind, the references it writes and reads, its constant shape parameters, and the
+ *     elementwise steps fused after it (its epilogue). Sizes that depend on the step's token count T
+ *     or the cache length P are struct lower_size, k + t*T + p*P; everything else is a constant.
+ *   - checks: a node that no kernel can run (YaRN rope, attention that does not read the cache, a weight
+ *     type the target's matmul does not take, ...) is refused here, the message naming the node.
+ * docs/emit.md describes the step kinds and how a printer uses them.
+ */
+#ifndef AE_LOWER_H
+#define AE_LOWER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ae_error.h"
+#include "ir.h"
+#include "ir_fused.h"
+#include "pack_build.h"
+#include "pass.h"
+
+/* What a backend tells the lowering about itself. */
+struct lower_target {
+    const char *backend;                    /* in messages: "the C backend cannot emit ..." */
+    const char *kernels;                    /* whose kernels: "no CPU matmul kernel for this weight type" */
+    uint64_t arena_alignment;               /* the memory plan's alignment of every arena offset */
+    bool (*matmul_supports)(uint32_t type); /* whether its matmul reads weights of this ggml type */
+};
+
+/* A count, or a byte offset, that may depend on the step: k + t*T + p*P. */
+struct lower_size {
+    int64_t k, t, p;
+};
+
+/* The storage a reference points into. */
+enum lower_base {
+    LOWER_NOWHERE,    /* no storage: the step's positions, which the kernels compute from P */
+    LOWER_TOKENS,     /* the step's token ids, i32[T] */
+    LOWER_ARENA,      /* the activation arena (struct ae_state.arena): f32 values */
+    LOWER_WEIGHTS,    /* one weight (slot), in its own ggml type: ae_state.weights[slot] (pack_build.h) */
+    LOWER_K_CACHE,    /* the K cache of one layer: [n_ctx, n_head_kv, head_dim_k] in the run's KV type */
+    LOWER_V_CACHE,    /* the V cache of one layer */
+    LOWER_LOGITS,     /* the step's result: the logits of its last token */
+};
+
+/* Where a value lives: a byte offset into a base. */
+struct lower_ref {
+    enum lower_base base;
+    uint32_t dtype;               /* the value's ggml type: a weight's own, f32 activations, i32 tokens */
+    int32_t layer;                /* K_CACHE, V_CACHE: the layer */
+    uint32_t slot;                /* WEIGHTS: the weight's slot */
+    struct lower_size offset;     /* bytes from the start of the base (the weight, the layer's cache) */
+};
+
+/* The kernels. In each, out is the result, in[] the sources in the order given, rows the result's
+ * every dimension but the last and cols its last one. */
+enum lower_kind {
+    LOWER_GET_ROWS,   /* in: table, ids. out[i, :] = row ids[i] of table, dequantized; rows = ids' count */
+    LOWER_MATMUL,     /* in: x [rows, k], w [n, k]. out[r, j] = sum x[r, :] w[j, :]; cols = n */
+    LOWER_EW,         /* in: x. out[r, i] = the steps (ew) applied to x[r, i] */
+    LOWER_RMS_NORM,   /* in: x, w (NOWHERE: none). out = x / sqrt(mean(x^2) + eps) (* w), per row */
+    LOWER_LAYER_NORM, /* in: x. out = (x - mean) / sqrt(var + eps), per row */
+    LOWER_SOFTMAX,    /* in: x. out = softmax(x * scale), per row */
+    LOWER_ROPE,       /* in: x [rows = S, heads, head_dim], factors (NOWHERE: none). At positions P.. */
+    LOWER_ATTENTION,  /* in: q [rows = T, n_head, head_dim_k], K cache, V cache; out [T, n_head, head_dim_v] */
+    LOWER_KV_STORE,   /* in: x [rows = T, row_len]; out: the cache, rows P .. P+T-1 */
+    LOWER_SLICE,      /* in: x. out[o, j, i] = x[o, start + j, i] over [outer, len, inner] views */
+    LOWER_CONCAT,     /* in: a, b. out[o, :, i] = a[o, :, i] then b[o, :, i] over [outer, len, inner] views */
+    LOWER_PERMUTE,    /* in: x, dims (4, padded with 1 in front). out dim i = x dim perm[i] */
+    LOWER_COPY,       /* in: x. out = x: rows * cols elements */
+    LOWER_KIND_COUNT
+};
+
+/* One elementwise step (ir_fused.h): v = op(v[, operand]) with the constant k. */
+struct lower_ew {
+    enum ir_ew_step op;
+    float k;
+    struct lower_ref operand;  /* for steps that take one */
+    bool operand_row;          /* the operand is one row (cols values), the same for every row */
+};
+
+struct lower_step {
+    enum lower_kind kind;
+    uint32_t node;                 /* the graph node this step computes, or a part of it */
+    const char *name;              /* the node's origin name, or its op's: for run-time messages */
+    struct lower_ref out;
+    struct lower_ref in[3];
+    uint32_t n_in;
+    struct lower_size rows;
+    int64_t cols;
+    struct lower_ew ew[IR_EW_MAX_STEPS]; /* EW: its steps; otherwise the epilogue, applied to out after */
+    uint32_t n_ew;
+    union {
+        struct { int64_t n_rows; uint64_t row_bytes; } get_rows;         /* the table's rows, bytes per row */
+        struct { int64_t n, k; } matmul;                                 /* the weight: [n, k] */
+        struct { float eps; } norm;                                      /* RMS_NORM, LAYER_NORM */
+        struct { float scale; } softmax;
+        struct {
+            int64_t heads, head_dim;
+            int32_t n_dims;        /* the leading features of each head that rotate */
+            bool neox;             /* pairs (i, i + n_dims/2); else (2i, 2i+1) */
+            float freq_base, freq_scale;
+            float attn_factor;     /* scales the rotated features */
+        } rope;
+        struct {
+            int64_t n_head, n_head_kv, head_dim_k, head_dim_v;
+            float scale, softcap;  /* softcap 0: none */
+            int32_t window;        /* 0: none */
+        } attention;
+        struct { int64_t row_len; } kv_store;                           /* elements per token */
+        struct { struct lower_size outer, inner; int64_t len, x_len, start; } slice;
+        struct { struct lower_size outer, inner; int64_t a_len, b_len; } concat;
+        struct { struct lower_size dims[4]; int32_t perm[4]; } permute;
+    } p;
+};
+
+struct lower_program {
+    const struct ir_graph *g;
+    struct lower_ref *ref;         /* per node: where its value lives */
+    uint32_t *first_step;          /* per node: its steps are steps[first_step[i] .. first_step[i + 1]) */
+    struct lower_step *steps;
+    uint32_t n_steps;
+    uint64_t arena_bytes;          /* the activation arena: the memory plan's peak */
+    uint32_t kv_type;              /* the KV cache type the graph was built for: the program's default */
+};
+
+/* Lowers g after the passes (c holds the memory plan, pb the weights' slots) for target t. Fails, naming
+ * the node, for a node t's kernels cannot run. */
+int lower_program(struct lower_program *lp, const struct ir_graph *g, const struct pass_ctx *c,
+                  const struct pack_build *pb, const struct lower_target *t, ae_error *err);
+void lower_program_free(struct lower_program *lp);
+
+/* Whether a size is the constant k (no T, no P). */
+bool lower_size_is_const(struct lower_size s);
+
+#endif

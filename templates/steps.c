@@ -1,0 +1,121 @@
+/* The steps of the forward functions in C: one snippet (or a few) per kind of step of the lowering
+ * (compiler/emit/lower.h), which the C printer (compiler/emit/emit_c.c) fills with C expressions for the
+ * step's references ($x, $out: pointers into the arena, the weights, the cache), its sizes ($rows: a
+ * constant or an expression in T and P) and its constants. Kernels are the runtime's (ae_kernels.h);
+ * elementwise work is a plain loop, the steps of a fused chain in its body.
+ *
+ * The snippets of one node share that node's block: the names they declare there (n, R, D, x, y, rp, r,
+ * ap, O, I, xd, xs, yd, k) must not clash between the steps one node lowers to. */
+
+//@ get_rows
+        const int64_t n = $count;
+        for (int64_t i = 0; i < n; i++) {
+            const int32_t id = $ids[i];
+            if (id < 0 || id >= $n_rows)
+                return ae_fail(err, "token id %d is outside the vocabulary (0..$max_id)", id);
+            AE_CHECK(ae_dequantize_row($type, (const uint8_t *)$table + (int64_t)id * $row_bytes, $out + i * $cols, $cols, err), "$name");
+        }
+
+//@ matmul
+        AE_CHECK(ae_matmul($type, $w, $n, $k, $x, $rows, $out, s->scratch, s->pool, err), "$name");
+
+//@ ew_loop
+        const int64_t R = $rows, D = $cols;
+        float *y = $out;
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t i = 0; i < D; i++) {
+                float v = $x[r * D + i];
+$steps
+                y[r * D + i] = v;
+            }
+
+//@ ew_operand
+$x[r * D + i]
+
+//@ ew_operand_row
+$x[i]
+
+//@ ew_add
+                v = v + $operand;
+
+//@ ew_mul
+                v = v * $operand;
+
+//@ ew_scale
+                v = v * $k;
+
+//@ ew_silu
+                v = ew_silu(v);
+
+//@ ew_gelu
+                v = ew_gelu(v);
+
+//@ ew_softcap
+                v = ew_softcap(v, $k);
+
+//@ rms_norm
+        ae_rms_norm($x, $w, $out, $rows, $cols, $eps);
+
+//@ layer_norm
+        const int64_t R = $rows, D = $cols;
+        const float *x = $x;
+        float *y = $out;
+        for (int64_t r = 0; r < R; r++) {
+            double sum = 0, sq = 0;
+            for (int64_t i = 0; i < D; i++) sum += x[r * D + i];
+            const float mean = (float)(sum / D);
+            for (int64_t i = 0; i < D; i++) { const float d = x[r * D + i] - mean; sq += (double)(d * d); }
+            const float scale = 1.0f / sqrtf((float)(sq / D) + $eps);
+            for (int64_t i = 0; i < D; i++) y[r * D + i] = (x[r * D + i] - mean) * scale;
+        }
+
+//@ softmax
+        ae_softmax($x, $out, $rows, $cols);
+
+//@ rope
+        static const struct ae_rope_params rp = {$n_dims, $neox, $freq_base, $freq_scale, NULL};
+        struct ae_rope_params r = rp;
+
+//@ rope_factors
+        r.freq_factors = $factors;
+
+//@ rope_call
+        AE_CHECK(ae_rope($x, $out, $rows, $heads, $head_dim, P, &r, err), "$name");
+
+//@ rope_attn_factor
+        for (int64_t h = 0; h < $rows * $heads; h++)
+            for (int64_t i = 0; i < $n_dims; i++) $out[h * $head_dim + i] *= $attn_factor;
+
+//@ attention
+        const struct ae_attn_params ap = {.n_tokens = $rows, .pos0 = P, .n_ctx = s->n_ctx, .n_head = $n_head, .n_head_kv = $n_head_kv, .head_dim_k = $head_dim_k, .head_dim_v = $head_dim_v,
+            .kv_type = s->kv_type, .scale = $scale, .softcap = $softcap, .window = $window};
+        AE_CHECK(ae_attention(&ap, $q, $k, $v, $out, s->scratch, s->pool, err), "$name");
+
+//@ kv_store
+        AE_CHECK(ae_kv_store(s->kv_type, $out, s->n_ctx, $row_len, P, $x, $rows, err), "$name");
+
+//@ slice
+        const int64_t O = $outer, I = $inner;
+        for (int64_t o = 0; o < O; o++)
+            memcpy($out + o * $len * I, $x + (o * $x_len + $start) * I, sizeof(float) * $len * I);
+
+//@ concat
+        const int64_t O = $outer, I = $inner;
+        for (int64_t o = 0; o < O; o++) {
+            memcpy($out + o * $len * I, $a + o * $a_len * I, sizeof(float) * $a_len * I);
+            memcpy($out + (o * $len + $a_len) * I, $b + o * $b_len * I, sizeof(float) * $b_len * I);
+        }
+
+//@ permute
+        const int64_t xd[4] = {$d0, $d1, $d2, $d3};
+        const int64_t xs[4] = {xd[1] * xd[2] * xd[3], xd[2] * xd[3], xd[3], 1};
+        const int64_t yd[4] = {xd[$p0], xd[$p1], xd[$p2], xd[$p3]};
+        float *y = $out;
+        const float *x = $x;
+        int64_t k = 0;
+        for (int64_t a = 0; a < yd[0]; a++) for (int64_t b = 0; b < yd[1]; b++)
+            for (int64_t c = 0; c < yd[2]; c++) for (int64_t d = 0; d < yd[3]; d++)
+                y[k++] = x[a * xs[$p0] + b * xs[$p1] + c * xs[$p2] + d * xs[$p3]];
+
+//@ copy
+        memcpy($out, $x, sizeof(float) * $count);
