@@ -49,6 +49,11 @@ TEMPLATES := $(sort $(wildcard templates/*.c))
 RT_OBJ   := $(RT_SRC:%.c=$(BUILD)/obj/%.o)
 CC_OBJ   := $(CC_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/templates.o
 LIB_OBJ  := $(filter-out $(BUILD)/obj/compiler/driver/main.o,$(CC_OBJ))
+# check_cross needs an x86-64 host: it cross-builds programs for aarch64 and runs them under qemu-user.
+HOST_ARCH := $(shell uname -m)
+ifneq ($(HOST_ARCH),x86_64)
+TEST_SKIP += check_cross
+endif
 TESTS    := $(filter-out $(TEST_SKIP:%=$(BUILD)/tests/%),$(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%))
 TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/unit/test_*.c)))
 
@@ -99,9 +104,8 @@ runtime-aarch64:
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/aarch64-linux-gnu CC=aarch64-linux-gnu-gcc AR=aarch64-linux-gnu-ar SAN= CFLAGS="-O2 -g" \
 	    CHECK_CFLAGS= $(BUILD)/aarch64-linux-gnu/libaether_rt.a
 
-# check_cross compiles programs for aarch64 and runs them under qemu-user: on an x86-64 host it needs the
-# cross-built runtime.
-ifeq ($(shell uname -m),x86_64)
+# check_cross compiles programs for aarch64 with the cross-built runtime and runs them under qemu-user.
+ifeq ($(HOST_ARCH),x86_64)
 $(BUILD)/tests/check_cross: | runtime-aarch64
 endif
 
