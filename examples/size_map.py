@@ -12,16 +12,19 @@ from collections import defaultdict
 
 # Groups of objects, by where they come from; the first pattern that matches a file's path names it.
 GROUPS = [
-    (r"runtime/kernels/|libaether_rt\.a\((matmul|ops|quantize|pool|cpu)[a-z0-9_]*\.o\)", "kernels"),
+    (r"libaether_rt\.a\((matmul|ops|quantize|pool|cpu|moe)[a-z0-9_]*\.o\)", "kernels"),
     (r"libaether_rt\.a\((tok_|tokenizer|chat\.o|sampler|utf8)", "text: tokenizers, chat templates, sampler"),
     (r"libaether_rt\.a\((program|chat_loop)", "program: command line, main loop"),
-    (r"libaether_rt\.a\((gguf|pack|types|dequant|error)", "format: GGUF reader, weights pack, types"),
+    (r"libaether_rt\.a\(serve", "server (--serve)"),
+    (r"libaether_rt\.a\((gguf|pack|types|dequant|error|hash)", "format: GGUF reader, weights pack and hash"),
     (r"libaether_rt\.a", "runtime: other"),
+    (r"libsodium\.a", "libsodium (BLAKE2b for the weights' hash, and what sodium_init pulls in)"),
     (r"/cc[^/]*\.o$", "the model's generated code"),
     (r"libc\.a|libm\.a|libpthread\.a|libm-|libmvec", "libc and libm (static)"),
     (r"crt|libc_nonshared|libgcc", "C start-up and libgcc"),
     (r"dynamic linking", "dynamic linking: symbols, relocations, PLT"),
 ]
+
 
 
 # Output sections that are not loaded (debug information, comments): not part of the program's size.
@@ -103,11 +106,11 @@ def main():
             print(f"{short(path):<44} {k['code']:>8} {k['rodata']:>8} {k['data']:>8} {t:>8}")
     print(f"(objects under 1 KiB: {sum(1 for _, k in rows if sum(k.values()) < 1024)})")
     print()
-    print(f"{'group':<44} {'bytes':>8} {'KiB':>8}")
+    print(f"{'group':<72} {'bytes':>8} {'KiB':>8}")
     for name, t in sorted(groups.items(), key=lambda kv: -kv[1]):
-        print(f"{name:<44} {t:>8} {t / 1024:>8.1f}")
-    print(f"{'ELF headers, symbols, alignment':<44} {total - counted:>8} {(total - counted) / 1024:>8.1f}")
-    print(f"{'program without weights':<44} {total:>8} {total / 1024:>8.1f}")
+        print(f"{name:<72} {t:>8} {t / 1024:>8.1f}")
+    print(f"{'ELF headers, section alignment':<72} {total - counted:>8} {(total - counted) / 1024:>8.1f}")
+    print(f"{'program without weights':<72} {total:>8} {total / 1024:>8.1f}")
 
 
 if __name__ == "__main__":
