@@ -67,6 +67,9 @@ static void compile_usage(FILE *f)
             "  --static                     a fully static program: no loader, no shared libc (gcc)\n"
             "  --emit-c DIR                 keep the generated C in DIR/OUT.c (and gcc's link map in\n"
             "                               DIR/OUT.map)\n"
+            "  --backend all|cpu            the program runs on Vulkan GPUs and the CPU (all, the default),\n"
+            "                               or on the CPU only (a smaller program)\n"
+            "  --dump-spirv DIR             write each Vulkan kernel's GLSL (.comp) and SPIR-V (.spv) to DIR\n"
             "  --weights=embedded|external  weights inside the program (default) or in OUT.weights\n"
             "  -g                           compile the program with debug information\n"
             "  -O0                          run only what correctness needs (memplan); -O1, -O2: every pass\n"
@@ -226,6 +229,14 @@ static int parse_args(int argc, char **argv, struct compile_args *a)
             a->build.march = v; /* checked against the target below */
         } else if ((v = flag_value(argc, argv, &i, "--emit-c", &missing))) {
             a->build.emit_c_dir = v;
+        } else if ((v = flag_value(argc, argv, &i, "--backend", &missing))) {
+            if (strcmp(v, "all") != 0 && strcmp(v, "cpu") != 0) {
+                fprintf(stderr, "aetherc: --backend takes all or cpu, not '%s'\n", v);
+                return 2;
+            }
+            a->build.cpu_only = !strcmp(v, "cpu");
+        } else if ((v = flag_value(argc, argv, &i, "--dump-spirv", &missing))) {
+            a->build.dump_spirv_dir = v;
         } else if ((v = flag_value(argc, argv, &i, "--weights", &missing))) {
             if (strcmp(v, "embedded") != 0 && strcmp(v, "external") != 0) {
                 fprintf(stderr, "aetherc: --weights takes embedded or external, not '%s'\n", v);
@@ -301,9 +312,13 @@ static int parse_args(int argc, char **argv, struct compile_args *a)
         return 2;
     }
     if ((a->build.use_tcc || a->build.march || a->build.emit_c_dir || a->build.weights_external || a->build.debug ||
-         a->build.target || a->build.static_link) && !a->out) {
-        fprintf(stderr, "aetherc: --cc, --target, --march, --static, --emit-c, --weights and -g describe the program: "
-                        "they need -o OUT\n");
+         a->build.cpu_only || a->build.dump_spirv_dir || a->build.target || a->build.static_link) && !a->out) {
+        fprintf(stderr, "aetherc: --cc, --target, --march, --static, --emit-c, --weights, --backend, --dump-spirv and "
+                        "-g describe the program: they need -o OUT\n");
+        return 2;
+    }
+    if (a->build.cpu_only && a->build.dump_spirv_dir) {
+        fprintf(stderr, "aetherc: --dump-spirv writes the Vulkan kernels, which --backend cpu leaves out\n");
         return 2;
     }
     if (a->build.use_tcc && (a->build.march || a->build.static_link)) {

@@ -352,6 +352,7 @@ static int print_step(struct printer *p, const struct lower_step *s)
         arg_type(&a, "type", s->in[1].dtype);
         arg(&a, "n", "%" PRId64, s->p.matmul.n);
         arg(&a, "k", "%" PRId64, s->p.matmul.k);
+        arg(&a, "layout", "%s", s->p.matmul.layout == AE_LAYOUT_X16 ? "AE_LAYOUT_X16" : "AE_LAYOUT_ROWS");
         return put(p, tmpl_steps, "matmul", &a) || print_epilogue(p, s) ? -1 : 0;
     case LOWER_EW:
         return print_ew_loop(p, s, &s->in[0], s->ew, s->n_ew);
@@ -519,7 +520,7 @@ static char *weight_offsets(const struct pack_build *pb)
 }
 
 static int print_program_end(struct printer *p, const struct pack_build *pb, const struct import_hparams *hp,
-                             const struct emit_options *o)
+                             const struct emit_options *o, bool gpu)
 {
     char *name = c_string_lines(o->model_name), *info = c_string_lines(o->info);
     char *compiler = c_string_lines(o->compiler), *offsets = weight_offsets(pb);
@@ -553,6 +554,7 @@ static int print_program_end(struct printer *p, const struct pack_build *pb, con
     arg(&a, "weights_hash", "%s", hash);
     arg(&a, "compiler_string", "%s", compiler);
     arg(&a, "info_string", "%s", info);
+    arg(&a, "gpu", "%s", gpu ? "&gpu_model" : "NULL");
     rc = put(p, tmpl_program, "program_end", &a);
 done:
     free(name);
@@ -589,7 +591,17 @@ int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const st
         goto done;
     fprintf(f, "%s\n", tmpl_program_head);
     if (put(&p, tmpl_program, "t_max", &tmax) || print_scratch_size(&p) || print_forward(&p, false) ||
-        print_forward(&p, true) || print_program_end(&p, pb, hp, o))
+        print_forward(&p, true))
+        goto done;
+    /* The Vulkan half, where the kernels can run this model; otherwise a program for the CPU only. */
+    bool gpu = false;
+    if (o->vk) {
+        ae_error vk_err = {{0}};
+        gpu = emit_vk(f, g, c, pb, o->vk, &vk_err) == 0;
+        if (!gpu)
+            fprintf(stderr, "aetherc: the program runs on the CPU only: %s\n", vk_err.msg);
+    }
+    if (print_program_end(&p, pb, hp, o, gpu))
         goto done;
     rc = ferror(f) ? ae_fail(err, "writing the C file failed") : 0;
 done:

@@ -23,6 +23,8 @@ struct build_options {
     const char *emit_c_dir;    /* --emit-c DIR: keep the generated C there (and gcc's link map) */
     bool weights_external;     /* --weights=external: OUTPUT.weights beside the program */
     bool debug;                /* -g */
+    bool cpu_only;             /* --backend cpu: leave the Vulkan half out */
+    const char *dump_spirv_dir; /* --dump-spirv DIR: each Vulkan kernel's .comp and .spv there */
 };
 
 /* The model the graph came from: its file, its metadata and hyperparameters, and the passes' results. */
