@@ -8,6 +8,9 @@
 #   make bench         1B-shaped synthetic models: prompt and generation speed (LLAMA_BENCH=... to compare)
 #   make bench-gpu     the same on the Vulkan GPU, 1B and 7B shapes (examples/bench_gpu.sh)
 #   make loadtest      a served model under 64 streaming clients for 10 minutes (LLAMA_SERVER=... to compare)
+#   make bench-arm     make bench's table on an aarch64 board, BOARD=user@host (programs cross-built here)
+#   make runtime-aarch64  the runtime cross-built for aarch64 (aetherc --target aarch64-linux-gnu uses it)
+#   make size          what a program is made of, object by object (MODEL=..., TARGET=..., STATIC=1)
 #   make install       PREFIX=/usr/local
 #
 # Sources are found by wildcard: a new .c under runtime/ joins the runtime library, a new .c under
@@ -52,10 +55,15 @@ SHADERS   := $(sort $(wildcard shaders/*.glsl shaders/*.comp))
 RT_OBJ   := $(RT_SRC:%.c=$(BUILD)/obj/%.o)
 CC_OBJ   := $(CC_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/templates.o $(BUILD)/obj/gen/shaders.o
 LIB_OBJ  := $(filter-out $(BUILD)/obj/compiler/driver/main.o,$(CC_OBJ))
+# check_cross needs an x86-64 host: it cross-builds programs for aarch64 and runs them under qemu-user.
+HOST_ARCH := $(shell uname -m)
+ifneq ($(HOST_ARCH),x86_64)
+TEST_SKIP += check_cross
+endif
 TESTS    := $(filter-out $(TEST_SKIP:%=$(BUILD)/tests/%),$(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%))
 TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/unit/test_*.c)))
 
-.PHONY: all deps check test asan fuzz demo install clean bench bench-gpu loadtest FORCE
+.PHONY: all deps check test asan fuzz demo install clean bench bench-arm bench-gpu loadtest runtime-aarch64 size FORCE
 # Keep the objects that tests are linked from (make would delete them as intermediates).
 .SECONDARY:
 all: $(BUILD)/aetherc $(BUILD)/libaether_rt.a
@@ -96,7 +104,7 @@ $(BUILD)/obj/gen/shaders.o: $(BUILD)/gen/shaders.c
 
 $(BUILD)/libaether_rt.a: $(RT_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 $(BUILD)/aetherc: $(CC_OBJ) $(BUILD)/libaether_rt.a
 	$(CC) $(LDFLAGS) -o $@ $(CC_OBJ) $(BUILD)/libaether_rt.a $(YAML_LIBS) $(SHADERC_LIBS) $(LDLIBS)
@@ -104,6 +112,17 @@ $(BUILD)/aetherc: $(CC_OBJ) $(BUILD)/libaether_rt.a
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TEST_SUPPORT) $(LIB_OBJ) $(BUILD)/libaether_rt.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_SUPPORT) $(LIB_OBJ) $(BUILD)/libaether_rt.a $(YAML_LIBS) $(CHECK_LIBS) $(SHADERC_LIBS) $(LDLIBS)
+
+# The runtime for aarch64, cross-built by Debian's aarch64-linux-gnu-gcc into $(BUILD)/aarch64-linux-gnu/,
+# where aetherc --target aarch64-linux-gnu finds it (the headers are the same for every target).
+runtime-aarch64:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/aarch64-linux-gnu CC=aarch64-linux-gnu-gcc AR=aarch64-linux-gnu-ar SAN= CFLAGS="-O2 -g" \
+	    CHECK_CFLAGS= $(BUILD)/aarch64-linux-gnu/libaether_rt.a
+
+# check_cross compiles programs for aarch64 with the cross-built runtime and runs them under qemu-user.
+ifeq ($(HOST_ARCH),x86_64)
+$(BUILD)/tests/check_cross: | runtime-aarch64
+endif
 
 # Installs the Debian packages that are missing (a no-op when all are there).
 deps:
@@ -114,11 +133,11 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory test
 
-# Every suite but the end-to-end ones (check_e2e, check_cli, check_serve_e2e): the programs aetherc writes
-# link the runtime library, which gcc and libtcc cannot link once it is built with sanitizers.
-# (check_program and check_serve run the same runtime in-process.)
+# Every suite but the end-to-end ones (check_e2e, check_cli, check_serve_e2e, check_cross): the programs
+# aetherc writes link the runtime library, which gcc and libtcc cannot link once it is built with
+# sanitizers. (check_program and check_serve run the same runtime in-process.)
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS="-O1 -g" TEST_SKIP="check_e2e check_cli check_serve_e2e" test
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS="-O1 -g" TEST_SKIP="check_e2e check_cli check_serve_e2e check_cross" test
 
 # The server's end-to-end test runs the official openai npm client, installed from the pinned
 # tests/serve/package-lock.json (npm ci) into the build folder, with the test script beside it.
@@ -187,10 +206,26 @@ loadtest: deps
 	@$(MAKE) --no-print-directory all
 	@sh examples/loadtest.sh $(BUILD)/aetherc $(SHARED)
 
+# make bench's table on an aarch64 board: BOARD=user@host (reachable with ssh and scp); the programs are
+# cross-built here and run there (examples/board_run.sh), as is LLAMA_BENCH=path/on/the/board.
+bench-arm: deps
+	@[ -n "$(BOARD)" ] || { echo "make bench-arm: set BOARD=user@host, an aarch64 machine reachable with ssh" >&2; exit 2; }
+	@$(MAKE) --no-print-directory all runtime-aarch64
+	@BOARD=$(BOARD) AETHERC_FLAGS="--target aarch64-linux-gnu" MEMBW_CC="aarch64-linux-gnu-gcc -static" \
+	    RUN="sh $(CURDIR)/examples/board_run.sh" BENCH_DIR=$(BUILD)/bench-arm sh examples/bench.sh $(BUILD)/aetherc $(SHARED)
+
+# What a program is made of: MODEL (default stories260K) compiled for TARGET (default the host; STATIC=1
+# for --static), its size without weights, and the bytes each object of the link adds.
+size: all $(if $(filter aarch64-linux-gnu,$(TARGET)),runtime-aarch64)
+	@sh examples/size.sh $(BUILD)/aetherc $(or $(MODEL),$(SHARED)/models/stories260K.gguf) "$(TARGET)" "$(STATIC)"
+
+# Installs aetherc, its runtime and headers, and the runtime of every other target built (build/<triple>/).
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/aether
 	install -m 755 $(BUILD)/aetherc $(DESTDIR)$(PREFIX)/bin/aetherc
 	install -m 644 $(BUILD)/libaether_rt.a $(DESTDIR)$(PREFIX)/lib/libaether_rt.a
+	for lib in $(wildcard $(BUILD)/*-linux-gnu/libaether_rt.a); do \
+	    d=$(DESTDIR)$(PREFIX)/lib/$$(basename $$(dirname $$lib)); install -d $$d && install -m 644 $$lib $$d/; done
 	install -m 644 runtime/include/ae_*.h runtime/include/ggml_types.def $(DESTDIR)$(PREFIX)/include/aether/
 
 clean:

@@ -95,12 +95,14 @@ static double now(void)
 }
 
 /* The compiler the program is built with, and the line its --version shows. */
-static void compiler_names(const struct build_options *o, char *cc, size_t cc_size, char *line, size_t line_size)
+static void compiler_names(const struct build_options *o, const struct cc_target *target, char *cc, size_t cc_size,
+                           char *line, size_t line_size)
 {
     if (o->use_tcc)
         snprintf(cc, cc_size, "libtcc");
     else
-        snprintf(cc, cc_size, "gcc -O2%s%s", o->march ? " -march=" : "", o->march ? o->march : "");
+        snprintf(cc, cc_size, "gcc -O2%s%s%s for %s", o->march ? " -march=" : "", o->march ? o->march : "",
+                 o->static_link ? " -static" : "", target->triple);
     snprintf(line, line_size, "aetherc %s with %s", ae_version(), cc);
 }
 
@@ -118,11 +120,14 @@ static int write_weights(const char *path, const struct pack_build *pb, ae_error
 
 int build_program(const struct build_model *m, const struct build_options *o, struct build_result *r, ae_error *err)
 {
+    const struct cc_target *target = o->target ? o->target : cc_target_host();
+    if (!target)
+        return ae_fail(err, "aetherc runs on a machine it cannot build for; name one with --target");
     struct toolchain_paths paths;
-    if (toolchain_find(&paths, err) < 0)
+    if (toolchain_find(&paths, target, err) < 0)
         return -1;
-    char compiler[128], version_line[256];
-    compiler_names(o, compiler, sizeof compiler, version_line, sizeof version_line);
+    char compiler[160], version_line[320];
+    compiler_names(o, target, compiler, sizeof compiler, version_line, sizeof version_line);
     char info[4096];
     describe(m, compiler, info, sizeof info);
 
@@ -136,7 +141,7 @@ int build_program(const struct build_model *m, const struct build_options *o, st
     char *src = NULL;
     char tmpdir[] = "/tmp/aetherc-XXXXXX";
     bool made_tmp = false;
-    char c_path[PATH_MAX] = "";
+    char c_path[PATH_MAX] = "", map_path[PATH_MAX];
     int rc = -1;
     struct emit_vk_options vk = {.dump_dir = o->dump_spirv_dir};
     if (emit_to_memory(m, &pb, info, version_line, o->cpu_only ? NULL : &vk, &src, err) < 0)
@@ -160,10 +165,12 @@ int build_program(const struct build_model *m, const struct build_options *o, st
         char out_copy[PATH_MAX];
         snprintf(out_copy, sizeof out_copy, "%s", o->output);
         snprintf(c_path, sizeof c_path, "%s/%s.c", dir, basename(out_copy));
+        snprintf(map_path, sizeof map_path, "%s/%s.map", dir, basename(out_copy));
         if (write_text(c_path, src, err) < 0)
             goto done;
     }
-    struct cc_options cco = {.march = o->march, .debug = o->debug};
+    struct cc_options cco = {.target = target, .march = o->march, .static_link = o->static_link, .debug = o->debug,
+                             .link_map = o->emit_c_dir ? map_path : NULL};
     if (o->use_tcc ? cc_tcc_build(src, o->output, &paths, err) : cc_gcc_build(c_path, o->output, &paths, &cco, err)) {
         if (made_tmp)
             ae_fail_prefix(err, "compiling the generated C (--emit-c DIR keeps it)");
@@ -199,7 +206,9 @@ done:
 int build_and_run(const struct build_model *m, int argc, char **argv, int *status, ae_error *err)
 {
     struct toolchain_paths paths;
-    if (toolchain_find(&paths, err) < 0)
+    if (!cc_target_host())
+        return ae_fail(err, "libtcc cannot run programs on this machine");
+    if (toolchain_find(&paths, cc_target_host(), err) < 0)
         return -1;
     char info[4096], version_line[256];
     describe(m, "libtcc (in memory)", info, sizeof info);
