@@ -64,8 +64,7 @@ static void compile_usage(FILE *f)
             "          native|armv8-a|armv8.2-a+dotprod|armv8.6-a+i8mm (aarch64)\n"
             "                               gcc's -march (default: gcc's own); the kernels pick their\n"
             "                               AVX2, AVX-512 or NEON paths at run time whatever it says\n"
-            "  --static                     a fully static program: no loader, no shared libc (gcc); it\n"
-            "                               runs on the CPU only (a Vulkan driver is a shared library)\n"
+            "  --static                     a fully static program: no loader, no shared libc (gcc)\n"
             "  --emit-c DIR                 keep the generated C in DIR/OUT.c (and gcc's link map in\n"
             "                               DIR/OUT.map)\n"
             "  --backend all|cpu            the program runs on Vulkan GPUs and the CPU (all, the default),\n"
@@ -184,7 +183,6 @@ static int parse_args(int argc, char **argv, struct compile_args *a)
     a->dump_format = PASS_DUMP_TEXT;
     a->t_max = 512;
     a->kv_type = AE_TYPE_F16;
-    bool backend_all = false; /* --backend all, said out loud */
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *v;
         bool missing = false;
@@ -237,7 +235,6 @@ static int parse_args(int argc, char **argv, struct compile_args *a)
                 return 2;
             }
             a->build.cpu_only = !strcmp(v, "cpu");
-            backend_all = !a->build.cpu_only;
         } else if ((v = flag_value(argc, argv, &i, "--dump-spirv", &missing))) {
             a->build.dump_spirv_dir = v;
         } else if ((v = flag_value(argc, argv, &i, "--weights", &missing))) {
@@ -319,16 +316,6 @@ static int parse_args(int argc, char **argv, struct compile_args *a)
         fprintf(stderr, "aetherc: --cc, --target, --march, --static, --emit-c, --weights, --backend, --dump-spirv and "
                         "-g describe the program: they need -o OUT\n");
         return 2;
-    }
-    /* A static program has no dynamic loader, and every Vulkan driver is a shared library that only the
-     * loader can bring in: the GPU half would be dead weight that crashes in dlopen. */
-    if (a->build.static_link) {
-        if (backend_all || a->build.dump_spirv_dir) {
-            fprintf(stderr, "aetherc: --static programs run on the CPU only (a Vulkan driver is a shared library, "
-                            "which a static program cannot load): drop --backend all and --dump-spirv\n");
-            return 2;
-        }
-        a->build.cpu_only = true;
     }
     if (a->build.cpu_only && a->build.dump_spirv_dir) {
         fprintf(stderr, "aetherc: --dump-spirv writes the Vulkan kernels, which --backend cpu leaves out\n");
