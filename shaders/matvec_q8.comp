@@ -5,9 +5,8 @@
 //
 // A workgroup is 8 groups of 32 lanes and serves 16 rows, two per group, so that each quantized block of x
 // feeds two weight blocks. First the workgroup quantizes x into shared memory (one block per invocation at
-// a time); then lane l of a group takes the block pairs l, l + 32, ... of its two rows (single blocks when
-// a row has an odd number); the lanes' partial sums are added by the fixed tree of matvec.comp. Needs
-// shaderIntegerDotProduct (Vulkan 1.3).
+// a time); then lane l of a group takes blocks l, l + 32, ... of its two rows; the lanes' partial sums are
+// added by the fixed tree of matvec.comp. Needs shaderIntegerDotProduct (Vulkan 1.3).
 #include "common.glsl"
 #extension GL_EXT_spirv_intrinsics : require
 
@@ -76,8 +75,7 @@ void quantize_x()
     barrier();
 }
 
-// The integer dot product of weight block b of the row at address row with x's block b, times the two
-// scales: the row's blocks read with 16-bit loads (any block count).
+// The integer dot product of weight block b of the row at address row with x's block b, and its scale.
 float block_dot(uint64_t row, uint b)
 {
 #if WTYPE == TYPE_Q4_0
@@ -106,41 +104,6 @@ float block_dot(uint64_t row, uint b)
 #endif
 }
 
-// The same for blocks 2p and 2p + 1 together, which are 32-bit aligned where the row is (an even
-// number of blocks): 9 (Q4_0) or 17 (Q8_0) 32-bit loads, the first block's quants taken across word
-// boundaries. Returns the two blocks' sum.
-float pair_dot(uint64_t row, uint p)
-{
-    U32s w = U32s(row);
-    const uint b = 2 * p;
-#if WTYPE == TYPE_Q4_0
-    uint v[9];
-    for (uint i = 0; i < 9; i++)
-        v[i] = w.v[9 * p + i];
-    int s0 = 0, s1 = 0;
-    for (uint m = 0; m < 4; m++) {
-        const uint q0 = (v[m] >> 16) | (v[m + 1] << 16), q1 = v[5 + m];
-        s0 += sudot4(xq[8 * b + m], q0 & 0x0F0F0F0Fu, 0);
-        s0 += sudot4(xq[8 * b + 4 + m], (q0 >> 4) & 0x0F0F0F0Fu, 0);
-        s1 += sudot4(xq[8 * b + 8 + m], q1 & 0x0F0F0F0Fu, 0);
-        s1 += sudot4(xq[8 * b + 12 + m], (q1 >> 4) & 0x0F0F0F0Fu, 0);
-    }
-    const float d0 = unpackHalf2x16(v[0] & 0xFFFFu).x, d1 = unpackHalf2x16(v[4] >> 16).x;
-    return d0 * xd[b] * float(s0 - 8 * xs[b]) + d1 * xd[b + 1] * float(s1 - 8 * xs[b + 1]);
-#else
-    uint v[17];
-    for (uint i = 0; i < 17; i++)
-        v[i] = w.v[17 * p + i];
-    int s0 = 0, s1 = 0;
-    for (uint m = 0; m < 8; m++) {
-        s0 += sdot4(xq[8 * b + m], (v[m] >> 16) | (v[m + 1] << 16), 0);
-        s1 += sdot4(xq[8 * b + 8 + m], v[9 + m], 0);
-    }
-    const float d0 = unpackHalf2x16(v[0] & 0xFFFFu).x, d1 = unpackHalf2x16(v[8] >> 16).x;
-    return d0 * xd[b] * float(s0) + d1 * xd[b + 1] * float(s1);
-#endif
-}
-
 #if WTYPE == TYPE_Q4_0
 #define WBYTES 18
 #else
@@ -157,18 +120,11 @@ void main()
     if (n0 < N_ROWS) {
         const uint64_t row0 = pc.ref[W_REF] + uint64_t(n0) * row_bytes;
         const bool two = n0 + 1 < N_ROWS;
-        if ((nb & 1u) == 0u)
-            for (uint p = lane; p < nb / 2; p += 32) {
-                acc0 += pair_dot(row0, p);
-                if (two)
-                    acc1 += pair_dot(row0 + row_bytes, p);
-            }
-        else
-            for (uint b = lane; b < nb; b += 32) {
-                acc0 += block_dot(row0, b);
-                if (two)
-                    acc1 += block_dot(row0 + row_bytes, b);
-            }
+        for (uint b = lane; b < nb; b += 32) {
+            acc0 += block_dot(row0, b);
+            if (two)
+                acc1 += block_dot(row0 + row_bytes, b);
+        }
     }
     const float s0 = group_sum(acc0, lane), s1 = group_sum(acc1, lane);
     if (lane == 0) {

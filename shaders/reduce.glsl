@@ -1,33 +1,33 @@
-// Sums and maxima over a whole workgroup of WG_SIZE invocations (a power of two, at most 1024). Each
-// subgroup first reduces its own values (subgroupAdd, subgroupMax), then one value per subgroup goes
-// to shared memory and every invocation combines those in subgroup order. The order of the float
-// operations is fixed for a device, so results repeat exactly from run to run. Every invocation must
-// call these (they hold barriers) and gets the result.
+// Sums and maxima over a whole workgroup of WG_SIZE invocations (a power of two, at most 1024), in a
+// fixed order: each value lands in shared memory and the halves are folded, i + s into i for
+// s = WG_SIZE/2 .. 1. Every invocation must call these (they hold barriers) and gets the result.
 
 shared float wg_red[WG_SIZE];
 
 float wg_sum(float v)
 {
-    v = subgroupAdd(v);
+    const uint i = gl_LocalInvocationIndex;
     barrier();
-    if (subgroupElect())
-        wg_red[gl_SubgroupID] = v;
+    wg_red[i] = v;
     barrier();
-    float s = wg_red[0];
-    for (uint i = 1; i < gl_NumSubgroups; i++)
-        s += wg_red[i];
-    return s;
+    for (uint s = WG_SIZE / 2; s > 0; s >>= 1) {
+        if (i < s)
+            wg_red[i] += wg_red[i + s];
+        barrier();
+    }
+    return wg_red[0];
 }
 
 float wg_max(float v)
 {
-    v = subgroupMax(v);
+    const uint i = gl_LocalInvocationIndex;
     barrier();
-    if (subgroupElect())
-        wg_red[gl_SubgroupID] = v;
+    wg_red[i] = v;
     barrier();
-    float m = wg_red[0];
-    for (uint i = 1; i < gl_NumSubgroups; i++)
-        m = max(m, wg_red[i]);
-    return m;
+    for (uint s = WG_SIZE / 2; s > 0; s >>= 1) {
+        if (i < s)
+            wg_red[i] = max(wg_red[i], wg_red[i + s]);
+        barrier();
+    }
+    return wg_red[0];
 }

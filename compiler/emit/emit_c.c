@@ -40,7 +40,7 @@ struct printer {
 struct args {
     uint32_t n;
     struct tmpl_arg a[MAX_ARGS];
-    char buf[4096];
+    char buf[1 << 16];             /* the weight offsets of a 7B model alone take ~4 KiB */
     size_t used;
 };
 

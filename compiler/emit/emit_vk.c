@@ -8,8 +8,8 @@
  * with T (the last-row view) is first copied, in the prefill step, into room after the plan's peak; in
  * decode, T = 1 and the offset is a constant.
  *
- * Steps: each lowering step becomes one dispatch, or two (the tensor-core matmul first dequantizes its
- * weight to f16). A dispatch's first reference is always the step's parameters; the kernel's own
+ * Steps: each lowering step becomes one dispatch (and a copy first where a source moves with T). A
+ * dispatch's first reference is always the step's parameters; the kernel's own
  * references and constants follow in the order its file names them (#define X_REF 1 ...). Rows that
  * scale with T are a count and a flag (the kernel multiplies by the T it reads), and the workgroups
  * along that axis groups * ceil(T / per_t), so one dispatch serves every T. Kernels are (file, #defines)
@@ -63,7 +63,6 @@ struct vk_printer {
     uint64_t *weight_at;            /* per slot: offset in the device's weights buffer */
     uint64_t weights_bytes;
     uint64_t arena_bytes;           /* the plan's peak, then the GPU's own room */
-    uint64_t dq_offset;             /* room for one weight matrix dequantized to f16 */
     uint64_t *copy_at;              /* per step: where its T-moving source is copied (prefill), or 0 */
     uint64_t logits_offset;
     struct vk_kernel *k;
@@ -345,37 +344,15 @@ static int print_matmul(struct vk_printer *e, const struct lower_step *s, uint32
     const bool q8 = vec && (e->use & AE_GPU_NEED_INT_DOT) && (type == AE_TYPE_Q4_0 || type == AE_TYPE_Q8_0) && K / 32 <= 640;
     const bool coop = !vec && (e->use & AE_GPU_NEED_COOPMAT_NV) && coop_weight(type, K);
     const char *file = q8 ? "matvec_q8.comp" : coop ? "matmul_coop.comp" : vec ? "matvec.comp" : "matmul.comp";
-    struct ae_gpu_ref w16 = {0};
-    if (ref_of(e, s, s->in[1], &w16) < 0)
+    struct ae_gpu_ref w = {0};
+    if (ref_of(e, s, s->in[1], &w) < 0)
         return -1;
-    if (coop && type != AE_TYPE_F16) { /* first the weight to f16 rows */
-        char dq_defines[64], dq_name[64];
-        snprintf(dq_defines, sizeof dq_defines, "WTYPE %" PRIu32 "\n", type);
-        snprintf(dq_name, sizeof dq_name, "dequant_f16_%s", ti->name);
-        struct ae_gpu_dispatch *dd = dispatch(e, kernel(e, "dequant_f16.comp", dq_defines, dq_name, 0), node);
-        if (!dd)
-            return -1;
-        const uint64_t pieces = (uint64_t)N * (uint64_t)K / 8, n_groups = (pieces + 255) / 256;
-        const uint64_t gx = n_groups < 32768 ? n_groups : 32768;
-        dd->ref[1] = w16;
-        dd->ref[2] = (struct ae_gpu_ref){AE_GPU_ARENA, 0, e->dq_offset};
-        dd->k[0] = (uint32_t)N;
-        dd->k[1] = (uint32_t)K;
-        groups(dd, 0, (uint32_t)gx, false, 0);
-        groups(dd, 1, (uint32_t)((n_groups + gx - 1) / gx), false, 0);
-        groups(dd, 2, 1, false, 0);
-        w16 = dd->ref[2];
-    }
-    char defines[DEFINES_MAX] = "", name[64];
-    if (!coop) /* the product of halves has no weight type of its own */
-        snprintf(defines, sizeof defines, "WTYPE %" PRIu32 "\n", type);
+    char defines[DEFINES_MAX], name[64];
+    snprintf(defines, sizeof defines, "WTYPE %" PRIu32 "\n", type);
     struct ae_gpu_dispatch tmp = {0};
     if (epilogue(e, s, s->ew, s->n_ew, &tmp, 4, defines, sizeof defines) < 0)
         return -1;
-    if (coop)
-        snprintf(name, sizeof name, "matmul_coop%s", s->n_ew ? "_ew" : "");
-    else
-        snprintf(name, sizeof name, "%.*s_%s%s", (int)(strchr(file, '.') - file), file, ti->name, s->n_ew ? "_ew" : "");
+    snprintf(name, sizeof name, "%.*s_%s%s", (int)(strchr(file, '.') - file), file, ti->name, s->n_ew ? "_ew" : "");
     struct ae_gpu_dispatch *d =
         dispatch(e, kernel(e, file, defines, name, q8 ? AE_GPU_NEED_INT_DOT : coop ? AE_GPU_NEED_COOPMAT_NV : 0), node);
     if (!d)
@@ -383,7 +360,7 @@ static int print_matmul(struct vk_printer *e, const struct lower_step *s, uint32
     memcpy(&d->ref[4], &tmp.ref[4], sizeof d->ref - 4 * sizeof d->ref[0]);
     if (source(e, s, s->in[0], &d->ref[1]) < 0 || ref_of(e, s, s->out, &d->ref[3]) < 0)
         return -1;
-    d->ref[2] = w16;
+    d->ref[2] = w;
     d->k[0] = (uint32_t)N;
     d->k[1] = (uint32_t)K;
     if (q8)
@@ -395,13 +372,8 @@ static int print_matmul(struct vk_printer *e, const struct lower_step *s, uint32
     } else {
         d->k[2] = rows;
         d->k[3] = 1;
-        if (coop) { /* x over the rows, y over N: neighbouring workgroups share a weight tile */
-            groups(d, 0, rows, true, 64);
-            groups(d, 1, (uint32_t)((N + 127) / 128), false, 0);
-        } else {
-            groups(d, 0, (uint32_t)((N + 63) / 64), false, 0);
-            groups(d, 1, rows, true, 64);
-        }
+        groups(d, 0, (uint32_t)((N + (coop ? 127 : 63)) / (coop ? 128 : 64)), false, 0);
+        groups(d, 1, rows, true, 64);
     }
     groups(d, 2, 1, false, 0);
     return 0;
@@ -674,7 +646,7 @@ static int write_slot(const char *file)
         int slot;
     } slots[] = {
         {"get_rows.comp", 3}, {"matvec.comp", 3}, {"matvec_q8.comp", 3}, {"matmul.comp", 3}, {"matmul_coop.comp", 3},
-        {"dequant_f16.comp", 2}, {"rms_norm.comp", 3}, {"layer_norm.comp", 3}, {"softmax.comp", 3}, {"rope.comp", 2},
+        {"rms_norm.comp", 3}, {"layer_norm.comp", 3}, {"softmax.comp", 3}, {"rope.comp", 2},
         {"attention.comp", 4}, {"kv_store.comp", 2}, {"ew.comp", 2}, {"copy.comp", 2},
     };
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
@@ -797,8 +769,7 @@ done:
 
 /* ---- Room of the GPU's own ----------------------------------------------------------------------------- */
 
-/* After the plan's peak: the logits (when the last step is not an arena value), each prefill copy of a
- * source that moves with T, and one weight dequantized to f16 for the tensor-core prefill. Also lays
+/* After the plan's peak: each prefill copy of a source that moves with T. Also finds the logits and lays
  * out the device's weights buffer: every slot in GGUF rows, 64-byte aligned. */
 static int lay_out(struct vk_printer *e)
 {
@@ -816,13 +787,9 @@ static int lay_out(struct vk_printer *e)
         e->weight_at[w] = e->weights_bytes;
         e->weights_bytes += (bytes + 63) / 64 * 64;
     }
-    uint64_t dq = 0;
     bool logits_found = false;
     for (uint32_t i = 0; i < lp->n_steps; i++) {
         const struct lower_step *s = &lp->steps[i];
-        if (s->kind == LOWER_MATMUL && coop_weight(s->in[1].dtype, s->p.matmul.k) && s->in[1].dtype != AE_TYPE_F16 &&
-            (uint64_t)s->p.matmul.n * (uint64_t)s->p.matmul.k * 2 > dq)
-            dq = (uint64_t)s->p.matmul.n * (uint64_t)s->p.matmul.k * 2;
         if (s->n_in > 0 && s->in[0].offset.t != 0 && s->in[0].base == LOWER_ARENA && s->kind != LOWER_COPY) {
             e->copy_at[i] = e->arena_bytes;
             e->arena_bytes += ((uint64_t)(s->in[0].offset.t > 0 ? s->in[0].offset.t : -s->in[0].offset.t) + 255) / 256 * 256;
@@ -836,8 +803,6 @@ static int lay_out(struct vk_printer *e)
     }
     if (!logits_found)
         return ae_fail(e->err, "the Vulkan backend found no logits in the program");
-    e->dq_offset = e->arena_bytes;
-    e->arena_bytes += (dq + 255) / 256 * 256;
     return 0;
 }
 

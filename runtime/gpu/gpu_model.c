@@ -213,8 +213,24 @@ static int upload_weights(struct ae_gpu *g, ae_error *err)
             rows = r;
             rows_cap = need;
         }
-        for (int64_t r = 0; r < w->n && rc == 0; r++)
-            rc = ae_layout_unpack_row(w->type, (enum ae_layout)w->layout, src, w->k, r, rows + (uint64_t)r * row_bytes, err);
+        /* Group by group: each group block gives 16 rows' blocks of one block column. */
+        const struct ae_type_info *ti = ae_type_info(w->type);
+        const uint64_t gbytes = ae_layout_group_bytes(w->type, (enum ae_layout)w->layout, w->k);
+        const int64_t nb = w->k / ti->block_size, per = ae_layout_rows_per_group((enum ae_layout)w->layout);
+        const uint64_t block_group = nb ? gbytes / (uint64_t)nb : 0;
+        if (!ti || gbytes == 0 || per != 16) {
+            rc = ae_fail(err, "a weight of type %s in layout %s cannot be unpacked for the device", ae_type_name(w->type),
+                         ae_layout_name((enum ae_layout)w->layout));
+            break;
+        }
+        uint8_t blocks[16 * 256];
+        for (int64_t grp = 0; grp * 16 < w->n; grp++)
+            for (int64_t b = 0; b < nb; b++) {
+                ae_x16_unpack_group(w->type, src + (uint64_t)grp * gbytes + (uint64_t)b * block_group, blocks);
+                for (int64_t r = 0; r < 16 && grp * 16 + r < w->n; r++)
+                    memcpy(rows + (uint64_t)(grp * 16 + r) * row_bytes + (uint64_t)b * ti->block_bytes,
+                           blocks + r * ti->block_bytes, ti->block_bytes);
+            }
         if (rc == 0)
             rc = gpu_upload(&g->c, &g->weights, w->offset, rows, need, err);
     }
