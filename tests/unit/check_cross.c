@@ -12,7 +12,7 @@
  * Cortex-A53, Neoverse N1 and max CPUs). --static builds for both targets: no loader, no shared
  * library, and they run without opening one.
  *
- * It needs an x86-64 host (make leaves it out elsewhere). It costs about 3 minutes of one core, most of
+ * It needs an x86-64 host (make leaves it out elsewhere). It costs about 4 minutes of one core, most of
  * it cross-compiling.
  */
 #include <inttypes.h>
