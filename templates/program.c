@@ -110,6 +110,7 @@ static const struct ae_model model = {
     .compiler = $compiler_string,
     .info = $info_string,
     .forward = forward,
+    .gpu = $gpu,
 };
 
 int main(int argc, char **argv)

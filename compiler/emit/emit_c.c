@@ -40,7 +40,7 @@ struct printer {
 struct args {
     uint32_t n;
     struct tmpl_arg a[MAX_ARGS];
-    char buf[4096];
+    char buf[1 << 16];             /* the weight offsets of a 7B model alone take ~4 KiB */
     size_t used;
 };
 
@@ -588,7 +588,7 @@ static char *weight_offsets(const struct pack_build *pb)
 }
 
 static int print_program_end(struct printer *p, const struct pack_build *pb, const struct import_hparams *hp,
-                             const struct emit_options *o)
+                             const struct emit_options *o, bool gpu)
 {
     char *name = c_string_lines(o->model_name), *info = c_string_lines(o->info);
     char *compiler = c_string_lines(o->compiler), *offsets = weight_offsets(pb);
@@ -622,6 +622,7 @@ static int print_program_end(struct printer *p, const struct pack_build *pb, con
     arg(&a, "weights_hash", "%s", hash);
     arg_text(&a, "compiler_string", compiler);
     arg_text(&a, "info_string", info);
+    arg(&a, "gpu", "%s", gpu ? "&gpu_model" : "NULL");
     rc = put(p, tmpl_program, "program_end", &a);
 done:
     free(name);
@@ -658,7 +659,17 @@ int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const st
         goto done;
     fprintf(f, "%s\n", tmpl_program_head);
     if (put(&p, tmpl_program, "t_max", &tmax) || print_scratch_size(&p) || print_forward(&p, false) ||
-        print_forward(&p, true) || print_program_end(&p, pb, hp, o))
+        print_forward(&p, true))
+        goto done;
+    /* The Vulkan half, where the kernels can run this model; otherwise a program for the CPU only. */
+    bool gpu = false;
+    if (o->vk) {
+        ae_error vk_err = {{0}};
+        gpu = emit_vk(f, g, c, pb, o->vk, &vk_err) == 0;
+        if (!gpu)
+            fprintf(stderr, "aetherc: the program runs on the CPU only: %s\n", vk_err.msg);
+    }
+    if (print_program_end(&p, pb, hp, o, gpu))
         goto done;
     rc = ferror(f) ? ae_fail(err, "writing the C file failed") : 0;
 done:
