@@ -1,16 +1,24 @@
-/* layout: decides, for every weight, the packed format the target's kernels will read, and which
- * matrices are stored merged.
+/* layout: decides, for every weight, the layout the target's kernels will read it in (docs/kernels.md),
+ * and which matrices are stored merged.
  *
- * The format names the arrangement of the bytes and the ggml type: for now every weight is
- * "rowmajor-<type>", the GGUF rows as they are; interleaved row blocks for SIMD kernels come with those
- * kernels. Merging: matrices multiplied by the same activations (the Q, K and V projections, the FFN's
- * gate and up) can be stored as one matrix so that one matmul reads the activations once. A group is
- * merged when every member is a weight of the same type and row length read by no other node; its
- * kind is named from the members ("qkv", "gate_up", "qk", or "rows" for other groups). The decisions
- * are recorded in the context (c->layouts, c->merges), keyed by tensor name, and printed beside the
- * graph; the graph itself does not change.
+ * A weight that only matmuls read (as their weight operand) and whose type has an interleaved layout is
+ * stored as x16: 16 rows interleaved so that a SIMD register holds 4 quant bytes of each of 16 rows.
+ * Every other weight (embeddings read by get_rows, norm weights, a tied embedding that is also the lm
+ * head, types without an x16 format) keeps the GGUF's rows. The weights pack is written in the chosen
+ * layout at compile time (compiler/emit/pack_build.c); a program never repacks. With
+ * opt.interleave off (a run from the GGUF mapping in place) every weight keeps its rows. The format
+ * names the layout and the ggml type: "x16-q4_0", "rows-q6_k".
+ *
+ * Merging: matrices multiplied by the same activations (the Q, K and V projections, the FFN's gate and
+ * up) can be stored as one matrix so that one matmul reads the activations once. A group is merged when
+ * every member is a weight of the same type and row length read by no other node; its kind is named
+ * from the members ("qkv", "gate_up", "qk", or "rows" for other groups). The decisions are recorded in
+ * the context (c->layouts, c->merges), keyed by tensor name, and printed beside the graph; the graph
+ * itself does not change.
  */
 #include "pass.h"
+
+#include "ae_kernels.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +79,21 @@ int pass_layout(struct ir_graph *g, struct pass_ctx *c)
         free(group);
         return ae_fail(c->err, "out of memory");
     }
+    /* weights read by anything but a matmul's weight operand keep their rows */
+    bool *other_use = calloc(n ? n : 1, sizeof *other_use);
+    if (!other_use) {
+        free(uses);
+        free(entry);
+        free(group);
+        return ae_fail(c->err, "out of memory");
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const struct ir_node *m = g->nodes[i];
+        const bool matmul = m->op == IR_OP_MATMUL || m->op == IR_OP_MATMUL_EW || m->op == IR_OP_MATMUL_ROPE;
+        for (uint32_t s = 0; s < m->n_src; s++)
+            if (!(matmul && s == 1))
+                other_use[m->src[s]->id] = true;
+    }
     for (uint32_t i = 0; i < n; i++) {
         const struct ir_node *w = g->nodes[i];
         entry[i] = -1;
@@ -78,12 +101,18 @@ int pass_layout(struct ir_graph *g, struct pass_ctx *c)
             continue;
         struct pass_layout *l = &c->layouts[c->n_layouts];
         l->weight = w->name;
-        snprintf(l->format, sizeof l->format, "rowmajor-%s", ae_type_name(w->dtype));
+        l->layout = AE_LAYOUT_ROWS;
+        if (c->opt.interleave && !other_use[w->id] && uses[w->id] > 0 && w->rank == 2 &&
+            ae_layout_supports(w->dtype, AE_LAYOUT_X16))
+            l->layout = AE_LAYOUT_X16;
+        snprintf(l->format, sizeof l->format, "%s-%s", ae_layout_name((enum ae_layout)l->layout),
+                 ae_type_name(w->dtype));
         l->merge = -1;
         l->row_begin = 0;
         l->row_end = w->shape[0];
         entry[i] = (int32_t)c->n_layouts++;
     }
+    free(other_use);
     c->stats.layout_weights = c->n_layouts;
 
     /* Groups: for each activation x, the single-use weights of the matmuls that read x, by type and row
@@ -142,4 +171,12 @@ int pass_layout(struct ir_graph *g, struct pass_ctx *c)
     free(entry);
     free(group);
     return 0;
+}
+
+uint32_t pass_weight_layout(const struct pass_ctx *c, const char *name)
+{
+    for (uint32_t i = 0; name && i < c->n_layouts; i++)
+        if (strcmp(c->layouts[i].weight, name) == 0)
+            return c->layouts[i].layout;
+    return AE_LAYOUT_ROWS;
 }

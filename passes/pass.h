@@ -69,6 +69,8 @@ struct pass_options {
     uint64_t fold_max_bytes; /* fold makes no constant larger than this */
     double byte_cost;        /* fuse's cost model: the cost of one byte of memory traffic ... */
     double flop_cost;        /* ... and of one floating-point operation */
+    bool interleave;         /* layout may store matmul weights interleaved (x16): the target's kernels read
+                              * it; false keeps every weight in the GGUF's rows (a run from the file in place) */
 };
 
 enum pass_dump_format { PASS_DUMP_TEXT, PASS_DUMP_YAML };
@@ -94,10 +96,11 @@ struct pass_const {
     float *data;                       /* numel values, owned */
 };
 
-/* Where the kernels will read a weight from: its packed format, and the merged matrix it is a part of. */
+/* Where the kernels will read a weight from: its layout, and the merged matrix it is a part of. */
 struct pass_layout {
     const char *weight;                /* tensor name */
-    char format[32];                   /* "rowmajor-q4_0": rows of the GGUF type, row after row */
+    uint32_t layout;                   /* enum ae_layout: AE_LAYOUT_ROWS (as the GGUF stores it) or X16 */
+    char format[32];                   /* "<layout>-<type>", e.g. "x16-q4_0", "rows-q6_k" */
     int32_t merge;                     /* index into c->merges, or -1 */
     int64_t row_begin, row_end;        /* this weight's rows in the merged matrix */
 };
@@ -199,6 +202,10 @@ void pass_weights_close(struct pass_weights *w);
 /* Bytes of a node's value with T = t_max and P = n_ctx - t_max (0 for weights' and the cache's types
  * that are not f32/f16/i32). */
 uint64_t pass_node_bytes(const struct ir_node *n, const struct pass_ctx *c);
+/* The layout the layout pass chose for the weight named name: AE_LAYOUT_ROWS when it chose none (or did
+ * not run). */
+uint32_t pass_weight_layout(const struct pass_ctx *c, const char *name);
+
 /* users[i]: how many sources of live nodes are node i. Caller frees. */
 uint32_t *pass_count_uses(const struct ir_graph *g);
 

@@ -130,6 +130,7 @@ static const struct ae_model model = {
     .forward_batch = $forward_batch,
     .batch_arena_bytes = $batch_arena_bytes,
     .batch_max_seqs = $batch_max_seqs,
+    .gpu = $gpu,
 };
 
 int main(int argc, char **argv)

@@ -18,7 +18,7 @@
         }
 
 //@ matmul
-        AE_CHECK(ae_matmul($type, $w, $n, $k, $x, $rows, $out, s->scratch, s->pool, err), "$name");
+        AE_CHECK(ae_matmul($type, $layout, $w, $n, $k, $x, $rows, $out, s->scratch, s->pool, err), "$name");
 
 //@ ew_loop
         const int64_t R = $rows, D = $cols;

@@ -199,6 +199,13 @@ static int write_logits(const char *path, const float *logits, int64_t n, ae_err
     return 0;
 }
 
+/* The in-place run reads the weights from the GGUF mapping as the file stores them: no interleaving. */
+static void configure_in_place(struct pass_ctx *c, void *arg)
+{
+    (void)arg;
+    c->opt.interleave = false;
+}
+
 /* aetherc run MODEL [flags]: the program's argv is MODEL and the flags after it, checked before the
  * compile so that a typo costs nothing. */
 static int run_jit(int argc, char **argv)
@@ -209,7 +216,7 @@ static int run_jit(int argc, char **argv)
         return 2;
     }
     struct frontend fe;
-    if (frontend_compile(&fe, argv[0], NULL, NULL, NULL, &err)) {
+    if (frontend_compile(&fe, argv[0], NULL, configure_in_place, NULL, &err)) {
         fprintf(stderr, "aetherc: %s\n", err.msg);
         return 1;
     }

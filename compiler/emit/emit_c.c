@@ -43,7 +43,7 @@ struct printer {
 struct args {
     uint32_t n;
     struct tmpl_arg a[MAX_ARGS];
-    char buf[4096];
+    char buf[1 << 16];             /* the weight offsets of a 7B model alone take ~4 KiB */
     size_t used;
 };
 
@@ -142,32 +142,36 @@ static const char *size_expr(struct lower_size s, char *buf, size_t cap)
 }
 
 /* Where a reference points, as a C expression: "((float *)(A + 4096))", "W[12]", "s->k_cache[3]" (in a
- * per-sequence step of the batched step, "s->k_cache[run->seq * 16 + 3]"). Only arena references have
- * offsets (views into activations). */
+ * per-sequence step of the batched step, "s->k_cache[run->seq * 16 + 3]"); a view at an offset past a
+ * weight, the cache or the tokens adds its bytes to that pointer. */
 static const char *ref_expr(const struct printer *p, const struct lower_ref *r, char *buf, size_t cap)
 {
-    char off[96];
+    char off[96], base[64];
     size_expr(r->offset, off, sizeof off);
     switch (r->base) {
-    case LOWER_NOWHERE: snprintf(buf, cap, "NULL"); break;
-    case LOWER_TOKENS: snprintf(buf, cap, "tokens"); break;
-    case LOWER_ARENA: snprintf(buf, cap, "((float *)(A + %s))", off); break;
-    case LOWER_WEIGHTS:
-        if (r->dtype == AE_TYPE_F32)
-            snprintf(buf, cap, "((const float *)W[%" PRIu32 "])", r->slot);
-        else
-            snprintf(buf, cap, "W[%" PRIu32 "]", r->slot);
-        break;
+    case LOWER_NOWHERE: return "NULL";
+    case LOWER_ARENA: snprintf(buf, cap, "((float *)(A + %s))", off); return buf;
+    case LOWER_TOKENS: snprintf(base, sizeof base, "tokens"); break;
+    case LOWER_WEIGHTS: snprintf(base, sizeof base, "W[%" PRIu32 "]", r->slot); break;
     case LOWER_K_CACHE:
     case LOWER_V_CACHE:
         if (p->in_seq)
-            snprintf(buf, cap, "s->%c_cache[run->seq * %" PRIu32 " + %" PRId32 "]", r->base == LOWER_K_CACHE ? 'k' : 'v',
-                     p->n_layer, r->layer);
+            snprintf(base, sizeof base, "s->%c_cache[run->seq * %" PRIu32 " + %" PRId32 "]",
+                     r->base == LOWER_K_CACHE ? 'k' : 'v', p->n_layer, r->layer);
         else
-            snprintf(buf, cap, "s->%c_cache[%" PRId32 "]", r->base == LOWER_K_CACHE ? 'k' : 'v', r->layer);
+            snprintf(base, sizeof base, "s->%c_cache[%" PRId32 "]", r->base == LOWER_K_CACHE ? 'k' : 'v', r->layer);
         break;
-    case LOWER_LOGITS: snprintf(buf, cap, "logits"); break;
+    case LOWER_LOGITS: snprintf(base, sizeof base, "logits"); break;
     }
+    bool at_start = lower_size_is_const(r->offset) && r->offset.k == 0;
+    if (r->base == LOWER_WEIGHTS && r->dtype == AE_TYPE_F32 && at_start)
+        snprintf(buf, cap, "((const float *)%s)", base);
+    else if (r->base == LOWER_WEIGHTS && r->dtype == AE_TYPE_F32)
+        snprintf(buf, cap, "((const float *)(%s + %s))", base, off);
+    else if (at_start)
+        snprintf(buf, cap, "%s", base);
+    else
+        snprintf(buf, cap, "((void *)((const char *)%s + %s))", base, off);
     return buf;
 }
 
@@ -360,6 +364,7 @@ static int print_step(struct printer *p, const struct lower_step *s)
         arg_type(&a, "type", s->in[1].dtype);
         arg(&a, "n", "%" PRId64, s->p.matmul.n);
         arg(&a, "k", "%" PRId64, s->p.matmul.k);
+        arg(&a, "layout", "%s", s->p.matmul.layout == AE_LAYOUT_X16 ? "AE_LAYOUT_X16" : "AE_LAYOUT_ROWS");
         return put(p, tmpl_steps, "matmul", &a) || print_epilogue(p, s) ? -1 : 0;
     case LOWER_EW:
         return print_ew_loop(p, s, &s->in[0], s->ew, s->n_ew);
@@ -532,7 +537,7 @@ static char *weight_offsets(const struct pack_build *pb)
 }
 
 static int print_program_end(struct printer *p, const struct pack_build *pb, const struct import_hparams *hp,
-                             const struct emit_options *o, const struct lower_program *batched)
+                             const struct emit_options *o, const struct lower_program *batched, bool gpu)
 {
     char *name = c_string_lines(o->model_name), *info = c_string_lines(o->info);
     char *compiler = c_string_lines(o->compiler), *offsets = weight_offsets(pb);
@@ -569,6 +574,7 @@ static int print_program_end(struct printer *p, const struct pack_build *pb, con
     arg(&a, "forward_batch", "%s", batched ? "forward_batch" : "NULL");
     arg(&a, "batch_arena_bytes", "%" PRIu64, batched ? batched->arena_bytes : 0);
     arg(&a, "batch_max_seqs", "%" PRId32, batched ? batched->max_seqs : 0);
+    arg(&a, "gpu", "%s", gpu ? "&gpu_model" : "NULL");
     rc = put(p, tmpl_program, "program_end", &a);
 done:
     free(name);
@@ -623,7 +629,15 @@ int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const st
         if (put(&p, tmpl_program, "no_batch", &a))
             goto done;
     }
-    if (print_program_end(&p, pb, hp, o, batched ? &lpb : NULL))
+    /* The Vulkan half, where the kernels can run this model; otherwise a program for the CPU only. */
+    bool gpu = false;
+    if (o->vk) {
+        ae_error vk_err = {{0}};
+        gpu = emit_vk(f, g, c, pb, o->vk, &vk_err) == 0;
+        if (!gpu)
+            fprintf(stderr, "aetherc: the program runs on the CPU only: %s\n", vk_err.msg);
+    }
+    if (print_program_end(&p, pb, hp, o, batched ? &lpb : NULL, gpu))
         goto done;
     rc = ferror(f) ? ae_fail(err, "writing the C file failed") : 0;
 done:

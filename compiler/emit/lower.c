@@ -268,6 +268,7 @@ static int lower_matmul(struct lowering *l, const struct ir_node *n, struct lowe
     s->cols = w->shape[0];
     s->p.matmul.n = w->shape[0];
     s->p.matmul.k = w->shape[1];
+    s->p.matmul.layout = pass_weight_layout(l->c, w->name);
     *out = s;
     return 0;
 }

@@ -104,7 +104,8 @@ struct lower_step {
                                     * run of rows of the T), at its positions, in its own cache */
     union {
         struct { int64_t n_rows; uint64_t row_bytes; } get_rows;         /* the table's rows, bytes per row */
-        struct { int64_t n, k; } matmul;                                 /* the weight: [n, k] */
+        struct { int64_t n, k; uint32_t layout; } matmul;                /* the weight: [n, k], its layout
+                                                                          * (enum ae_layout) */
         struct { float eps; } norm;                                      /* RMS_NORM, LAYER_NORM */
         struct { float scale; } softmax;
         struct {

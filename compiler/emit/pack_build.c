@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ae_kernels.h"
 #include "gguf_write.h"
 
 /* The metadata a program reads at run time: the tokenizer and the general.* description. */
@@ -48,6 +49,46 @@ static int build_meta(struct pack_build *pb, const ae_gguf *f, ae_error *err)
     return 0;
 }
 
+/* Feeds bytes [from, to) of weight k (in its layout) to update. Interleaved weights are packed a few
+ * group blocks at a time from their rows. */
+static void read_weight(const struct pack_build *pb, uint32_t k, uint64_t from, uint64_t to,
+                        void (*update)(void *state, const void *p, uint64_t n), void *state)
+{
+    if (pb->source[k]) {
+        update(state, pb->source[k] + from, to - from);
+        return;
+    }
+    const uint32_t type = pb->type[k];
+    const enum ae_layout layout = (enum ae_layout)pb->layout[k];
+    const uint64_t group = ae_layout_group_bytes(type, layout, pb->k[k]);
+    const int64_t per = ae_layout_rows_per_group(layout);
+    uint64_t row_bytes = 0;
+    ae_type_row_bytes(type, (uint64_t)pb->k[k], &row_bytes, NULL);
+    uint8_t buf[8 * 3360]; /* up to 8 rows' worth of the largest group block */
+    const uint64_t bb = group / ((uint64_t)pb->k[k] / ae_type_info(type)->block_size); /* one group block */
+    const uint64_t step = sizeof buf / bb * bb;
+    for (uint64_t at = from; at < to;) {
+        /* the group, and the run of its group blocks that holds byte at */
+        const uint64_t g = at / group, in = at % group;
+        const uint64_t b0 = in / bb * bb, b1 = b0 + step < group ? b0 + step : group;
+        const int64_t rows = pb->n[k] - (int64_t)g * per < per ? pb->n[k] - (int64_t)g * per : per;
+        /* pack those blocks of the group's rows: a sub-matrix of whole blocks */
+        const int64_t kb = (int64_t)((b1 - b0) / bb) * ae_type_info(type)->block_size;
+        const int64_t first_block = (int64_t)(b0 / bb);
+        uint8_t sub_rows[16 * 8 * 210];
+        const uint64_t sub_row = (uint64_t)(kb / ae_type_info(type)->block_size) * ae_type_info(type)->block_bytes;
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(sub_rows + (uint64_t)r * sub_row,
+                   pb->rows[k] + ((uint64_t)g * (uint64_t)per + (uint64_t)r) * row_bytes +
+                       (uint64_t)first_block * ae_type_info(type)->block_bytes,
+                   sub_row);
+        ae_layout_pack(type, layout, sub_rows, rows, kb, buf, NULL);
+        const uint64_t stop = g * group + b1 < to ? g * group + b1 : to;
+        update(state, buf + (at - g * group - b0), stop - at);
+        at = stop;
+    }
+}
+
 /* Feeds bytes [off, off + n) of the blob to update: each weight's bytes and the zeros between them. */
 static void read_blob(void *ctx, uint64_t off, uint64_t n, void (*update)(void *state, const void *p, uint64_t n),
                       void *state)
@@ -74,7 +115,7 @@ static void read_blob(void *ctx, uint64_t off, uint64_t n, void (*update)(void *
         if (at >= end)
             break;
         uint64_t stop = start + pb->bytes[k] < end ? start + pb->bytes[k] : end;
-        update(state, pb->source[k] + (at - start), stop - at);
+        read_weight(pb, k, at - start, stop - start, update, state);
         at = stop;
     }
 }
@@ -142,15 +183,22 @@ int pack_build(struct pack_build *pb, const struct ir_graph *g, const struct pas
         n += g->nodes[i]->op == IR_OP_WEIGHT;
     size_t cap = n ? n : 1;
     pb->slot = malloc((g->n_nodes ? g->n_nodes : 1) * sizeof *pb->slot);
+    pb->rows = calloc(cap, sizeof *pb->rows);
     pb->source = calloc(cap, sizeof *pb->source);
+    pb->owned = calloc(cap, sizeof *pb->owned);
+    pb->type = calloc(cap, sizeof *pb->type);
+    pb->layout = calloc(cap, sizeof *pb->layout);
+    pb->n = calloc(cap, sizeof *pb->n);
+    pb->k = calloc(cap, sizeof *pb->k);
     pb->bytes = calloc(cap, sizeof *pb->bytes);
     pb->offset = calloc(cap, sizeof *pb->offset);
-    if (!pb->slot || !pb->source || !pb->bytes || !pb->offset) {
+    if (!pb->slot || !pb->rows || !pb->source || !pb->owned || !pb->type || !pb->layout || !pb->n || !pb->k ||
+        !pb->bytes || !pb->offset) {
         ae_fail(err, "out of memory");
         goto fail;
     }
-    /* Slots and offsets in graph order, and where each weight's bytes are: a folded constant's values,
-     * or the GGUF tensor's rows as stored. */
+    /* Slots and offsets in graph order, and where each weight's rows are: a folded constant's values, or
+     * the GGUF tensor's rows as stored. */
     uint64_t size = 0;
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         const struct ir_node *node = g->nodes[i];
@@ -167,7 +215,7 @@ int pack_build(struct pack_build *pb, const struct ir_graph *g, const struct pas
                 ae_fail(err, "folded constant '%s' is %s, expected f32", node->name, ae_type_name(node->dtype));
                 goto fail;
             }
-            pb->source[k] = (const uint8_t *)kc->data;
+            pb->rows[k] = (const uint8_t *)kc->data;
         } else {
             const struct ae_gguf_tensor *t = ae_gguf_find_tensor(f, node->name);
             if (!t || t->type != node->dtype || t->n_bytes != bytes) {
@@ -175,7 +223,21 @@ int pack_build(struct pack_build *pb, const struct ir_graph *g, const struct pas
                         "size", f->path, node->name, ae_type_name(node->dtype), bytes);
                 goto fail;
             }
-            pb->source[k] = (const uint8_t *)t->data;
+            pb->rows[k] = (const uint8_t *)t->data;
+        }
+        pb->type[k] = node->dtype;
+        pb->layout[k] = c && !kc ? pass_weight_layout(c, node->name) : AE_LAYOUT_ROWS;
+        if (pb->layout[k] != AE_LAYOUT_ROWS) {
+            pb->n[k] = node->shape[0];
+            pb->k[k] = node->shape[1];
+            bytes = ae_layout_bytes(node->dtype, (enum ae_layout)pb->layout[k], pb->n[k], pb->k[k]);
+            if (node->rank != 2 || bytes == 0) {
+                ae_fail(err, "weight '%s' (%s) cannot be stored in layout %s", node->name, ae_type_name(node->dtype),
+                        ae_layout_name((enum ae_layout)pb->layout[k]));
+                goto fail;
+            }
+        } else {
+            pb->source[k] = pb->rows[k];
         }
         size = (size + PACK_WEIGHT_ALIGN - 1) / PACK_WEIGHT_ALIGN * PACK_WEIGHT_ALIGN;
         pb->slot[i] = k;
@@ -192,8 +254,32 @@ fail:
     return -1;
 }
 
+int pack_build_materialize(struct pack_build *pb, ae_error *err)
+{
+    for (uint32_t k = 0; k < pb->n_weights; k++) {
+        if (pb->source[k])
+            continue;
+        if (!(pb->owned[k] = aligned_alloc(PACK_WEIGHT_ALIGN, (pb->bytes[k] + PACK_WEIGHT_ALIGN - 1) /
+                                                                  PACK_WEIGHT_ALIGN * PACK_WEIGHT_ALIGN)))
+            return ae_fail(err, "out of memory for a packed weight of %" PRIu64 " bytes", pb->bytes[k]);
+        if (ae_layout_pack(pb->type[k], (enum ae_layout)pb->layout[k], pb->rows[k], pb->n[k], pb->k[k], pb->owned[k],
+                           err) < 0)
+            return -1;
+        pb->source[k] = pb->owned[k];
+    }
+    return 0;
+}
+
 void pack_build_free(struct pack_build *pb)
 {
+    for (uint32_t k = 0; pb->owned && k < pb->n_weights; k++)
+        free(pb->owned[k]);
+    free(pb->owned);
+    free(pb->rows);
+    free(pb->type);
+    free(pb->layout);
+    free(pb->n);
+    free(pb->k);
     free(pb->meta);
     free(pb->slot);
     free(pb->source);

@@ -1,15 +1,18 @@
 /* The weights of a program, laid out at compile time.
  *
  * Every weight node of the final graph gets a slot k (in graph order): the generated step reads it as
- * ae_state.weights[k]. source[k] says where its bytes are now, and is the one place that says so: the
- * GGUF mapping for a weight stored as the file has it, a folded constant's values, or (once the layout
- * pass repacks weights) a buffer made at compile time. A program gets the weights in a pack, one blob in
- * which slot k lies at offset[k] (64-byte aligned); an in-process run (aetherc run) uses source[] as it
- * is, so a weight in the GGUF's layout is read straight from the GGUF mapping and nothing is copied.
+ * ae_state.weights[k], in the layout the layout pass chose for it (layout[k]). rows[k] says where its
+ * bytes are as the GGUF rows: the GGUF mapping, or a folded constant's values. A weight in the rows
+ * layout is those bytes; an interleaved one (x16) is packed from them (ae_layout_pack) on its way into
+ * the blob. A program gets the weights in a pack, one blob in which slot k lies at offset[k] (64-byte
+ * aligned); an in-process run (aetherc run) reads source[], which is rows[] for weights in the rows
+ * layout (so the GGUF mapping is read in place and nothing is copied) and a packed copy made by
+ * pack_build_materialize for the others.
  *
  * The blob is never built in memory: its chunk hashes are computed from the sources, in parallel, and its
- * bytes go from them straight to the output file. The metadata GGUF carries what the program needs at run
- * time besides weights: the tokenizer.* and general.* keys.
+ * bytes go from them straight to the output file, interleaved weights packed a few group blocks at a
+ * time. The metadata GGUF carries what the program needs at run time besides weights: the tokenizer.*
+ * and general.* keys.
  */
 #ifndef AE_PACK_BUILD_H
 #define AE_PACK_BUILD_H
@@ -29,8 +32,14 @@ struct pack_build {
     uint64_t meta_size;
     uint32_t n_weights;
     uint32_t *slot;          /* per node id: the weight's slot, or UINT32_MAX for other nodes */
-    const uint8_t **source;  /* (n_weights) where each weight's bytes are */
-    uint64_t *bytes;         /* (n_weights) each weight's size */
+    const uint8_t **rows;    /* (n_weights) each weight's GGUF rows */
+    const uint8_t **source;  /* (n_weights) each weight's bytes in its layout; NULL for an interleaved
+                              * weight until pack_build_materialize */
+    uint8_t **owned;         /* (n_weights) the packed copies pack_build_materialize made */
+    uint32_t *type;          /* (n_weights) ggml type */
+    uint32_t *layout;        /* (n_weights) enum ae_layout */
+    int64_t *n, *k;          /* (n_weights) rows and row length (for the interleaved layouts) */
+    uint64_t *bytes;         /* (n_weights) each weight's size in its layout */
     uint64_t *offset;        /* (n_weights) each weight's offset in the blob */
     uint64_t weights_size;   /* the blob's size */
     uint8_t (*chunk_hashes)[AE_HASH_BYTES]; /* the blob's chunks (AE_PACK_CHUNK bytes), when hashed */
@@ -44,6 +53,10 @@ struct pack_build {
 int pack_build(struct pack_build *pb, const struct ir_graph *g, const struct pass_ctx *c, const ae_gguf *f, bool hash,
                const struct ae_progress *progress, ae_error *err);
 void pack_build_free(struct pack_build *pb);
+
+/* Packs every interleaved weight into memory of its own, so that source[] holds every weight (for an
+ * in-process run). */
+int pack_build_materialize(struct pack_build *pb, ae_error *err);
 
 /* The blob as the pack writer takes it (valid while pb is; pb must have been hashed). */
 struct ae_pack_weights pack_build_weights(const struct pack_build *pb);

@@ -162,7 +162,8 @@ static void synth_usage(FILE *f)
         fprintf(f, "  %-18s %s%s\n", left, flags[i].help, flags[i].required ? " (required)" : "");
     }
     fprintf(f, "  %-18s %s\n", "-h, --help", "this text");
-    fprintf(f, "\nTypes: %s.\n"
+    fprintf(f, "\nTypes: %s, and q4_k_m: llama-quantize's Q4_K_M mix (Q4_K, with Q6_K for the lm head\n"
+               "and for attn_v and ffn_down in the layers where llama.cpp gives them more bits).\n"
                "Every row length (--dim, --heads x head dim, --ffn) must be a multiple of the type's block size:\n"
                "32 for q4_0 q4_1 q5_0 q5_1 q8_0 iq4_nl, 256 for q2_k q3_k q4_k q5_k q6_k iq4_xs tq1_0 tq2_0. Other\n"
                "lengths are an error naming\n"
@@ -278,6 +279,7 @@ struct synth_shape {
     const char *gguf_arch;      /* general.architecture: "llama" for mixtral */
     uint32_t dim, layers, heads, kv_heads, ffn, head_dim, ctx, vocab;
     uint32_t type;
+    bool q4_k_m;                /* --type q4_k_m: llama-quantize's Q4_K_M mix, with type Q4_K */
     bool tied;
     uint32_t experts, experts_used, expert_ffn, shared_ffn, shared_experts, dense_layers;
     uint32_t kv_lora, q_lora, rope_dim, v_head_dim; /* deepseek2 */
@@ -295,7 +297,8 @@ static int synth_check_shape(const struct flag_value *v, struct synth_shape *sh)
                                  v[F_ARCH].s);
     sh->arch = (enum synth_arch)arch;
     sh->gguf_arch = sh->arch == ARCH_MIXTRAL ? "llama" : arch_names[arch];
-    int type = ae_type_from_name(v[F_TYPE].s);
+    sh->q4_k_m = !strcmp(v[F_TYPE].s, "q4_k_m");
+    int type = sh->q4_k_m ? AE_TYPE_Q4_K : ae_type_from_name(v[F_TYPE].s);
     if (type < 0 || !synth_type_supported((uint32_t)type))
         return synth_usage_error("--type: '%s' is not supported; valid types: %s", v[F_TYPE].s, synth_type_list());
     sh->type = (uint32_t)type;
@@ -403,9 +406,16 @@ static uint64_t synth_tensors(const struct synth_shape *sh, struct synth_tensor 
     const int64_t o = mla ? (int64_t)sh->heads * sh->v_head_dim : q; /* attn_output's input */
     const float deep = 1.0f / sqrtf(2.0f * (float)sh->layers);
     const float in_dim = 1 / sqrtf((float)dim);
-    synth_add_tensor(t, &n, "token_embd.weight", sh->type, dim, sh->vocab, 0, 0, sh->tied ? 0.02f : 1.0f);
+    /* Q4_K_M: the lm head (a tied token_embd) is Q6_K, and so are attn_v and ffn_down in llama.cpp's
+     * use_more_bits layers (the first and last eighth, and every third between) */
+    const uint32_t head_type = sh->q4_k_m ? AE_TYPE_Q6_K : sh->type;
+    synth_add_tensor(t, &n, "token_embd.weight", sh->tied ? head_type : sh->type, dim, sh->vocab, 0, 0,
+                     sh->tied ? 0.02f : 1.0f);
     for (uint32_t l = 0; l < sh->layers; l++) {
         char name[64];
+        const int li = (int)l, nl = (int)sh->layers;
+        const bool more_bits = li < nl / 8 || li >= 7 * nl / 8 || (li - nl / 8) % 3 == 2;
+        const uint32_t more_type = sh->q4_k_m && more_bits ? AE_TYPE_Q6_K : sh->type;
 #define TENSOR(SUFFIX, KIND, TYPE, NE0, NE1, NE2, MEAN, STD)                                                           \
     do {                                                                                                           \
         snprintf(name, sizeof name, "blk.%" PRIu32 ".%s.%s", l, SUFFIX, KIND);                                   \
@@ -418,7 +428,7 @@ static uint64_t synth_tensors(const struct synth_shape *sh, struct synth_tensor 
         if (!mla) {
             PROJ("attn_q", dim, q, 0, 1);
             PROJ("attn_k", dim, kv, 0, 1);
-            PROJ("attn_v", dim, kv, 0, 1);
+            WEIGHT("attn_v", more_type, dim, kv, 0, 0, 1 / sqrtf((float)dim));
             if (sh->arch == ARCH_QWEN2MOE) {
                 TENSOR("attn_q", "bias", AE_TYPE_F32, q, 0, 0, 0, 0.1f);
                 TENSOR("attn_k", "bias", AE_TYPE_F32, kv, 0, 0, 0, 0.1f);
@@ -442,7 +452,7 @@ static uint64_t synth_tensors(const struct synth_shape *sh, struct synth_tensor 
         if (sh->arch == ARCH_LLAMA || (mla && l < sh->dense_layers)) {
             PROJ("ffn_gate", dim, sh->ffn, 0, 1);
             PROJ("ffn_up", dim, sh->ffn, 0, 1);
-            PROJ("ffn_down", sh->ffn, dim, 0, deep);
+            WEIGHT("ffn_down", more_type, sh->ffn, dim, 0, 0, deep / sqrtf((float)sh->ffn));
             continue;
         }
         const int64_t E = sh->experts, ffe = sh->arch == ARCH_MIXTRAL ? sh->ffn : sh->expert_ffn;
@@ -466,7 +476,7 @@ static uint64_t synth_tensors(const struct synth_shape *sh, struct synth_tensor 
     const float m = sh->tied ? 8.0f * sqrtf(256.0f / (float)dim) : 1.0f;
     synth_add_tensor(t, &n, "output_norm.weight", AE_TYPE_F32, dim, 0, 0, m, 0.1f * m);
     if (!sh->tied)
-        synth_add_tensor(t, &n, "output.weight", sh->type, dim, sh->vocab, 0, 0, 4 / sqrtf((float)dim));
+        synth_add_tensor(t, &n, "output.weight", head_type, dim, sh->vocab, 0, 0, 4 / sqrtf((float)dim));
     return n;
 }
 

@@ -3,18 +3,15 @@
  *
  * Matmul follows ggml's scheme so that results track llama.cpp: the f32 activations are first converted
  * to the weight type's "vec type" (Q8_0 for Q4_0/Q5_0/Q8_0/IQ4_NL, Q8_1 for Q4_1/Q5_1, Q8_K for the
- * K-quants, IQ4_XS, TQ1_0 and TQ2_0,
- * F16 for F16, BF16 for BF16; F32 stays F32), then each output is a dot product of integers (or of
- * half-precision values) per block, scaled by the blocks' scales. Each type has a scalar reference,
- * AVX2 paths, and for Q4_0, Q8_0 and F16 AVX-512 paths; the path is picked at run time from the CPU's
- * features and an optional cap. Besides the row dots, some types have block kernels (gemm) that compute
- * several weight rows by several activation rows at once, for prefill.
+ * K-quants, IQ4_XS, TQ1_0 and TQ2_0, F16 for F16, BF16 for BF16; F32 stays F32), then each output is
+ * a sum of exact integer dot products
+ * per block, scaled by the blocks' scales. The weights come in a layout chosen at compile time (the GGUF
+ * rows, or 16 rows interleaved for SIMD). Each type has a scalar reference and SIMD kernels per
+ * instruction-set level, picked at run time from the CPU's features and an optional cap.
  *
- * Every output value is computed by one thread in one fixed order of float operations, and that order
- * is the same in the scalar, AVX2 and AVX-512 code, row dot or block kernel (integer sums are exact,
- * float sums are kept in the same lanes and reduced by the same tree, products of half-precision
- * values are exact so FMA changes nothing). The same inputs therefore give the same bytes for any
- * thread count and any path.
+ * Every output value is computed by one thread in one fixed order of float operations, the canonical
+ * order of docs/kernels.md, which every kernel and layout follows. The same inputs therefore give the
+ * same bytes for any thread count, layout and level.
  *
  * The ops follow ggml's CPU formulas (see each function). None of these functions allocates: scratch
  * memory comes from the caller, sized by the *_scratch_size functions.
@@ -32,16 +29,27 @@
 
 /* ---- CPU features (cpu.c) ------------------------------------------------------------------------- */
 
-/* Instruction-set levels of the kernels, in increasing order. AE_ISA_AVX2 means AVX2 + FMA + F16C;
- * AE_ISA_AVX512 adds AVX-512 F, BW, VL and VNNI. */
+/* Instruction-set levels of the kernels, ranked within one architecture, each level including the ones
+ * below it; 0 is the scalar code on every machine.
+ *   x86-64: AE_ISA_AVX2 means AVX2 + FMA + F16C; AE_ISA_AVX512 adds AVX-512 F, BW, VL and VNNI.
+ *   aarch64: AE_ISA_NEON is Advanced SIMD (every ARMv8-A CPU); AE_ISA_DOTPROD adds SDOT (ARMv8.2-A
+ *   dotprod, e.g. Cortex-A76, the Raspberry Pi 5's A76); AE_ISA_I8MM adds SMMLA (ARMv8.6-A i8mm).
+ * The two architectures' levels share numbers; AE_ISA_COUNT counts the host's. */
 enum ae_isa {
     AE_ISA_SCALAR = 0,
     AE_ISA_AVX2 = 1,
     AE_ISA_AVX512 = 2,
+    AE_ISA_NEON = 1,
+    AE_ISA_DOTPROD = 2,
+    AE_ISA_I8MM = 3,
 };
+#if defined(__aarch64__)
+#define AE_ISA_COUNT 4
+#else
 #define AE_ISA_COUNT 3
+#endif
 
-/* The best level this CPU supports (AE_ISA_SCALAR on hosts other than x86-64). */
+/* The best level this CPU supports (AE_ISA_SCALAR on hosts other than x86-64 and aarch64). */
 enum ae_isa ae_cpu_host_isa(void);
 
 /* Caps the level the kernels use (for tests, and for programs built for a lesser target). The default
@@ -51,35 +59,90 @@ void ae_cpu_set_max_isa(enum ae_isa isa);
 /* The level the kernels use now: the lower of the host's level and the cap. */
 enum ae_isa ae_cpu_isa(void);
 
-/* "scalar", "avx2", "avx512"; "unknown" for other values. */
+/* The host's names of its levels: "scalar", "avx2", "avx512" (x86-64); "scalar", "neon", "dotprod",
+ * "i8mm" (aarch64); "unknown" for other values. */
 const char *ae_isa_name(enum ae_isa isa);
 
-/* Looks a level up by name (case-insensitive); returns -1 if there is none. */
+/* Looks one of the host's levels up by name (case-insensitive); returns -1 if there is none. */
 int ae_isa_from_name(const char *name);
 
-/* ---- Matmul (kernels_matmul.c) ------------------------------------------------------------------- */
+/* Caps the level as the environment variable AETHER_ISA (a level's name) asks, if it is set, so that tests
+ * and benchmarks can run each path on one machine. Fails (-1, err set) for a name that is no level of
+ * this host. */
+int ae_cpu_cap_from_env(ae_error *err);
 
-/* Whether ae_matmul handles weights of this type: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K,
- * Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0. */
+/* ---- Weight layouts (layout.c; docs/kernels.md) -------------------------------------------------- */
+
+/* How a weight's bytes are arranged: AE_LAYOUT_ROWS, the GGUF rows as stored (every supported type);
+ * AE_LAYOUT_X16, 16 rows interleaved into group blocks (struct ae_x16_<type>). */
+enum ae_layout {
+    AE_LAYOUT_ROWS = 0,
+    AE_LAYOUT_X16 = 1,
+};
+#define AE_LAYOUT_COUNT 2
+
+/* "rows", "x16"; "unknown" for other values. */
+const char *ae_layout_name(enum ae_layout layout);
+
+/* Looks a layout up by name; -1 if there is none. */
+int ae_layout_from_name(const char *name);
+
+/* Whether the matmul reads weights of this type in this layout. */
+bool ae_layout_supports(uint32_t type, enum ae_layout layout);
+
+/* Rows per group: 16 for x16, 1 for rows. */
+int64_t ae_layout_rows_per_group(enum ae_layout layout);
+
+/* Bytes of one group of rows (one row for AE_LAYOUT_ROWS) of K values; 0 when unsupported or K is not a
+ * whole number of blocks. */
+uint64_t ae_layout_group_bytes(uint32_t type, enum ae_layout layout, int64_t K);
+
+/* Bytes of an N x K weight in the layout (x16 rounds N up to a whole group); 0 when unsupported. */
+uint64_t ae_layout_bytes(uint32_t type, enum ae_layout layout, int64_t N, int64_t K);
+
+/* Converts N GGUF rows of K values (rows) into the layout at dst (ae_layout_bytes bytes). The padding
+ * rows of a last partial x16 group are zeros. Done at compile time; a program never repacks. */
+int ae_layout_pack(uint32_t type, enum ae_layout layout, const void *rows, int64_t N, int64_t K, void *dst,
+                   ae_error *err);
+
+/* Row `row` of a weight stored in the layout, back as its GGUF row. */
+int ae_layout_unpack_row(uint32_t type, enum ae_layout layout, const void *packed, int64_t K, int64_t row, void *dst,
+                         ae_error *err);
+
+/* The 16 GGUF blocks (row after row, each the type's block size) of one x16 group block. */
+void ae_x16_unpack_group(uint32_t type, const void *group_block, void *blocks);
+
+/* ---- Matmul (matmul.c) -------------------------------------------------------------------------- */
+
+/* Whether ae_matmul handles weights of this type (in the rows layout at least): F32, F16, BF16, Q4_0,
+ * Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0. */
 bool ae_matmul_supports(uint32_t type);
 
-/* The type the activations are converted to for weights of this type (AE_TYPE_Q8_0, ...); the weight
- * type itself for F32, F16 and BF16. Returns AE_TYPE_ID_LIMIT for unsupported types. */
+/* The ggml type whose conversion the activations follow for weights of this type (AE_TYPE_Q8_0,
+ * AE_TYPE_Q8_1, AE_TYPE_Q8_K, or the weight type itself for F32, F16 and BF16); AE_TYPE_ID_LIMIT for
+ * unsupported types. The converted rows are stored as the kernels read them: Q8_0 and Q8_1 as struct
+ * ae_block_q8a, the others as ggml does. */
 uint32_t ae_matmul_vec_type(uint32_t type);
+
+/* Bytes of one converted activation row of K values (0 for F32, unsupported types, or K not a whole
+ * number of blocks). */
+size_t ae_matmul_act_row_bytes(uint32_t type, int64_t K);
 
 /* Bytes of scratch that ae_matmul needs for M rows of K activations; 0 for F32 weights (whose
  * activations are used as they are) and for unsupported types or K that is not a whole number of
- * blocks. The scratch must be 4-byte aligned (64 is best). */
+ * blocks. The scratch must be 8-byte aligned (64 is best). */
 size_t ae_matmul_scratch_size(uint32_t type, int64_t K, int64_t M);
 
 /* Y[m][n] = sum_k X[m][k] * W[n][k], for m < M and n < N.
- *   W: N rows of K values of the given ggml type, row n contiguous (as stored in GGUF); 2-byte aligned
- *      (4 for F32).
+ *   W: the N x K weight of the given ggml type in the given layout (ae_layout_bytes bytes), 2-byte
+ *      aligned (4 for F32, 64 is best).
  *   X: M rows of K floats; Y: M rows of N floats; scratch: ae_matmul_scratch_size(type, K, M) bytes.
- * Fails (-1, err set) for an unsupported type, K not a multiple of the type's block size, a negative
- * size, or a misaligned W or scratch. pool may be NULL (one thread). */
-int ae_matmul(uint32_t type, const void *W, int64_t N, int64_t K, const float *X, int64_t M, float *Y,
-              void *scratch, ae_pool *pool, ae_error *err);
+ * Every output follows the canonical order of docs/kernels.md, so the result is the same bytes for any
+ * layout, instruction-set level and thread count. Fails (-1, err set) for an unsupported type or
+ * layout, K not a multiple of the type's block size, a negative size, or a misaligned W or scratch.
+ * pool may be NULL (one thread). */
+int ae_matmul(uint32_t type, enum ae_layout layout, const void *W, int64_t N, int64_t K, const float *X, int64_t M,
+              float *Y, void *scratch, ae_pool *pool, ae_error *err);
 
 /* ae_matmul in two steps, so that one converted input serves several weights (Q, K and V; gate and up):
  * ae_matmul_quantize converts X into Xq (ae_matmul_scratch_size bytes; for F32 weights it does nothing
@@ -87,8 +150,8 @@ int ae_matmul(uint32_t type, const void *W, int64_t N, int64_t K, const float *X
  * different types may share Xq when their vec types agree. */
 int ae_matmul_quantize(uint32_t type, const float *X, int64_t K, int64_t M, void *Xq, ae_pool *pool,
                        ae_error *err);
-int ae_matmul_prequantized(uint32_t type, const void *W, int64_t N, int64_t K, const void *Xq, int64_t M,
-                           float *Y, ae_pool *pool, ae_error *err);
+int ae_matmul_prequantized(uint32_t type, enum ae_layout layout, const void *W, int64_t N, int64_t K, const void *Xq,
+                           int64_t M, float *Y, ae_pool *pool, ae_error *err);
 
 /* ---- Mixture of experts (moe.c) ------------------------------------------------------------------- */
 
@@ -98,9 +161,10 @@ size_t ae_matmul_id_scratch_size(uint32_t type, int64_t E, int64_t N, int64_t K,
 
 /* The experts' matmul (ggml's mul_mat_id): Y[r][j][n] = sum_c X[r][s][c] * W[ids[r][j]][n][c] for r < R,
  * j < k, n < N, with s = j when x_per_slot (X has R * k rows) and s = 0 otherwise (X has R rows, shared by
- * the k slots). W holds E matrices of N rows of K values of type, one after another. Only the chosen
- * experts' rows are read; each output is the bytes ae_matmul gives for that row and expert, for any
- * thread count. Fails for an id outside 0..E-1 (naming it), an unsupported type or bad sizes. */
+ * the k slots). W holds E matrices of N rows of K values of type (the rows layout), one after another.
+ * Only the chosen experts' rows are read; each output is the bytes ae_matmul gives for that row and
+ * expert, for any thread count. Fails for an id outside 0..E-1 (naming it), an unsupported type or bad
+ * sizes. */
 int ae_matmul_id(uint32_t type, const void *W, int64_t E, int64_t N, int64_t K, const float *X, bool x_per_slot,
                  const int32_t *ids, int64_t R, int64_t k, float *Y, void *scratch, ae_pool *pool, ae_error *err);
 
@@ -118,15 +182,16 @@ void ae_moe_weights(const float *probs, const int32_t *ids, int64_t R, int64_t E
  * R x k rows of D values. */
 void ae_moe_sum(const float *x, const float *w, int64_t R, int64_t k, int64_t D, float *y);
 
-/* ---- Activation quantizers (kernels_quantize.c) -------------------------------------------------- */
+/* ---- Activation quantizers (quantize.c) --------------------------------------------------------- */
 
-/* Each converts k floats (a multiple of the block size) into blocks of ae_quant_blocks.h, as ggml's
- * reference quantizers do (quantize_row_q8_0_ref, q8_1_ref, q8_K_ref):
- *   Q8_0: d = amax / 127, q = roundf(x / d) (computed as x * (1/d); ties away from zero), d stored fp16.
- *   Q8_1: the same, plus s = fp16(d * sum(q)).
+/* Each converts k floats (a multiple of the block size) as ggml's reference quantizers do
+ * (quantize_row_q8_0_ref, q8_1_ref, q8_K_ref):
+ *   Q8_0: d = amax / 127, q = roundf(x / d) (computed as x * (1/d); ties away from zero), d rounded to
+ *         fp16. Stored as struct ae_block_q8a (d as the f32 value of the fp16 scale, sum = sum(q)).
+ *   Q8_1: the same, plus s = fp16(d * sum(q)) (ae_block_q8a.s).
  *   Q8_K: max = the value of largest magnitude, iscale = -127 / max, q = min(127, nearest(iscale * x))
  *         (ties to even), d = 1 / iscale as f32, bsums = sums of each 16 quants; an all-zero block
- *         has d = 0.
+ *         has d = 0. Stored as struct ae_block_q8_k.
  * F16 and BF16 round to nearest even. */
 void ae_quantize_row_q8_0(const float *x, void *y, int64_t k);
 void ae_quantize_row_q8_1(const float *x, void *y, int64_t k);
@@ -134,41 +199,42 @@ void ae_quantize_row_q8_k(const float *x, void *y, int64_t k);
 void ae_convert_row_f16(const float *x, uint16_t *y, int64_t k);
 void ae_convert_row_bf16(const float *x, uint16_t *y, int64_t k);
 
-/* ---- Row kernels ---------------------------------------------------------------------------------- */
+/* ---- Kernel sets ---------------------------------------------------------------------------------- */
 
-/* *out = the dot product of one weight row w (k values of a weight type) with one activation row x
- * (k values of that type's vec type). */
-typedef void (*ae_vec_dot_fn)(int64_t k, const void *w, const void *x, float *out);
-
-/* y[c * y_stride + r] = the row dot of weight row r (at w + r * w_row) with activation row c (at
- * x + c * x_row), for r < n_rows and c < n_cols: a block of outputs at once, each bit-identical to
- * what the vec_dot of the same type gives. */
-typedef void (*ae_gemm_fn)(int64_t k, const void *w, size_t w_row, int64_t n_rows, const void *x, size_t x_row,
+/* A block of outputs: y[c * y_stride + r] = the canonical dot product (docs/kernels.md) of weight row r
+ * with converted activation row c (at x + c * x_row), for r < n_rows and c < n_cols. The weights start
+ * at a group boundary: for AE_LAYOUT_ROWS row r is at w + r * w_stride; for AE_LAYOUT_X16 row r is row
+ * r % 16 of the group at w + (r / 16) * w_stride (rows of the last group past n_rows are read, never
+ * written). */
+typedef void (*ae_gemm_fn)(int64_t k, const void *w, size_t w_stride, int64_t n_rows, const void *x, size_t x_row,
                            int64_t n_cols, float *y, int64_t y_stride);
 
-/* The row kernels of one instruction-set level. A NULL entry means the level has no kernel of its
- * own for it, and the scalar one is used. */
+/* The kernels of one instruction-set level. A NULL entry means the level has no kernel of its own for
+ * it, and the next lower level's is used. */
 struct ae_kernel_set {
     const char *name;
-    ae_vec_dot_fn vec_dot[AE_TYPE_ID_LIMIT];               /* by weight type */
-    ae_gemm_fn gemm[AE_TYPE_ID_LIMIT];                     /* by weight type; NULL: vec_dot per output */
+    ae_gemm_fn gemm[AE_LAYOUT_COUNT][AE_TYPE_ID_LIMIT];     /* by layout and weight type */
     void (*to_f16)(const float *x, uint16_t *y, int64_t n); /* f32 -> fp16, nearest even */
     void (*mad_f16)(int64_t n, float *y, const uint16_t *x, float a); /* y[i] += a * fp16 x[i] */
 };
 
-/* The scalar set (complete for every supported type), the AVX2 set and the AVX-512 set (both NULL on
- * hosts other than x86-64, whatever the CPU). A level without a kernel of its own for a type uses the
- * next lower level's. */
+/* The scalar set (complete for every supported type and layout), the AVX2 and AVX-512 sets (NULL on
+ * hosts other than x86-64, whatever the CPU) and the NEON, dotprod and i8mm sets (NULL on hosts other
+ * than aarch64). */
 const struct ae_kernel_set *ae_kernels_scalar(void);
 const struct ae_kernel_set *ae_kernels_avx2(void);
 const struct ae_kernel_set *ae_kernels_avx512(void);
+const struct ae_kernel_set *ae_kernels_neon(void);
+const struct ae_kernel_set *ae_kernels_dotprod(void);
+const struct ae_kernel_set *ae_kernels_i8mm(void);
 
-/* The row dot that the matmul uses for this weight type at the current level; NULL when unsupported. */
-ae_vec_dot_fn ae_kernel_vec_dot(uint32_t type);
+/* The block kernel that the matmul uses for this type and layout at the current level; NULL when
+ * unsupported. */
+ae_gemm_fn ae_kernel_gemm(uint32_t type, enum ae_layout layout);
 
-/* The block kernel that the matmul uses for this weight type at the current level; NULL when the
- * level has none (the matmul then calls the row dot per output). */
-ae_gemm_fn ae_kernel_gemm(uint32_t type);
+/* The name of the level whose kernel ae_kernel_gemm returns ("scalar", "avx2", ...); NULL when
+ * unsupported. */
+const char *ae_kernel_gemm_level(uint32_t type, enum ae_layout layout);
 
 /* ---- Ops (kernels_ops.c) ------------------------------------------------------------------------- */
 

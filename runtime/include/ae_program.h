@@ -22,6 +22,8 @@
 
 #define AE_HASH_BYTES 32         /* BLAKE2b-256 */
 
+struct ae_gpu_model;
+
 /* Everything one forward step may touch. */
 struct ae_state {
     uint8_t *arena;          /* activations: ae_model.arena_bytes, 64-byte aligned */
@@ -81,6 +83,9 @@ struct ae_model {
     int (*forward_batch)(struct ae_state *s, const struct ae_batch *b, ae_error *err);
     uint64_t batch_arena_bytes;
     int32_t batch_max_seqs;
+    /* The same steps for a Vulkan device (ae_gpu.h), or NULL when the program was built for the CPU only
+     * (aetherc --backend cpu). */
+    const struct ae_gpu_model *gpu;
 };
 
 /* The most sequences a batched step is compiled for (fewer when t_max is smaller). */

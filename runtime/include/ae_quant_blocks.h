@@ -144,6 +144,89 @@ struct ae_block_q8_k {
     int16_t bsums[AE_QK_K / 16];      /* sum of each group of 16 quants */
 };
 
+/* ---- The matmul's own activation block --------------------------------------------------------- */
+
+/* A Q8_0 (or Q8_1) activation block as the kernels read it (docs/kernels.md): the quants and scale of
+ * ggml's quantize_row_q8_0 / q8_1, d widened to f32 (the value of the fp16 scale, exactly), and one more
+ * word: for Q8_0 the negated integer sum of the quants (which lets a kernel use unsigned weights
+ * u = q + bias and add bias * neg_sum back exactly), for Q8_1 the value of its fp16 s. 40 bytes, 8-byte
+ * aligned. */
+struct ae_block_q8a {
+    int8_t qs[AE_QK];
+    float d;             /* the fp16 scale's value */
+    union {
+        int32_t neg_sum; /* Q8_0: -sum(qs) */
+        float s;         /* Q8_1: the value of fp16(d * sum(qs)), d before its fp16 rounding */
+    };
+};
+
+/* ---- x16: 16 weight rows interleaved (docs/kernels.md) ------------------------------------------- */
+
+/* Rows per group, and bytes per chunk: 4 quant bytes of each of the 16 rows. */
+#define AE_X16_ROWS 16
+#define AE_X16_CHUNK 64
+
+struct ae_x16_q4_0 {
+    uint16_t d[16];
+    uint8_t qs[4][16][4];  /* chunk j, row r: the row's qs[4j..4j+3] */
+};
+
+struct ae_x16_q4_1 {
+    uint16_t d[16];
+    uint16_t m[16];
+    uint8_t qs[4][16][4];
+};
+
+struct ae_x16_q5_0 {
+    uint16_t d[16];
+    uint32_t qh[16];       /* per row: byte j bit i = fifth bit of value 4j+i, bit 4+i of value 16+4j+i */
+    uint8_t qs[4][16][4];
+};
+
+struct ae_x16_q5_1 {
+    uint16_t d[16];
+    uint16_t m[16];
+    uint32_t qh[16];
+    uint8_t qs[4][16][4];
+};
+
+struct ae_x16_q8_0 {
+    uint16_t d[16];
+    int8_t qs[8][16][4];   /* chunk j, row r: the row's qs[4j..4j+3] */
+};
+
+struct ae_x16_q4_k {
+    uint16_t d[16];
+    uint16_t dmin[16];
+    uint8_t scales[AE_K_SCALE_BYTES][16]; /* byte j of each row's packed scales */
+    uint8_t qs[32][16][4];                /* chunk c, row r: the row's qs[4c..4c+3] */
+};
+
+struct ae_x16_q5_k {
+    uint16_t d[16];
+    uint16_t dmin[16];
+    uint8_t scales[AE_K_SCALE_BYTES][16];
+    uint8_t qh[8][16][4];                 /* chunk c: the row's qh[4c..4c+3] */
+    uint8_t qs[32][16][4];
+};
+
+struct ae_x16_q6_k {
+    uint16_t d[16];
+    int8_t scales[16][16];                /* group g of each row */
+    uint8_t ql[32][16][4];                /* chunk c: the row's ql[4c..4c+3] */
+    uint8_t qh[16][16][4];                /* chunk c: the row's qh[4c..4c+3] */
+};
+
+_Static_assert(sizeof(struct ae_block_q8a) == 40, "q8a block layout");
+_Static_assert(sizeof(struct ae_x16_q4_0) == 16 * AE_BLOCK_BYTES_Q4_0, "x16 q4_0 layout");
+_Static_assert(sizeof(struct ae_x16_q4_1) == 16 * AE_BLOCK_BYTES_Q4_1, "x16 q4_1 layout");
+_Static_assert(sizeof(struct ae_x16_q5_0) == 16 * AE_BLOCK_BYTES_Q5_0, "x16 q5_0 layout");
+_Static_assert(sizeof(struct ae_x16_q5_1) == 16 * AE_BLOCK_BYTES_Q5_1, "x16 q5_1 layout");
+_Static_assert(sizeof(struct ae_x16_q8_0) == 16 * AE_BLOCK_BYTES_Q8_0, "x16 q8_0 layout");
+_Static_assert(sizeof(struct ae_x16_q4_k) == 16 * AE_BLOCK_BYTES_Q4_K, "x16 q4_k layout");
+_Static_assert(sizeof(struct ae_x16_q5_k) == 16 * AE_BLOCK_BYTES_Q5_K, "x16 q5_k layout");
+_Static_assert(sizeof(struct ae_x16_q6_k) == 16 * AE_BLOCK_BYTES_Q6_K, "x16 q6_k layout");
+
 _Static_assert(sizeof(struct ae_block_q4_0) == AE_BLOCK_BYTES_Q4_0, "q4_0 block layout");
 _Static_assert(sizeof(struct ae_block_q4_1) == AE_BLOCK_BYTES_Q4_1, "q4_1 block layout");
 _Static_assert(sizeof(struct ae_block_q5_0) == AE_BLOCK_BYTES_Q5_0, "q5_0 block layout");

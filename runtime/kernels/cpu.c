@@ -1,17 +1,24 @@
 /* CPU feature detection for the kernels: which instruction-set level this host runs, and a cap on it.
  *
- * The library is built for baseline x86-64 (or any other host) and carries AVX2 and AVX-512 kernels
- * compiled with per-function target attributes; this file decides at run time whether they may run.
- * The cap lets the tests run the scalar, AVX2 and AVX-512 paths side by side, and lets a program built
- * for a lesser target keep to it.
+ * The library is built for baseline x86-64 (or ARMv8-A, or any other host) and carries AVX2 and AVX-512
+ * kernels (NEON, dotprod and i8mm kernels on aarch64) compiled with per-function or per-file target
+ * options; this file decides at run time whether they may run: cpuid on x86-64, the kernel's hardware
+ * capability bits (getauxval(AT_HWCAP), AT_HWCAP2) on aarch64. The cap (AETHER_ISA, or
+ * ae_cpu_set_max_isa) lets the tests run every path side by side, and lets a program built for a lesser
+ * target keep to it.
  */
 #include "ae_kernels.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #if defined(__x86_64__)
 #include <cpuid.h>
 #endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
+#include <string.h>
 #include <strings.h>
 
 /* -1 until detected, then the host's enum ae_isa. */
@@ -41,6 +48,14 @@ static enum ae_isa cpu_detect(void)
     if (f && bw && vl && vnni && (xcr0_lo & 0xe0u) == 0xe0u)
         return AE_ISA_AVX512;
     return AE_ISA_AVX2;
+#elif defined(__aarch64__) && defined(__linux__)
+    /* Linux's arm64 hwcap bits (asm/hwcap.h): HWCAP_ASIMD 1 << 1, HWCAP_ASIMDDP 1 << 20, HWCAP2_I8MM 1 << 13. */
+    const unsigned long hwcap = getauxval(AT_HWCAP), hwcap2 = getauxval(AT_HWCAP2);
+    if (!(hwcap & (1ul << 1)))
+        return AE_ISA_SCALAR;
+    if (!(hwcap & (1ul << 20)))
+        return AE_ISA_NEON;
+    return hwcap2 & (1ul << 13) ? AE_ISA_I8MM : AE_ISA_DOTPROD;
 #else
     return AE_ISA_SCALAR;
 #endif
@@ -75,8 +90,14 @@ enum ae_isa ae_cpu_isa(void)
 
 static const char *const isa_names[AE_ISA_COUNT] = {
     [AE_ISA_SCALAR] = "scalar",
+#if defined(__aarch64__)
+    [AE_ISA_NEON] = "neon",
+    [AE_ISA_DOTPROD] = "dotprod",
+    [AE_ISA_I8MM] = "i8mm",
+#else
     [AE_ISA_AVX2] = "avx2",
     [AE_ISA_AVX512] = "avx512",
+#endif
 };
 
 const char *ae_isa_name(enum ae_isa isa)
@@ -91,4 +112,22 @@ int ae_isa_from_name(const char *name)
         if (strcasecmp(name, isa_names[i]) == 0)
             return i;
     return -1;
+}
+
+int ae_cpu_cap_from_env(ae_error *err)
+{
+    const char *v = getenv("AETHER_ISA");
+    if (!v || !*v)
+        return 0;
+    const int isa = ae_isa_from_name(v);
+    if (isa < 0) {
+        char names[64] = "";
+        for (int i = 0; i < AE_ISA_COUNT; i++) {
+            strncat(names, i ? (i + 1 < AE_ISA_COUNT ? ", " : " or ") : "", sizeof names - strlen(names) - 1);
+            strncat(names, isa_names[i], sizeof names - strlen(names) - 1);
+        }
+        return ae_fail(err, "AETHER_ISA=%s is no instruction-set level of this machine; it takes %s", v, names);
+    }
+    ae_cpu_set_max_isa((enum ae_isa)isa);
+    return 0;
 }

@@ -1,13 +1,22 @@
-/* AVX2 (+FMA +F16C) row kernels for the matmul, chosen at run time (cpu.c) when the CPU has them.
+/* AVX2 (+FMA +F16C) kernels for the matmul, chosen at run time (cpu.c) when the CPU has them.
  *
  * The library is built for baseline x86-64, so every function here carries a target attribute and is
- * only called through ae_kernels_avx2() after the feature check. Each kernel reproduces the scalar
- * reference's order of float operations (see kernels_matmul.c): integer sums are exact in any order,
- * block terms go into the same 8 float lanes and meet in the same reduction tree, and FMA is used only
- * where the product is exact (fp16 x fp16, bf16 x bf16). The results are therefore the scalar ones,
- * bit for bit, only faster. Activations from this library's quantizers lie in [-127, 127], which the
- * sign trick of the signed byte products relies on. Q4_0 and Q8_0 also have 2 x 2 block kernels for
- * prefill. On other hosts this file compiles to nothing.
+ * only called through ae_kernels_avx2() after the feature check. Each kernel follows the canonical order
+ * of docs/kernels.md (the scalar reference in matmul.c): exact integer sums per block, then one FMA per
+ * block into each output's accumulator, blocks in order; F32/F16/BF16 in 16 lanes (two registers) with
+ * the fixed reduction. The results are the scalar ones, bit for bit, only faster.
+ *
+ * Integer sums come from maddubs (unsigned x signed bytes into saturating 16-bit pairs) and madd (pairs
+ * into 32-bit lanes). The weights enter as unsigned values and the activations as signed ones in
+ * [-127, 127] (what this library's quantizers produce), and every partial sum is bounded so that no
+ * 16-bit sum saturates (the bounds are noted where the sums are made). Signed weights (Q4_0, Q5_0) are
+ * used unbiased and bias * sum(x) is taken back out; Q8_0 weights multiply |w| by x with w's sign.
+ *
+ * rows layout: 32-value types compute 8 rows at once, one lane per row, so that each block's FMA is one
+ * vector FMA (the 8 rows' block sums come out of a transposing horizontal add); K-quants one row at a
+ * time. x16 layout: each group of 16 rows is two halves of 8 lanes; a group block's chunks are loaded
+ * whole, each 32-bit lane one row's 4 quant bytes, and every activation row of a tile shares the
+ * unpacked weights. On other hosts this file compiles to nothing.
  */
 #if defined(__x86_64__)
 
@@ -16,29 +25,15 @@
 #include "matmul_iq.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #define AVX2_FN __attribute__((target("avx2,fma,f16c")))
 #define AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) static inline
 
-/* ---- reductions ----------------------------------------------------------------------------------- */
+/* ---- shared pieces ----------------------------------------------------------------------------------- */
 
-/* ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)), the scalar code's lanes_hsum8. */
-AVX2_FN static inline float hsum8_ps(__m256 v)
-{
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    const __m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
-    return _mm_cvtss_f32(s1);
-}
-
-/* lanes32_finish of the scalar code over four accumulators holding lanes 0-7, 8-15, 16-23, 24-31. */
-AVX2_FN static inline float lanes32_finish_ps(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
-{
-    return hsum8_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-}
-
-AVX2_FN static inline int hsum_epi32(__m256i v)
+AVX2_INLINE int hsum_epi32(__m256i v)
 {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
@@ -46,20 +41,49 @@ AVX2_FN static inline int hsum_epi32(__m256i v)
     return _mm_cvtsi128_si32(s);
 }
 
-/* ---- 32-value blocks ------------------------------------------------------------------------------ */
+/* Lane r: the sum of the 8 lanes of v[r]. */
+AVX2_INLINE __m256i hsum8x8_epi32(const __m256i v[8])
+{
+    const __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);
+    const __m256i t2 = _mm256_hadd_epi32(v[4], v[5]), t3 = _mm256_hadd_epi32(v[6], v[7]);
+    const __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
+/* reduce16 of docs/kernels.md over lanes 0-7 (lo) and 8-15 (hi). */
+AVX2_INLINE float reduce16(__m256 lo, __m256 hi)
+{
+    const __m256 v8 = _mm256_add_ps(lo, hi);
+    const __m128 v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps(v8, 1));
+    const __m128 v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
+    const __m128 v1 = _mm_add_ss(v2, _mm_movehdup_ps(v2));
+    return _mm_cvtss_f32(v1);
+}
+
+/* int32 lanes: the sum of 4 products u * s each (u unsigned, s signed; no pair may saturate). */
+AVX2_INLINE __m256i dot4(__m256i u, __m256i s)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+/* 4 activation bytes broadcast to every 32-bit lane. */
+AVX2_INLINE __m256i bcast4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return _mm256_set1_epi32(v);
+}
 
 /* The 32 nibbles of a Q4 block as bytes in value order: low nibbles (values 0-15), then high. */
-AVX2_FN static inline __m256i unpack_nibbles(const uint8_t qs[AE_QK / 2])
+AVX2_INLINE __m256i unpack_nibbles(const uint8_t qs[AE_QK / 2])
 {
     const __m128i raw = _mm_loadu_si128((const __m128i *)qs);
     const __m128i m4 = _mm_set1_epi8(0x0f);
-    const __m128i lo = _mm_and_si128(raw, m4);
-    const __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
-    return _mm256_set_m128i(hi, lo);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
 }
 
 /* 0x10 in byte j where bit j of a Q5 block's qh is set, 0 elsewhere. */
-AVX2_FN static inline __m256i q5_high_bytes(const uint8_t qh[4])
+AVX2_INLINE __m256i q5_high_bytes(const uint8_t qh[4])
 {
     uint32_t bits;
     memcpy(&bits, qh, sizeof bits);
@@ -71,307 +95,462 @@ AVX2_FN static inline __m256i q5_high_bytes(const uint8_t qh[4])
     return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
 }
 
-/* Lane l (0..7): the exact sum of a[i] * b[i] for bytes i = 4l..4l+3; a, b signed, b in [-127, 127]. */
-AVX2_FN static inline __m256i lanes_i8(__m256i a, __m256i b)
-{
-    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
-    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-}
+/* ---- 32-value blocks, rows layout ---------------------------------------------------------------- */
 
-/* The same for unsigned a in [0, 127]. */
-AVX2_FN static inline __m256i lanes_u8(__m256i a, __m256i b)
-{
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1));
-}
-
-/* acc + (float)lanes * d, one rounding for the product and one for the sum, as lanes_add_block. */
-AVX2_FN static inline __m256 lanes_add(__m256 acc, __m256i lanes, float d)
-{
-    const __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(d));
-    return _mm256_add_ps(acc, t);
-}
-
-AVX2_FN static inline __m256 block_q4_0(__m256 acc, const struct ae_block_q4_0 *w, const struct ae_block_q8_0 *x)
-{
-    const __m256i q = _mm256_sub_epi8(unpack_nibbles(w->qs), _mm256_set1_epi8(8));
-    const __m256i lanes = lanes_i8(q, _mm256_loadu_si256((const __m256i *)x->qs));
-    const float d = _cvtsh_ss(w->d) * _cvtsh_ss(x->d);
-    return lanes_add(acc, lanes, d);
-}
-
-AVX2_FN static void dot_q4_0(int64_t k, const void *vw, const void *vx, float *out)
-{
-    const struct ae_block_q4_0 *w = vw;
-    const struct ae_block_q8_0 *x = vx;
-    const int64_t nb = k / AE_QK;
-    __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 1 < nb; b += 2) {
-        even = block_q4_0(even, &w[b], &x[b]);
-        odd = block_q4_0(odd, &w[b + 1], &x[b + 1]);
-    }
-    if (b < nb)
-        even = block_q4_0(even, &w[b], &x[b]);
-    *out = hsum8_ps(_mm256_add_ps(even, odd));
-}
-
-AVX2_FN static inline __m256 block_q5_0(__m256 acc, const struct ae_block_q5_0 *w, const struct ae_block_q8_0 *x)
-{
-    const __m256i u = _mm256_or_si256(unpack_nibbles(w->qs), q5_high_bytes(w->qh));
-    const __m256i q = _mm256_sub_epi8(u, _mm256_set1_epi8(16));
-    const __m256i lanes = lanes_i8(q, _mm256_loadu_si256((const __m256i *)x->qs));
-    const float d = _cvtsh_ss(w->d) * _cvtsh_ss(x->d);
-    return lanes_add(acc, lanes, d);
-}
-
-AVX2_FN static void dot_q5_0(int64_t k, const void *vw, const void *vx, float *out)
-{
-    const struct ae_block_q5_0 *w = vw;
-    const struct ae_block_q8_0 *x = vx;
-    const int64_t nb = k / AE_QK;
-    __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 1 < nb; b += 2) {
-        even = block_q5_0(even, &w[b], &x[b]);
-        odd = block_q5_0(odd, &w[b + 1], &x[b + 1]);
-    }
-    if (b < nb)
-        even = block_q5_0(even, &w[b], &x[b]);
-    *out = hsum8_ps(_mm256_add_ps(even, odd));
-}
-
-AVX2_FN static inline __m256 block_q8_0(__m256 acc, const struct ae_block_q8_0 *w, const struct ae_block_q8_0 *x)
-{
-    const __m256i lanes = lanes_i8(_mm256_loadu_si256((const __m256i *)w->qs),
-                                   _mm256_loadu_si256((const __m256i *)x->qs));
-    const float d = _cvtsh_ss(w->d) * _cvtsh_ss(x->d);
-    return lanes_add(acc, lanes, d);
-}
-
-AVX2_FN static void dot_q8_0(int64_t k, const void *vw, const void *vx, float *out)
-{
-    const struct ae_block_q8_0 *w = vw;
-    const struct ae_block_q8_0 *x = vx;
-    const int64_t nb = k / AE_QK;
-    __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 1 < nb; b += 2) {
-        even = block_q8_0(even, &w[b], &x[b]);
-        odd = block_q8_0(odd, &w[b + 1], &x[b + 1]);
-    }
-    if (b < nb)
-        even = block_q8_0(even, &w[b], &x[b]);
-    *out = hsum8_ps(_mm256_add_ps(even, odd));
-}
-
-/* ---- tiles of 32-value blocks (Q4_0, Q8_0) ---------------------------------------------------------- */
-
-/* A tile of up to 2 weight rows by 2 activation rows, so each unpacked weight block serves both
- * activation rows and each activation block both weight rows. Every output keeps its own 'even' and
- * 'odd' accumulators and takes its blocks in order, so it is the row dot's value bit for bit. The lane
- * sums: Q4_0 multiplies the unbiased nibbles (0..15) by x and subtracts 8 * sum(x) per lane; Q8_0
- * multiplies |w| by x with w's sign. Neither saturates the 16-bit pair sums. */
-#define TILE2 2
-
-struct tile2_acc {
-    __m256 v[2][TILE2][TILE2]; /* [parity][c][r] */
+/* One weight row's block as unsigned bytes u in value order (the bias to take back out per type), and
+ * its scale and minimum. Q8_0 is kept signed (|w| and the sign are applied with x). */
+struct row32 {
+    __m256i u;
+    uint16_t d, m;
 };
 
-AVX2_INLINE void tile2_step(struct tile2_acc *a, int par, int q8, int R, int C, const uint8_t *w, size_t w_row,
-                             const uint8_t *x, size_t x_row, int64_t b)
+AVX2_INLINE struct row32 row32_load(uint32_t type, const uint8_t *blk)
+{
+    struct row32 o = {_mm256_setzero_si256(), 0, 0};
+    switch (type) {
+    case AE_TYPE_Q4_0:
+        memcpy(&o.d, blk, 2);
+        o.u = unpack_nibbles(blk + 2);
+        break;
+    case AE_TYPE_Q4_1:
+        memcpy(&o.d, blk, 2);
+        memcpy(&o.m, blk + 2, 2);
+        o.u = unpack_nibbles(blk + 4);
+        break;
+    case AE_TYPE_Q5_0:
+        memcpy(&o.d, blk, 2);
+        o.u = _mm256_or_si256(unpack_nibbles(blk + 6), q5_high_bytes(blk + 2));
+        break;
+    case AE_TYPE_Q5_1:
+        memcpy(&o.d, blk, 2);
+        memcpy(&o.m, blk + 2, 2);
+        o.u = _mm256_or_si256(unpack_nibbles(blk + 8), q5_high_bytes(blk + 4));
+        break;
+    default: /* Q8_0 */
+        memcpy(&o.d, blk, 2);
+        o.u = _mm256_loadu_si256((const __m256i *)(blk + 2));
+        break;
+    }
+    return o;
+}
+
+/* Up to 8 rows (lane r = row r; rows past n_rows repeat the last) by one activation row. */
+AVX2_INLINE void rows32(uint32_t type, int64_t nb, const uint8_t *w, size_t w_row, int n_rows, const uint8_t *x,
+                        float *y)
+{
+    const size_t wb = ae_type_info(type)->block_bytes;
+    const int bias = type == AE_TYPE_Q4_0 ? 8 : type == AE_TYPE_Q5_0 ? 16 : 0;
+    const bool has_min = type == AE_TYPE_Q4_1 || type == AE_TYPE_Q5_1;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const struct ae_block_q8a *xb = (const struct ae_block_q8a *)x + b;
+        const __m256i xq = _mm256_loadu_si256((const __m256i *)xb->qs);
+        __m256i lanes[8];
+        uint16_t d[8], m[8];
+        for (int r = 0; r < 8; r++) {
+            const int rr = r < n_rows ? r : n_rows - 1;
+            const struct row32 o = row32_load(type, w + (size_t)rr * w_row + (size_t)b * wb);
+            d[r] = o.d;
+            m[r] = o.m;
+            /* Q4/Q5: unsigned u <= 31, pairs <= 2 * 31 * 127; Q8_0: |w| * (x with w's sign) */
+            lanes[r] = type == AE_TYPE_Q8_0 ? dot4(_mm256_sign_epi8(o.u, o.u), _mm256_sign_epi8(xq, o.u))
+                                            : dot4(o.u, xq);
+        }
+        __m256i isum = hsum8x8_epi32(lanes);
+        if (bias)
+            isum = _mm256_add_epi32(isum, _mm256_set1_epi32(bias * xb->neg_sum));
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(xb->d)), acc);
+        if (has_min) {
+            const __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)m));
+            acc = _mm256_fmadd_ps(mw, _mm256_set1_ps(xb->s), acc);
+        }
+    }
+    float out[8];
+    _mm256_storeu_ps(out, acc);
+    for (int r = 0; r < n_rows; r++)
+        y[r] = out[r];
+}
+
+#define ROWS32_FN(T, t)                                                                                         \
+    AVX2_FN static void rows32_##t(int64_t nb, const uint8_t *w, size_t w_row, int n_rows, const uint8_t *x,     \
+                                   float *y)                                                                    \
+    {                                                                                                           \
+        rows32(AE_TYPE_##T, nb, w, w_row, n_rows, x, y);                                                        \
+    }                                                                                                           \
+    static void gemm_rows_##t(int64_t k, const void *w, size_t ws, int64_t nr, const void *x, size_t xr,         \
+                              int64_t nc, float *y, int64_t ys)                                                 \
+    {                                                                                                           \
+        for (int64_t c = 0; c < nc; c++)                                                                        \
+            for (int64_t r = 0; r < nr; r += 8)                                                                 \
+                rows32_##t(k / AE_QK, (const uint8_t *)w + (size_t)r * ws, ws, nr - r < 8 ? (int)(nr - r) : 8,  \
+                           (const uint8_t *)x + (size_t)c * xr, y + c * ys + r);                                \
+    }
+ROWS32_FN(Q4_0, q4_0)
+ROWS32_FN(Q4_1, q4_1)
+ROWS32_FN(Q5_0, q5_0)
+ROWS32_FN(Q5_1, q5_1)
+ROWS32_FN(Q8_0, q8_0)
+
+/* ---- 32-value blocks, x16 layout --------------------------------------------------------------------- */
+
+/* Activation rows of one x16 tile. */
+#define X16_COLS 4
+
+/* The unpacked half h (rows 8h..8h+7) of one group block: u[j] holds 4 values of each row, the values
+ * of chunk j's low nibbles for j < 4 and of chunk j - 4's high nibbles for j >= 4 (Q8_0: chunk j as
+ * signed bytes, and its magnitudes in a[j]). */
+struct half32 {
+    __m256i u[8], a[8];
+    __m256 d, m;
+};
+
+/* The fifth bits of chunk j for a half's 8 rows: 0x10 where set, in the bytes of the low values (lo)
+ * and of the high values (hi). */
+AVX2_INLINE void q5_chunk_bits(__m256i qh, int j, __m256i *lo, __m256i *hi)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 0x04040404, 0x08080808, 0x0c0c0c0c, 0, 0x04040404, 0x08080808, 0x0c0c0c0c);
+    const __m256i v = _mm256_shuffle_epi8(qh, _mm256_add_epi8(lane, _mm256_set1_epi8((char)j)));
+    const __m256i blo = _mm256_set1_epi32(0x08040201), bhi = _mm256_set1_epi32((int)0x80402010u);
+    const __m256i m10 = _mm256_set1_epi8(0x10);
+    *lo = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, blo), blo), m10);
+    *hi = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, bhi), bhi), m10);
+}
+
+AVX2_INLINE void half32_load(uint32_t type, const uint8_t *g, int h, struct half32 *o)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const uint16_t *d = (const uint16_t *)g;
+    o->d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + 8 * h)));
+    const bool has_min = type == AE_TYPE_Q4_1 || type == AE_TYPE_Q5_1;
+    if (has_min)
+        o->m = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + 16 + 8 * h)));
+    if (type == AE_TYPE_Q8_0) {
+        const uint8_t *qs = g + 32;
+        for (int j = 0; j < 8; j++) {
+            o->u[j] = _mm256_loadu_si256((const __m256i *)(qs + 64 * j + 32 * h));
+            o->a[j] = _mm256_sign_epi8(o->u[j], o->u[j]);
+        }
+        return;
+    }
+    const bool q5 = type == AE_TYPE_Q5_0 || type == AE_TYPE_Q5_1;
+    const size_t qs_at = 32 + (has_min ? 32 : 0) + (q5 ? 64 : 0);
+    __m256i qh = _mm256_setzero_si256();
+    if (q5)
+        qh = _mm256_loadu_si256((const __m256i *)(g + qs_at - 64 + 32 * h));
+    for (int j = 0; j < 4; j++) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(g + qs_at + 64 * j + 32 * h));
+        o->u[j] = _mm256_and_si256(raw, m4);
+        o->u[4 + j] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        if (q5) {
+            __m256i lo, hi;
+            q5_chunk_bits(qh, j, &lo, &hi);
+            o->u[j] = _mm256_or_si256(o->u[j], lo);
+            o->u[4 + j] = _mm256_or_si256(o->u[4 + j], hi);
+        }
+    }
+}
+
+/* The int32 block sums of the half's 8 rows with activation block xb. The low values of chunk j are
+ * x values 4j.., the high ones 16 + 4j... */
+AVX2_INLINE __m256i half32_isum(uint32_t type, const struct half32 *o, const struct ae_block_q8a *xb)
 {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256i u[TILE2], sgn[TILE2];
-    __m256 dw[TILE2];
-    #pragma GCC unroll 2
-    for (int r = 0; r < R; r++) {
-        if (q8) {
-            const struct ae_block_q8_0 *wb = (const struct ae_block_q8_0 *)(w + (size_t)r * w_row) + b;
-            sgn[r] = _mm256_loadu_si256((const __m256i *)wb->qs);
-            u[r] = _mm256_abs_epi8(sgn[r]);
-            dw[r] = _mm256_set1_ps(_cvtsh_ss(wb->d));
-        } else {
-            const struct ae_block_q4_0 *wb = (const struct ae_block_q4_0 *)(w + (size_t)r * w_row) + b;
-            u[r] = unpack_nibbles(wb->qs);
-            sgn[r] = _mm256_setzero_si256();
-            dw[r] = _mm256_set1_ps(_cvtsh_ss(wb->d));
-        }
+    if (type == AE_TYPE_Q8_0) {
+        __m256i s = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) /* |w| * (+-x): each pair <= 2 * 128 * 127 */
+            s = _mm256_add_epi32(s, dot4(o->a[j], _mm256_sign_epi8(bcast4(xb->qs + 4 * j), o->u[j])));
+        return s;
     }
-    #pragma GCC unroll 2
-    for (int c = 0; c < C; c++) {
-        const struct ae_block_q8_0 *xb = (const struct ae_block_q8_0 *)(x + (size_t)c * x_row) + b;
-        const __m256i xq = _mm256_loadu_si256((const __m256i *)xb->qs);
-        const __m256 dx = _mm256_set1_ps(_cvtsh_ss(xb->d));
-        /* Q4_0: 8 * the sum of each 4 activations */
-        const __m256i bias = q8 ? _mm256_setzero_si256()
-                                : _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), xq), ones);
-        #pragma GCC unroll 2
-        for (int r = 0; r < R; r++) {
-            const __m256i p16 = _mm256_maddubs_epi16(u[r], q8 ? _mm256_sign_epi8(xq, sgn[r]) : xq);
-            const __m256i lanes = _mm256_sub_epi32(_mm256_madd_epi16(p16, ones), bias);
-            const __m256 d = _mm256_mul_ps(dw[r], dx);
-            const __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(lanes), d);
-            a->v[par][c][r] = _mm256_add_ps(a->v[par][c][r], t);
+    if (type == AE_TYPE_Q4_0 || type == AE_TYPE_Q4_1) {
+        /* nibbles: each maddubs pair <= 2 * 15 * 127, eight of them <= 30480 */
+        __m256i p = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            p = _mm256_add_epi16(p, _mm256_maddubs_epi16(o->u[j], bcast4(xb->qs + 4 * j)));
+            p = _mm256_add_epi16(p, _mm256_maddubs_epi16(o->u[4 + j], bcast4(xb->qs + 16 + 4 * j)));
         }
+        __m256i s = _mm256_madd_epi16(p, ones);
+        if (type == AE_TYPE_Q4_0)
+            s = _mm256_add_epi32(s, _mm256_set1_epi32(8 * xb->neg_sum));
+        return s;
     }
+    /* five bits: each pair <= 2 * 31 * 127, four of them <= 31496 */
+    __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+    for (int j = 0; j < 4; j++) {
+        p0 = _mm256_add_epi16(p0, _mm256_maddubs_epi16(o->u[j], bcast4(xb->qs + 4 * j)));
+        p1 = _mm256_add_epi16(p1, _mm256_maddubs_epi16(o->u[4 + j], bcast4(xb->qs + 16 + 4 * j)));
+    }
+    __m256i s = _mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones));
+    if (type == AE_TYPE_Q5_0)
+        s = _mm256_add_epi32(s, _mm256_set1_epi32(16 * xb->neg_sum));
+    return s;
 }
 
-AVX2_INLINE void tile2(int q8, int R, int C, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *x,
-                        size_t x_row, float *y, int64_t y_stride)
+/* One group's half h by C activation rows: acc[c] over every block. */
+AVX2_INLINE void x16_half32(uint32_t type, int C, int64_t nb, const uint8_t *w, int h, const uint8_t *x, size_t x_row,
+                            __m256 acc[X16_COLS])
 {
-    struct tile2_acc a;
-    #pragma GCC unroll 2
-    for (int p = 0; p < 2; p++)
-        #pragma GCC unroll 2
-        for (int c = 0; c < C; c++)
-            #pragma GCC unroll 2
-            for (int r = 0; r < R; r++)
-                a.v[p][c][r] = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 1 < nb; b += 2) {
-        tile2_step(&a, 0, q8, R, C, w, w_row, x, x_row, b);
-        tile2_step(&a, 1, q8, R, C, w, w_row, x, x_row, b + 1);
-    }
-    if (b < nb)
-        tile2_step(&a, 0, q8, R, C, w, w_row, x, x_row, b);
-    #pragma GCC unroll 2
+    const size_t gb = ae_layout_group_bytes(type, AE_LAYOUT_X16, AE_QK);
+    const bool has_min = type == AE_TYPE_Q4_1 || type == AE_TYPE_Q5_1;
     for (int c = 0; c < C; c++)
-        #pragma GCC unroll 2
-        for (int r = 0; r < R; r++)
-            y[c * y_stride + r] = hsum8_ps(_mm256_add_ps(a.v[0][c][r], a.v[1][c][r]));
-}
-
-#define TILE2_FN(name, q8, R, C)                                                                                  \
-    AVX2_FN static void name(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *x, size_t x_row, float *y, \
-                             int64_t y_stride)                                                                   \
-    {                                                                                                            \
-        tile2(q8, R, C, nb, w, w_row, x, x_row, y, y_stride);                                                    \
-    }
-TILE2_FN(tile_q4_0_1x2, 0, 1, 2)
-TILE2_FN(tile_q4_0_2x1, 0, 2, 1)
-TILE2_FN(tile_q4_0_2x2, 0, 2, 2)
-TILE2_FN(tile_q8_0_1x2, 1, 1, 2)
-TILE2_FN(tile_q8_0_2x1, 1, 2, 1)
-TILE2_FN(tile_q8_0_2x2, 1, 2, 2)
-
-typedef void (*tile2_fn)(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *x, size_t x_row, float *y,
-                         int64_t y_stride);
-
-/* 2 x 2 tiles; a lone last row or column takes the 1 x 2 or 2 x 1 tile, and a single activation row
- * (decode, where the weights' memory traffic bounds the time) the row dot. */
-static void gemm_tiles2(ae_vec_dot_fn dot, const tile2_fn tiles[3], int64_t k, const void *w, size_t w_row,
-                        int64_t n_rows, const void *x, size_t x_row, int64_t n_cols, float *y, int64_t y_stride)
-{
-    const uint8_t *w8 = w, *x8 = x;
-    const int64_t nb = k / AE_QK;
-    for (int64_t r0 = 0; r0 < n_rows; r0 += TILE2) {
-        const int R = n_rows - r0 < TILE2 ? 1 : TILE2;
-        for (int64_t c0 = 0; c0 < n_cols; c0 += TILE2) {
-            const int C = n_cols - c0 < TILE2 ? 1 : TILE2;
-            const uint8_t *wt = w8 + (size_t)r0 * w_row, *xt = x8 + (size_t)c0 * x_row;
-            float *yt = y + c0 * y_stride + r0;
-            if (R == 1 && C == 1)
-                dot(k, wt, xt, yt);
-            else
-                tiles[R == 1 ? 0 : C == 1 ? 1 : 2](nb, wt, w_row, xt, x_row, yt, y_stride);
+        acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        struct half32 o;
+        half32_load(type, w + (size_t)b * gb, h, &o);
+        for (int c = 0; c < C; c++) {
+            const struct ae_block_q8a *xb = (const struct ae_block_q8a *)(x + (size_t)c * x_row) + b;
+            const __m256i isum = half32_isum(type, &o, xb);
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(o.d, _mm256_set1_ps(xb->d)), acc[c]);
+            if (has_min)
+                acc[c] = _mm256_fmadd_ps(o.m, _mm256_set1_ps(xb->s), acc[c]);
         }
     }
 }
 
-static void dot_q4_0(int64_t k, const void *vw, const void *vx, float *out);
-static void dot_q8_0(int64_t k, const void *vw, const void *vx, float *out);
-
-static void gemm_q4_0(int64_t k, const void *w, size_t w_row, int64_t n_rows, const void *x, size_t x_row,
-                      int64_t n_cols, float *y, int64_t y_stride)
+/* Stores the first n (<= 8) lanes of v. */
+AVX2_INLINE void store_rows(float *y, __m256 v, int n)
 {
-    static const tile2_fn tiles[3] = {tile_q4_0_1x2, tile_q4_0_2x1, tile_q4_0_2x2};
-    if (n_cols == 1)
-        for (int64_t r = 0; r < n_rows; r++)
-            dot_q4_0(k, (const uint8_t *)w + (size_t)r * w_row, x, &y[r]);
-    else
-        gemm_tiles2(dot_q4_0, tiles, k, w, w_row, n_rows, x, x_row, n_cols, y, y_stride);
-}
-
-static void gemm_q8_0(int64_t k, const void *w, size_t w_row, int64_t n_rows, const void *x, size_t x_row,
-                      int64_t n_cols, float *y, int64_t y_stride)
-{
-    static const tile2_fn tiles[3] = {tile_q8_0_1x2, tile_q8_0_2x1, tile_q8_0_2x2};
-    if (n_cols == 1)
-        for (int64_t r = 0; r < n_rows; r++)
-            dot_q8_0(k, (const uint8_t *)w + (size_t)r * w_row, x, &y[r]);
-    else
-        gemm_tiles2(dot_q8_0, tiles, k, w, w_row, n_rows, x, x_row, n_cols, y, y_stride);
-}
-
-/* Q4_1 and Q5_1 add mw * sx per block into one scalar sum, in block order. */
-AVX2_FN static inline __m256 block_q4_1(__m256 acc, float *sm, const struct ae_block_q4_1 *w,
-                                        const struct ae_block_q8_1 *x)
-{
-    const __m256i lanes = lanes_u8(unpack_nibbles(w->qs), _mm256_loadu_si256((const __m256i *)x->qs));
-    const float d = _cvtsh_ss(w->d) * _cvtsh_ss(x->d);
-    const float ms = _cvtsh_ss(w->m) * _cvtsh_ss(x->s);
-    *sm += ms;
-    return lanes_add(acc, lanes, d);
-}
-
-AVX2_FN static void dot_q4_1(int64_t k, const void *vw, const void *vx, float *out)
-{
-    const struct ae_block_q4_1 *w = vw;
-    const struct ae_block_q8_1 *x = vx;
-    const int64_t nb = k / AE_QK;
-    __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
-    float sm = 0.0f;
-    int64_t b = 0;
-    for (; b + 1 < nb; b += 2) {
-        even = block_q4_1(even, &sm, &w[b], &x[b]);
-        odd = block_q4_1(odd, &sm, &w[b + 1], &x[b + 1]);
+    if (n == 8) {
+        _mm256_storeu_ps(y, v);
+        return;
     }
-    if (b < nb)
-        even = block_q4_1(even, &sm, &w[b], &x[b]);
-    const float dots = hsum8_ps(_mm256_add_ps(even, odd));
-    *out = dots + sm;
+    float t[8];
+    _mm256_storeu_ps(t, v);
+    for (int i = 0; i < n; i++)
+        y[i] = t[i];
 }
 
-AVX2_FN static inline __m256 block_q5_1(__m256 acc, float *sm, const struct ae_block_q5_1 *w,
-                                        const struct ae_block_q8_1 *x)
-{
-    const __m256i q = _mm256_or_si256(unpack_nibbles(w->qs), q5_high_bytes(w->qh));
-    const __m256i lanes = lanes_u8(q, _mm256_loadu_si256((const __m256i *)x->qs));
-    const float d = _cvtsh_ss(w->d) * _cvtsh_ss(x->d);
-    const float ms = _cvtsh_ss(w->m) * _cvtsh_ss(x->s);
-    *sm += ms;
-    return lanes_add(acc, lanes, d);
-}
-
-AVX2_FN static void dot_q5_1(int64_t k, const void *vw, const void *vx, float *out)
-{
-    const struct ae_block_q5_1 *w = vw;
-    const struct ae_block_q8_1 *x = vx;
-    const int64_t nb = k / AE_QK;
-    __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
-    float sm = 0.0f;
-    int64_t b = 0;
-    for (; b + 1 < nb; b += 2) {
-        even = block_q5_1(even, &sm, &w[b], &x[b]);
-        odd = block_q5_1(odd, &sm, &w[b + 1], &x[b + 1]);
+#define X16_32_FN(T, t, C)                                                                                       \
+    AVX2_FN static void x16_##t##_##C(int64_t nb, const uint8_t *w, int n_rows, const uint8_t *x, size_t x_row,   \
+                                      float *y, int64_t y_stride)                                                \
+    {                                                                                                            \
+        for (int h = 0; h < 2 && 8 * h < n_rows; h++) {                                                          \
+            __m256 acc[X16_COLS];                                                                                \
+            x16_half32(AE_TYPE_##T, C, nb, w, h, x, x_row, acc);                                                 \
+            const int n = n_rows - 8 * h < 8 ? n_rows - 8 * h : 8;                                               \
+            for (int c = 0; c < C; c++)                                                                          \
+                store_rows(y + c * y_stride + 8 * h, acc[c], n);                                                 \
+        }                                                                                                        \
     }
-    if (b < nb)
-        even = block_q5_1(even, &sm, &w[b], &x[b]);
-    const float dots = hsum8_ps(_mm256_add_ps(even, odd));
-    *out = dots + sm;
+#define X16_32_TYPE(T, t)                                                                                        \
+    X16_32_FN(T, t, 1) X16_32_FN(T, t, 2) X16_32_FN(T, t, 3) X16_32_FN(T, t, 4)                                  \
+    static void gemm_x16_##t(int64_t k, const void *w, size_t ws, int64_t nr, const void *x, size_t xr,           \
+                             int64_t nc, float *y, int64_t ys)                                                   \
+    {                                                                                                            \
+        static void (*const tiles[X16_COLS])(int64_t, const uint8_t *, int, const uint8_t *, size_t, float *,    \
+                                             int64_t) = {x16_##t##_1, x16_##t##_2, x16_##t##_3, x16_##t##_4};     \
+        for (int64_t r = 0; r < nr; r += AE_X16_ROWS)                                                            \
+            for (int64_t c = 0; c < nc; c += X16_COLS) {                                                         \
+                const int C = nc - c < X16_COLS ? (int)(nc - c) : X16_COLS;                                      \
+                tiles[C - 1](k / AE_QK, (const uint8_t *)w + (size_t)(r / AE_X16_ROWS) * ws,                     \
+                             nr - r < AE_X16_ROWS ? (int)(nr - r) : AE_X16_ROWS, (const uint8_t *)x + (size_t)c * xr, \
+                             xr, y + c * ys + r, ys);                                                            \
+            }                                                                                                    \
+    }
+X16_32_TYPE(Q4_0, q4_0)
+X16_32_TYPE(Q4_1, q4_1)
+X16_32_TYPE(Q5_0, q5_0)
+X16_32_TYPE(Q5_1, q5_1)
+X16_32_TYPE(Q8_0, q8_0)
+
+/* ---- K-quants, x16 layout ----------------------------------------------------------------------------- */
+
+/* Activation rows of a K-quant tile: each half-group's unpacked values serve them all. */
+#define KX16_COLS 2
+
+/* The per-row integer scales of one half (8 rows) of a group's super-block, as 16-bit pairs per 32-bit
+ * lane: sc[g] = (sc_g, sc_g), so that madd of 16-bit pair sums with it gives sc_g * (p0 + p1) exactly;
+ * mp[k] = (m_k, m_k) (Q4_K, Q5_K) or (sc_2k, sc_2k+1) (Q6_K), for madd with a pair of bsums. */
+struct kscales8 {
+    __m256i sc[16];
+    __m256i mp[8];
+};
+
+/* 8 bytes as int32 lanes, zero- or sign-extended, and as a pair (v, v) of 16-bit halves. */
+AVX2_INLINE __m256i dup16(__m256i v)
+{
+    return _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(v, 16));
 }
 
-/* ---- K-quants ------------------------------------------------------------------------------------- */
-
-/* The scalar kq_add's float steps for one super-block with exact sums isum and summs. */
-static inline float kq_step(float acc, int isum, int summs, float d, float dmin, int has_min)
+AVX2_INLINE void kscales8_q45(const uint8_t *scales, int half, struct kscales8 *o)
 {
-    const float t = d * (float)isum;
-    if (!has_min)
-        return acc + t;
-    const float tm = dmin * (float)summs;
-    const float diff = t - tm;
-    return acc + diff;
+    __m128i s[AE_K_SCALE_BYTES];
+    for (int j = 0; j < AE_K_SCALE_BYTES; j++) /* byte j of rows 8 half.. in the low 8 bytes */
+        s[j] = _mm_loadl_epi64((const __m128i *)(scales + 16 * j + 8 * half));
+    const __m128i m63 = _mm_set1_epi8(63), m0f = _mm_set1_epi8(0x0f), m30 = _mm_set1_epi8(0x30);
+    for (int g = 0; g < 8; g++) {
+        __m128i sc, m;
+        if (g < 4) {
+            sc = _mm_and_si128(s[g], m63);
+            m = _mm_and_si128(s[g + 4], m63);
+        } else {
+            sc = _mm_or_si128(_mm_and_si128(s[g + 4], m0f), _mm_and_si128(_mm_srli_epi16(s[g - 4], 2), m30));
+            m = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(s[g + 4], 4), m0f), _mm_and_si128(_mm_srli_epi16(s[g], 2), m30));
+        }
+        o->sc[g] = dup16(_mm256_cvtepu8_epi32(sc));
+        o->mp[g] = dup16(_mm256_cvtepu8_epi32(m));
+    }
+}
+
+AVX2_INLINE void kscales8_q6(const int8_t *scales, int half, struct kscales8 *o)
+{
+    __m256i v[16];
+    for (int g = 0; g < 16; g++) {
+        v[g] = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(scales + 16 * g + 8 * half)));
+        o->sc[g] = dup16(v[g]);
+    }
+    for (int k = 0; k < 8; k++)
+        o->mp[k] = _mm256_or_si256(_mm256_and_si256(v[2 * k], _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(v[2 * k + 1], 16));
+}
+
+/* 16-bit pair sums of u (unsigned, 4 values per lane) with the 4 activation bytes at p. */
+AVX2_INLINE __m256i pairs4(__m256i u, const int8_t *p)
+{
+    return _mm256_maddubs_epi16(u, bcast4(p));
+}
+
+/* One half (8 rows at lanes of 32 bytes from w + 32 half) of one group by C activation rows. */
+AVX2_INLINE void ktile8(uint32_t type, int C, int64_t nb, const uint8_t *w, int half, const uint8_t *x, size_t x_row,
+                        __m256 acc[KX16_COLS])
+{
+    const size_t gb = ae_layout_group_bytes(type, AE_LAYOUT_X16, AE_QK_K);
+    const bool has_min = type != AE_TYPE_Q6_K;
+    const __m256i m0f = _mm256_set1_epi8(0x0f);
+    for (int c = 0; c < C; c++)
+        acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *g = w + (size_t)b * gb;
+        struct kscales8 sc;
+        __m256 d, dmin = _mm256_setzero_ps();
+        d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * half)));
+        if (type == AE_TYPE_Q6_K) {
+            kscales8_q6(((const struct ae_x16_q6_k *)g)->scales[0], half, &sc);
+        } else {
+            kscales8_q45(((const struct ae_x16_q4_k *)g)->scales[0], half, &sc); /* same offset in Q5_K */
+            dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * half)));
+        }
+        __m256i isum[KX16_COLS], msum[KX16_COLS];
+        for (int c = 0; c < C; c++) {
+            const struct ae_block_q8_k *xb = (const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b;
+            __m256i t = _mm256_setzero_si256();
+            for (int k = 0; k < 8; k++) {
+                int32_t pair;
+                memcpy(&pair, &xb->bsums[2 * k], 4);
+                t = _mm256_add_epi32(t, _mm256_madd_epi16(sc.mp[k], _mm256_set1_epi32(pair)));
+            }
+            msum[c] = t;
+            isum[c] = has_min ? _mm256_setzero_si256() : _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(t, 5));
+        }
+        if (type == AE_TYPE_Q6_K) {
+            const struct ae_x16_q6_k *q = (const struct ae_x16_q6_k *)g;
+            const __m256i m30 = _mm256_set1_epi8(0x30);
+            for (int h = 0; h < 2; h++)
+                for (int s = 0; s < 4; s++) {
+                    __m256i u[8]; /* values 128h + 32s + 4j.. */
+                    for (int j = 0; j < 8; j++) {
+                        const __m256i l = _mm256_loadu_si256((const __m256i *)(q->ql[16 * h + 8 * (s & 1) + j][8 * half]));
+                        const __m256i qh = _mm256_loadu_si256((const __m256i *)(q->qh[8 * h + j][8 * half]));
+                        const __m256i lo = s < 2 ? _mm256_and_si256(l, m0f) : _mm256_and_si256(_mm256_srli_epi16(l, 4), m0f);
+                        const __m256i top = s == 0 ? _mm256_slli_epi16(qh, 4) : s == 1 ? _mm256_slli_epi16(qh, 2)
+                                          : s == 2 ? qh : _mm256_srli_epi16(qh, 2);
+                        u[j] = _mm256_or_si256(lo, _mm256_and_si256(top, m30));
+                    }
+                    for (int c = 0; c < C; c++) {
+                        const int8_t *xs = ((const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b)->qs + 128 * h + 32 * s;
+                        for (int gi = 0; gi < 2; gi++) { /* group 8h + 2s + gi: u[4 gi..4 gi + 3] */
+                            /* each pair <= 2 * 63 * 127: two of them fit in 16 bits */
+                            const __m256i p0 = _mm256_add_epi16(pairs4(u[4 * gi], xs + 16 * gi), pairs4(u[4 * gi + 1], xs + 16 * gi + 4));
+                            const __m256i p1 = _mm256_add_epi16(pairs4(u[4 * gi + 2], xs + 16 * gi + 8), pairs4(u[4 * gi + 3], xs + 16 * gi + 12));
+                            const __m256i scg = sc.sc[8 * h + 2 * s + gi];
+                            isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(p0, scg), _mm256_madd_epi16(p1, scg)));
+                        }
+                    }
+                }
+        } else {
+            const uint8_t *qs = type == AE_TYPE_Q4_K ? ((const struct ae_x16_q4_k *)g)->qs[0][0]
+                                                     : ((const struct ae_x16_q5_k *)g)->qs[0][0];
+            for (int gi = 0; gi < 8; gi++) { /* group gi: chunks 8 (gi / 2) + j, low nibbles for even gi */
+                const int h = gi / 2, high = gi % 2;
+                __m256i u[8];
+                for (int j = 0; j < 8; j++) {
+                    const __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 64 * (8 * h + j) + 32 * half));
+                    u[j] = high ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f) : _mm256_and_si256(raw, m0f);
+                    if (type == AE_TYPE_Q5_K) {
+                        const __m256i qh = _mm256_loadu_si256((const __m256i *)(((const struct ae_x16_q5_k *)g)->qh[j][8 * half]));
+                        const int bit = gi; /* the fifth bit of group gi is bit gi of qh */
+                        const __m256i t = bit <= 4 ? _mm256_slli_epi16(qh, 4 - bit) : _mm256_srli_epi16(qh, bit - 4);
+                        u[j] = _mm256_or_si256(u[j], _mm256_and_si256(t, _mm256_set1_epi8(0x10)));
+                    }
+                }
+                for (int c = 0; c < C; c++) {
+                    const int8_t *xs = ((const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b)->qs + 32 * gi;
+                    if (type == AE_TYPE_Q4_K) { /* nibbles: eight pairs of <= 2 * 15 * 127 fit in 16 bits */
+                        __m256i p = pairs4(u[0], xs);
+                        for (int j = 1; j < 8; j++)
+                            p = _mm256_add_epi16(p, pairs4(u[j], xs + 4 * j));
+                        isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, sc.sc[gi]));
+                    } else { /* five bits: four pairs of <= 2 * 31 * 127 */
+                        __m256i p0 = pairs4(u[0], xs), p1 = pairs4(u[4], xs + 16);
+                        for (int j = 1; j < 4; j++) {
+                            p0 = _mm256_add_epi16(p0, pairs4(u[j], xs + 4 * j));
+                            p1 = _mm256_add_epi16(p1, pairs4(u[4 + j], xs + 16 + 4 * j));
+                        }
+                        isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(p0, sc.sc[gi]),
+                                                                             _mm256_madd_epi16(p1, sc.sc[gi])));
+                    }
+                }
+            }
+        }
+        for (int c = 0; c < C; c++) {
+            const struct ae_block_q8_k *xb = (const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b;
+            const __m256 dx = _mm256_set1_ps(xb->d);
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(d, dx), acc[c]);
+            if (has_min) {
+                const __m256 nm = _mm256_xor_ps(_mm256_cvtepi32_ps(msum[c]), _mm256_set1_ps(-0.0f)); /* -(float)msum */
+                acc[c] = _mm256_fmadd_ps(nm, _mm256_mul_ps(dmin, dx), acc[c]);
+            }
+        }
+    }
+}
+
+#define KX16_FN(t, T, C)                                                                                         \
+    AVX2_FN static void kx16_##t##_##C(int64_t nb, const uint8_t *w, int n_rows, const uint8_t *x, size_t x_row,  \
+                                       float *y, int64_t y_stride)                                               \
+    {                                                                                                            \
+        for (int h = 0; h < 2 && 8 * h < n_rows; h++) {                                                          \
+            __m256 acc[KX16_COLS];                                                                               \
+            ktile8(AE_TYPE_##T, C, nb, w, h, x, x_row, acc);                                                     \
+            const int n = n_rows - 8 * h < 8 ? n_rows - 8 * h : 8;                                               \
+            for (int c = 0; c < C; c++)                                                                          \
+                store_rows(y + c * y_stride + 8 * h, acc[c], n);                                                 \
+        }                                                                                                        \
+    }
+#define KX16_TYPE(t, T)                                                                                          \
+    KX16_FN(t, T, 1) KX16_FN(t, T, 2)                                                                            \
+    static void gemm_x16_##t(int64_t k, const void *w, size_t ws, int64_t nr, const void *x, size_t xr,           \
+                             int64_t nc, float *y, int64_t ys)                                                   \
+    {                                                                                                            \
+        for (int64_t r = 0; r < nr; r += AE_X16_ROWS)                                                            \
+            for (int64_t c = 0; c < nc; c += KX16_COLS) {                                                        \
+                const int C = nc - c < KX16_COLS ? (int)(nc - c) : KX16_COLS;                                    \
+                (C == 1 ? kx16_##t##_1 : kx16_##t##_2)(k / AE_QK_K, (const uint8_t *)w + (size_t)(r / AE_X16_ROWS) * ws, \
+                                                      nr - r < AE_X16_ROWS ? (int)(nr - r) : AE_X16_ROWS,       \
+                                                      (const uint8_t *)x + (size_t)c * xr, xr, y + c * ys + r, ys); \
+            }                                                                                                    \
+    }
+KX16_TYPE(q4_k, Q4_K)
+KX16_TYPE(q5_k, Q5_K)
+KX16_TYPE(q6_k, Q6_K)
+
+/* ---- K-quants, rows layout --------------------------------------------------------------------------- */
+
+/* The canonical float steps of one super-block with exact sums isum and msum. */
+AVX2_INLINE float kq_step(float acc, int isum, int msum, float d, float dmin, int has_min)
+{
+    acc = fmaf((float)isum, d, acc);
+    if (has_min)
+        acc = fmaf(-(float)msum, dmin, acc);
+    return acc;
 }
 
 /* From 16 int16 group scales, the scale vector for the 32 values of groups 2p and 2p+1 (values
@@ -596,86 +775,125 @@ AVX2_FN static void dot_q6_k(int64_t k, const void *vw, const void *vx, float *o
     *out = acc;
 }
 
-/* ---- F32, F16, BF16 ------------------------------------------------------------------------------- */
-
-AVX2_FN static void dot_f32(int64_t k, const void *vw, const void *vx, float *out)
-{
-    const float *w = vw, *x = vx;
-    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    int64_t i = 0;
-    for (; i + 32 <= k; i += 32)
-        for (int j = 0; j < 4; j++) { /* no FMA: the product is rounded first, as in the scalar code */
-            const __m256 p = _mm256_mul_ps(_mm256_loadu_ps(w + i + 8 * j), _mm256_loadu_ps(x + i + 8 * j));
-            a[j] = _mm256_add_ps(a[j], p);
-        }
-    if (i < k) {
-        float lanes[32];
-        for (int j = 0; j < 4; j++)
-            _mm256_storeu_ps(lanes + 8 * j, a[j]);
-        for (int64_t l = 0; i + l < k; l++) {
-            const float p = w[i + l] * x[i + l];
-            lanes[l] += p;
-        }
-        for (int j = 0; j < 4; j++)
-            a[j] = _mm256_loadu_ps(lanes + 8 * j);
+#define ROWS_K_FN(t)                                                                                             \
+    static void gemm_rows_##t(int64_t k, const void *w, size_t ws, int64_t nr, const void *x, size_t xr,          \
+                              int64_t nc, float *y, int64_t ys)                                                  \
+    {                                                                                                            \
+        for (int64_t c = 0; c < nc; c++)                                                                         \
+            for (int64_t r = 0; r < nr; r++)                                                                     \
+                dot_##t(k, (const uint8_t *)w + (size_t)r * ws, (const uint8_t *)x + (size_t)c * xr, &y[c * ys + r]); \
     }
-    *out = lanes32_finish_ps(a[0], a[1], a[2], a[3]);
-}
+ROWS_K_FN(q2_k)
+ROWS_K_FN(q3_k)
+ROWS_K_FN(q4_k)
+ROWS_K_FN(q5_k)
+ROWS_K_FN(q6_k)
+#define dot_iq4_nl ae_dot_iq4_nl_avx2
+#define dot_iq4_xs ae_dot_iq4_xs_avx2
+#define dot_tq1_0 ae_dot_tq1_0_avx2
+#define dot_tq2_0 ae_dot_tq2_0_avx2
+ROWS_K_FN(iq4_nl)
+ROWS_K_FN(iq4_xs)
+ROWS_K_FN(tq1_0)
+ROWS_K_FN(tq2_0)
 
-AVX2_FN static inline __m256 load_f16(const uint16_t *p)
-{
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-}
+/* ---- F32, F16, BF16, rows layout --------------------------------------------------------------------- */
 
-AVX2_FN static void dot_f16(int64_t k, const void *vw, const void *vx, float *out)
+/* 8 values from p as f32. */
+AVX2_INLINE __m256 load8(uint32_t type, const void *p)
 {
-    const uint16_t *w = vw, *x = vx;
-    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    int64_t i = 0;
-    for (; i + 32 <= k; i += 32)
-        for (int j = 0; j < 4; j++) /* fp16 x fp16 is exact in f32: the FMA rounds once, like mul + add */
-            a[j] = _mm256_fmadd_ps(load_f16(w + i + 8 * j), load_f16(x + i + 8 * j), a[j]);
-    if (i < k) {
-        float lanes[32];
-        for (int j = 0; j < 4; j++)
-            _mm256_storeu_ps(lanes + 8 * j, a[j]);
-        for (int64_t l = 0; i + l < k; l++) {
-            const float p = _cvtsh_ss(w[i + l]) * _cvtsh_ss(x[i + l]);
-            lanes[l] += p;
-        }
-        for (int j = 0; j < 4; j++)
-            a[j] = _mm256_loadu_ps(lanes + 8 * j);
+    switch (type) {
+    case AE_TYPE_F16:
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+    case AE_TYPE_BF16:
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+    default:
+        return _mm256_loadu_ps((const float *)p);
     }
-    *out = lanes32_finish_ps(a[0], a[1], a[2], a[3]);
 }
 
-AVX2_FN static inline __m256 load_bf16(const uint16_t *p)
+static inline float value_at(uint32_t type, const void *p, int64_t i)
 {
-    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-}
-
-AVX2_FN static void dot_bf16(int64_t k, const void *vw, const void *vx, float *out)
-{
-    const uint16_t *w = vw, *x = vx;
-    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    int64_t i = 0;
-    for (; i + 32 <= k; i += 32)
-        for (int j = 0; j < 4; j++) /* bf16 x bf16 is exact in f32 */
-            a[j] = _mm256_fmadd_ps(load_bf16(w + i + 8 * j), load_bf16(x + i + 8 * j), a[j]);
-    if (i < k) {
-        float lanes[32];
-        for (int j = 0; j < 4; j++)
-            _mm256_storeu_ps(lanes + 8 * j, a[j]);
-        for (int64_t l = 0; i + l < k; l++) {
-            const float p = ae_bf16_to_fp32(w[i + l]) * ae_bf16_to_fp32(x[i + l]);
-            lanes[l] += p;
-        }
-        for (int j = 0; j < 4; j++)
-            a[j] = _mm256_loadu_ps(lanes + 8 * j);
+    switch (type) {
+    case AE_TYPE_F16:
+        return ae_fp16_to_fp32(((const uint16_t *)p)[i]);
+    case AE_TYPE_BF16:
+        return ae_bf16_to_fp32(((const uint16_t *)p)[i]);
+    default:
+        return ((const float *)p)[i];
     }
-    *out = lanes32_finish_ps(a[0], a[1], a[2], a[3]);
 }
+
+/* R weight rows by C activation rows, 16 lanes each (lo: lanes 0-7, hi: 8-15). A last part shorter than
+ * 16 values goes through the lanes one by one. */
+AVX2_INLINE void tile_float(uint32_t type, int R, int C, int64_t k, const uint8_t *w, size_t w_row, const uint8_t *x,
+                            size_t x_row, float *y, int64_t y_stride)
+{
+    const size_t es = type == AE_TYPE_F32 ? 4 : 2;
+    __m256 lo[4][4], hi[4][4];
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++)
+            lo[c][r] = hi[c][r] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+        __m256 xl[4], xh[4];
+        for (int c = 0; c < C; c++) {
+            xl[c] = load8(type, x + (size_t)c * x_row + (size_t)i * es);
+            xh[c] = load8(type, x + (size_t)c * x_row + (size_t)(i + 8) * es);
+        }
+        for (int r = 0; r < R; r++) {
+            const __m256 wl = load8(type, w + (size_t)r * w_row + (size_t)i * es);
+            const __m256 wh = load8(type, w + (size_t)r * w_row + (size_t)(i + 8) * es);
+            for (int c = 0; c < C; c++) {
+                lo[c][r] = _mm256_fmadd_ps(wl, xl[c], lo[c][r]);
+                hi[c][r] = _mm256_fmadd_ps(wh, xh[c], hi[c][r]);
+            }
+        }
+    }
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++) {
+            float a[16];
+            _mm256_storeu_ps(a, lo[c][r]);
+            _mm256_storeu_ps(a + 8, hi[c][r]);
+            for (int64_t j = i; j < k; j++)
+                a[j - i] = fmaf(value_at(type, w + (size_t)r * w_row, j), value_at(type, x + (size_t)c * x_row, j),
+                                a[j - i]);
+            y[c * y_stride + r] = reduce16(_mm256_loadu_ps(a), _mm256_loadu_ps(a + 8));
+        }
+}
+
+#define FLOAT_TILE(T, t, R, C)                                                                                    \
+    AVX2_FN static void tile_##t##_##R##x##C(int64_t k, const uint8_t *w, size_t wr, const uint8_t *x, size_t xr,  \
+                                            float *y, int64_t ys)                                                 \
+    {                                                                                                             \
+        tile_float(AE_TYPE_##T, R, C, k, w, wr, x, xr, y, ys);                                                    \
+    }
+#define FLOAT_TYPE(T, t)                                                                                          \
+    FLOAT_TILE(T, t, 1, 1) FLOAT_TILE(T, t, 2, 1) FLOAT_TILE(T, t, 3, 1) FLOAT_TILE(T, t, 4, 1)                   \
+    FLOAT_TILE(T, t, 1, 2) FLOAT_TILE(T, t, 2, 2)                                                                 \
+    static void gemm_rows_##t(int64_t k, const void *w, size_t ws, int64_t nr, const void *x, size_t xr,           \
+                              int64_t nc, float *y, int64_t ys)                                                   \
+    {                                                                                                             \
+        static void (*const r1[4])(int64_t, const uint8_t *, size_t, const uint8_t *, size_t, float *, int64_t) = { \
+            tile_##t##_1x1, tile_##t##_2x1, tile_##t##_3x1, tile_##t##_4x1};                                      \
+        const uint8_t *w8 = w, *x8 = x;                                                                           \
+        int64_t c = 0;                                                                                            \
+        for (; c + 2 <= nc; c += 2)                                                                               \
+            for (int64_t r = 0; r < nr; r += 2) {                                                                 \
+                if (nr - r >= 2)                                                                                  \
+                    tile_##t##_2x2(k, w8 + (size_t)r * ws, ws, x8 + (size_t)c * xr, xr, y + c * ys + r, ys);      \
+                else                                                                                              \
+                    tile_##t##_1x2(k, w8 + (size_t)r * ws, ws, x8 + (size_t)c * xr, xr, y + c * ys + r, ys);      \
+            }                                                                                                     \
+        for (; c < nc; c++)                                                                                       \
+            for (int64_t r = 0; r < nr; r += 4) {                                                                 \
+                const int R = nr - r < 4 ? (int)(nr - r) : 4;                                                     \
+                r1[R - 1](k, w8 + (size_t)r * ws, ws, x8 + (size_t)c * xr, xr, y + c * ys + r, ys);               \
+            }                                                                                                     \
+    }
+FLOAT_TYPE(F32, f32)
+FLOAT_TYPE(F16, f16)
+FLOAT_TYPE(BF16, bf16)
 
 /* y += a * x: product rounded, then the sum, as the scalar code (a need not be an fp16 value). */
 AVX2_FN static void mad_f16(int64_t n, float *y, const uint16_t *x, float a)
@@ -683,7 +901,7 @@ AVX2_FN static void mad_f16(int64_t n, float *y, const uint16_t *x, float a)
     const __m256 va = _mm256_set1_ps(a);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m256 p = _mm256_mul_ps(va, load_f16(x + i));
+        const __m256 p = _mm256_mul_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
         _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), p));
     }
     for (; i < n; i++) {
@@ -704,20 +922,24 @@ AVX2_FN static void to_f16(const float *x, uint16_t *y, int64_t n)
 
 static const struct ae_kernel_set avx2_set = {
     .name = "avx2",
-    .vec_dot =
-        {
-            [AE_TYPE_F32] = dot_f32,   [AE_TYPE_F16] = dot_f16,   [AE_TYPE_BF16] = dot_bf16,
-            [AE_TYPE_Q4_0] = dot_q4_0, [AE_TYPE_Q4_1] = dot_q4_1, [AE_TYPE_Q5_0] = dot_q5_0,
-            [AE_TYPE_Q5_1] = dot_q5_1, [AE_TYPE_Q8_0] = dot_q8_0, [AE_TYPE_Q2_K] = dot_q2_k,
-            [AE_TYPE_Q3_K] = dot_q3_k, [AE_TYPE_Q4_K] = dot_q4_k, [AE_TYPE_Q5_K] = dot_q5_k,
-            [AE_TYPE_Q6_K] = dot_q6_k,
-            [AE_TYPE_IQ4_NL] = ae_dot_iq4_nl_avx2, [AE_TYPE_IQ4_XS] = ae_dot_iq4_xs_avx2,
-            [AE_TYPE_TQ1_0] = ae_dot_tq1_0_avx2,   [AE_TYPE_TQ2_0] = ae_dot_tq2_0_avx2,
-        },
     .gemm =
         {
-            [AE_TYPE_Q4_0] = gemm_q4_0,
-            [AE_TYPE_Q8_0] = gemm_q8_0,
+            [AE_LAYOUT_ROWS] =
+                {
+                    [AE_TYPE_F32] = gemm_rows_f32,   [AE_TYPE_F16] = gemm_rows_f16,   [AE_TYPE_BF16] = gemm_rows_bf16,
+                    [AE_TYPE_Q4_0] = gemm_rows_q4_0, [AE_TYPE_Q4_1] = gemm_rows_q4_1, [AE_TYPE_Q5_0] = gemm_rows_q5_0,
+                    [AE_TYPE_Q5_1] = gemm_rows_q5_1, [AE_TYPE_Q8_0] = gemm_rows_q8_0, [AE_TYPE_Q2_K] = gemm_rows_q2_k,
+                    [AE_TYPE_Q3_K] = gemm_rows_q3_k, [AE_TYPE_Q4_K] = gemm_rows_q4_k, [AE_TYPE_Q5_K] = gemm_rows_q5_k,
+                    [AE_TYPE_Q6_K] = gemm_rows_q6_k, [AE_TYPE_IQ4_NL] = gemm_rows_iq4_nl,
+                    [AE_TYPE_IQ4_XS] = gemm_rows_iq4_xs, [AE_TYPE_TQ1_0] = gemm_rows_tq1_0,
+                    [AE_TYPE_TQ2_0] = gemm_rows_tq2_0,
+                },
+            [AE_LAYOUT_X16] =
+                {
+                    [AE_TYPE_Q4_0] = gemm_x16_q4_0, [AE_TYPE_Q4_1] = gemm_x16_q4_1, [AE_TYPE_Q5_0] = gemm_x16_q5_0,
+                    [AE_TYPE_Q5_1] = gemm_x16_q5_1, [AE_TYPE_Q8_0] = gemm_x16_q8_0, [AE_TYPE_Q4_K] = gemm_x16_q4_k,
+                    [AE_TYPE_Q5_K] = gemm_x16_q5_k, [AE_TYPE_Q6_K] = gemm_x16_q6_k,
+                },
         },
     .to_f16 = to_f16,
     .mad_f16 = mad_f16,

@@ -1,18 +1,18 @@
 /* AVX-512 (F, BW, VL, VNNI) kernels for the matmul, chosen at run time (cpu.c) when the CPU has them.
  *
- * The main pieces are block kernels (ae_kernel_set.gemm) for Q4_0, Q8_0 and F16. For prefill a tile
- * of up to 4 weight rows by 4 activation rows (F16: 3 by 3) is computed at once, so each unpacked
- * weight block serves every activation row of the tile and each activation block every weight row;
- * for a single activation row (decode) up to 8 weight rows go side by side, with the weights fetched
- * ahead. For Q4_0 and Q8_0 a 512-bit register holds two 32-value blocks: lanes 0-7 carry block b's 8
- * lane sums and lanes 8-15 block b+1's, which are exactly the scalar reference's 'even' and 'odd'
- * accumulators (kernels_matmul.c) side by side. Each lane adds (float)sum * (dw * dx) with one
- * rounding for each product and one for the sum, and the result is hsum8(even + odd), so every output
- * is bit-identical to the scalar and the AVX2 row dots. The integer lane sums come from vpdpbusd
- * (unsigned x signed bytes), made exact for signed weights by a bias that is taken back out: Q4_0
- * nibbles are used unbiased and 8 * sum(x) is subtracted, Q8_0 quants are biased by 128 and
- * 128 * sum(x) is subtracted. F16 keeps the scalar code's 32 lanes in two registers. Types without a
- * kernel here fall back to the AVX2 ones. On other hosts this file compiles to nothing.
+ * The x16 layout is made for this level: a chunk of a group block (4 quant bytes of each of 16 rows) is
+ * one 512-bit register whose 32-bit lane r belongs to row r, so vpdpbusd adds 4 exact products to each
+ * row's integer block sum, with the 4 activation bytes broadcast from memory. The weights enter as
+ * unsigned bytes u = q + bias (Q4_0: the nibble, bias 8; Q5_0: bias 16; Q8_0: q ^ 0x80, bias 128;
+ * Q4_1/Q5_1 are unsigned already) and the activation block's negated quant sum brings bias * sum(x)
+ * back out, so each lane ends with the exact integer block sum of docs/kernels.md. Then one vector FMA
+ * per block adds (float)isum * (dw * dx) to the 16 rows' accumulators, blocks in order: every output is
+ * the scalar reference's, bit for bit.
+ *
+ * A tile is G groups (16 or 32 rows) by C activation rows; the group blocks are unpacked once per tile
+ * step and serve all C columns. Decode (one activation row) takes two groups at a time. F32/F16/BF16 in
+ * the rows layout keep the canonical 16 lanes in one register. Types and layouts without a kernel here
+ * use the AVX2 ones. On other hosts this file compiles to nothing.
  */
 #if defined(__x86_64__)
 
@@ -26,363 +26,474 @@
 #define AVX512_FN __attribute__((target(AVX512_TARGET)))
 #define AVX512_INLINE __attribute__((target(AVX512_TARGET), always_inline)) static inline
 
-/* Rows and columns of the largest register tile; a single activation row (decode) takes up to
- * TILE_R1 weight rows at once. */
-#define TILE_R 4
+/* Largest tile: groups and activation rows. */
+#define TILE_G 2
 #define TILE_C 4
-#define TILE_R1 8
-/* How far ahead of its use each weight row is fetched into the cache. */
-#define PREFETCH_BYTES 512
 
-/* Lanes 0-7 plus lanes 8-15. */
-AVX512_INLINE __m256 halves_sum(__m512 a)
-{
-    return _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
-}
+/* ---- 32-value blocks, x16 layout --------------------------------------------------------------------- */
 
-/* ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)) of even + odd, the scalar code's lanes_finish. */
-AVX512_INLINE float finish_pair(__m512 acc)
-{
-    const __m256 v = halves_sum(acc);
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    const __m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
-    return _mm_cvtss_f32(s1);
-}
-
-/* The fp16 scales at 16-bit words w0 and w1 of raw as 8 lanes of the first and 8 of the second. */
-AVX512_INLINE __m512 scales_at(__m512i raw, int w0, int w1)
-{
-    const __m512i idx = _mm512_mask_blend_epi16(0xff00, _mm512_set1_epi16((short)w0), _mm512_set1_epi16((short)w1));
-    return _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(idx, raw)));
-}
-
-/* Two Q8_0 blocks (68 bytes): the 64 quants and the scales. The first 64 bytes, one load, hold both
- * scales (16-bit words 0 and 17). */
-AVX512_INLINE void q8_0_blocks(const struct ae_block_q8_0 *xb, __m512i *q, __m512 *d)
-{
-    *q = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)xb[0].qs)),
-                            _mm256_loadu_si256((const __m256i *)xb[1].qs), 1);
-    *d = scales_at(_mm512_loadu_si512(xb), 0, 17);
-}
-
-/* Two Q4_0 blocks (36 bytes): the 64 nibbles as bytes in value order, unbiased (0..15), and the
- * scales. Bytes 0-31 and 20-35 are loaded side by side; the nibble bytes start at even offsets (words
- * 1 and 16 of that pair of loads), so a word permutation puts each block's 16 bytes into two 128-bit
- * lanes, the second of which is shifted down by 4 bits. */
-AVX512_INLINE void q4_0_blocks(const struct ae_block_q4_0 *wb, __m512i *u, __m512 *d)
-{
-    const __m512i raw = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)wb)),
-                                           _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)wb[1].qs)), 1);
-    const __m512i idx = _mm512_set_epi16(23, 22, 21, 20, 19, 18, 17, 16, 23, 22, 21, 20, 19, 18, 17, 16, /* b+1 */
-                                         8, 7, 6, 5, 4, 3, 2, 1, 8, 7, 6, 5, 4, 3, 2, 1);                /* b */
-    const __m512i dup = _mm512_permutexvar_epi16(idx, raw);
-    const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
-    /* the 64-bit shift moves bits across bytes; the mask keeps each byte's own nibble */
-    *u = _mm512_and_si512(_mm512_srlv_epi64(dup, shift), _mm512_set1_epi8(0x0f));
-    *d = scales_at(raw, 0, 9);
-}
-
-/* A lone last block copied into zeros the size of two, so that the loads above stay inside it. */
-AVX512_INLINE const void *lone_block(uint8_t buf[128], const void *block, size_t bytes)
-{
-    memset(buf, 0, 128);
-    memcpy(buf, block, bytes);
-    return buf;
-}
-
-/* The running accumulators of one tile: acc[c][r] for activation row c, weight row r. */
-struct tile_acc {
-    __m512 v[TILE_C][TILE_R1];
+/* One unpacked group block: u[j] the unsigned values of 4 consecutive values per row (j < 4: chunk j's
+ * low nibbles, values 4j..; j >= 4: its high nibbles, values 16 + 4(j - 4)..; Q8_0: chunk j, values
+ * 4j..), the rows' scales and minimums. */
+struct grp32 {
+    __m512i u[8];
+    __m512 d, m;
 };
 
-/* One step of a tile over blocks b (and b + 1 when two): R weight rows at w + r * w_row, C activation
- * rows of Q8_0 blocks at x + c * x_row. The weights become unsigned bytes u = q + bias (Q4_0: the
- * nibble, bias 8; Q8_0: q ^ 0x80, bias 128), so u . x - bias * sum(x) is the exact q . x of each lane. */
-AVX512_INLINE void qk32_step(struct tile_acc *a, int q8, int R, int C, const uint8_t *w, size_t w_row,
-                             const uint8_t *x, size_t x_row, int64_t b, int two)
+/* The activation byte offset of u[j]'s 4 values. */
+static inline int x_offset(uint32_t type, int j)
 {
-    const __m512i bias = _mm512_set1_epi8(q8 ? (char)0x80 : 8);
-    const size_t w_block = q8 ? sizeof(struct ae_block_q8_0) : sizeof(struct ae_block_q4_0);
-    uint8_t lone[128] __attribute__((aligned(64)));
-    __m512i u[TILE_R1];
-    __m512 dw[TILE_R1];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++) {
-        const uint8_t *wb = w + (size_t)r * w_row + (size_t)b * w_block;
-        _mm_prefetch((const char *)wb + PREFETCH_BYTES, _MM_HINT_T0);
-        if (!two)
-            wb = lone_block(lone, wb, w_block);
-        if (q8) {
-            __m512i q;
-            q8_0_blocks((const struct ae_block_q8_0 *)wb, &q, &dw[r]);
-            u[r] = _mm512_xor_si512(q, bias);
-        } else {
-            q4_0_blocks((const struct ae_block_q4_0 *)wb, &u[r], &dw[r]);
-        }
-    }
-    const __mmask16 mask = two ? 0xffff : 0x00ff;
-#pragma GCC unroll 4
-    for (int c = 0; c < C; c++) {
-        const uint8_t *xb = x + (size_t)c * x_row + (size_t)b * sizeof(struct ae_block_q8_0);
-        if (!two)
-            xb = lone_block(lone, xb, sizeof(struct ae_block_q8_0));
-        __m512i xq;
-        __m512 dx;
-        q8_0_blocks((const struct ae_block_q8_0 *)xb, &xq, &dx);
-        const __m512i zero = _mm512_setzero_si512();
-        const __m512i neg = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, bias, xq));
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
-            const __m512i lanes = _mm512_dpbusd_epi32(neg, u[r], xq);
-            const __m512 d = _mm512_mul_ps(dw[r], dx);
-            /* the product rounded, then the sum: as the scalar lanes_add_block */
-            const __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(lanes), d);
-            a->v[c][r] = _mm512_mask_add_ps(a->v[c][r], mask, a->v[c][r], t);
-        }
-    }
+    return type == AE_TYPE_Q8_0 ? 4 * j : j < 4 ? 4 * j : 16 + 4 * (j - 4);
 }
 
-/* One R x C tile of 32-value-block weights: y[c * y_stride + r]. */
-AVX512_INLINE void tile_qk32(int q8, int R, int C, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *x,
-                             size_t x_row, float *y, int64_t y_stride)
+AVX512_INLINE __m512 load_f16x16(const void *p)
 {
-    struct tile_acc a;
-#pragma GCC unroll 4
-    for (int c = 0; c < C; c++)
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++)
-            a.v[c][r] = _mm512_setzero_ps();
-    int64_t b = 0;
-    for (; b + 1 < nb; b += 2)
-        qk32_step(&a, q8, R, C, w, w_row, x, x_row, b, 1);
-    if (b < nb)
-        qk32_step(&a, q8, R, C, w, w_row, x, x_row, b, 0);
-#pragma GCC unroll 4
-    for (int c = 0; c < C; c++)
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++)
-            y[c * y_stride + r] = finish_pair(a.v[c][r]);
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
 
-/* The tile sizes, each its own specialised copy. */
-#define TILE_FN(name, q8, R, C)                                                                                      \
-    AVX512_FN static void name(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *x, size_t x_row, float *y, \
-                               int64_t y_stride)                                                                     \
-    {                                                                                                                \
-        tile_qk32(q8, R, C, nb, w, w_row, x, x_row, y, y_stride);                                                    \
-    }
-
-typedef void (*tile_fn)(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *x, size_t x_row, float *y,
-                        int64_t y_stride);
-
-/* The tiles of one weight type: R x C for R, C <= 4, and R x 1 for R <= 8. */
-struct tile_set {
-    tile_fn rc[TILE_R][TILE_C];
-    tile_fn r1[TILE_R1];
-};
-
-#define TILE_ROW(name, q8, R) TILE_FN(name##_##R##x1, q8, R, 1) TILE_FN(name##_##R##x2, q8, R, 2) \
-    TILE_FN(name##_##R##x3, q8, R, 3) TILE_FN(name##_##R##x4, q8, R, 4)
-#define TILE_ALL(name, q8)                                                                                        \
-    TILE_ROW(name, q8, 1) TILE_ROW(name, q8, 2) TILE_ROW(name, q8, 3) TILE_ROW(name, q8, 4)                         \
-    TILE_FN(name##_5x1, q8, 5, 1) TILE_FN(name##_6x1, q8, 6, 1) TILE_FN(name##_7x1, q8, 7, 1)                       \
-    TILE_FN(name##_8x1, q8, 8, 1)
-#define TILE_TABLE_ROW(name, R) {name##_##R##x1, name##_##R##x2, name##_##R##x3, name##_##R##x4}
-#define TILE_TABLE(name)                                                                                     \
-    {                                                                                                        \
-        .rc = {TILE_TABLE_ROW(name, 1), TILE_TABLE_ROW(name, 2), TILE_TABLE_ROW(name, 3), TILE_TABLE_ROW(name, 4)}, \
-        .r1 = {name##_1x1, name##_2x1, name##_3x1, name##_4x1, name##_5x1, name##_6x1, name##_7x1, name##_8x1},     \
-    }
-
-TILE_ALL(tile_q4_0, 0)
-TILE_ALL(tile_q8_0, 1)
-
-static const struct tile_set tiles_q4_0 = TILE_TABLE(tile_q4_0);
-static const struct tile_set tiles_q8_0 = TILE_TABLE(tile_q8_0);
-
-/* Covers n_rows x n_cols with tiles, rows outermost so that a tile's weight rows stay in cache while
- * every activation row passes. */
-static void gemm_tiles(const struct tile_set *tiles, int64_t k, const void *w, size_t w_row, int64_t n_rows,
-                       const void *x, size_t x_row, int64_t n_cols, float *y, int64_t y_stride)
+AVX512_INLINE void grp32_load(uint32_t type, const uint8_t *g, struct grp32 *o)
 {
-    const int64_t nb = k / AE_QK;
-    const uint8_t *w8 = w, *x8 = x;
-    if (n_cols == 1) {
-        for (int64_t r0 = 0; r0 < n_rows; r0 += TILE_R1) {
-            const int R = n_rows - r0 < TILE_R1 ? (int)(n_rows - r0) : TILE_R1;
-            tiles->r1[R - 1](nb, w8 + (size_t)r0 * w_row, w_row, x8, x_row, y + r0, y_stride);
-        }
+    const bool has_min = type == AE_TYPE_Q4_1 || type == AE_TYPE_Q5_1;
+    o->d = load_f16x16(g);
+    if (has_min)
+        o->m = load_f16x16(g + 32);
+    if (type == AE_TYPE_Q8_0) {
+        for (int j = 0; j < 8; j++)
+            o->u[j] = _mm512_xor_si512(_mm512_loadu_si512(g + 32 + 64 * j), _mm512_set1_epi8((char)0x80));
         return;
     }
-    for (int64_t r0 = 0; r0 < n_rows; r0 += TILE_R) {
-        const int R = n_rows - r0 < TILE_R ? (int)(n_rows - r0) : TILE_R;
-        for (int64_t c0 = 0; c0 < n_cols; c0 += TILE_C) {
-            const int C = n_cols - c0 < TILE_C ? (int)(n_cols - c0) : TILE_C;
-            tiles->rc[R - 1][C - 1](nb, w8 + (size_t)r0 * w_row, w_row, x8 + (size_t)c0 * x_row, x_row,
-                                    y + c0 * y_stride + r0, y_stride);
+    const bool q5 = type == AE_TYPE_Q5_0 || type == AE_TYPE_Q5_1;
+    const size_t qs_at = 32 + (has_min ? 32 : 0) + (q5 ? 64 : 0);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512i qh = _mm512_setzero_si512();
+    if (q5)
+        qh = _mm512_loadu_si512(g + qs_at - 64);
+    for (int j = 0; j < 4; j++) {
+        const __m512i raw = _mm512_loadu_si512(g + qs_at + 64 * j);
+        o->u[j] = _mm512_and_si512(raw, m4);
+        o->u[4 + j] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+        if (q5) {
+            /* byte j of each row's word, in all 4 bytes of its lane; bit i marks value 4j+i, bit 4+i value 16+4j+i */
+            const __m512i lane = _mm512_set4_epi32(0x0c0c0c0c, 0x08080808, 0x04040404, 0);
+            const __m512i v = _mm512_shuffle_epi8(qh, _mm512_add_epi8(lane, _mm512_set1_epi8((char)j)));
+            const __mmask64 lo = _mm512_test_epi8_mask(v, _mm512_set1_epi32(0x08040201));
+            const __mmask64 hi = _mm512_test_epi8_mask(v, _mm512_set1_epi32((int)0x80402010u));
+            const __m512i m10 = _mm512_set1_epi8(0x10);
+            o->u[j] = _mm512_mask_add_epi8(o->u[j], lo, o->u[j], m10);
+            o->u[4 + j] = _mm512_mask_add_epi8(o->u[4 + j], hi, o->u[4 + j], m10);
         }
     }
 }
 
-/* ---- F16 ------------------------------------------------------------------------------------------ */
-
-/* F16 tiles: value i of a row goes to lane i % 32 as in the scalar code; lanes 0-15 live in one
- * register and 16-31 in another. fp16 x fp16 is exact in f32, so the FMA rounds once, like the scalar
- * product and sum. A last part shorter than 32 values changes only its own lanes. */
-#define F16_TILE 3 /* rows and columns of a prefill tile: 18 accumulators */
-
-struct f16_acc {
-    __m512 lo[F16_TILE][TILE_R1], hi[F16_TILE][TILE_R1];
-};
-
-AVX512_INLINE __m512 load_f16x16(const uint16_t *p, __mmask16 m)
+/* The exact int32 block sums of the group's 16 rows with activation block xb. */
+AVX512_INLINE __m512i grp32_isum(uint32_t type, const struct grp32 *o, const struct ae_block_q8a *xb)
 {
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+    const int shift = type == AE_TYPE_Q4_0 ? 3 : type == AE_TYPE_Q5_0 ? 4 : 7;
+    const bool biased = type == AE_TYPE_Q4_0 || type == AE_TYPE_Q5_0 || type == AE_TYPE_Q8_0;
+    __m512i a = biased ? _mm512_slli_epi32(_mm512_set1_epi32(xb->neg_sum), shift) : _mm512_setzero_si512();
+    __m512i b = _mm512_setzero_si512();
+    for (int j = 0; j < 8; j += 2) {
+        int32_t x0, x1;
+        memcpy(&x0, xb->qs + x_offset(type, j), 4);
+        memcpy(&x1, xb->qs + x_offset(type, j + 1), 4);
+        a = _mm512_dpbusd_epi32(a, o->u[j], _mm512_set1_epi32(x0));
+        b = _mm512_dpbusd_epi32(b, o->u[j + 1], _mm512_set1_epi32(x1));
+    }
+    return _mm512_add_epi32(a, b);
 }
 
-/* 32 values from i on (fewer at the end: masks mlo, mhi) of R weight rows and C activation rows. */
-AVX512_INLINE void f16_step(struct f16_acc *a, int R, int C, const uint16_t *w, size_t w_row, const uint16_t *x,
-                            size_t x_row, int64_t i, __mmask16 mlo, __mmask16 mhi)
+/* Stores the first n (<= 16) lanes of v. */
+AVX512_INLINE void store_rows(float *y, __m512 v, int n)
 {
-    __m512 xlo[F16_TILE], xhi[F16_TILE];
-#pragma GCC unroll 4
-    for (int c = 0; c < C; c++) {
-        xlo[c] = load_f16x16(x + c * x_row + i, mlo);
-        xhi[c] = load_f16x16(x + c * x_row + i + 16, mhi);
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++) {
-        const uint16_t *wr = w + r * w_row + i;
-        _mm_prefetch((const char *)wr + PREFETCH_BYTES, _MM_HINT_T0);
-        const __m512 wlo = load_f16x16(wr, mlo), whi = load_f16x16(wr + 16, mhi);
-#pragma GCC unroll 4
+    _mm512_mask_storeu_ps(y, (__mmask16)((1u << n) - 1), v);
+}
+
+/* G groups (at w, w + w_stride) by C activation rows over all nb blocks; rows n_rows.. are not stored. */
+AVX512_INLINE void tile32(uint32_t type, int G, int C, int64_t nb, const uint8_t *w, size_t w_stride, int n_rows,
+                          const uint8_t *x, size_t x_row, float *y, int64_t y_stride)
+{
+    const size_t gb = ae_layout_group_bytes(type, AE_LAYOUT_X16, AE_QK);
+    const bool has_min = type == AE_TYPE_Q4_1 || type == AE_TYPE_Q5_1;
+    __m512 acc[TILE_G][TILE_C];
+    for (int g = 0; g < G; g++)
+        for (int c = 0; c < C; c++)
+            acc[g][c] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        struct grp32 o[TILE_G];
+        for (int g = 0; g < G; g++) {
+            const uint8_t *src = w + (size_t)g * w_stride + (size_t)b * gb;
+            _mm_prefetch((const char *)src + 4 * gb, _MM_HINT_T0);
+            grp32_load(type, src, &o[g]);
+        }
         for (int c = 0; c < C; c++) {
-            a->lo[c][r] = _mm512_mask3_fmadd_ps(wlo, xlo[c], a->lo[c][r], mlo);
-            a->hi[c][r] = _mm512_mask3_fmadd_ps(whi, xhi[c], a->hi[c][r], mhi);
+            const struct ae_block_q8a *xb = (const struct ae_block_q8a *)(x + (size_t)c * x_row) + b;
+            const __m512 dx = _mm512_set1_ps(xb->d);
+            for (int g = 0; g < G; g++) {
+                const __m512i isum = grp32_isum(type, &o[g], xb);
+                acc[g][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(o[g].d, dx), acc[g][c]);
+                if (has_min)
+                    acc[g][c] = _mm512_fmadd_ps(o[g].m, _mm512_set1_ps(xb->s), acc[g][c]);
+            }
+        }
+    }
+    for (int g = 0; g < G; g++) {
+        const int n = n_rows - 16 * g < 16 ? n_rows - 16 * g : 16;
+        for (int c = 0; c < C && n > 0; c++)
+            store_rows(y + c * y_stride + 16 * g, acc[g][c], n);
+    }
+}
+
+typedef void (*tile_fn)(int64_t nb, const uint8_t *w, size_t w_stride, int n_rows, const uint8_t *x, size_t x_row,
+                        float *y, int64_t y_stride);
+
+#define TILE32_FN(t, T, G, C)                                                                                     \
+    AVX512_FN static void tile_##t##_##G##x##C(int64_t nb, const uint8_t *w, size_t ws, int n_rows, const uint8_t *x, \
+                                               size_t xr, float *y, int64_t ys)                                  \
+    {                                                                                                             \
+        tile32(AE_TYPE_##T, G, C, nb, w, ws, n_rows, x, xr, y, ys);                                               \
+    }
+#define TILE32_TYPE(t, T)                                                                                         \
+    TILE32_FN(t, T, 1, 1) TILE32_FN(t, T, 1, 2) TILE32_FN(t, T, 1, 3) TILE32_FN(t, T, 1, 4)                       \
+    TILE32_FN(t, T, 2, 1) TILE32_FN(t, T, 2, 2) TILE32_FN(t, T, 2, 3) TILE32_FN(t, T, 2, 4)                       \
+    static const tile_fn tiles_##t[TILE_G][TILE_C] = {                                                            \
+        {tile_##t##_1x1, tile_##t##_1x2, tile_##t##_1x3, tile_##t##_1x4},                                         \
+        {tile_##t##_2x1, tile_##t##_2x2, tile_##t##_2x3, tile_##t##_2x4}};                                        \
+    static void gemm_x16_##t(int64_t k, const void *w, size_t ws, int64_t nr, const void *x, size_t xr,            \
+                             int64_t nc, float *y, int64_t ys)                                                    \
+    {                                                                                                             \
+        gemm_x16_tiles(tiles_##t, k / AE_QK, w, ws, nr, x, xr, nc, y, ys);                                        \
+    }
+
+/* Covers n_rows x n_cols with tiles: pairs of groups, activation rows TILE_C at a time; rows outermost,
+ * so that a tile's weights stay in cache while every activation row passes. */
+static void gemm_x16_tiles(const tile_fn tiles[TILE_G][TILE_C], int64_t nb, const void *w, size_t w_stride,
+                           int64_t n_rows, const void *x, size_t x_row, int64_t n_cols, float *y, int64_t y_stride)
+{
+    const uint8_t *w8 = w, *x8 = x;
+    for (int64_t r = 0; r < n_rows; r += TILE_G * AE_X16_ROWS) {
+        const int64_t left = n_rows - r;
+        const int G = left > AE_X16_ROWS ? 2 : 1;
+        const int rows = left < TILE_G * AE_X16_ROWS ? (int)left : TILE_G * AE_X16_ROWS;
+        for (int64_t c = 0; c < n_cols; c += TILE_C) {
+            const int C = n_cols - c < TILE_C ? (int)(n_cols - c) : TILE_C;
+            tiles[G - 1][C - 1](nb, w8 + (size_t)(r / AE_X16_ROWS) * w_stride, w_stride, rows, x8 + (size_t)c * x_row,
+                                x_row, y + c * y_stride + r, y_stride);
         }
     }
 }
 
-/* The scalar lanes32_finish: v[l] = (a[l] + a[l+8]) + (a[l+16] + a[l+24]), then hsum8(v). */
-AVX512_INLINE float f16_finish(__m512 lo, __m512 hi)
-{
-    const __m256 v = _mm256_add_ps(halves_sum(lo), halves_sum(hi));
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    const __m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
-    return _mm_cvtss_f32(s1);
-}
+TILE32_TYPE(q4_0, Q4_0)
+TILE32_TYPE(q4_1, Q4_1)
+TILE32_TYPE(q5_0, Q5_0)
+TILE32_TYPE(q5_1, Q5_1)
+TILE32_TYPE(q8_0, Q8_0)
 
-/* w_row and x_row in values here. */
-AVX512_INLINE void tile_f16(int R, int C, int64_t k, const uint16_t *w, size_t w_row, const uint16_t *x, size_t x_row,
-                            float *y, int64_t y_stride)
-{
-    struct f16_acc a;
-#pragma GCC unroll 4
-    for (int c = 0; c < C; c++)
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++)
-            a.lo[c][r] = a.hi[c][r] = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= k; i += 32)
-        f16_step(&a, R, C, w, w_row, x, x_row, i, 0xffff, 0xffff);
-    if (i < k) {
-        const int64_t left = k - i;
-        const __mmask16 mlo = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-        const __mmask16 mhi = left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
-        f16_step(&a, R, C, w, w_row, x, x_row, i, mlo, mhi);
-    }
-#pragma GCC unroll 4
-    for (int c = 0; c < C; c++)
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++)
-            y[c * y_stride + r] = f16_finish(a.lo[c][r], a.hi[c][r]);
-}
+/* ---- K-quants, x16 layout ----------------------------------------------------------------------------- */
 
-typedef void (*f16_tile_fn)(int64_t k, const uint16_t *w, size_t w_row, const uint16_t *x, size_t x_row, float *y,
-                            int64_t y_stride);
+/* Columns of a K-quant tile: one group's unpacked sub-block (16 registers) serves them all. */
+#define KTILE_C 4
 
-#define F16_FN(R, C)                                                                                            \
-    AVX512_FN static void tile_f16_##R##x##C(int64_t k, const uint16_t *w, size_t w_row, const uint16_t *x,      \
-                                             size_t x_row, float *y, int64_t y_stride)                         \
-    {                                                                                                           \
-        tile_f16(R, C, k, w, w_row, x, x_row, y, y_stride);                                                     \
-    }
-F16_FN(1, 1) F16_FN(1, 2) F16_FN(1, 3) F16_FN(2, 1) F16_FN(2, 2) F16_FN(2, 3) F16_FN(3, 1) F16_FN(3, 2) F16_FN(3, 3)
-F16_FN(4, 1) F16_FN(5, 1) F16_FN(6, 1) F16_FN(7, 1) F16_FN(8, 1)
-
-static const f16_tile_fn f16_tiles[F16_TILE][F16_TILE] = {
-    {tile_f16_1x1, tile_f16_1x2, tile_f16_1x3},
-    {tile_f16_2x1, tile_f16_2x2, tile_f16_2x3},
-    {tile_f16_3x1, tile_f16_3x2, tile_f16_3x3},
+/* The per-row integer scales of one super-block of a group, as int32 lanes: sc[g] for the groups of 32
+ * (Q4_K, Q5_K: 8) or 16 (Q6_K: 16), and the mins as 16-bit pairs (m_g, m_g) per lane (Q4_K, Q5_K), so
+ * that vpmaddwd with a pair of bsums gives m_g * (bsum_2g + bsum_2g+1); Q6_K's scale pairs (sc_2k,
+ * sc_2k+1) for its bias term. */
+struct kscales {
+    __m512i sc[16];
+    __m512i mp[8];
 };
-static const f16_tile_fn f16_tiles_r1[TILE_R1] = {tile_f16_1x1, tile_f16_2x1, tile_f16_3x1, tile_f16_4x1,
-                                                  tile_f16_5x1, tile_f16_6x1, tile_f16_7x1, tile_f16_8x1};
 
-static void gemm_f16(int64_t k, const void *w, size_t w_row, int64_t n_rows, const void *x, size_t x_row,
-                     int64_t n_cols, float *y, int64_t y_stride)
+AVX512_INLINE void kscales_q45(const uint8_t *scales, struct kscales *o)
 {
-    const uint16_t *w16 = w, *x16 = x;
-    const size_t wr = w_row / 2, xr = x_row / 2;
-    if (n_cols == 1) {
-        for (int64_t r0 = 0; r0 < n_rows; r0 += TILE_R1) {
-            const int R = n_rows - r0 < TILE_R1 ? (int)(n_rows - r0) : TILE_R1;
-            f16_tiles_r1[R - 1](k, w16 + r0 * wr, wr, x16, xr, y + r0, y_stride);
+    /* bytes j of the 16 rows at scales + 16 j (ae_x16_q4_k.scales); see k_scale_min in matmul.c */
+    const __m512i a = _mm512_loadu_si512(scales), b = _mm512_loadu_si512(scales + 64), c = _mm512_loadu_si512(scales + 128);
+    const __m512i m63 = _mm512_set1_epi8(63), m0f = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    uint8_t buf[4][64] __attribute__((aligned(64)));
+    _mm512_store_si512(buf[0], _mm512_and_si512(a, m63));                                          /* sc 0-3 */
+    _mm512_store_si512(buf[1], _mm512_or_si512(_mm512_and_si512(c, m0f),                          /* sc 4-7 */
+                                               _mm512_and_si512(_mm512_srli_epi16(a, 2), m30)));
+    _mm512_store_si512(buf[2], _mm512_and_si512(b, m63));                                          /* m 0-3 */
+    _mm512_store_si512(buf[3], _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(c, 4), m0f),     /* m 4-7 */
+                                               _mm512_and_si512(_mm512_srli_epi16(b, 2), m30)));
+    for (int g = 0; g < 8; g++) {
+        o->sc[g] = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(buf[g / 4] + 16 * (g % 4))));
+        const __m512i m = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(buf[2 + g / 4] + 16 * (g % 4))));
+        o->mp[g] = _mm512_or_si512(m, _mm512_slli_epi32(m, 16));
+    }
+}
+
+AVX512_INLINE void kscales_q6(const int8_t *scales, struct kscales *o)
+{
+    for (int g = 0; g < 16; g++)
+        o->sc[g] = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(scales + 16 * g)));
+    for (int k = 0; k < 8; k++)
+        o->mp[k] = _mm512_or_si512(_mm512_and_si512(o->sc[2 * k], _mm512_set1_epi32(0xffff)),
+                                   _mm512_slli_epi32(o->sc[2 * k + 1], 16));
+}
+
+/* The 4 activation bytes at p broadcast to every lane. */
+AVX512_INLINE __m512i bcast4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* One sub-block of 64 values (Q4_K/Q5_K: h = 0..3, groups 2h and 2h+1) or 128 (Q6_K: h = 0, 1, groups
+ * 8h..8h+7) unpacked into u[]: u[j] (and u[8 + j], u[16 + j], u[24 + j] for Q6_K) hold 4 values per row. */
+AVX512_INLINE void ksub_load(uint32_t type, const uint8_t *g, int h, __m512i u[32])
+{
+    const __m512i m0f = _mm512_set1_epi8(0x0f);
+    if (type == AE_TYPE_Q6_K) {
+        const struct ae_x16_q6_k *q = (const struct ae_x16_q6_k *)g;
+        const __m512i m30 = _mm512_set1_epi8(0x30);
+        for (int j = 0; j < 8; j++) {
+            const __m512i la = _mm512_loadu_si512(q->ql[16 * h + j]), lb = _mm512_loadu_si512(q->ql[16 * h + 8 + j]);
+            const __m512i qh = _mm512_loadu_si512(q->qh[8 * h + j]);
+            u[j] = _mm512_or_si512(_mm512_and_si512(la, m0f), _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30));
+            u[8 + j] = _mm512_or_si512(_mm512_and_si512(lb, m0f), _mm512_and_si512(_mm512_slli_epi16(qh, 2), m30));
+            u[16 + j] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(la, 4), m0f), _mm512_and_si512(qh, m30));
+            u[24 + j] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(lb, 4), m0f),
+                                        _mm512_and_si512(_mm512_srli_epi16(qh, 2), m30));
         }
         return;
     }
-    for (int64_t r0 = 0; r0 < n_rows; r0 += F16_TILE) {
-        const int R = n_rows - r0 < F16_TILE ? (int)(n_rows - r0) : F16_TILE;
-        for (int64_t c0 = 0; c0 < n_cols; c0 += F16_TILE) {
-            const int C = n_cols - c0 < F16_TILE ? (int)(n_cols - c0) : F16_TILE;
-            f16_tiles[R - 1][C - 1](k, w16 + r0 * wr, wr, x16 + c0 * xr, xr, y + c0 * y_stride + r0, y_stride);
+    const uint8_t *qs = type == AE_TYPE_Q4_K ? ((const struct ae_x16_q4_k *)g)->qs[0][0]
+                                             : ((const struct ae_x16_q5_k *)g)->qs[0][0];
+    for (int j = 0; j < 8; j++) {
+        const __m512i raw = _mm512_loadu_si512(qs + 64 * (8 * h + j));
+        u[j] = _mm512_and_si512(raw, m0f);
+        u[8 + j] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m0f);
+        if (type == AE_TYPE_Q5_K) {
+            const __m512i qh = _mm512_loadu_si512(((const struct ae_x16_q5_k *)g)->qh[j]);
+            const __m512i m10 = _mm512_set1_epi8(0x10);
+            /* the fifth bit of the low values is bit 2h of qh, of the high values bit 2h + 1 */
+            const __m512i lo = 2 * h <= 4 ? _mm512_slli_epi16(qh, 4 - 2 * h) : _mm512_srli_epi16(qh, 2 * h - 4);
+            const __m512i hi = 2 * h + 1 <= 4 ? _mm512_slli_epi16(qh, 3 - 2 * h) : _mm512_srli_epi16(qh, 2 * h - 3);
+            u[j] = _mm512_or_si512(u[j], _mm512_and_si512(lo, m10));
+            u[8 + j] = _mm512_or_si512(u[8 + j], _mm512_and_si512(hi, m10));
         }
     }
 }
 
-static void dot_f16(int64_t k, const void *w, const void *x, float *out)
+/* isum += the scaled integer dot products of sub-block h of one group with activation row xs (the 256
+ * quants of a Q8_K block). */
+AVX512_INLINE __m512i ksub_dot(uint32_t type, const __m512i u[32], const struct kscales *sc, int h, const int8_t *xs,
+                               __m512i isum)
 {
-    tile_f16_1x1(k, w, 0, x, 0, out, 0);
-}
-
-static void gemm_q4_0(int64_t k, const void *w, size_t w_row, int64_t n_rows, const void *x, size_t x_row,
-                      int64_t n_cols, float *y, int64_t y_stride)
-{
-    gemm_tiles(&tiles_q4_0, k, w, w_row, n_rows, x, x_row, n_cols, y, y_stride);
-}
-
-/* A single activation row of Q8_0 weights goes to the AVX2 row dot, which streams the weights as fast
- * (the product is bound by memory) with fewer instructions. */
-static void gemm_q8_0(int64_t k, const void *w, size_t w_row, int64_t n_rows, const void *x, size_t x_row,
-                      int64_t n_cols, float *y, int64_t y_stride)
-{
-    if (n_cols == 1) {
-        const ae_vec_dot_fn dot = ae_kernels_avx2()->vec_dot[AE_TYPE_Q8_0];
-        for (int64_t r = 0; r < n_rows; r++)
-            dot(k, (const uint8_t *)w + (size_t)r * w_row, x, &y[r]);
-        return;
+    if (type == AE_TYPE_Q6_K) {
+        /* u[8s + j] holds values 128h + 32s + 4j..; group 8h + 2s + j / 4 */
+        for (int s = 0; s < 4; s++)
+            for (int half = 0; half < 2; half++) {
+                __m512i a = _mm512_setzero_si512(), b = _mm512_setzero_si512();
+                for (int j = 4 * half; j < 4 * half + 4; j += 2) {
+                    a = _mm512_dpbusd_epi32(a, u[8 * s + j], bcast4(xs + 128 * h + 32 * s + 4 * j));
+                    b = _mm512_dpbusd_epi32(b, u[8 * s + j + 1], bcast4(xs + 128 * h + 32 * s + 4 * j + 4));
+                }
+                isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(a, b), sc->sc[8 * h + 2 * s + half]));
+            }
+        return isum;
     }
-    gemm_tiles(&tiles_q8_0, k, w, w_row, n_rows, x, x_row, n_cols, y, y_stride);
+    /* u[j]: values 64h + 4j.. (group 2h); u[8 + j]: values 64h + 32 + 4j.. (group 2h + 1) */
+    __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
+    __m512i b0 = _mm512_setzero_si512(), b1 = _mm512_setzero_si512();
+    for (int j = 0; j < 8; j += 2) {
+        a0 = _mm512_dpbusd_epi32(a0, u[j], bcast4(xs + 64 * h + 4 * j));
+        a1 = _mm512_dpbusd_epi32(a1, u[j + 1], bcast4(xs + 64 * h + 4 * j + 4));
+        b0 = _mm512_dpbusd_epi32(b0, u[8 + j], bcast4(xs + 64 * h + 32 + 4 * j));
+        b1 = _mm512_dpbusd_epi32(b1, u[8 + j + 1], bcast4(xs + 64 * h + 32 + 4 * j + 4));
+    }
+    isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(a0, a1), sc->sc[2 * h]));
+    return _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(b0, b1), sc->sc[2 * h + 1]));
 }
 
-static void dot_q4_0(int64_t k, const void *w, const void *x, float *out)
+/* One group (16 rows at w) by C activation rows of Q8_K blocks, over all nb super-blocks. */
+AVX512_INLINE void ktile(uint32_t type, int C, int64_t nb, const uint8_t *w, int n_rows, const uint8_t *x, size_t x_row,
+                         float *y, int64_t y_stride)
 {
-    tile_q4_0_1x1(k / AE_QK, w, 0, x, 0, out, 0);
+    const size_t gb = ae_layout_group_bytes(type, AE_LAYOUT_X16, AE_QK_K);
+    const bool has_min = type != AE_TYPE_Q6_K;
+    const int subs = type == AE_TYPE_Q6_K ? 2 : 4;
+    __m512 acc[KTILE_C];
+    for (int c = 0; c < C; c++)
+        acc[c] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *g = w + (size_t)b * gb;
+        _mm_prefetch((const char *)g + 2 * gb, _MM_HINT_T0);
+        struct kscales sc;
+        __m512 d, dmin = _mm512_setzero_ps();
+        if (type == AE_TYPE_Q6_K) {
+            kscales_q6(((const struct ae_x16_q6_k *)g)->scales[0], &sc);
+            d = load_f16x16(g);
+        } else {
+            kscales_q45(type == AE_TYPE_Q4_K ? ((const struct ae_x16_q4_k *)g)->scales[0]
+                                             : ((const struct ae_x16_q5_k *)g)->scales[0], &sc);
+            d = load_f16x16(g);
+            dmin = load_f16x16(g + 32);
+        }
+        __m512i isum[KTILE_C], msum[KTILE_C];
+        for (int c = 0; c < C; c++) {
+            const struct ae_block_q8_k *xb = (const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b;
+            /* Q4_K/Q5_K: msum = sum of m_g * bsums of group g; Q6_K: isum starts at -32 sum of sc_g * bsum_g */
+            __m512i t = _mm512_setzero_si512();
+            for (int k = 0; k < 8; k++) {
+                int32_t pair;
+                memcpy(&pair, &xb->bsums[2 * k], 4);
+                t = _mm512_add_epi32(t, _mm512_madd_epi16(sc.mp[k], _mm512_set1_epi32(pair)));
+            }
+            msum[c] = t;
+            isum[c] = has_min ? _mm512_setzero_si512() : _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(t, 5));
+        }
+        for (int h = 0; h < subs; h++) {
+            __m512i u[32];
+            ksub_load(type, g, h, u);
+            for (int c = 0; c < C; c++) {
+                const struct ae_block_q8_k *xb = (const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b;
+                isum[c] = ksub_dot(type, u, &sc, h, xb->qs, isum[c]);
+            }
+        }
+        for (int c = 0; c < C; c++) {
+            const struct ae_block_q8_k *xb = (const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b;
+            const __m512 dx = _mm512_set1_ps(xb->d);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(d, dx), acc[c]);
+            if (has_min) {
+                const __m512 nm = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(_mm512_cvtepi32_ps(msum[c])),
+                                                                       _mm512_set1_epi32(INT32_MIN))); /* -(float)msum */
+                acc[c] = _mm512_fmadd_ps(nm, _mm512_mul_ps(dmin, dx), acc[c]);
+            }
+        }
+    }
+    for (int c = 0; c < C; c++)
+        store_rows(y + c * y_stride, acc[c], n_rows < 16 ? n_rows : 16);
 }
+
+typedef void (*ktile_fn)(int64_t nb, const uint8_t *w, int n_rows, const uint8_t *x, size_t x_row, float *y,
+                         int64_t y_stride);
+
+#define KTILE_FN(t, T, C)                                                                                         \
+    AVX512_FN static void ktile_##t##_##C(int64_t nb, const uint8_t *w, int n_rows, const uint8_t *x, size_t xr,  \
+                                          float *y, int64_t ys)                                                   \
+    {                                                                                                             \
+        ktile(AE_TYPE_##T, C, nb, w, n_rows, x, xr, y, ys);                                                       \
+    }
+#define KTILE_TYPE(t, T)                                                                                          \
+    KTILE_FN(t, T, 1) KTILE_FN(t, T, 2) KTILE_FN(t, T, 3) KTILE_FN(t, T, 4)                                       \
+    static void gemm_x16_##t(int64_t k, const void *w, size_t ws, int64_t nr, const void *x, size_t xr,            \
+                             int64_t nc, float *y, int64_t ys)                                                    \
+    {                                                                                                             \
+        static const ktile_fn tiles[KTILE_C] = {ktile_##t##_1, ktile_##t##_2, ktile_##t##_3, ktile_##t##_4};     \
+        for (int64_t r = 0; r < nr; r += AE_X16_ROWS)                                                             \
+            for (int64_t c = 0; c < nc; c += KTILE_C) {                                                           \
+                const int C = nc - c < KTILE_C ? (int)(nc - c) : KTILE_C;                                         \
+                tiles[C - 1](k / AE_QK_K, (const uint8_t *)w + (size_t)(r / AE_X16_ROWS) * ws,                    \
+                             nr - r < AE_X16_ROWS ? (int)(nr - r) : AE_X16_ROWS, (const uint8_t *)x + (size_t)c * xr, \
+                             xr, y + c * ys + r, ys);                                                             \
+            }                                                                                                     \
+    }
+KTILE_TYPE(q4_k, Q4_K)
+KTILE_TYPE(q5_k, Q5_K)
+KTILE_TYPE(q6_k, Q6_K)
+
+/* ---- F32, F16, BF16, rows layout --------------------------------------------------------------------- */
+
+/* 16 values from p as f32; m masks a last part shorter than 16 (the lanes past it are 0). */
+AVX512_INLINE __m512 load16(uint32_t type, const void *p, __mmask16 m)
+{
+    switch (type) {
+    case AE_TYPE_F16:
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+    case AE_TYPE_BF16:
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+    default:
+        return _mm512_maskz_loadu_ps(m, p);
+    }
+}
+
+/* reduce16 of docs/kernels.md. */
+AVX512_INLINE float reduce16(__m512 a)
+{
+    const __m256 v8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+    const __m128 v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps(v8, 1));
+    const __m128 v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
+    const __m128 v1 = _mm_add_ss(v2, _mm_movehdup_ps(v2));
+    return _mm_cvtss_f32(v1);
+}
+
+#define FLOAT_R 4 /* weight rows of a float tile */
+#define FLOAT_C 4 /* activation rows of a float tile */
+
+/* R weight rows by C activation rows. Masked lanes of a last short part add fmaf(0, 0, acc) = acc. */
+AVX512_INLINE void tile_float(uint32_t type, int R, int C, int64_t k, const uint8_t *w, size_t w_row, const uint8_t *x,
+                              size_t x_row, float *y, int64_t y_stride)
+{
+    const size_t es = type == AE_TYPE_F32 ? 4 : 2;
+    __m512 acc[FLOAT_C][FLOAT_R];
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++)
+            acc[c][r] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k; i += 16) {
+        const __mmask16 m = k - i >= 16 ? 0xffff : (__mmask16)((1u << (k - i)) - 1);
+        __m512 xv[FLOAT_C];
+        for (int c = 0; c < C; c++)
+            xv[c] = load16(type, x + (size_t)c * x_row + (size_t)i * es, m);
+        for (int r = 0; r < R; r++) {
+            const __m512 wv = load16(type, w + (size_t)r * w_row + (size_t)i * es, m);
+            for (int c = 0; c < C; c++)
+                acc[c][r] = _mm512_mask3_fmadd_ps(wv, xv[c], acc[c][r], m);
+        }
+    }
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++)
+            y[c * y_stride + r] = reduce16(acc[c][r]);
+}
+
+typedef void (*float_tile_fn)(int64_t k, const uint8_t *w, size_t w_row, const uint8_t *x, size_t x_row, float *y,
+                              int64_t y_stride);
+
+#define FLOAT_TILE(t, T, R, C)                                                                                   \
+    AVX512_FN static void tile_##t##_##R##x##C(int64_t k, const uint8_t *w, size_t wr, const uint8_t *x,          \
+                                              size_t xr, float *y, int64_t ys)                                   \
+    {                                                                                                            \
+        tile_float(AE_TYPE_##T, R, C, k, w, wr, x, xr, y, ys);                                                   \
+    }
+#define FLOAT_ROW(t, T, R) FLOAT_TILE(t, T, R, 1) FLOAT_TILE(t, T, R, 2) FLOAT_TILE(t, T, R, 3) FLOAT_TILE(t, T, R, 4)
+#define FLOAT_TYPE(t, T)                                                                                         \
+    FLOAT_ROW(t, T, 1) FLOAT_ROW(t, T, 2) FLOAT_ROW(t, T, 3) FLOAT_ROW(t, T, 4)                                  \
+    static const float_tile_fn ftiles_##t[FLOAT_R][FLOAT_C] = {                                                  \
+        {tile_##t##_1x1, tile_##t##_1x2, tile_##t##_1x3, tile_##t##_1x4},                                        \
+        {tile_##t##_2x1, tile_##t##_2x2, tile_##t##_2x3, tile_##t##_2x4},                                        \
+        {tile_##t##_3x1, tile_##t##_3x2, tile_##t##_3x3, tile_##t##_3x4},                                        \
+        {tile_##t##_4x1, tile_##t##_4x2, tile_##t##_4x3, tile_##t##_4x4}};                                       \
+    static void gemm_rows_##t(int64_t k, const void *w, size_t ws, int64_t nr, const void *x, size_t xr,          \
+                              int64_t nc, float *y, int64_t ys)                                                  \
+    {                                                                                                            \
+        for (int64_t r = 0; r < nr; r += FLOAT_R)                                                                \
+            for (int64_t c = 0; c < nc; c += FLOAT_C) {                                                          \
+                const int R = nr - r < FLOAT_R ? (int)(nr - r) : FLOAT_R;                                        \
+                const int C = nc - c < FLOAT_C ? (int)(nc - c) : FLOAT_C;                                        \
+                ftiles_##t[R - 1][C - 1](k, (const uint8_t *)w + (size_t)r * ws, ws,                             \
+                                         (const uint8_t *)x + (size_t)c * xr, xr, y + c * ys + r, ys);           \
+            }                                                                                                    \
+    }
+FLOAT_TYPE(f32, F32)
+FLOAT_TYPE(f16, F16)
+FLOAT_TYPE(bf16, BF16)
 
 static const struct ae_kernel_set avx512_set = {
     .name = "avx512",
-    .vec_dot =
-        {
-            [AE_TYPE_F16] = dot_f16,
-            [AE_TYPE_Q4_0] = dot_q4_0,
-        },
     .gemm =
         {
-            [AE_TYPE_F16] = gemm_f16,
-            [AE_TYPE_Q4_0] = gemm_q4_0,
-            [AE_TYPE_Q8_0] = gemm_q8_0,
+            [AE_LAYOUT_ROWS] =
+                {
+                    [AE_TYPE_F32] = gemm_rows_f32,
+                    [AE_TYPE_F16] = gemm_rows_f16,
+                    [AE_TYPE_BF16] = gemm_rows_bf16,
+                },
+            [AE_LAYOUT_X16] =
+                {
+                    [AE_TYPE_Q4_0] = gemm_x16_q4_0, [AE_TYPE_Q4_1] = gemm_x16_q4_1, [AE_TYPE_Q5_0] = gemm_x16_q5_0,
+                    [AE_TYPE_Q5_1] = gemm_x16_q5_1, [AE_TYPE_Q8_0] = gemm_x16_q8_0, [AE_TYPE_Q4_K] = gemm_x16_q4_k,
+                    [AE_TYPE_Q5_K] = gemm_x16_q5_k, [AE_TYPE_Q6_K] = gemm_x16_q6_k,
+                },
         },
 };
 

@@ -1,5 +1,6 @@
-/* AVX2 row dots of IQ4_NL, IQ4_XS, TQ1_0 and TQ2_0 (matmul_iq.h), bit-identical to the scalar ones of
- * matmul_iq.c: the integer sums are exact in any order, and the float steps are the scalar code's.
+/* AVX2 row dots of IQ4_NL, IQ4_XS, TQ1_0 and TQ2_0 (matmul_iq.h) in the canonical order of
+ * docs/kernels.md, bit-identical to the scalar reference of matmul.c: the integer sums are exact in any
+ * order, and each block (super-block) adds fmaf((float)isum, d, acc), blocks in order.
  *
  * The 4-bit types look their table values up with a byte shuffle; the signed products use the sign
  * trick of matmul_avx2.c (activation quants lie in [-127, 127]). The ternary types multiply their digits
@@ -15,20 +16,12 @@
 #include "ae_quant_blocks.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #define AVX2_FN __attribute__((target("avx2,fma,f16c")))
 
 static const int8_t iq4_values[16] = AE_IQ4_VALUES;
-
-/* ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)), the scalar code's reduction of 8 lanes. */
-AVX2_FN static inline float hsum8_ps(__m256 v)
-{
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    const __m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
-    return _mm_cvtss_f32(s1);
-}
 
 AVX2_FN static inline int hsum_epi32(__m256i v)
 {
@@ -56,18 +49,17 @@ AVX2_FN static inline __m256i pairs_i8(__m256i a, __m256i b)
 AVX2_FN void ae_dot_iq4_nl_avx2(int64_t k, const void *vw, const void *vx, float *out)
 {
     const struct ae_block_iq4_nl *w = vw;
-    const struct ae_block_q8_0 *x = vx;
+    const struct ae_block_q8a *x = vx;
     const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4_values));
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    float acc = 0.0f;
     for (int64_t b = 0; b < k / AE_QK; b++) {
         const __m256i q = iq4_lookup(w[b].qs, table);
         const __m256i lanes = _mm256_madd_epi16(pairs_i8(q, _mm256_loadu_si256((const __m256i *)x[b].qs)), ones);
-        const float d = _cvtsh_ss(w[b].d) * _cvtsh_ss(x[b].d);
-        const __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(d));
-        acc[b & 1] = _mm256_add_ps(acc[b & 1], t);
+        const float d = _cvtsh_ss(w[b].d) * x[b].d;
+        acc = fmaf((float)hsum_epi32(lanes), d, acc);
     }
-    *out = hsum8_ps(_mm256_add_ps(acc[0], acc[1]));
+    *out = acc;
 }
 
 AVX2_FN void ae_dot_iq4_xs_avx2(int64_t k, const void *vw, const void *vx, float *out)
@@ -85,8 +77,7 @@ AVX2_FN void ae_dot_iq4_xs_avx2(int64_t k, const void *vw, const void *vx, float
             isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_set1_epi16((short)(sc - 32))));
         }
         const float d = _cvtsh_ss(w[i].d) * x[i].d;
-        const float t = d * (float)hsum_epi32(isum);
-        acc += t;
+        acc = fmaf((float)hsum_epi32(isum), d, acc);
     }
     *out = acc;
 }
@@ -122,8 +113,7 @@ AVX2_FN void ae_dot_tq2_0_avx2(int64_t k, const void *vw, const void *vx, float 
         }
         const int isum = hsum_epi32(sum) - q8_k_sum(&x[i]);
         const float d = _cvtsh_ss(w[i].d) * x[i].d;
-        const float t = d * (float)isum;
-        acc += t;
+        acc = fmaf((float)isum, d, acc);
     }
     *out = acc;
 }
@@ -170,8 +160,7 @@ AVX2_FN void ae_dot_tq1_0_avx2(int64_t k, const void *vw, const void *vx, float 
         sum = add_ternary(sum, trits(tail, m4h), x[i].qs + 224);
         const int isum = hsum_epi32(sum) - q8_k_sum(&x[i]);
         const float d = _cvtsh_ss(w[i].d) * x[i].d;
-        const float t = d * (float)isum;
-        acc += t;
+        acc = fmaf((float)isum, d, acc);
     }
     *out = acc;
 }

@@ -3,8 +3,8 @@
  * ae_matmul_id is where a MoE model's speed comes from: it reads only the rows of the experts that the
  * step's tokens chose. It converts the activations once (as ae_matmul does), sorts the (token, slot)
  * pairs by expert, gathers each expert's converted rows into one block, and runs one pool job whose
- * tasks each own a range of one expert's weight rows and multiply them by all of that expert's rows, with
- * the level's block kernel where it has one (prefill: many tokens per expert) or the row dot. The results
+ * tasks each own a range of one expert's weight rows and multiply them by all of that expert's rows with
+ * the level's block kernel for the rows layout. The results
  * are written in expert order and then put back in (token, slot) order. Each output is computed by one
  * task with the same row kernels as ae_matmul, so it is the same bytes as ae_matmul of that row by that
  * expert, for any thread count and any routing.
@@ -74,7 +74,7 @@ void ae_moe_sum(const float *x, const float *w, int64_t R, int64_t k, int64_t D,
 
 /* ---- The experts' matmul -------------------------------------------------------------------------- */
 
-/* Activation rows per pass of a block kernel, and weight rows per tile of the row dot (as ae_matmul). */
+/* Activation rows per pass of a block kernel (as ae_matmul), and the multiple of rows a task takes. */
 #define TILE_COLS 64
 #define TILE_ROWS 16
 
@@ -95,8 +95,11 @@ static bool id_layout(uint32_t type, int64_t E, int64_t N, int64_t K, int64_t R,
 {
     uint64_t x_row;
     const uint32_t vt = ae_matmul_vec_type(type);
-    if (vt == AE_TYPE_ID_LIMIT || E < 1 || N < 0 || K < 0 || R < 0 || k < 1 ||
-        ae_type_row_bytes(vt, (uint64_t)K, &x_row, NULL) != 0)
+    if (vt == AE_TYPE_ID_LIMIT || E < 1 || N < 0 || K < 0 || R < 0 || k < 1)
+        return false;
+    if (type == AE_TYPE_F32)
+        x_row = (uint64_t)K * sizeof(float);
+    else if ((x_row = ae_matmul_act_row_bytes(type, K)) == 0 && K > 0)
         return false;
     const double slots = (double)R * (double)k, rows = x_per_slot ? slots : (double)R;
     if ((double)x_row * (slots + rows) + slots * (double)N * 4.0 + ((double)E + 1) * 16.0 + slots * 8.0 > 1e15)
@@ -126,7 +129,6 @@ size_t ae_matmul_id_scratch_size(uint32_t type, int64_t E, int64_t N, int64_t K,
 }
 
 struct id_job {
-    ae_vec_dot_fn dot;
     ae_gemm_fn gemm;
     const uint8_t *W;
     size_t w_row, x_row;
@@ -149,22 +151,10 @@ static void id_task(void *vctx, int64_t task, int thread)
     const int64_t n1 = n0 + job->rows_per_task < job->N ? n0 + job->rows_per_task : job->N;
     const int64_t m0 = job->first[e], m1 = job->first[e + 1];
     const uint8_t *W = job->W + (size_t)(e * job->N) * job->w_row;
-    if (job->gemm) {
-        for (int64_t m = m0; m < m1; m += TILE_COLS) {
-            const int64_t mc = m1 - m < TILE_COLS ? m1 - m : TILE_COLS;
-            job->gemm(job->K, W + (size_t)n0 * job->w_row, job->w_row, n1 - n0, job->xg + (size_t)m * job->x_row,
-                      job->x_row, mc, job->yt + m * job->N + n0, job->N);
-        }
-        return;
-    }
-    for (int64_t t0 = n0; t0 < n1; t0 += TILE_ROWS) {
-        const int64_t t1 = t0 + TILE_ROWS < n1 ? t0 + TILE_ROWS : n1;
-        for (int64_t m = m0; m < m1; m++) {
-            const uint8_t *x = job->xg + (size_t)m * job->x_row;
-            float *y = job->yt + m * job->N;
-            for (int64_t n = t0; n < t1; n++)
-                job->dot(job->K, W + (size_t)n * job->w_row, x, &y[n]);
-        }
+    for (int64_t m = m0; m < m1; m += TILE_COLS) {
+        const int64_t mc = m1 - m < TILE_COLS ? m1 - m : TILE_COLS;
+        job->gemm(job->K, W + (size_t)n0 * job->w_row, job->w_row, n1 - n0, job->xg + (size_t)m * job->x_row,
+                  job->x_row, mc, job->yt + m * job->N + n0, job->N);
     }
 }
 
@@ -236,8 +226,7 @@ int ae_matmul_id(uint32_t type, const void *W, int64_t E, int64_t N, int64_t K, 
     if (ae_type_row_bytes(type, (uint64_t)K, &wr, err) != 0)
         return -1;
     struct id_job job = {
-        .dot = ae_kernel_vec_dot(type),
-        .gemm = ae_kernel_gemm(type),
+        .gemm = ae_kernel_gemm(type, AE_LAYOUT_ROWS),
         .W = W,
         .w_row = (size_t)wr,
         .x_row = l.x_row,

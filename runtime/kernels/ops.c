@@ -230,7 +230,7 @@ struct attn_job {
     size_t slice;
     size_t k_row, v_row; /* bytes of one cache row */
     size_t elt;          /* bytes of one cache value */
-    ae_vec_dot_fn dot;
+    ae_gemm_fn dot; /* q.k for a run of cache rows */
     const struct ae_kernel_set *set;
 };
 
@@ -258,10 +258,9 @@ static void attn_task(void *vctx, int64_t task, int thread)
 
     const uint8_t *kbase = job->k + (size_t)g * (size_t)p->head_dim_k * job->elt;
     const float inv_cap = p->softcap > 0.0f ? 1.0f / p->softcap : 0.0f;
+    job->dot(p->head_dim_k, kbase + (size_t)lo * job->k_row, job->k_row, n, qv, 0, 1, s, 0);
     for (int64_t j = 0; j < n; j++) {
-        float d;
-        job->dot(p->head_dim_k, kbase + (size_t)(lo + j) * job->k_row, qv, &d);
-        float v = d * p->scale;
+        float v = s[j] * p->scale;
         if (p->softcap > 0.0f) {
             const float c = v * inv_cap;
             v = tanhf(c) * p->softcap;
@@ -314,7 +313,7 @@ int ae_attention(const struct ae_attn_params *p, const float *q, const void *k_c
         .k_row = (size_t)p->n_head_kv * (size_t)p->head_dim_k * elt,
         .v_row = (size_t)p->n_head_kv * (size_t)p->head_dim_v * elt,
         .elt = elt,
-        .dot = ae_kernel_vec_dot(p->kv_type),
+        .dot = ae_kernel_gemm(p->kv_type, AE_LAYOUT_ROWS),
         .set = set,
     };
     if (!job.set->to_f16)

@@ -3,7 +3,9 @@
  * Before a quantized matmul, llama.cpp converts the activations to the weight type's vec type; to track
  * its results we convert them the same way, following ggml's reference quantizers value for value:
  * Q8_0 and Q8_1 round x * (1/d) half away from zero (roundf), Q8_K rounds iscale * x to nearest even
- * (ggml's nearest_int) and stores an f32 scale. Each product is its own statement so that no compiler
+ * (ggml's nearest_int) and stores an f32 scale. Q8_0 and Q8_1 go into the kernels' own block (struct
+ * ae_block_q8a): the same quants, the fp16 scale's value as f32, and the negated quant sum (Q8_0) or
+ * the value of Q8_1's fp16 s. Each product is its own statement so that no compiler
  * fuses it into an FMA. The conversions run once per activation row, which is cheap next to the
  * matmul; only Q8_0, which a prefill of 512 tokens spends a few percent of its time in, has an AVX2
  * path, and it gives the scalar bytes exactly (the maximum is exact in any order, the product is the
@@ -32,7 +34,7 @@ static float row_amax(const float *x, int n)
 
 #if defined(__x86_64__)
 /* ae_quantize_row_q8_0 with AVX2, the same bytes for all inputs without NaN. */
-__attribute__((target("avx2,fma,f16c"))) static void quantize_row_q8_0_avx2(const float *x, struct ae_block_q8_0 *y,
+__attribute__((target("avx2,fma,f16c"))) static void quantize_row_q8_0_avx2(const float *x, struct ae_block_q8a *y,
                                                                              int64_t nb)
 {
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
@@ -49,7 +51,7 @@ __attribute__((target("avx2,fma,f16c"))) static void quantize_row_q8_0_avx2(cons
         m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
         const float d = _mm_cvtss_f32(m4) / 127.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        y[i].d = ae_fp32_to_fp16(d);
+        y[i].d = ae_fp16_to_fp32(ae_fp32_to_fp16(d));
         __m256i q[4];
         for (int j = 0; j < 4; j++) {
             const __m256 p = _mm256_mul_ps(v[j], _mm256_set1_ps(id));
@@ -63,47 +65,53 @@ __attribute__((target("avx2,fma,f16c"))) static void quantize_row_q8_0_avx2(cons
         const __m256i q16 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
         const __m256i q8 = _mm256_permutevar8x32_epi32(q16, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256((__m256i *)y[i].qs, q8);
+        const __m256i s16 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q8), _mm256_set1_epi16(1));
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s16), _mm256_extracti128_si256(s16, 1));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+        y[i].neg_sum = -_mm_cvtsi128_si32(s);
     }
 }
 #endif
 
+/* One Q8_0 block, as quantize_row_q8_0_ref; returns the unrounded scale (Q8_1's s needs it). */
+static float quantize_block_q8a(const float *x, struct ae_block_q8a *y)
+{
+    const float d = row_amax(x, AE_QK) / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    int sum = 0;
+    y->d = ae_fp16_to_fp32(ae_fp32_to_fp16(d));
+    for (int j = 0; j < AE_QK; j++) {
+        const float v = x[j] * id;
+        y->qs[j] = (int8_t)roundf(v);
+        sum += y->qs[j];
+    }
+    y->neg_sum = -sum;
+    return d;
+}
+
 void ae_quantize_row_q8_0(const float *x, void *vy, int64_t k)
 {
     assert(k % AE_QK == 0);
-    struct ae_block_q8_0 *y = vy;
+    struct ae_block_q8a *y = vy;
 #if defined(__x86_64__)
     if (ae_cpu_isa() >= AE_ISA_AVX2) {
         quantize_row_q8_0_avx2(x, y, k / AE_QK);
         return;
     }
 #endif
-    for (int64_t i = 0; i < k / AE_QK; i++, x += AE_QK) {
-        const float d = row_amax(x, AE_QK) / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        y[i].d = ae_fp32_to_fp16(d);
-        for (int j = 0; j < AE_QK; j++) {
-            const float v = x[j] * id;
-            y[i].qs[j] = (int8_t)roundf(v);
-        }
-    }
+    for (int64_t i = 0; i < k / AE_QK; i++, x += AE_QK)
+        quantize_block_q8a(x, &y[i]);
 }
 
 void ae_quantize_row_q8_1(const float *x, void *vy, int64_t k)
 {
     assert(k % AE_QK == 0);
-    struct ae_block_q8_1 *y = vy;
+    struct ae_block_q8a *y = vy;
     for (int64_t i = 0; i < k / AE_QK; i++, x += AE_QK) {
-        const float d = row_amax(x, AE_QK) / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        int sum = 0;
-        y[i].d = ae_fp32_to_fp16(d);
-        for (int j = 0; j < AE_QK; j++) {
-            const float v = x[j] * id;
-            y[i].qs[j] = (int8_t)roundf(v);
-            sum += y[i].qs[j];
-        }
-        const float s = (float)sum * d;
-        y[i].s = ae_fp32_to_fp16(s);
+        const float d = quantize_block_q8a(x, &y[i]);
+        const float s = (float)-y[i].neg_sum * d;
+        y[i].s = ae_fp16_to_fp32(ae_fp32_to_fp16(s));
     }
 }
 

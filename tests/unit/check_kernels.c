@@ -130,7 +130,7 @@ static float *converted_activations(uint32_t type, const float *X, int64_t K, in
 {
     const uint32_t vt = ae_matmul_vec_type(type);
     float *out = xmalloc((size_t)(K * M) * sizeof(float));
-    void *tmp = xmalloc(type_row_bytes(vt == AE_TYPE_F32 ? AE_TYPE_F32 : vt, K) + 64);
+    void *tmp = xmalloc(ae_matmul_act_row_bytes(type, K) + 64);
     ae_error err = {{0}};
     for (int64_t m = 0; m < M; m++) {
         const float *x = X + m * K;
@@ -150,14 +150,14 @@ static float *converted_activations(uint32_t type, const float *X, int64_t K, in
                 o[i] = ae_bf16_to_fp32(((uint16_t *)tmp)[i]);
             break;
         case AE_TYPE_Q8_0:
-            ae_quantize_row_q8_0(x, tmp, K);
-            ck_assert_msg(ae_dequantize_row(AE_TYPE_Q8_0, tmp, o, K, &err) == 0, "%s", err.msg);
-            break;
         case AE_TYPE_Q8_1: {
-            ae_quantize_row_q8_1(x, tmp, K);
-            const struct ae_block_q8_1 *b = tmp;
+            if (vt == AE_TYPE_Q8_0)
+                ae_quantize_row_q8_0(x, tmp, K);
+            else
+                ae_quantize_row_q8_1(x, tmp, K);
+            const struct ae_block_q8a *b = tmp;
             for (int64_t i = 0; i < K; i++)
-                o[i] = ae_fp16_to_fp32(b[i / AE_QK].d) * b[i / AE_QK].qs[i % AE_QK];
+                o[i] = b[i / AE_QK].d * b[i / AE_QK].qs[i % AE_QK];
             break;
         }
         case AE_TYPE_Q8_K:
@@ -172,8 +172,22 @@ static float *converted_activations(uint32_t type, const float *X, int64_t K, in
     return out;
 }
 
-/* Runs ae_matmul at the given level with a pool of n_threads into a new buffer. */
-static float *run_matmul(const struct matrix *w, const float *X, int64_t M, enum ae_isa isa, int n_threads)
+/* The weight in a layout: packed into a new buffer (64-byte aligned). */
+static uint8_t *packed_weights(const struct matrix *w, enum ae_layout layout)
+{
+    ae_error err = {{0}};
+    const uint64_t bytes = ae_layout_bytes(w->type, layout, w->N, w->K);
+    ck_assert_msg(bytes > 0, "%s in layout %s: no size", ae_type_name(w->type), ae_layout_name(layout));
+    uint8_t *p = aligned_alloc(64, (size_t)(bytes + 63) / 64 * 64);
+    ck_assert(p != NULL);
+    ck_assert_msg(ae_layout_pack(w->type, layout, w->data, w->N, w->K, p, &err) == 0, "%s", err.msg);
+    return p;
+}
+
+/* Runs ae_matmul on the weight in a layout at the given level with a pool of n_threads into a new
+ * buffer. */
+static float *run_matmul_layout(const struct matrix *w, enum ae_layout layout, const float *X, int64_t M,
+                                enum ae_isa isa, int n_threads)
 {
     ae_error err = {{0}};
     ae_pool *pool = ae_pool_create(n_threads, &err);
@@ -182,16 +196,25 @@ static float *run_matmul(const struct matrix *w, const float *X, int64_t M, enum
     void *scratch = scratch_bytes ? xmalloc(scratch_bytes) : NULL;
     float *Y = xmalloc((size_t)(M * w->N) * sizeof(float));
     memset(Y, 0xff, (size_t)(M * w->N) * sizeof(float)); /* NaN: every output must be written */
+    uint8_t *W = layout == AE_LAYOUT_ROWS ? w->data : packed_weights(w, layout);
     ae_cpu_set_max_isa(isa);
-    const int rc = ae_matmul(w->type, w->data, w->N, w->K, X, M, Y, scratch, pool, &err);
+    const int rc = ae_matmul(w->type, layout, W, w->N, w->K, X, M, Y, scratch, pool, &err);
     ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT - 1));
     ck_assert_msg(rc == 0, "matmul %s: %s", ae_type_name(w->type), err.msg);
+    if (W != w->data)
+        free(W);
     free(scratch);
     ae_pool_destroy(pool);
     return Y;
 }
 
-/* Checks one matrix with M activation rows: the reference, AVX2 = scalar, thread counts. */
+static float *run_matmul(const struct matrix *w, const float *X, int64_t M, enum ae_isa isa, int n_threads)
+{
+    return run_matmul_layout(w, AE_LAYOUT_ROWS, X, M, isa, n_threads);
+}
+
+/* Checks one matrix with M activation rows: the scalar rows kernel against a double reference, then
+ * every layout at every level and several thread counts against it, bit for bit. */
 static void check_matmul(const struct matrix *w, int64_t M, double tol, uint64_t seed, const char *what)
 {
     rng_seed(seed);
@@ -226,19 +249,24 @@ static void check_matmul(const struct matrix *w, int64_t M, double tol, uint64_t
         }
 
     const size_t bytes = (size_t)(M * w->N) * sizeof(float);
-    for (int isa = AE_ISA_AVX2; isa <= (int)ae_cpu_host_isa(); isa++) {
-        float *Ya = run_matmul(w, X, M, (enum ae_isa)isa, 1);
-        for (int64_t i = 0; i < M * w->N; i++)
-            EXPECT(memcmp(&Ya[i], &Ys[i], sizeof(float)) == 0,
-                   "%s M=%" PRId64 ": %s y[%" PRId64 "] = %.9g, scalar %.9g", what, M, ae_isa_name((enum ae_isa)isa), i,
-                   Ya[i], Ys[i]);
-        free(Ya);
-    }
-    const enum ae_isa best = ae_cpu_host_isa();
-    for (int threads = 2; threads <= 4; threads++) {
-        float *Yt = run_matmul(w, X, M, best, threads);
-        EXPECT(memcmp(Yt, Ys, bytes) == 0, "%s M=%" PRId64 ": %d threads differ from one", what, M, threads);
-        free(Yt);
+    for (int layout = 0; layout < AE_LAYOUT_COUNT; layout++) {
+        if (!ae_layout_supports(w->type, (enum ae_layout)layout))
+            continue;
+        for (int isa = layout == AE_LAYOUT_ROWS ? AE_ISA_AVX2 : AE_ISA_SCALAR; isa <= (int)ae_cpu_host_isa(); isa++) {
+            float *Ya = run_matmul_layout(w, (enum ae_layout)layout, X, M, (enum ae_isa)isa, 1);
+            for (int64_t i = 0; i < M * w->N; i++)
+                EXPECT(memcmp(&Ya[i], &Ys[i], sizeof(float)) == 0,
+                       "%s M=%" PRId64 ": %s %s y[%" PRId64 "] = %.9g, scalar rows %.9g", what, M,
+                       ae_layout_name((enum ae_layout)layout), ae_isa_name((enum ae_isa)isa), i, Ya[i], Ys[i]);
+            free(Ya);
+        }
+        const enum ae_isa best = ae_cpu_host_isa();
+        for (int threads = 2; threads <= 4; threads++) {
+            float *Yt = run_matmul_layout(w, (enum ae_layout)layout, X, M, best, threads);
+            EXPECT(memcmp(Yt, Ys, bytes) == 0, "%s M=%" PRId64 ": %s, %d threads differ from one", what, M,
+                   ae_layout_name((enum ae_layout)layout), threads);
+            free(Yt);
+        }
     }
     if (getenv("AE_KERNELS_VERBOSE"))
         fprintf(stderr, "%-40s M=%-3" PRId64 " worst error %.3g of sum|wx|\n", what, M, worst);
@@ -271,8 +299,8 @@ START_TEST(test_matmul_model)
 }
 END_TEST
 
-/* Odd shapes: N = 37 (not a multiple of any split), an odd number of blocks (the even/odd accumulators
- * and the lone last block), and for F32/F16/BF16 a K with a tail shorter than the 32 lanes. */
+/* Odd shapes: N = 37 (not a multiple of any split; two x16 groups and a padded third), an odd number
+ * of blocks, and for F32/F16/BF16 a K with a tail shorter than the 16 lanes. */
 START_TEST(test_matmul_odd_shapes)
 {
     const struct mm_row *r = &mm_rows[_i];
@@ -296,7 +324,7 @@ START_TEST(test_matmul_odd_shapes)
         snprintf(what, sizeof what, "%s %s [%" PRId64 ", 37]", r->type_name, tensor, K);
         check_matmul(&w, Ms[j], r->tol, 2000 + j, what);
     }
-    /* one block: nothing in the odd accumulators */
+    /* one block */
     struct matrix w1 = matrix_from_model(r->type_name, tensor, r->type, 5, bs == 1 ? 7 : bs);
     check_matmul(&w1, 2, r->tol, 3000, "one block");
     free(w1.data);
@@ -329,119 +357,181 @@ START_TEST(test_matmul_exact_q8_0)
 
     for (int isa = 0; isa <= (int)ae_cpu_host_isa(); isa++) {
         float Y[M][N];
-        unsigned char scratch[M * (K / AE_QK) * sizeof(struct ae_block_q8_0)] __attribute__((aligned(64)));
+        unsigned char scratch[M * (K / AE_QK) * sizeof(struct ae_block_q8a)] __attribute__((aligned(64)));
         ck_assert_uint_eq(ae_matmul_scratch_size(AE_TYPE_Q8_0, K, M), sizeof scratch);
-        ae_error err = {{0}};
-        ae_cpu_set_max_isa((enum ae_isa)isa);
-        ck_assert_msg(ae_matmul(AE_TYPE_Q8_0, W, N, K, &X[0][0], M, &Y[0][0], scratch, NULL, &err) == 0, "%s",
-                      err.msg);
-        ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT - 1));
-        for (int m = 0; m < M; m++)
-            for (int n = 0; n < N; n++)
-                ck_assert_msg(Y[m][n] == (float)expect[m][n], "%s: y[%d][%d] = %.9g, expected %.9g",
-                              ae_isa_name((enum ae_isa)isa), m, n, Y[m][n], expect[m][n]);
+        for (int layout = 0; layout < AE_LAYOUT_COUNT; layout++) {
+            ae_error err = {{0}};
+            uint8_t packed[AE_X16_ROWS * sizeof W / N] __attribute__((aligned(64)));
+            ck_assert_uint_le(ae_layout_bytes(AE_TYPE_Q8_0, (enum ae_layout)layout, N, K), sizeof packed);
+            ck_assert_msg(ae_layout_pack(AE_TYPE_Q8_0, (enum ae_layout)layout, W, N, K, packed, &err) == 0, "%s",
+                          err.msg);
+            ae_cpu_set_max_isa((enum ae_isa)isa);
+            ck_assert_msg(ae_matmul(AE_TYPE_Q8_0, (enum ae_layout)layout, packed, N, K, &X[0][0], M, &Y[0][0], scratch,
+                                    NULL, &err) == 0,
+                          "%s", err.msg);
+            ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT - 1));
+            for (int m = 0; m < M; m++)
+                for (int n = 0; n < N; n++)
+                    ck_assert_msg(Y[m][n] == (float)expect[m][n], "%s %s: y[%d][%d] = %.9g, expected %.9g",
+                                  ae_layout_name((enum ae_layout)layout), ae_isa_name((enum ae_isa)isa), m, n, Y[m][n],
+                                  expect[m][n]);
+        }
     }
 }
 END_TEST
 
-/* Random weight rows of a type that has a block kernel: valid fp16 scales, random quants (Q8_0 quants
- * include -128, which the library's quantizer never writes but a file may hold). */
+/* Random weight rows: random bytes with valid fp16 scales (small, positive) where the block has them.
+ * Quants span their whole range, Q8_0's including -128, which the library's quantizer never writes but
+ * a file may hold. */
 static void random_weights(uint32_t type, uint8_t *w, int64_t n_rows, int64_t k)
 {
-    const int64_t nb = k / AE_QK;
-    for (int64_t i = 0; i < n_rows * nb; i++) {
-        const uint16_t d = ae_fp32_to_fp16(0.02f * rng_uniform());
-        if (type == AE_TYPE_Q4_0) {
-            struct ae_block_q4_0 *b = (struct ae_block_q4_0 *)w + i;
-            b->d = d;
-            for (int j = 0; j < AE_QK / 2; j++)
-                b->qs[j] = (uint8_t)(rng_state >> (8 + j % 48)), rng_uniform();
-        } else {
-            struct ae_block_q8_0 *b = (struct ae_block_q8_0 *)w + i;
-            b->d = d;
-            for (int j = 0; j < AE_QK; j++)
-                b->qs[j] = (int8_t)(uint8_t)(rng_state >> 24), rng_uniform();
-        }
-    }
-}
-
-/* The block kernels of every level against the scalar row dot, output by output, for every tile
- * shape and remainder, an odd and an even number of blocks (F16: rows that end in a part shorter than
- * 32), and extreme activations; outputs outside the block stay untouched. */
-START_TEST(test_matmul_gemm_tiles)
-{
+    const struct ae_type_info *t = ae_type_info(type);
+    const size_t bytes = (size_t)(n_rows * (k / t->block_size)) * t->block_bytes;
+    for (size_t i = 0; i < bytes; i++)
+        w[i] = (uint8_t)(rng_uniform() * 256.0f);
+    /* the fp16 fields: d (and m/dmin) of each block */
     static const struct {
         uint32_t type;
-        int64_t k;
-    } cases[] = {
-        {AE_TYPE_Q4_0, 5 * AE_QK}, {AE_TYPE_Q4_0, 6 * AE_QK}, {AE_TYPE_Q8_0, 5 * AE_QK}, {AE_TYPE_Q8_0, 6 * AE_QK},
-        {AE_TYPE_F16, 96},         {AE_TYPE_F16, 45},         {AE_TYPE_F16, 7},
+        uint16_t at[2];
+        int n;
+    } scales[] = {
+        {AE_TYPE_Q4_0, {0}, 1}, {AE_TYPE_Q4_1, {0, 2}, 2}, {AE_TYPE_Q5_0, {0}, 1},   {AE_TYPE_Q5_1, {0, 2}, 2},
+        {AE_TYPE_Q8_0, {0}, 1}, {AE_TYPE_Q2_K, {80, 82}, 2}, {AE_TYPE_Q3_K, {108}, 1}, {AE_TYPE_Q4_K, {0, 2}, 2},
+        {AE_TYPE_Q5_K, {0, 2}, 2}, {AE_TYPE_Q6_K, {208}, 1},
     };
-    enum { MAX_R = 9, MAX_C = 9, STRIDE = 11 };
-    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
-        const uint32_t type = cases[t].type;
-        const int64_t k = cases[t].k;
-        const bool f16 = type == AE_TYPE_F16;
-        const size_t w_row = f16 ? (size_t)k * 2 : (size_t)(k / AE_QK) * ae_type_info(type)->block_bytes;
-        const size_t x_row = f16 ? (size_t)k * 2 : (size_t)(k / AE_QK) * sizeof(struct ae_block_q8_0);
-        rng_seed(77 + t);
-        uint8_t *w = xmalloc(MAX_R * w_row);
-        uint8_t *x = xmalloc(MAX_C * x_row);
-        float *xf = xmalloc((size_t)k * sizeof(float));
-        if (f16) {
-            for (int r = 0; r < MAX_R; r++) {
-                for (int64_t i = 0; i < k; i++)
-                    xf[i] = rng_normal();
-                ae_convert_row_f16(xf, (uint16_t *)(w + (size_t)r * w_row), k);
+    for (size_t s = 0; s < sizeof scales / sizeof scales[0]; s++)
+        if (scales[s].type == type)
+            for (size_t b = 0; b < bytes / t->block_bytes; b++)
+                for (int j = 0; j < scales[s].n; j++) {
+                    const uint16_t d = ae_fp32_to_fp16(0.001f + 0.02f * rng_uniform());
+                    memcpy(w + b * t->block_bytes + scales[s].at[j], &d, 2);
+                }
+    if (type == AE_TYPE_F16 || type == AE_TYPE_BF16 || type == AE_TYPE_F32)
+        for (int64_t i = 0; i < n_rows * k; i++) {
+            const float v = rng_normal();
+            if (type == AE_TYPE_F32)
+                memcpy(w + 4 * i, &v, 4);
+            else {
+                const uint16_t h = type == AE_TYPE_F16 ? ae_fp32_to_fp16(v) : ae_fp32_to_bf16(v);
+                memcpy(w + 2 * i, &h, 2);
             }
-        } else {
+        }
+}
+
+/* Every level's block kernel of every type and layout against the scalar rows kernel, output by output,
+ * for every tile shape and remainder (row counts around the x16 groups, 1..9 activation rows), an odd
+ * and an even number of blocks (float types: rows that end in a part shorter than 16), and extreme
+ * activations; outputs outside the block stay untouched. */
+START_TEST(test_matmul_gemm_tiles)
+{
+    static const uint32_t types[] = {AE_TYPE_Q4_0, AE_TYPE_Q4_1, AE_TYPE_Q5_0, AE_TYPE_Q5_1, AE_TYPE_Q8_0,
+                                     AE_TYPE_Q2_K, AE_TYPE_Q3_K, AE_TYPE_Q4_K, AE_TYPE_Q5_K, AE_TYPE_Q6_K,
+                                     AE_TYPE_F32,  AE_TYPE_F16,  AE_TYPE_BF16};
+    static const int rows[] = {1, 2, 3, 5, 8, 9, 15, 16, 17, 31, 32, 33, 37};
+    enum { MAX_R = 37, MAX_C = 9, STRIDE = 41 };
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+        for (int nblocks = 1; nblocks <= 2; nblocks++) {
+            const uint32_t type = types[t];
+            const int64_t bs = ae_type_info(type)->block_size;
+            const int64_t k = bs == 1 ? (nblocks == 1 ? 45 : 96) : bs * (nblocks == 1 ? 3 : 2);
+            const size_t w_row = type_row_bytes(type, k);
+            const size_t x_row = type == AE_TYPE_F32 ? (size_t)k * 4 : ae_matmul_act_row_bytes(type, k);
+            rng_seed(77 + t * 2 + (uint64_t)nblocks);
+            uint8_t *w = xmalloc(MAX_R * w_row);
+            uint8_t *x = aligned_alloc(64, (MAX_C * x_row + 63) / 64 * 64);
+            float *xf = xmalloc((size_t)(MAX_C * k) * sizeof(float));
             random_weights(type, w, MAX_R, k);
-        }
-        for (int c = 0; c < MAX_C; c++) {
-            for (int64_t i = 0; i < k; i++) /* row 2: every block holds -127 and 127 */
-                xf[i] = c == 2 ? (i % 2 ? 127.0f : -127.0f) : rng_normal();
-            if (f16)
-                ae_convert_row_f16(xf, (uint16_t *)(x + (size_t)c * x_row), k);
+            for (int c = 0; c < MAX_C; c++)
+                for (int64_t i = 0; i < k; i++) /* row 2: every block holds -127 and 127 */
+                    xf[c * k + i] = c == 2 ? (i % 2 ? 127.0f : -127.0f) : rng_normal();
+            ae_error err = {{0}};
+            ae_cpu_set_max_isa(AE_ISA_SCALAR);
+            if (type == AE_TYPE_F32)
+                memcpy(x, xf, (size_t)(MAX_C * k) * sizeof(float));
             else
-                ae_quantize_row_q8_0(xf, x + (size_t)c * x_row, k);
-        }
-        float expect[MAX_C][MAX_R];
-        for (int c = 0; c < MAX_C; c++)
-            for (int r = 0; r < MAX_R; r++)
-                ae_kernels_scalar()->vec_dot[type](k, w + (size_t)r * w_row, x + (size_t)c * x_row, &expect[c][r]);
-        const struct ae_kernel_set *sets[] = {ae_kernels_avx2(), ae_kernels_avx512()};
-        for (int level = 0; level < 2; level++) {
-            if ((int)ae_cpu_host_isa() < AE_ISA_AVX2 + level || !sets[level] || !sets[level]->gemm[type])
-                continue;
-            const ae_gemm_fn gemm = sets[level]->gemm[type];
-            for (int R = 1; R <= MAX_R; R++)
-                for (int C = 1; C <= MAX_C; C++) {
-                    float y[MAX_C * STRIDE];
-                    memset(y, 0xff, sizeof y);
-                    gemm(k, w, w_row, R, x, x_row, C, y, STRIDE);
-                    for (int c = 0; c < MAX_C; c++)
-                        for (int r = 0; r < STRIDE; r++) {
-                            const float v = y[c * STRIDE + r];
-                            if (c < C && r < R)
-                                EXPECT(memcmp(&v, &expect[c][r], sizeof v) == 0,
-                                       "%s %s k=%" PRId64 " %dx%d: y[%d][%d] = %.9g, scalar %.9g",
-                                       sets[level]->name, ae_type_name(type), k, R, C, c, r, v, expect[c][r]);
-                            else
-                                EXPECT(isnan(v), "%s %s %dx%d wrote y[%d][%d]", sets[level]->name,
-                                       ae_type_name(type), R, C, c, r);
+                ck_assert_msg(ae_matmul_quantize(type, xf, k, MAX_C, x, NULL, &err) == 0, "%s", err.msg);
+            ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT - 1));
+            float expect[MAX_C][MAX_R];
+            ae_kernels_scalar()->gemm[AE_LAYOUT_ROWS][type](k, w, w_row, MAX_R, x, x_row, MAX_C, &expect[0][0], MAX_R);
+            const struct ae_kernel_set *sets[] = {ae_kernels_scalar(), ae_kernels_avx2(), ae_kernels_avx512()};
+            for (int layout = 0; layout < AE_LAYOUT_COUNT; layout++) {
+                if (!ae_layout_supports(type, (enum ae_layout)layout))
+                    continue;
+                const struct matrix m = {.type = type, .N = MAX_R, .K = k, .row_bytes = w_row, .data = w};
+                uint8_t *pw = packed_weights(&m, (enum ae_layout)layout);
+                const size_t stride = (size_t)ae_layout_group_bytes(type, (enum ae_layout)layout, k);
+                for (int level = 0; level < 3; level++) {
+                    if ((int)ae_cpu_host_isa() < level || !sets[level] || !sets[level]->gemm[layout][type])
+                        continue;
+                    const ae_gemm_fn gemm = sets[level]->gemm[layout][type];
+                    for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++)
+                        for (int C = 1; C <= MAX_C; C++) {
+                            const int R = rows[ri];
+                            float y[MAX_C * STRIDE];
+                            memset(y, 0xff, sizeof y);
+                            gemm(k, pw, stride, R, x, x_row, C, y, STRIDE);
+                            for (int c = 0; c < MAX_C; c++)
+                                for (int r = 0; r < STRIDE; r++) {
+                                    const float v = y[c * STRIDE + r];
+                                    if (c < C && r < R)
+                                        EXPECT(memcmp(&v, &expect[c][r], sizeof v) == 0,
+                                               "%s %s %s k=%" PRId64 " %dx%d: y[%d][%d] = %.9g, scalar %.9g",
+                                               sets[level]->name, ae_layout_name((enum ae_layout)layout),
+                                               ae_type_name(type), k, R, C, c, r, v, expect[c][r]);
+                                    else
+                                        EXPECT(isnan(v), "%s %s %s %dx%d wrote y[%d][%d]", sets[level]->name,
+                                               ae_layout_name((enum ae_layout)layout), ae_type_name(type), R, C, c, r);
+                                }
                         }
                 }
-            for (int r = 0; r < MAX_R && sets[level]->vec_dot[type]; r++) { /* the level's row dot too */
-                float v;
-                sets[level]->vec_dot[type](k, w + (size_t)r * w_row, x + x_row, &v);
-                EXPECT(memcmp(&v, &expect[1][r], sizeof v) == 0, "%s %s row dot %d", sets[level]->name,
-                       ae_type_name(type), r);
+                free(pw);
             }
+            free(xf);
+            free(x);
+            free(w);
         }
-        free(xf);
-        free(x);
+}
+END_TEST
+
+/* Packing into x16 and back gives the GGUF rows; the padding rows of the last group are zeros. */
+START_TEST(test_layout_pack)
+{
+    static const uint32_t types[] = {AE_TYPE_Q4_0, AE_TYPE_Q4_1, AE_TYPE_Q5_0, AE_TYPE_Q5_1,
+                                     AE_TYPE_Q8_0, AE_TYPE_Q4_K, AE_TYPE_Q5_K, AE_TYPE_Q6_K};
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        const uint32_t type = types[t];
+        const int64_t k = 2 * ae_type_info(type)->block_size, n = 19;
+        const size_t row = type_row_bytes(type, k);
+        rng_seed(300 + t);
+        uint8_t *w = xmalloc((size_t)n * row);
+        random_weights(type, w, n, k);
+        const uint64_t bytes = ae_layout_bytes(type, AE_LAYOUT_X16, n, k);
+        ck_assert_uint_eq(bytes, 2 * 16 * row); /* 19 rows: two groups */
+        ck_assert_uint_eq(ae_layout_group_bytes(type, AE_LAYOUT_X16, k), 16 * row);
+        uint8_t *p = xmalloc((size_t)bytes);
+        ae_error err = {{0}};
+        ck_assert_msg(ae_layout_pack(type, AE_LAYOUT_X16, w, n, k, p, &err) == 0, "%s", err.msg);
+        uint8_t *back = xmalloc(row);
+        for (int64_t r = 0; r < 32; r++) {
+            ck_assert_msg(ae_layout_unpack_row(type, AE_LAYOUT_X16, p, k, r, back, &err) == 0, "%s", err.msg);
+            if (r < n)
+                ck_assert_msg(memcmp(back, w + (size_t)r * row, row) == 0, "%s row %" PRId64, ae_type_name(type), r);
+            else
+                for (size_t i = 0; i < row; i++)
+                    ck_assert_msg(back[i] == 0, "%s padding row %" PRId64 " byte %zu", ae_type_name(type), r, i);
+        }
+        free(back);
+        free(p);
         free(w);
     }
+    ae_error err = {{0}};
+    ck_assert(!ae_layout_supports(AE_TYPE_Q2_K, AE_LAYOUT_X16));
+    ck_assert(ae_layout_supports(AE_TYPE_Q2_K, AE_LAYOUT_ROWS));
+    ck_assert_int_eq(ae_layout_pack(AE_TYPE_Q2_K, AE_LAYOUT_X16, NULL, 1, 256, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "x16") && strstr(err.msg, "q2_k"), "%s", err.msg);
+    ck_assert_str_eq(ae_layout_name(AE_LAYOUT_X16), "x16");
+    ck_assert_int_eq(ae_layout_from_name("rows"), AE_LAYOUT_ROWS);
+    ck_assert_int_eq(ae_layout_from_name("x8"), -1);
 }
 END_TEST
 
@@ -458,8 +548,10 @@ START_TEST(test_matmul_prequantized)
     void *xq = xmalloc(ae_matmul_scratch_size(AE_TYPE_Q4_K, 256, M));
     ck_assert_msg(ae_matmul_quantize(AE_TYPE_Q4_K, X, 256, M, xq, NULL, &err) == 0, "%s", err.msg);
     float Y1[M * 64], Y2[M * 64];
-    ck_assert_msg(ae_matmul_prequantized(AE_TYPE_Q4_K, w.data, 64, 256, xq, M, Y1, NULL, &err) == 0, "%s", err.msg);
-    ck_assert_msg(ae_matmul_prequantized(AE_TYPE_Q4_K, w.data, 64, 256, xq, M, Y2, NULL, &err) == 0, "%s", err.msg);
+    ck_assert_msg(ae_matmul_prequantized(AE_TYPE_Q4_K, AE_LAYOUT_ROWS, w.data, 64, 256, xq, M, Y1, NULL, &err) == 0,
+                  "%s", err.msg);
+    ck_assert_msg(ae_matmul_prequantized(AE_TYPE_Q4_K, AE_LAYOUT_ROWS, w.data, 64, 256, xq, M, Y2, NULL, &err) == 0,
+                  "%s", err.msg);
     float *Y = run_matmul(&w, X, M, ae_cpu_host_isa(), 1);
     ck_assert(memcmp(Y1, Y, sizeof Y1) == 0);
     ck_assert(memcmp(Y2, Y, sizeof Y2) == 0);
@@ -476,22 +568,24 @@ START_TEST(test_matmul_errors)
     uint8_t w[1024] __attribute__((aligned(64))) = {0};
     uint8_t scratch[1024] __attribute__((aligned(64)));
 
-    ck_assert_int_eq(ae_matmul(AE_TYPE_IQ2_XXS, w, 1, 256, x, 1, y, scratch, NULL, &err), -1);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_IQ2_XXS, AE_LAYOUT_ROWS, w, 1, 256, x, 1, y, scratch, NULL, &err), -1);
     ck_assert_msg(strstr(err.msg, "iq2_xxs") && strstr(err.msg, "not supported"), "%s", err.msg);
-    ck_assert_int_eq(ae_matmul(AE_TYPE_Q8_1, w, 1, 32, x, 1, y, scratch, NULL, &err), -1);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_Q8_1, AE_LAYOUT_ROWS, w, 1, 32, x, 1, y, scratch, NULL, &err), -1);
     ck_assert_msg(strstr(err.msg, "q8_1"), "%s", err.msg);
-    ck_assert_int_eq(ae_matmul(999, w, 1, 32, x, 1, y, scratch, NULL, &err), -1);
+    ck_assert_int_eq(ae_matmul(999, AE_LAYOUT_ROWS, w, 1, 32, x, 1, y, scratch, NULL, &err), -1);
 
-    ck_assert_int_eq(ae_matmul(AE_TYPE_Q4_0, w, 1, 48, x, 1, y, scratch, NULL, &err), -1);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_Q4_0, AE_LAYOUT_ROWS, w, 1, 48, x, 1, y, scratch, NULL, &err), -1);
     ck_assert_msg(strstr(err.msg, "K=48") && strstr(err.msg, "multiple"), "%s", err.msg);
-    ck_assert_int_eq(ae_matmul(AE_TYPE_Q4_K, w, 1, 128, x, 1, y, scratch, NULL, &err), -1);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_Q4_K, AE_LAYOUT_ROWS, w, 1, 128, x, 1, y, scratch, NULL, &err), -1);
     ck_assert_msg(strstr(err.msg, "256"), "%s", err.msg);
-    ck_assert_int_eq(ae_matmul(AE_TYPE_Q4_0, w, -1, 32, x, 1, y, scratch, NULL, &err), -1);
-    ck_assert_int_eq(ae_matmul(AE_TYPE_Q4_0, w + 1, 1, 32, x, 1, y, scratch, NULL, &err), -1);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_Q4_0, AE_LAYOUT_ROWS, w, -1, 32, x, 1, y, scratch, NULL, &err), -1);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_Q4_0, AE_LAYOUT_ROWS, w + 1, 1, 32, x, 1, y, scratch, NULL, &err), -1);
     ck_assert_msg(strstr(err.msg, "aligned"), "%s", err.msg);
-    ck_assert_int_eq(ae_matmul(AE_TYPE_Q4_0, w, 1, 32, x, 1, y, NULL, NULL, &err), -1);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_Q4_0, AE_LAYOUT_ROWS, w, 1, 32, x, 1, y, NULL, NULL, &err), -1);
     ck_assert_msg(strstr(err.msg, "scratch"), "%s", err.msg);
 
+    ck_assert_int_eq(ae_matmul(AE_TYPE_Q2_K, AE_LAYOUT_X16, w, 1, 256, x, 1, y, scratch, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "q2_k") && strstr(err.msg, "x16"), "%s", err.msg);
     ck_assert(!ae_matmul_supports(AE_TYPE_Q8_K));
     ck_assert_uint_eq(ae_matmul_vec_type(AE_TYPE_Q5_1), AE_TYPE_Q8_1);
     ck_assert_uint_eq(ae_matmul_vec_type(AE_TYPE_Q3_K), AE_TYPE_Q8_K);
@@ -503,7 +597,7 @@ START_TEST(test_matmul_errors)
 
     /* K = 0: empty sums */
     y[0] = y[1] = 1.0f;
-    ck_assert_int_eq(ae_matmul(AE_TYPE_F16, w, 2, 0, x, 1, y, NULL, NULL, &err), 0);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_F16, AE_LAYOUT_ROWS, w, 2, 0, x, 1, y, NULL, NULL, &err), 0);
     ck_assert(y[0] == 0.0f && y[1] == 0.0f);
 }
 END_TEST
@@ -517,35 +611,61 @@ START_TEST(test_cpu_isa)
     ck_assert_int_eq(host >= AE_ISA_AVX512, __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                                                 __builtin_cpu_supports("avx512vl") &&
                                                 __builtin_cpu_supports("avx512vnni"));
+#elif defined(__aarch64__)
+    ck_assert_int_ge(host, AE_ISA_NEON); /* Advanced SIMD is part of every ARMv8-A CPU Linux runs on */
 #else
     ck_assert_int_eq(host, AE_ISA_SCALAR);
 #endif
     ae_cpu_set_max_isa(AE_ISA_SCALAR);
     ck_assert_int_eq(ae_cpu_isa(), AE_ISA_SCALAR);
-    ck_assert(ae_kernel_vec_dot(AE_TYPE_Q4_0) == ae_kernels_scalar()->vec_dot[AE_TYPE_Q4_0]);
+    ck_assert(ae_kernel_gemm(AE_TYPE_Q4_0, AE_LAYOUT_X16) == ae_kernels_scalar()->gemm[AE_LAYOUT_X16][AE_TYPE_Q4_0]);
+    ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q4_0, AE_LAYOUT_X16), "scalar");
+#if defined(__x86_64__)
     ae_cpu_set_max_isa(AE_ISA_AVX2);
     ck_assert_int_eq(ae_cpu_isa(), host < AE_ISA_AVX2 ? host : AE_ISA_AVX2);
     if (host >= AE_ISA_AVX2) {
-        ck_assert(ae_kernel_vec_dot(AE_TYPE_Q4_0) == ae_kernels_avx2()->vec_dot[AE_TYPE_Q4_0]);
-        ck_assert(ae_kernel_gemm(AE_TYPE_Q4_0) == ae_kernels_avx2()->gemm[AE_TYPE_Q4_0]);
+        ck_assert(ae_kernel_gemm(AE_TYPE_Q4_0, AE_LAYOUT_X16) == ae_kernels_avx2()->gemm[AE_LAYOUT_X16][AE_TYPE_Q4_0]);
+        ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q4_0, AE_LAYOUT_ROWS), "avx2");
     }
     ae_cpu_set_max_isa(AE_ISA_AVX512);
     ck_assert_int_eq(ae_cpu_isa(), host);
     if (host >= AE_ISA_AVX512) {
-        ck_assert(ae_kernel_vec_dot(AE_TYPE_Q4_0) == ae_kernels_avx512()->vec_dot[AE_TYPE_Q4_0]);
-        ck_assert(ae_kernel_gemm(AE_TYPE_Q8_0) == ae_kernels_avx512()->gemm[AE_TYPE_Q8_0]);
+        ck_assert(ae_kernel_gemm(AE_TYPE_Q8_0, AE_LAYOUT_X16) == ae_kernels_avx512()->gemm[AE_LAYOUT_X16][AE_TYPE_Q8_0]);
         /* a type without an AVX-512 kernel of its own falls back to the AVX2 one */
-        ck_assert(ae_kernels_avx512()->vec_dot[AE_TYPE_Q6_K] == NULL);
-        ck_assert(ae_kernel_vec_dot(AE_TYPE_Q6_K) == ae_kernels_avx2()->vec_dot[AE_TYPE_Q6_K]);
+        ck_assert(ae_kernels_avx512()->gemm[AE_LAYOUT_ROWS][AE_TYPE_Q6_K] == NULL);
+        ck_assert(ae_kernel_gemm(AE_TYPE_Q6_K, AE_LAYOUT_ROWS) == ae_kernels_avx2()->gemm[AE_LAYOUT_ROWS][AE_TYPE_Q6_K]);
     }
-    ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT + 5)); /* clamped to the top level */
-    ck_assert_int_eq(ae_cpu_isa(), host);
-    ck_assert(ae_kernel_vec_dot(AE_TYPE_IQ2_XS) == NULL);
+    ck_assert(ae_kernels_neon() == NULL && ae_kernels_dotprod() == NULL && ae_kernels_i8mm() == NULL);
     ck_assert_str_eq(ae_isa_name(AE_ISA_AVX2), "avx2");
     ck_assert_str_eq(ae_isa_name(AE_ISA_AVX512), "avx512");
     ck_assert_int_eq(ae_isa_from_name("AVX512"), AE_ISA_AVX512);
+    ck_assert_int_eq(ae_isa_from_name("neon"), -1);
+#elif defined(__aarch64__)
+    ck_assert(ae_kernels_avx2() == NULL && ae_kernels_avx512() == NULL);
+    ck_assert_str_eq(ae_isa_name(AE_ISA_DOTPROD), "dotprod");
+    ck_assert_int_eq(ae_isa_from_name("I8MM"), AE_ISA_I8MM);
+    ck_assert_int_eq(ae_isa_from_name("avx2"), -1);
+#endif
+    ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT + 5)); /* clamped to the top level */
+    ck_assert_int_eq(ae_cpu_isa(), host);
+    ck_assert(ae_kernel_gemm(AE_TYPE_IQ2_XS, AE_LAYOUT_ROWS) == NULL);
+    ck_assert(ae_kernel_gemm_level(AE_TYPE_Q2_K, AE_LAYOUT_X16) == NULL);
     ck_assert_int_eq(ae_isa_from_name("SCALAR"), AE_ISA_SCALAR);
     ck_assert_int_eq(ae_isa_from_name("avx9"), -1);
+
+    /* AETHER_ISA caps the level by name; a name that is no level of this machine is an error. */
+    ae_error err = {{0}};
+    ck_assert_int_eq(setenv("AETHER_ISA", "scalar", 1), 0);
+    ck_assert_int_eq(ae_cpu_cap_from_env(&err), 0);
+    ck_assert_int_eq(ae_cpu_isa(), AE_ISA_SCALAR);
+    ck_assert_int_eq(setenv("AETHER_ISA", "avx9", 1), 0);
+    ck_assert_int_eq(ae_cpu_cap_from_env(&err), -1);
+    ck_assert_msg(strstr(err.msg, "AETHER_ISA=avx9 is no instruction-set level of this machine; it takes scalar, "),
+                  "%s", err.msg);
+    ck_assert_int_eq(unsetenv("AETHER_ISA"), 0);
+    ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT - 1));
+    ck_assert_int_eq(ae_cpu_cap_from_env(&err), 0); /* unset: no change */
+    ck_assert_int_eq(ae_cpu_isa(), host);
 }
 END_TEST
 
@@ -558,15 +678,16 @@ START_TEST(test_quantize_q8_0)
     const float vals[] = {127.0f, 2.5f, -2.5f, 0.5f, -0.5f, 1.49f, -126.6f, 3.0f};
     const int8_t want[] = {127, 3, -3, 1, -1, 1, -127, 3};
     memcpy(x, vals, sizeof vals);
-    struct ae_block_q8_0 y[2];
+    struct ae_block_q8a y[2];
     ae_quantize_row_q8_0(x, y, 2 * AE_QK);
-    ck_assert_uint_eq(y[0].d, 0x3c00);
+    ck_assert(y[0].d == 1.0f);
+    ck_assert_int_eq(y[0].neg_sum, -(127 + 3 - 3 + 1 - 1 + 1 - 127 + 3));
     for (size_t j = 0; j < sizeof want; j++)
         ck_assert_msg(y[0].qs[j] == want[j], "q[%zu] = %d, expected %d", j, y[0].qs[j], want[j]);
     for (int j = sizeof want; j < AE_QK; j++)
         ck_assert_int_eq(y[0].qs[j], 0);
     /* an all-zero block: d = 0, q = 0 */
-    ck_assert_uint_eq(y[1].d, 0);
+    ck_assert(y[1].d == 0.0f && y[1].neg_sum == 0);
     for (int j = 0; j < AE_QK; j++)
         ck_assert_int_eq(y[1].qs[j], 0);
 
@@ -575,12 +696,13 @@ START_TEST(test_quantize_q8_0)
     float r[4 * AE_QK], back[4 * AE_QK];
     for (int i = 0; i < 4 * AE_QK; i++)
         r[i] = rng_normal() * 3.0f;
-    struct ae_block_q8_0 q[4];
+    struct ae_block_q8a q[4];
     ae_quantize_row_q8_0(r, q, 4 * AE_QK);
-    ae_error err;
-    ck_assert(ae_dequantize_row(AE_TYPE_Q8_0, q, back, 4 * AE_QK, &err) == 0);
+    for (int i = 0; i < 4 * AE_QK; i++)
+        back[i] = q[i / AE_QK].d * q[i / AE_QK].qs[i % AE_QK];
     for (int i = 0; i < 4 * AE_QK; i++) {
-        const float d = ae_fp16_to_fp32(q[i / AE_QK].d);
+        const float d = q[i / AE_QK].d;
+        EXPECT(ae_fp16_to_fp32(ae_fp32_to_fp16(d)) == d, "q8_0 block %d: d %g is not an fp16 value", i / AE_QK, d);
         EXPECT(fabsf(back[i] - r[i]) <= 0.5f * d + 127.0f * d * 1e-3f, "q8_0 value %d: %g back as %g", i, r[i], back[i]);
     }
 
@@ -594,7 +716,7 @@ START_TEST(test_quantize_q8_0)
         if (b == 1 && i % AE_QK == 0)
             z[i] = 127.0f; /* amax 127: d = 1, q = roundf(x) on the halves */
     }
-    struct ae_block_q8_0 want_q[NB], got_q[NB];
+    struct ae_block_q8a want_q[NB], got_q[NB];
     ae_cpu_set_max_isa(AE_ISA_SCALAR);
     ae_quantize_row_q8_0(z, want_q, NB * AE_QK);
     for (int isa = AE_ISA_AVX2; isa <= (int)ae_cpu_host_isa(); isa++) {
@@ -612,15 +734,15 @@ END_TEST
 START_TEST(test_quantize_q8_1)
 {
     float x[AE_QK] = {127.0f, 2.5f, -2.5f, 0.5f, 10.0f};
-    struct ae_block_q8_1 y;
+    struct ae_block_q8a y;
     ae_quantize_row_q8_1(x, &y, AE_QK);
-    ck_assert_uint_eq(y.d, 0x3c00);
+    ck_assert(y.d == 1.0f);
     ck_assert_int_eq(y.qs[0], 127);
     ck_assert_int_eq(y.qs[1], 3);
     ck_assert_int_eq(y.qs[2], -3);
     ck_assert_int_eq(y.qs[3], 1);
     ck_assert_int_eq(y.qs[4], 10);
-    ck_assert_uint_eq(y.s, ae_fp32_to_fp16(138.0f)); /* d * sum(q) = 127 + 3 - 3 + 1 + 10 */
+    ck_assert(y.s == 138.0f); /* d * sum(q) = 127 + 3 - 3 + 1 + 10, an fp16 value */
 
     rng_seed(12);
     for (int i = 0; i < AE_QK; i++)
@@ -629,7 +751,7 @@ START_TEST(test_quantize_q8_1)
     int sum = 0;
     for (int i = 0; i < AE_QK; i++)
         sum += y.qs[i];
-    ck_assert_uint_eq(y.s, ae_fp32_to_fp16((float)sum * ae_fp16_to_fp32(y.d)));
+    ck_assert(y.s == ae_fp16_to_fp32(ae_fp32_to_fp16((float)sum * y.d)));
 }
 END_TEST
 
@@ -1101,6 +1223,7 @@ static Suite *kernels_suite(void)
     tcase_add_loop_test(tc, test_matmul_odd_shapes, 0, N_MM_ROWS);
     tcase_add_test(tc, test_matmul_exact_q8_0);
     tcase_add_test(tc, test_matmul_gemm_tiles);
+    tcase_add_test(tc, test_layout_pack);
     tcase_add_test(tc, test_matmul_prequantized);
     tcase_add_test(tc, test_matmul_errors);
     tcase_add_test(tc, test_cpu_isa);

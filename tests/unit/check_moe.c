@@ -117,7 +117,7 @@ START_TEST(test_matmul_id)
             for (int64_t s = 0; s < R * k; s++) {
                 const float *x = X + (per_slot ? s : s / k) * K;
                 const uint8_t *We = (const uint8_t *)W + (size_t)ids[s] * expert_bytes;
-                ck_assert_msg(ae_matmul(row->type, We, N, K, x, 1, y1, scr, NULL, &err) == 0, "%s", err.msg);
+                ck_assert_msg(ae_matmul(row->type, AE_LAYOUT_ROWS, We, N, K, x, 1, y1, scr, NULL, &err) == 0, "%s", err.msg);
                 for (int64_t n = 0; n < N; n++)
                     EXPECT(memcmp(&y1[n], &Y[s * N + n], sizeof(float)) == 0,
                            "%s %s R=%" PRId64 " per_slot=%d: slot %" PRId64 " (expert %" PRId32 ") row %" PRId64

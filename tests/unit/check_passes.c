@@ -660,7 +660,7 @@ START_TEST(test_driver)
         char *t = test_read_file(p, &n);
         ck_assert_msg(n > 20 && !strncmp(t, "; after ", 8), "%s", p);
         if (i == 5)
-            ck_assert_msg(strstr(t, "; layout @blk.0.attn_q.weight rowmajor-f32 merged qkv#0") != NULL, "%s", t);
+            ck_assert_msg(strstr(t, "; layout @blk.0.attn_q.weight rows-f32 merged qkv#0") != NULL, "%s", t);
         if (i == 7)
             ck_assert(strstr(t, "; plan t_max=512") != NULL);
         free(t);
