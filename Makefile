@@ -10,7 +10,7 @@
 #   make loadtest      a served model under 64 streaming clients for 10 minutes (LLAMA_SERVER=... to compare)
 #   make bench-arm     make bench's table on an aarch64 board, BOARD=user@host (programs cross-built here)
 #   make runtime-aarch64  the runtime cross-built for aarch64 (aetherc --target aarch64-linux-gnu uses it)
-#   make size          what a program is made of, object by object (MODEL=..., TARGET=..., STATIC=1)
+#   make size          what a program is made of, object by object (MODEL=, TARGET=, STATIC=1, BACKEND=all)
 #   make install       PREFIX=/usr/local
 #
 # Sources are found by wildcard: a new .c under runtime/ joins the runtime library, a new .c under
@@ -215,9 +215,10 @@ bench-arm: deps
 	    RUN="sh $(CURDIR)/examples/board_run.sh" BENCH_DIR=$(BUILD)/bench-arm sh examples/bench.sh $(BUILD)/aetherc $(SHARED)
 
 # What a program is made of: MODEL (default stories260K) compiled for TARGET (default the host; STATIC=1
-# for --static), its size without weights, and the bytes each object of the link adds.
+# for --static; BACKEND=all for the Vulkan kernels too, default cpu), its size without weights, and the
+# bytes each object of the link adds.
 size: all $(if $(filter aarch64-linux-gnu,$(TARGET)),runtime-aarch64)
-	@sh examples/size.sh $(BUILD)/aetherc $(or $(MODEL),$(SHARED)/models/stories260K.gguf) "$(TARGET)" "$(STATIC)"
+	@sh examples/size.sh $(BUILD)/aetherc $(or $(MODEL),$(SHARED)/models/stories260K.gguf) "$(TARGET)" "$(STATIC)" "$(BACKEND)"
 
 # Installs aetherc, its runtime and headers, and the runtime of every other target built (build/<triple>/).
 install: all

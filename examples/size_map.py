@@ -12,10 +12,11 @@ from collections import defaultdict
 
 # Groups of objects, by where they come from; the first pattern that matches a file's path names it.
 GROUPS = [
-    (r"libaether_rt\.a\((matmul|ops|quantize|pool|cpu|moe)[a-z0-9_]*\.o\)", "kernels"),
+    (r"libaether_rt\.a\((matmul|ops|quantize|pool|cpu|moe|layout)[a-z0-9_]*\.o\)", "kernels"),
     (r"libaether_rt\.a\((tok_|tokenizer|chat\.o|sampler|utf8)", "text: tokenizers, chat templates, sampler"),
     (r"libaether_rt\.a\((program|chat_loop)", "program: command line, main loop"),
     (r"libaether_rt\.a\(serve", "server (--serve)"),
+    (r"libaether_rt\.a\((gpu_|vk_|device)", "Vulkan runtime (devices, upload, dispatch)"),
     (r"libaether_rt\.a\((gguf|pack|types|dequant|error|hash)", "format: GGUF reader, weights pack and hash"),
     (r"libaether_rt\.a", "runtime: other"),
     (r"libsodium\.a", "libsodium (BLAKE2b for the weights' hash, and what sodium_init pulls in)"),

@@ -42,7 +42,11 @@ layout(buffer_reference, std430, buffer_reference_align = 1) readonly buffer I8s
 #define TYPE_Q4_K 12
 #define TYPE_Q5_K 13
 #define TYPE_Q6_K 14
+#define TYPE_IQ4_NL 20
+#define TYPE_IQ4_XS 23
 #define TYPE_BF16 30
+#define TYPE_TQ1_0 34
+#define TYPE_TQ2_0 35
 
 // The step's parameters (a macro: a function returning a buffer reference leaves a variable that SPIR-V
 // validation refuses where the optimizer keeps it).

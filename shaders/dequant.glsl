@@ -171,6 +171,76 @@ void dq8(uint64_t row, uint j, out float v[8])
         v[i] = dl * float(int(lo | hi << 4) - 32);
     }
 }
+#elif WTYPE == TYPE_IQ4_NL || WTYPE == TYPE_IQ4_XS
+// 4-bit indices into a fixed table of 16 values; nibbles as in Q4_0 (per group of 32).
+const int iq4_values[16] = int[16](-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+#if WTYPE == TYPE_IQ4_NL
+#define WBLOCK 32
+#define WBYTES 18
+void dq8(uint64_t row, uint j, out float v[8])
+{
+    const uint b = j >> 2, g = j & 3u, at = b * WBYTES;
+    const uint first = at + 2 + 8u * (g & 1u), shift = 4u * (g >> 1);
+    const float d = whalf(row, at);
+    for (uint i = 0; i < 8; i++)
+        v[i] = d * float(iq4_values[(wbyte(row, first + i) >> shift) & 15u]);
+}
+#else
+#define WBLOCK 256
+#define WBYTES 136
+void dq8(uint64_t row, uint j, out float v[8])
+{
+    const uint b = j >> 5, e = (j & 31u) * 8, at = b * WBYTES;
+    const uint g = e >> 5, within = e & 31u;
+    const uint sh = uint(U16s(row).v[(at + 2) >> 1]);
+    const int sc = int(((wbyte(row, at + 4 + g / 2) >> (4 * (g & 1u))) & 15u) | ((sh >> (2 * g)) & 3u) << 4);
+    const float dl = whalf(row, at) * float(sc - 32);
+    const uint first = at + 8 + 16 * g + (within & 15u), shift = within >= 16u ? 4u : 0u;
+    for (uint i = 0; i < 8; i++)
+        v[i] = dl * float(iq4_values[(wbyte(row, first + i) >> shift) & 15u]);
+}
+#endif
+#elif WTYPE == TYPE_TQ1_0
+// Ternary digits, five to a byte (trit t of byte b: the top trit of b * 3^t mod 256).
+#define WBLOCK 256
+#define WBYTES 54
+uint tq1_trit(uint byte_, uint t)
+{
+    const uint pow3[5] = uint[5](1u, 3u, 9u, 27u, 81u);
+    return (((byte_ * pow3[t]) & 255u) * 3u) >> 8;
+}
+void dq8(uint64_t row, uint j, out float v[8])
+{
+    const uint b = j >> 5, at = b * WBYTES;
+    const float d = whalf(row, at + 52);
+    for (uint i = 0; i < 8; i++) {
+        const uint e = (j & 31u) * 8 + i;
+        uint byte_at, t;
+        if (e < 160) {
+            t = e / 32;
+            byte_at = e % 32;
+        } else if (e < 240) {
+            t = (e - 160) / 16;
+            byte_at = 32 + (e - 160) % 16;
+        } else {
+            t = (e - 240) / 4;
+            byte_at = 48 + (e - 240) % 4;
+        }
+        v[i] = float(int(tq1_trit(wbyte(row, at + byte_at), t)) - 1) * d;
+    }
+}
+#elif WTYPE == TYPE_TQ2_0
+// Ternary digits as 2-bit values minus one: byte 32h + m holds element 128h + 32l + m in bit pair l.
+#define WBLOCK 256
+#define WBYTES 66
+void dq8(uint64_t row, uint j, out float v[8])
+{
+    const uint b = j >> 5, e = (j & 31u) * 8, at = b * WBYTES;
+    const uint h = e >> 7, l = (e & 127u) >> 5, m = e & 31u;
+    const float d = whalf(row, at + 64);
+    for (uint i = 0; i < 8; i++)
+        v[i] = float(int((wbyte(row, at + 32 * h + m + i) >> (2 * l)) & 3u) - 1) * d;
+}
 #else
 #error "dequant.glsl: no dequantizer for this WTYPE"
 #endif

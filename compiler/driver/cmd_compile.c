@@ -64,7 +64,7 @@ static void compile_usage(FILE *f)
             "          native|armv8-a|armv8.2-a+dotprod|armv8.6-a+i8mm (aarch64)\n"
             "                               gcc's -march (default: gcc's own); the kernels pick their\n"
             "                               AVX2, AVX-512 or NEON paths at run time whatever it says\n"
-            "  --static                     a fully static program: no loader, no shared libc (gcc)\n"
+            "  --static                     a fully static program: no loader, no shared libc, CPU only (gcc)\n"
             "  --emit-c DIR                 keep the generated C in DIR/OUT.c (and gcc's link map in\n"
             "                               DIR/OUT.map)\n"
             "  --backend all|cpu            the program runs on Vulkan GPUs and the CPU (all, the default),\n"
@@ -179,6 +179,7 @@ static int unknown_flag(const char *arg)
 /* Returns 0, 1 when --help was printed, or 2 on a usage error (after a message). */
 static int parse_args(int argc, char **argv, struct compile_args *a)
 {
+    bool backend_all = false; /* --backend all given */
     memset(a, 0, sizeof *a);
     a->dump_format = PASS_DUMP_TEXT;
     a->t_max = 512;
@@ -235,6 +236,7 @@ static int parse_args(int argc, char **argv, struct compile_args *a)
                 return 2;
             }
             a->build.cpu_only = !strcmp(v, "cpu");
+            backend_all = !a->build.cpu_only;
         } else if ((v = flag_value(argc, argv, &i, "--dump-spirv", &missing))) {
             a->build.dump_spirv_dir = v;
         } else if ((v = flag_value(argc, argv, &i, "--weights", &missing))) {
@@ -321,6 +323,14 @@ static int parse_args(int argc, char **argv, struct compile_args *a)
         fprintf(stderr, "aetherc: --dump-spirv writes the Vulkan kernels, which --backend cpu leaves out\n");
         return 2;
     }
+    /* A static program cannot load the Vulkan loader (glibc's dlopen needs a dynamic program): CPU only. */
+    if (a->build.static_link && backend_all) {
+        fprintf(stderr, "aetherc: --static makes a CPU-only program (it cannot load the Vulkan loader); "
+                        "--backend all needs a dynamic one\n");
+        return 2;
+    }
+    if (a->build.static_link)
+        a->build.cpu_only = true;
     if (a->build.use_tcc && (a->build.march || a->build.static_link)) {
         fprintf(stderr, "aetherc: --march and --static are gcc options; libtcc has no target choice\n");
         return 2;

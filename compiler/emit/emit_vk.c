@@ -279,13 +279,13 @@ static int epilogue(struct vk_printer *e, const struct lower_step *s, const stru
 
 /* ---- Steps ------------------------------------------------------------------------------------------- */
 
-/* Whether the kernels read weights of this type (every type of the CPU's but the IQ and TQ ones). */
+/* Whether the kernels read weights of this type (every type of the CPU's). */
 static bool vk_supports(uint32_t type)
 {
     switch (type) {
     case AE_TYPE_F32: case AE_TYPE_F16: case AE_TYPE_BF16: case AE_TYPE_Q4_0: case AE_TYPE_Q4_1: case AE_TYPE_Q5_0:
     case AE_TYPE_Q5_1: case AE_TYPE_Q8_0: case AE_TYPE_Q2_K: case AE_TYPE_Q3_K: case AE_TYPE_Q4_K: case AE_TYPE_Q5_K:
-    case AE_TYPE_Q6_K:
+    case AE_TYPE_Q6_K: case AE_TYPE_IQ4_NL: case AE_TYPE_IQ4_XS: case AE_TYPE_TQ1_0: case AE_TYPE_TQ2_0:
         return true;
     default:
         return false;

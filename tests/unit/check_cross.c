@@ -2,16 +2,18 @@
  * Debian's aarch64-linux-gnu-gcc and run under qemu-user (qemu-aarch64-static or qemu-aarch64, CPU
  * "max": NEON, dotprod and i8mm), against the x86-64 program and llama.cpp's references.
  *
- * Every shared model: the prompt logits of the three prompts within the reference README's tolerance and
- * bit-identical to the x86-64 program's (but where libm's tanhf differs, below), and 32 greedy tokens
- * equal to the x86-64 program's (stories260K's equal to llama.cpp's too). Teacher forcing over every step is check_e2e's, on x86-64 only: bit-identical
- * prompt logits carry its result over. Each kernel level (AETHER_ISA=scalar, neon, dotprod, i8mm) on a
- * model of odd shapes in every weight type, prefill in chunks and single-token steps: bit-identical
- * logits to the x86-64 program. The level the CPU has is the one chosen (qemu's Cortex-A53, Neoverse N1
- * and max CPUs). --static builds for both targets: no loader, no shared library, and they run without
- * opening one.
+ * Every shared model: the prompt logits of the three prompts within the reference README's tolerance
+ * and bit-identical to the x86-64 program's (but where libm's tanhf differs, below), and 32 greedy
+ * tokens equal to the x86-64 program's (stories260K's equal to llama.cpp's too). Teacher forcing over
+ * every step is check_e2e's, on x86-64 only: bit-identical prompt logits carry its result over. Each
+ * kernel level (AETHER_ISA=scalar, neon, dotprod, i8mm) on a model of odd shapes in every weight type,
+ * in the layout the layout pass picks and in rows, prefill in chunks and single-token steps:
+ * bit-identical logits to the x86-64 program. The level the CPU has is the one chosen (qemu's
+ * Cortex-A53, Neoverse N1 and max CPUs). --static builds for both targets: no loader, no shared
+ * library, and they run without opening one.
  *
- * It needs an x86-64 host (make leaves it out elsewhere). Costs about 2 minutes on 2 cores, most of it cross-compiling.
+ * It needs an x86-64 host (make leaves it out elsewhere). It costs about 4 minutes of one core, most of
+ * it cross-compiling.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -199,18 +201,26 @@ START_TEST(test_stories_text)
 END_TEST
 
 /* The weight types, each on a model of shapes that leave tails in the kernels (block counts and row
- * counts not multiples of what the SIMD loops take at once). */
+ * counts not multiples of what the SIMD loops take at once); x16: the type has an x16 layout, which the
+ * layout pass picks, so its rows kernels are run too (with the layout pass off). */
 static const struct {
     const char *type;
     const char *shape; /* aetherc synth flags */
+    bool x16;
 } level_models[] = {
-    {"f32", "--dim 96 --heads 3 --kv-heads 1 --ffn 160"},   {"f16", "--dim 96 --heads 3 --kv-heads 1 --ffn 160"},
-    {"bf16", "--dim 96 --heads 3 --kv-heads 1 --ffn 160"},  {"q4_0", "--dim 96 --heads 3 --kv-heads 1 --ffn 160"},
-    {"q4_1", "--dim 96 --heads 3 --kv-heads 1 --ffn 160"},  {"q5_0", "--dim 96 --heads 3 --kv-heads 1 --ffn 160"},
-    {"q5_1", "--dim 96 --heads 3 --kv-heads 1 --ffn 160"},  {"q8_0", "--dim 96 --heads 3 --kv-heads 1 --ffn 160"},
-    {"q2_k", "--dim 256 --heads 2 --kv-heads 1 --ffn 768"}, {"q3_k", "--dim 256 --heads 2 --kv-heads 1 --ffn 768"},
-    {"q4_k", "--dim 256 --heads 2 --kv-heads 1 --ffn 768"}, {"q5_k", "--dim 256 --heads 2 --kv-heads 1 --ffn 768"},
-    {"q6_k", "--dim 256 --heads 2 --kv-heads 1 --ffn 768"},
+    {"f32", "--dim 96 --heads 3 --kv-heads 1 --ffn 160", false},
+    {"f16", "--dim 96 --heads 3 --kv-heads 1 --ffn 160", false},
+    {"bf16", "--dim 96 --heads 3 --kv-heads 1 --ffn 160", false},
+    {"q4_0", "--dim 96 --heads 3 --kv-heads 1 --ffn 160", true},
+    {"q4_1", "--dim 96 --heads 3 --kv-heads 1 --ffn 160", true},
+    {"q5_0", "--dim 96 --heads 3 --kv-heads 1 --ffn 160", true},
+    {"q5_1", "--dim 96 --heads 3 --kv-heads 1 --ffn 160", true},
+    {"q8_0", "--dim 96 --heads 3 --kv-heads 1 --ffn 160", true},
+    {"q2_k", "--dim 256 --heads 2 --kv-heads 1 --ffn 768", false},
+    {"q3_k", "--dim 256 --heads 2 --kv-heads 1 --ffn 768", false},
+    {"q4_k", "--dim 256 --heads 2 --kv-heads 1 --ffn 768", true},
+    {"q5_k", "--dim 256 --heads 2 --kv-heads 1 --ffn 768", true},
+    {"q6_k", "--dim 256 --heads 2 --kv-heads 1 --ffn 768", true},
 };
 static const char *const arm_levels[] = {"scalar", "neon", "dotprod", "i8mm"};
 
@@ -225,24 +235,31 @@ START_TEST(test_kernel_levels_bit_identical)
                      "%s synth --arch llama %s --layers 2 --type %s --vocab-from %s --seed 5 -o %s", aetherc(),
                      level_models[_i].shape, level_models[_i].type, test_shared_path("models/stories260K.gguf"), model);
     ck_assert_msg(rc == 0, "synth failed:\n%s", log_buf);
-    compile(model, "lx86", "--t-max 16");
-    compile(model, "larm", "--t-max 16 --target " ARM);
     int32_t ids[70];
     for (int i = 0; i < 70; i++)
         ids[i] = i == 0 ? 1 : 3 + (i * 79) % 500;
     static const uint32_t lengths[] = {70, 1};
-    for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
-        float *want = prompt_logits("", "lx86", ids, lengths[k], 512, "");
-        for (size_t l = 0; l < sizeof arm_levels / sizeof arm_levels[0]; l++) {
-            char prefix[512];
-            snprintf(prefix, sizeof prefix, "AETHER_ISA=%s %s", arm_levels[l], qemu);
-            float *got = prompt_logits(prefix, "larm", ids, lengths[k], 512, "");
-            const int64_t at = first_difference(got, want, 512);
-            ck_assert_msg(at < 0, "%s, %u tokens, AETHER_ISA=%s: logit %" PRId64 " is %.9g on aarch64, %.9g on x86-64",
-                          level_models[_i].type, lengths[k], arm_levels[l], at, (double)got[at], (double)want[at]);
-            free(got);
+    for (int rows = 0; rows <= (int)level_models[_i].x16; rows++) {
+        const char *layout = rows ? " --disable-pass=layout" : "";
+        char flags[128];
+        snprintf(flags, sizeof flags, "--t-max 16%s", layout);
+        compile(model, "lx86", flags);
+        snprintf(flags, sizeof flags, "--t-max 16%s --target " ARM, layout);
+        compile(model, "larm", flags);
+        for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
+            float *want = prompt_logits("", "lx86", ids, lengths[k], 512, "");
+            for (size_t l = 0; l < sizeof arm_levels / sizeof arm_levels[0]; l++) {
+                char prefix[512];
+                snprintf(prefix, sizeof prefix, "AETHER_ISA=%s %s", arm_levels[l], qemu);
+                float *got = prompt_logits(prefix, "larm", ids, lengths[k], 512, "");
+                const int64_t at = first_difference(got, want, 512);
+                ck_assert_msg(at < 0, "%s (%s layout), %u tokens, AETHER_ISA=%s: logit %" PRId64 " is %.9g on aarch64, "
+                              "%.9g on x86-64", level_models[_i].type, rows ? "rows" : "chosen", lengths[k],
+                              arm_levels[l], at, (double)got[at], (double)want[at]);
+                free(got);
+            }
+            free(want);
         }
-        free(want);
     }
 }
 END_TEST
@@ -354,6 +371,7 @@ START_TEST(test_target_flags)
         {"--target " ARM " --march x86-64-v3",
          "--march takes native, armv8-a, armv8.2-a+dotprod or armv8.6-a+i8mm, not 'x86-64-v3' (target " ARM ")"},
         {"--cc tcc --static", "--march and --static are gcc options"},
+        {"--static --backend all", "--static makes a CPU-only program (it cannot load the Vulkan loader)"},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         int rc = test_sh(log_buf, sizeof log_buf, "%s %s -o %s/never %s", aetherc(),

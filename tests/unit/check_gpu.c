@@ -131,8 +131,11 @@ static void put_half(uint8_t *p, float v)
 static const int *half_fields(uint32_t type)
 {
     static const int q_d[] = {0, -1}, q_dm[] = {0, 2, -1}, q2k[] = {80, 82, -1}, q3k[] = {108, -1}, q6k[] = {208, -1};
+    static const int tq1[] = {52, -1}, tq2[] = {64, -1};
     switch (type) {
-    case AE_TYPE_Q4_0: case AE_TYPE_Q5_0: case AE_TYPE_Q8_0: return q_d;
+    case AE_TYPE_Q4_0: case AE_TYPE_Q5_0: case AE_TYPE_Q8_0: case AE_TYPE_IQ4_NL: case AE_TYPE_IQ4_XS: return q_d;
+    case AE_TYPE_TQ1_0: return tq1;
+    case AE_TYPE_TQ2_0: return tq2;
     case AE_TYPE_Q4_1: case AE_TYPE_Q5_1: case AE_TYPE_Q4_K: case AE_TYPE_Q5_K: return q_dm;
     case AE_TYPE_Q2_K: return q2k;
     case AE_TYPE_Q3_K: return q3k;
@@ -192,7 +195,8 @@ static const struct {
 } weight_types[] = {
     {AE_TYPE_F32, 172}, {AE_TYPE_F16, 172}, {AE_TYPE_BF16, 172}, {AE_TYPE_Q4_0, 256}, {AE_TYPE_Q4_1, 256},
     {AE_TYPE_Q5_0, 256}, {AE_TYPE_Q5_1, 256}, {AE_TYPE_Q8_0, 256}, {AE_TYPE_Q2_K, 512}, {AE_TYPE_Q3_K, 512},
-    {AE_TYPE_Q4_K, 512}, {AE_TYPE_Q5_K, 512}, {AE_TYPE_Q6_K, 512},
+    {AE_TYPE_Q4_K, 512}, {AE_TYPE_Q5_K, 512}, {AE_TYPE_Q6_K, 512}, {AE_TYPE_IQ4_NL, 256}, {AE_TYPE_IQ4_XS, 512},
+    {AE_TYPE_TQ1_0, 512}, {AE_TYPE_TQ2_0, 512},
 };
 #define N_WEIGHT_TYPES ((int)(sizeof weight_types / sizeof weight_types[0]))
 
