@@ -43,6 +43,9 @@ struct gpu_buffer {
 
 enum gpu_mem { GPU_MEM_DEVICE, GPU_MEM_HOST, GPU_MEM_READBACK };
 
+/* The largest staging buffer a transfer uses. */
+#define GPU_STAGING_BYTES (64u << 20)
+
 /* Creates an instance with every physical device, or fails saying why (no loader, no driver). */
 int gpu_instance_create(VkInstance *inst, ae_error *err);
 
@@ -58,6 +61,10 @@ void gpu_buffer_destroy(struct gpu_ctx *c, struct gpu_buffer *b);
 int gpu_upload(struct gpu_ctx *c, struct gpu_buffer *dst, uint64_t offset, const void *src, uint64_t size,
                ae_error *err);
 int gpu_download(struct gpu_ctx *c, struct gpu_buffer *src, uint64_t offset, void *dst, uint64_t size, ae_error *err);
+
+/* Copies size bytes from src at src_offset to dst at dst_offset on the device, and waits. */
+int gpu_copy(struct gpu_ctx *c, const struct gpu_buffer *src, uint64_t src_offset, struct gpu_buffer *dst,
+             uint64_t dst_offset, uint64_t size, ae_error *err);
 
 /* Submits cb and waits for it. */
 int gpu_submit_wait(struct gpu_ctx *c, VkCommandBuffer cb, ae_error *err);
