@@ -75,9 +75,10 @@ int gpu_submit_wait(struct gpu_ctx *c, VkCommandBuffer cb, ae_error *err);
 uint32_t gpu_ctx_has(const struct gpu_ctx *c);
 
 /* One pipeline per kernel whose bit is set in use (NULL: all), specialized with constant 0 = kv_f32,
- * through cache (may be VK_NULL_HANDLE); the others stay VK_NULL_HANDLE. */
+ * through cache (may be VK_NULL_HANDLE; the driver synchronizes it), created by the pool's threads at once
+ * (pool may be NULL); the others stay VK_NULL_HANDLE. */
 int gpu_pipelines_create(struct gpu_ctx *c, const struct ae_gpu_kernel *k, uint32_t n, const bool *use, uint32_t kv_f32,
-                         VkPipelineCache cache, VkPipeline *out, ae_error *err);
+                         VkPipelineCache cache, ae_pool *pool, VkPipeline *out, ae_error *err);
 void gpu_pipelines_destroy(struct gpu_ctx *c, VkPipeline *p, uint32_t n);
 
 /* Where each space starts on the device; the KV spaces per layer. */

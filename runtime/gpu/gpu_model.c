@@ -174,7 +174,8 @@ static int make_pipelines(struct ae_gpu *g, ae_error *err)
         for (uint32_t i = 0; i < g->graph[s]->n_dispatch; i++)
             use[g->graph[s]->dispatch[i].kernel] = true;
     if (rc == 0)
-        rc = gpu_pipelines_create(&g->c, g->m->kernels, nk, use, g->p.kv_type == AE_TYPE_F32, cache, g->pipes, err);
+        rc = gpu_pipelines_create(&g->c, g->m->kernels, nk, use, g->p.kv_type == AE_TYPE_F32, cache, g->p.pool, g->pipes,
+                                  err);
     free(use);
     if (rc == 0 && cache && use_file && size == 0)
         cache_save(g, cache, path);
