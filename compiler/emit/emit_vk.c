@@ -638,6 +638,7 @@ static int print_step(struct vk_printer *e, const struct lower_step *s)
     case LOWER_MOE_WEIGHTS:
     case LOWER_MATMUL_ID:
     case LOWER_MOE_SUM:
+    case LOWER_LAST_ROWS: /* the server's batched step runs on the CPU */
     case LOWER_KIND_COUNT:
         break;
     }
