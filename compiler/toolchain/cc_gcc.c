@@ -32,8 +32,13 @@ int cc_gcc_build(const char *c_file, const char *out, const struct toolchain_pat
         snprintf(march, sizeof march, "-march=%s", o->march);
         argv[argc++] = march;
     }
-    if (o->static_link)
+    /* A static program cannot serve (the server loads libmicrohttpd and json-c with dlopen): --serve is
+     * bound to the runtime's refusal, so that the server's objects, and glibc's warnings about dlopen and
+     * getaddrinfo in static programs, stay out of the link. */
+    if (o->static_link) {
         argv[argc++] = "-static";
+        argv[argc++] = "-Wl,--defsym=ae_prog_serve=ae_prog_serve_refused";
+    }
     if (o->link_map) {
         snprintf(map, sizeof map, "-Wl,-Map=%s", o->link_map);
         argv[argc++] = map;

@@ -818,6 +818,13 @@ static int prog_verify_weights(struct prog *p, ae_error *err)
     return prog_verify(p->o, p->m, &p->pack, where);
 }
 
+int ae_prog_serve_refused(struct prog *p)
+{
+    fprintf(stderr, "%s: --serve loads libmicrohttpd and json-c at run time, which a program linked with --static "
+            "cannot do: build it without --static\n", p->o->prog);
+    return AE_PROG_EXIT_FAIL;
+}
+
 /* Weights, start-up, then a generation or the chat. */
 static int prog_main(struct prog *p, ae_error *err)
 {
