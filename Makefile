@@ -53,6 +53,10 @@ TEMPLATES := $(sort $(wildcard templates/*.c))
 SHADERS   := $(sort $(wildcard shaders/*.glsl shaders/*.comp))
 
 RT_OBJ   := $(RT_SRC:%.c=$(BUILD)/obj/%.o)
+# The runtime's functions and data each in a section of their own, so that a program's link (gcc
+# --gc-sections) keeps only what the program reaches; no unwind tables (C needs none; with -g the frames
+# are described in the debug information instead).
+$(RT_OBJ): ALL_CFLAGS += -ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables -fno-unwind-tables
 CC_OBJ   := $(CC_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/templates.o $(BUILD)/obj/gen/shaders.o
 LIB_OBJ  := $(filter-out $(BUILD)/obj/compiler/driver/main.o,$(CC_OBJ))
 # check_cross needs an x86-64 host: it cross-builds programs for aarch64 and runs them under qemu-user.

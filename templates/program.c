@@ -104,6 +104,7 @@ static const struct ae_model model = {
     .info = $info_string,
     .forward = forward,
     .gpu = $gpu,
+    .tokenizer = $tokenizer,
 };
 
 int main(int argc, char **argv)
