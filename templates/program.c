@@ -131,6 +131,7 @@ static const struct ae_model model = {
     .batch_arena_bytes = $batch_arena_bytes,
     .batch_max_seqs = $batch_max_seqs,
     .gpu = $gpu,
+    .tokenizer = $tokenizer,
 };
 
 int main(int argc, char **argv)

@@ -37,7 +37,7 @@ struct printer {
 
 /* ---- Placeholder values ----------------------------------------------------------------------------- */
 
-#define MAX_ARGS 24
+#define MAX_ARGS 32
 
 /* The values of one snippet's placeholders, formatted into buf. */
 struct args {
@@ -575,6 +575,7 @@ static int print_program_end(struct printer *p, const struct pack_build *pb, con
     arg(&a, "batch_arena_bytes", "%" PRIu64, batched ? batched->arena_bytes : 0);
     arg(&a, "batch_max_seqs", "%" PRId32, batched ? batched->max_seqs : 0);
     arg(&a, "gpu", "%s", gpu ? "&gpu_model" : "NULL");
+    arg(&a, "tokenizer", "%s", o->tokenizer ? o->tokenizer : "NULL");
     rc = put(p, tmpl_program, "program_end", &a);
 done:
     free(name);

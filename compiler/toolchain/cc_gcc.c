@@ -32,6 +32,11 @@ int cc_gcc_build(const char *c_file, const char *out, const struct toolchain_pat
         snprintf(march, sizeof march, "-march=%s", o->march);
         argv[argc++] = march;
     }
+    /* Only what the program reaches: the runtime's functions and data are each in a section of their
+     * own, so the linker drops what no path from main uses (docs/targets.md, Size). */
+    argv[argc++] = "-fno-asynchronous-unwind-tables";
+    argv[argc++] = "-fno-unwind-tables";
+    argv[argc++] = "-Wl,--gc-sections";
     /* A static program cannot serve (the server loads libmicrohttpd and json-c with dlopen): --serve is
      * bound to the runtime's refusal, so that the server's objects, and glibc's warnings about dlopen and
      * getaddrinfo in static programs, stay out of the link. */

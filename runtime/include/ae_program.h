@@ -23,6 +23,7 @@
 #define AE_HASH_BYTES 32         /* BLAKE2b-256 */
 
 struct ae_gpu_model;
+struct ae_tokenizer_algo;
 
 /* Everything one forward step may touch. */
 struct ae_state {
@@ -86,6 +87,9 @@ struct ae_model {
     /* The same steps for a Vulkan device (ae_gpu.h), or NULL when the program was built for the CPU only
      * (aetherc --backend cpu). */
     const struct ae_gpu_model *gpu;
+    /* The model's tokenizer kind (&ae_tokenizer_spm, _bpe or _wpm; ae_tokenizer.h), or NULL when the
+     * file names none that the runtime has: the program then fails at start-up saying why. */
+    const struct ae_tokenizer_algo *tokenizer;
 };
 
 /* The most sequences a batched step is compiled for (fewer when t_max is smaller). */
