@@ -105,6 +105,7 @@ static const struct ae_model model = {
     .forward = forward,
     .gpu = $gpu,
     .tokenizer = $tokenizer,
+    .server = $server,
 };
 
 int main(int argc, char **argv)

@@ -178,4 +178,9 @@ int ae_prog_chat(struct prog *p);
 /* --serve: the HTTP server (runtime/serve/). Returns the exit status. */
 int ae_prog_serve(struct prog *p);
 
+/* What ae_model.server points to. */
+struct ae_server {
+    int (*run)(struct prog *p);
+};
+
 #endif
