@@ -630,6 +630,7 @@ static int print_step(struct vk_printer *e, const struct lower_step *s)
             return step_error(e, s, "a copy other than the logits");
         return 0;
     }
+    case LOWER_LAST_ROWS: /* the server's batched step runs on the CPU */
     case LOWER_KIND_COUNT:
         break;
     }

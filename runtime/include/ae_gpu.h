@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "ae_error.h"
+#include "ae_pool.h"
 
 /* The spaces a dispatch's buffer addresses point into. */
 enum ae_gpu_space {
@@ -150,6 +151,7 @@ struct ae_gpu_params {
     uint32_t kv_type;                       /* AE_TYPE_F16 or AE_TYPE_F32 */
     int32_t n_layer, n_head_kv, head_dim_k, head_dim_v, n_vocab, t_max;
     const uint8_t *const *weights;          /* each slot's bytes on the host (ae_state.weights), uploaded once */
+    ae_pool *pool;                          /* threads that prepare the upload (NULL: one) */
 };
 
 /* Bytes a model needs on the device: weights, KV cache, arena and the small host buffers. */

@@ -118,6 +118,7 @@ int ae_prog_device_start(struct prog *p, ae_error *err)
         return 0;
     }
     struct ae_gpu_params gp = gpu_params(m, p->st.n_ctx, p->st.kv_type, 0, p->st.weights);
+    gp.pool = p->st.pool;
     const uint64_t need = m->gpu->runtime->bytes_needed(m->gpu, &gp);
     struct ae_gpu_device dev[AE_GPU_MAX_DEVICES];
     uint32_t n = 0;

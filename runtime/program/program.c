@@ -213,6 +213,11 @@ static int prog_info(const struct prog_opts *o, const struct ae_model *m)
            m->n_ctx, m->n_ctx_min, m->n_ctx_max, m->kv_type == AE_TYPE_F32 ? "f32" : "f16");
     printf("prefill chunk: %" PRId32 " tokens\n", m->t_max);
     printf("arena: %" PRIu64 " bytes (%.2f MiB)\n", m->arena_bytes, (double)m->arena_bytes / 1048576.0);
+    if (m->forward_batch)
+        printf("batched step (--serve): up to %" PRId32 " sequences a step, arena %" PRIu64 " bytes (%.2f MiB)\n",
+               m->batch_max_seqs, m->batch_arena_bytes, (double)m->batch_arena_bytes / 1048576.0);
+    else
+        printf("batched step (--serve): none; the server runs one sequence at a time\n");
     int n_threads = o->n_threads > 0 ? o->n_threads : prog_default_threads();
     uint64_t scratch = prog_scratch_bytes(m, n_ctx, n_threads);
     printf("scratch: %" PRIu64 " bytes (%.2f MiB) for %d threads\n", scratch, (double)scratch / 1048576.0, n_threads);
