@@ -132,6 +132,7 @@ static const struct ae_model model = {
     .batch_max_seqs = $batch_max_seqs,
     .gpu = $gpu,
     .tokenizer = $tokenizer,
+    .server = $server,
 };
 
 int main(int argc, char **argv)

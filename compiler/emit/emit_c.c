@@ -576,6 +576,7 @@ static int print_program_end(struct printer *p, const struct pack_build *pb, con
     arg(&a, "batch_max_seqs", "%" PRId32, batched ? batched->max_seqs : 0);
     arg(&a, "gpu", "%s", gpu ? "&gpu_model" : "NULL");
     arg(&a, "tokenizer", "%s", o->tokenizer ? o->tokenizer : "NULL");
+    arg(&a, "server", "%s", o->no_server ? "NULL" : "&ae_server");
     rc = put(p, tmpl_program, "program_end", &a);
 done:
     free(name);

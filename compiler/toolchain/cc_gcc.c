@@ -37,13 +37,8 @@ int cc_gcc_build(const char *c_file, const char *out, const struct toolchain_pat
     argv[argc++] = "-fno-asynchronous-unwind-tables";
     argv[argc++] = "-fno-unwind-tables";
     argv[argc++] = "-Wl,--gc-sections";
-    /* A static program cannot serve (the server loads libmicrohttpd and json-c with dlopen): --serve is
-     * bound to the runtime's refusal, so that the server's objects, and glibc's warnings about dlopen and
-     * getaddrinfo in static programs, stay out of the link. */
-    if (o->static_link) {
+    if (o->static_link)
         argv[argc++] = "-static";
-        argv[argc++] = "-Wl,--defsym=ae_prog_serve=ae_prog_serve_refused";
-    }
     if (o->link_map) {
         snprintf(map, sizeof map, "-Wl,-Map=%s", o->link_map);
         argv[argc++] = map;

@@ -42,7 +42,7 @@ static const struct {
 #undef SYM
     /* and the runtime's objects it points to */
 #define DATA(v) {#v, (const void *)&v}
-    DATA(ae_gpu_runtime), DATA(ae_tokenizer_spm), DATA(ae_tokenizer_bpe), DATA(ae_tokenizer_wpm),
+    DATA(ae_gpu_runtime), DATA(ae_tokenizer_spm), DATA(ae_tokenizer_bpe), DATA(ae_tokenizer_wpm), DATA(ae_server),
 #undef DATA
 };
 

@@ -820,24 +820,22 @@ static int prog_verify_weights(struct prog *p, ae_error *err)
     return prog_verify(p->o, p->m, &p->pack, where);
 }
 
-int ae_prog_serve_refused(struct prog *p)
-{
-    fprintf(stderr, "%s: --serve loads libmicrohttpd and json-c at run time, which a program linked with --static "
-            "cannot do: build it without --static\n", p->o->prog);
-    return AE_PROG_EXIT_FAIL;
-}
-
 /* Weights, start-up, then a generation or the chat. */
 static int prog_main(struct prog *p, ae_error *err)
 {
     if (p->o->verify)
         return prog_verify_weights(p, err);
+    if (p->o->serve.on && !p->m->server) {
+        ae_fail(err, "--serve loads libmicrohttpd and json-c at run time, which a program linked with --static "
+                "cannot do: build it without --static");
+        return AE_PROG_EXIT_FAIL;
+    }
     if (prog_open_weights(p, err) < 0 || prog_start(p, err) < 0)
         return AE_PROG_EXIT_FAIL;
     if (p->o->chat)
         return ae_prog_chat(p);
     if (p->o->serve.on)
-        return ae_prog_serve(p);
+        return p->m->server->run(p);
     return prog_run(p, err) < 0 ? AE_PROG_EXIT_FAIL : AE_PROG_EXIT_OK;
 }
 

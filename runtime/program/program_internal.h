@@ -178,8 +178,9 @@ int ae_prog_chat(struct prog *p);
 /* --serve: the HTTP server (runtime/serve/). Returns the exit status. */
 int ae_prog_serve(struct prog *p);
 
-/* --serve in a program linked with --static, which the toolchain binds ae_prog_serve to (cc_gcc.c):
- * says why it cannot serve. Returns the exit status. */
-int ae_prog_serve_refused(struct prog *p);
+/* What ae_model.server points to. */
+struct ae_server {
+    int (*run)(struct prog *p);
+};
 
 #endif

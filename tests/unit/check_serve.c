@@ -172,6 +172,7 @@ static struct ae_model fake_model = {
     .weights_bytes = FAKE_WEIGHTS,
     .compiler = "check_serve's fake model",
     .tokenizer = &ae_tokenizer_spm,
+    .server = &ae_server,
     .info = "fake model for check_serve",
     .forward = fake_forward,
 };
