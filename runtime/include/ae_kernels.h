@@ -30,13 +30,15 @@
 /* ---- CPU features (cpu.c) ------------------------------------------------------------------------- */
 
 /* Instruction-set levels of the kernels, in increasing order. AE_ISA_AVX2 means AVX2 + FMA + F16C;
- * AE_ISA_AVX512 adds AVX-512 F, BW, VL and VNNI. */
+ * AE_ISA_AVX512 adds AVX-512 F, BW, VL and VNNI; AE_ISA_AMX adds AMX-TILE and AMX-INT8 (with the OS's
+ * permission to use them). */
 enum ae_isa {
     AE_ISA_SCALAR = 0,
     AE_ISA_AVX2 = 1,
     AE_ISA_AVX512 = 2,
+    AE_ISA_AMX = 3,
 };
-#define AE_ISA_COUNT 3
+#define AE_ISA_COUNT 4
 
 /* The best level this CPU supports (AE_ISA_SCALAR on hosts other than x86-64). */
 enum ae_isa ae_cpu_host_isa(void);
@@ -48,11 +50,16 @@ void ae_cpu_set_max_isa(enum ae_isa isa);
 /* The level the kernels use now: the lower of the host's level and the cap. */
 enum ae_isa ae_cpu_isa(void);
 
-/* "scalar", "avx2", "avx512"; "unknown" for other values. */
+/* "scalar", "avx2", "avx512", "amx"; "unknown" for other values. */
 const char *ae_isa_name(enum ae_isa isa);
 
 /* Looks a level up by name (case-insensitive); returns -1 if there is none. */
 int ae_isa_from_name(const char *name);
+
+/* Caps the level as the environment variable AETHER_ISA (a level's name) asks, if it is set, so that tests
+ * and benchmarks can run each path on one machine. Fails (-1, err set) for a name that is no level of
+ * this host. */
+int ae_cpu_cap_from_env(ae_error *err);
 
 /* ---- Weight layouts (layout.c; docs/kernels.md) -------------------------------------------------- */
 
@@ -201,11 +208,12 @@ struct ae_kernel_set {
     void (*mad_f16)(int64_t n, float *y, const uint16_t *x, float a); /* y[i] += a * fp16 x[i] */
 };
 
-/* The scalar set (complete for every supported type and layout), the AVX2 set and the AVX-512 set
- * (both NULL on hosts other than x86-64, whatever the CPU). */
+/* The scalar set (complete for every supported type and layout), the AVX2, AVX-512 and AMX sets (NULL
+ * on hosts other than x86-64, whatever the CPU). */
 const struct ae_kernel_set *ae_kernels_scalar(void);
 const struct ae_kernel_set *ae_kernels_avx2(void);
 const struct ae_kernel_set *ae_kernels_avx512(void);
+const struct ae_kernel_set *ae_kernels_amx(void);
 
 /* The block kernel that the matmul uses for this type and layout at the current level; NULL when
  * unsupported. */

@@ -1,16 +1,24 @@
 /* CPU feature detection for the kernels: which instruction-set level this host runs, and a cap on it.
  *
- * The library is built for baseline x86-64 (or any other host) and carries AVX2 and AVX-512 kernels
- * compiled with per-function target attributes; this file decides at run time whether they may run.
- * The cap lets the tests run the scalar, AVX2 and AVX-512 paths side by side, and lets a program built
- * for a lesser target keep to it.
+ * The library is built for baseline x86-64 (or any other host) and carries AVX2, AVX-512 and AMX
+ * kernels compiled with per-function target attributes; this file decides at run time whether they may
+ * run. AMX also needs the kernel's permission: Linux enables the tile data state per process on request
+ * (arch_prctl ARCH_REQ_XCOMP_PERM), and the request is made here, once, when AMX is detected. The cap
+ * (AETHER_ISA, or ae_cpu_set_max_isa) lets the tests and benchmarks run every path side by side, and
+ * lets a program built for a lesser target keep to it.
  */
 #include "ae_kernels.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
 #if defined(__x86_64__)
 #include <cpuid.h>
+#endif
+#if defined(__x86_64__) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 #include <strings.h>
 
@@ -38,9 +46,20 @@ static enum ae_isa cpu_detect(void)
     /* AVX-512: F (ebx 16), BW (ebx 30), VL (ebx 31), VNNI (ecx 11), and the OS saving the opmask and
      * ZMM state (XCR0 bits 5-7) */
     const bool f = b & (1u << 16), bw = b & (1u << 30), vl = b & (1u << 31), vnni = c & (1u << 11);
-    if (f && bw && vl && vnni && (xcr0_lo & 0xe0u) == 0xe0u)
+    if (!(f && bw && vl && vnni && (xcr0_lo & 0xe0u) == 0xe0u))
+        return AE_ISA_AVX2;
+    /* AMX: TILE (edx 24) and INT8 (edx 25), the OS managing the tile state (XCR0 bits 17-18), and
+     * Linux's permission to use the tile data (ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18) */
+    const bool tile = d & (1u << 24), int8 = d & (1u << 25);
+    if (!(tile && int8 && (xcr0_lo & 0x60000u) == 0x60000u))
         return AE_ISA_AVX512;
-    return AE_ISA_AVX2;
+#if defined(__linux__)
+    if (syscall(SYS_arch_prctl, 0x1023, 18) != 0)
+        return AE_ISA_AVX512;
+    return AE_ISA_AMX;
+#else
+    return AE_ISA_AVX512;
+#endif
 #else
     return AE_ISA_SCALAR;
 #endif
@@ -77,6 +96,7 @@ static const char *const isa_names[AE_ISA_COUNT] = {
     [AE_ISA_SCALAR] = "scalar",
     [AE_ISA_AVX2] = "avx2",
     [AE_ISA_AVX512] = "avx512",
+    [AE_ISA_AMX] = "amx",
 };
 
 const char *ae_isa_name(enum ae_isa isa)
@@ -91,4 +111,22 @@ int ae_isa_from_name(const char *name)
         if (strcasecmp(name, isa_names[i]) == 0)
             return i;
     return -1;
+}
+
+int ae_cpu_cap_from_env(ae_error *err)
+{
+    const char *v = getenv("AETHER_ISA");
+    if (!v || !*v)
+        return 0;
+    const int isa = ae_isa_from_name(v);
+    if (isa < 0) {
+        char names[64] = "";
+        for (int i = 0; i < AE_ISA_COUNT; i++) {
+            strncat(names, i ? (i + 1 < AE_ISA_COUNT ? ", " : " or ") : "", sizeof names - strlen(names) - 1);
+            strncat(names, isa_names[i], sizeof names - strlen(names) - 1);
+        }
+        return ae_fail(err, "AETHER_ISA=%s is no instruction-set level of this machine; it takes %s", v, names);
+    }
+    ae_cpu_set_max_isa((enum ae_isa)isa);
+    return 0;
 }

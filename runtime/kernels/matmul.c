@@ -486,6 +486,11 @@ const struct ae_kernel_set *ae_kernels_avx512(void)
 {
     return NULL;
 }
+
+const struct ae_kernel_set *ae_kernels_amx(void)
+{
+    return NULL;
+}
 #endif
 
 /* The sets of the current level and the levels below it, best first, the scalar set last. */
@@ -493,6 +498,8 @@ static int kernels_current(const struct ae_kernel_set *sets[AE_ISA_COUNT])
 {
     const enum ae_isa isa = ae_cpu_isa();
     int n = 0;
+    if (isa >= AE_ISA_AMX && ae_kernels_amx())
+        sets[n++] = ae_kernels_amx();
     if (isa >= AE_ISA_AVX512 && ae_kernels_avx512())
         sets[n++] = ae_kernels_avx512();
     if (isa >= AE_ISA_AVX2 && ae_kernels_avx2())
@@ -672,7 +679,7 @@ int ae_matmul_quantize(uint32_t type, const float *X, int64_t K, int64_t M, void
 }
 
 /* Activation rows per call of a block kernel: they stay in cache while the task's weight rows pass. */
-#define MATMUL_TILE_COLS 64
+#define MATMUL_TILE_COLS 256
 
 struct matmul_job {
     ae_gemm_fn gemm;

@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ae_kernels.h"
 #include "ae_types.h"
 #include "ae_version.h"
 
@@ -828,6 +829,10 @@ int ae_program_main(int argc, char **argv, const struct ae_model *m)
     if (prog_check_model(m, &err) < 0) {
         fprintf(stderr, "%s: %s\n", argc > 0 && argv[0] ? argv[0] : "aether", err.msg);
         return AE_PROG_EXIT_FAIL;
+    }
+    if (ae_cpu_cap_from_env(&err) < 0) {
+        fprintf(stderr, "%s: %s\n", argc > 0 && argv[0] ? argv[0] : "aether", err.msg);
+        return AE_PROG_EXIT_USAGE;
     }
     if (ae_prog_parse_args(&o, argc, argv, m, &err) < 0) {
         fprintf(stderr, "%s: %s\n", o.prog, err.msg);

@@ -419,7 +419,8 @@ static void random_weights(uint32_t type, uint8_t *w, int64_t n_rows, int64_t k)
 }
 
 /* Every level's block kernel of every type and layout against the scalar rows kernel, output by output,
- * for every tile shape and remainder (row counts around the x16 groups, 1..9 activation rows), an odd
+ * for every tile shape and remainder (row counts around the x16 groups, activation row counts around
+ * the register tiles and AMX's 16-row tiles), an odd
  * and an even number of blocks (float types: rows that end in a part shorter than 16), and extreme
  * activations; outputs outside the block stay untouched. */
 START_TEST(test_matmul_gemm_tiles)
@@ -428,7 +429,8 @@ START_TEST(test_matmul_gemm_tiles)
                                      AE_TYPE_Q2_K, AE_TYPE_Q3_K, AE_TYPE_Q4_K, AE_TYPE_Q5_K, AE_TYPE_Q6_K,
                                      AE_TYPE_F32,  AE_TYPE_F16,  AE_TYPE_BF16};
     static const int rows[] = {1, 2, 3, 5, 8, 9, 15, 16, 17, 31, 32, 33, 37};
-    enum { MAX_R = 37, MAX_C = 9, STRIDE = 41 };
+    static const int cols[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 35};
+    enum { MAX_R = 37, MAX_C = 35, STRIDE = 41 };
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
         for (int nblocks = 1; nblocks <= 2; nblocks++) {
             const uint32_t type = types[t];
@@ -453,20 +455,21 @@ START_TEST(test_matmul_gemm_tiles)
             ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT - 1));
             float expect[MAX_C][MAX_R];
             ae_kernels_scalar()->gemm[AE_LAYOUT_ROWS][type](k, w, w_row, MAX_R, x, x_row, MAX_C, &expect[0][0], MAX_R);
-            const struct ae_kernel_set *sets[] = {ae_kernels_scalar(), ae_kernels_avx2(), ae_kernels_avx512()};
+            const struct ae_kernel_set *sets[] = {ae_kernels_scalar(), ae_kernels_avx2(), ae_kernels_avx512(),
+                                                  ae_kernels_amx()};
             for (int layout = 0; layout < AE_LAYOUT_COUNT; layout++) {
                 if (!ae_layout_supports(type, (enum ae_layout)layout))
                     continue;
                 const struct matrix m = {.type = type, .N = MAX_R, .K = k, .row_bytes = w_row, .data = w};
                 uint8_t *pw = packed_weights(&m, (enum ae_layout)layout);
                 const size_t stride = (size_t)ae_layout_group_bytes(type, (enum ae_layout)layout, k);
-                for (int level = 0; level < 3; level++) {
+                for (int level = 0; level < AE_ISA_COUNT; level++) {
                     if ((int)ae_cpu_host_isa() < level || !sets[level] || !sets[level]->gemm[layout][type])
                         continue;
                     const ae_gemm_fn gemm = sets[level]->gemm[layout][type];
                     for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++)
-                        for (int C = 1; C <= MAX_C; C++) {
-                            const int R = rows[ri];
+                        for (size_t ci = 0; ci < sizeof cols / sizeof cols[0]; ci++) {
+                            const int R = rows[ri], C = cols[ci];
                             float y[MAX_C * STRIDE];
                             memset(y, 0xff, sizeof y);
                             gemm(k, pw, stride, R, x, x_row, C, y, STRIDE);
@@ -611,6 +614,8 @@ START_TEST(test_cpu_isa)
     ck_assert_int_eq(host >= AE_ISA_AVX512, __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                                                 __builtin_cpu_supports("avx512vl") &&
                                                 __builtin_cpu_supports("avx512vnni"));
+    if (host >= AE_ISA_AMX) /* (the OS's permission is the rest of the test) */
+        ck_assert(__builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-int8"));
 #else
     ck_assert_int_eq(host, AE_ISA_SCALAR);
 #endif
@@ -625,7 +630,7 @@ START_TEST(test_cpu_isa)
         ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q4_0, AE_LAYOUT_ROWS), "avx2");
     }
     ae_cpu_set_max_isa(AE_ISA_AVX512);
-    ck_assert_int_eq(ae_cpu_isa(), host);
+    ck_assert_int_eq(ae_cpu_isa(), host < AE_ISA_AVX512 ? host : AE_ISA_AVX512);
     if (host >= AE_ISA_AVX512) {
         ck_assert(ae_kernel_gemm(AE_TYPE_Q8_0, AE_LAYOUT_X16) == ae_kernels_avx512()->gemm[AE_LAYOUT_X16][AE_TYPE_Q8_0]);
         /* a type without an AVX-512 kernel of its own falls back to the AVX2 one */
@@ -634,6 +639,10 @@ START_TEST(test_cpu_isa)
     }
     ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT + 5)); /* clamped to the top level */
     ck_assert_int_eq(ae_cpu_isa(), host);
+    if (host >= AE_ISA_AMX) {
+        ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q4_0, AE_LAYOUT_X16), "amx");
+        ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q4_K, AE_LAYOUT_X16), "avx512");
+    }
     ck_assert(ae_kernel_gemm(AE_TYPE_IQ2_XS, AE_LAYOUT_ROWS) == NULL);
     ck_assert(ae_kernel_gemm_level(AE_TYPE_Q2_K, AE_LAYOUT_X16) == NULL);
     ck_assert_str_eq(ae_isa_name(AE_ISA_AVX2), "avx2");
@@ -641,6 +650,19 @@ START_TEST(test_cpu_isa)
     ck_assert_int_eq(ae_isa_from_name("AVX512"), AE_ISA_AVX512);
     ck_assert_int_eq(ae_isa_from_name("SCALAR"), AE_ISA_SCALAR);
     ck_assert_int_eq(ae_isa_from_name("avx9"), -1);
+    ck_assert_str_eq(ae_isa_name(AE_ISA_AMX), "amx");
+
+    /* AETHER_ISA caps the level; a name that is no level is an error naming the levels */
+    ae_error err = {{0}};
+    setenv("AETHER_ISA", "avx2", 1);
+    ck_assert_int_eq(ae_cpu_cap_from_env(&err), 0);
+    ck_assert_int_eq(ae_cpu_isa(), host < AE_ISA_AVX2 ? host : AE_ISA_AVX2);
+    setenv("AETHER_ISA", "avx9", 1);
+    ck_assert_int_eq(ae_cpu_cap_from_env(&err), -1);
+    ck_assert_msg(strstr(err.msg, "AETHER_ISA=avx9") && strstr(err.msg, "scalar, avx2, avx512 or amx"), "%s", err.msg);
+    unsetenv("AETHER_ISA");
+    ck_assert_int_eq(ae_cpu_cap_from_env(&err), 0);
+    ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT - 1));
 }
 END_TEST
 
