@@ -53,6 +53,7 @@ static int forward_decode(struct ae_state *s, const int32_t *tokens, int32_t P, 
 //@ step_locals
     uint8_t *const A = s->arena;
     const uint8_t *const *const W = s->weights;
+    const uint64_t step_t0 = s->profile ? ae_profile_now() : 0; /* --profile */
     (void)A;
     (void)W;
     (void)tokens;
@@ -66,7 +67,15 @@ static int forward_decode(struct ae_state *s, const int32_t *tokens, int32_t P, 
 //@ node_end
     }
 
+//@ kind_begin
+        { const uint64_t kind_t0 = s->profile ? ae_profile_now() : 0;
+
+//@ kind_end
+        if (s->profile) ae_profile_add(s->profile, $phase, "$kind", kind_t0); }
+
 //@ step_end
+    if (s->profile)
+        ae_profile_step(s->profile, $phase, T, step_t0);
     return 0;
 }
 

@@ -6,6 +6,7 @@
 
 #include "ae_error.h"
 #include "ae_kernels.h"
+#include "ae_profile.h"
 #include "ae_program.h"
 #include "ae_types.h"
 
