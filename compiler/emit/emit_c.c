@@ -341,6 +341,7 @@ static int print_step(struct printer *p, const struct lower_step *s)
         arg(&a, "max_id", "%" PRId64, s->p.get_rows.n_rows - 1);
         arg(&a, "row_bytes", "%" PRIu64, s->p.get_rows.row_bytes);
         arg_type(&a, "type", s->in[0].dtype);
+        arg(&a, "layout", "%s", s->p.get_rows.layout == AE_LAYOUT_X16 ? "AE_LAYOUT_X16" : "AE_LAYOUT_ROWS");
         return put(p, tmpl_steps, "get_rows", &a);
     case LOWER_MATMUL:
         arg_ref(&a, "x", &s->in[0]);

@@ -99,7 +99,8 @@ struct lower_step {
     struct lower_ew ew[IR_EW_MAX_STEPS]; /* EW: its steps; otherwise the epilogue, applied to out after */
     uint32_t n_ew;
     union {
-        struct { int64_t n_rows; uint64_t row_bytes; } get_rows;         /* the table's rows, bytes per row */
+        struct { int64_t n_rows; uint64_t row_bytes; uint32_t layout; } get_rows; /* the table's rows, bytes
+                                                                          * per row, layout (enum ae_layout) */
         struct { int64_t n, k; uint32_t layout; } matmul;                /* the weight: [n, k], its layout
                                                                           * (enum ae_layout) */
         struct { float eps; } norm;                                      /* RMS_NORM, LAYER_NORM */

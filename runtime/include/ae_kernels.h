@@ -99,6 +99,11 @@ int ae_layout_pack(uint32_t type, enum ae_layout layout, const void *rows, int64
 int ae_layout_unpack_row(uint32_t type, enum ae_layout layout, const void *packed, int64_t K, int64_t row, void *dst,
                          ae_error *err);
 
+/* Row `row` of a K-value weight stored in the layout, dequantized to K floats at out (an embedding
+ * lookup; a weight that is also the lm head may be stored interleaved). */
+int ae_layout_get_row(uint32_t type, enum ae_layout layout, const void *w, int64_t K, int64_t row, float *out,
+                      ae_error *err);
+
 /* The 16 GGUF blocks (row after row, each the type's block size) of one x16 group block. */
 void ae_x16_unpack_group(uint32_t type, const void *group_block, void *blocks);
 

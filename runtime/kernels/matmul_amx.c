@@ -67,6 +67,7 @@ AMX_INLINE void unpack_q4_0(const uint8_t *g, size_t gb, int n, int8_t (*bt)[8][
     for (int b = 0; b < n; b++, g += gb) {
         const struct ae_x16_q4_0 *q = (const struct ae_x16_q4_0 *)g;
         _mm512_store_ps(dw[b], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)q->d)));
+        #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             const __m512i raw = _mm512_loadu_si512(q->qs[j]);
             _mm512_store_si512(bt[b][j], _mm512_sub_epi8(_mm512_and_si512(raw, m4), eight));
@@ -92,6 +93,7 @@ AMX_INLINE void tile_blocks(int mt, const uint8_t *x, size_t x_row, int64_t b0, 
         _tile_dpbssd(0, 1, 2);
         _tile_stored(0, c, 64);
         const __m512 d = _mm512_load_ps(dw[b]);
+        #pragma GCC unroll 16
         for (int m = 0; m < mt; m++) {
             const float dx = ((const struct ae_block_q8a *)(xb + (size_t)m * x_row))->d;
             const __m512 isum = _mm512_cvtepi32_ps(_mm512_load_si512(c[m]));
@@ -154,6 +156,7 @@ AMX_INLINE void gemm_amx32(uint32_t type, int64_t k, const void *w, size_t ws, i
             for (int64_t c0 = 0; c0 < n_cols; c0 += 16) {
                 const int mt = n_cols - c0 < 16 ? (int)(n_cols - c0) : 16;
                 __m512 acc[16];
+                #pragma GCC unroll 16
                 for (int m = 0; m < 16; m++)
                     acc[m] = b0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(accs[c0 + m]);
                 const uint8_t *xt = (const uint8_t *)x + (size_t)c0 * x_row;
@@ -166,6 +169,7 @@ AMX_INLINE void gemm_amx32(uint32_t type, int64_t k, const void *w, size_t ws, i
                     tile_blocks16(xt, x_row, b0, n, b, g, gb, (const float(*)[16])dw, acc);
                 else
                     tile_blocks(mt, xt, x_row, b0, n, b, g, gb, (const float(*)[16])dw, acc);
+                #pragma GCC unroll 16
                 for (int m = 0; m < 16; m++)
                     _mm512_store_ps(accs[c0 + m], acc[m]);
             }
