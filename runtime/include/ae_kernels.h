@@ -210,7 +210,6 @@ struct ae_kernel_set {
     const char *name;
     ae_gemm_fn gemm[AE_LAYOUT_COUNT][AE_TYPE_ID_LIMIT];     /* by layout and weight type */
     void (*to_f16)(const float *x, uint16_t *y, int64_t n); /* f32 -> fp16, nearest even */
-    void (*mad_f16)(int64_t n, float *y, const uint16_t *x, float a); /* y[i] += a * fp16 x[i] */
 };
 
 /* The scalar set (complete for every supported type and layout), the AVX2, AVX-512 and AMX sets (NULL
@@ -283,18 +282,19 @@ struct ae_attn_params {
     int64_t window;     /* > 0: sliding window, query at p sees keys at j with p - window < j <= p */
 };
 
-/* Per-thread scratch for ae_attention: ae_pool_threads(pool) slices of (n_ctx floats + head_dim_k
- * halves), rounded up to 64 bytes each. */
+/* Per-thread scratch for ae_attention: ae_pool_threads(pool) slices, each a block of 16 transposed K
+ * rows and 16 V rows in f32 and the query rows of one task with their running outputs, rounded up to
+ * 64 bytes. It does not grow with the context. */
 size_t ae_attention_scratch_size(const struct ae_attn_params *p, int n_threads);
 
 /* out [T, n_head, head_dim_v] = softmax(mask(softcap(scale * q.k))) v for q [T, n_head, head_dim_k];
  * k_cache [n_ctx, n_head_kv, head_dim_k], v_cache [n_ctx, n_head_kv, head_dim_v] of kv_type. Query t
- * (position P + t) sees keys 0..P+t (causal) within the window. The softmax is computed in f32 with its
- * sum in double. With an F16 cache, as llama.cpp's default CPU path does, q is rounded to fp16 for the
- * q.k products and the softmax weights are rounded to fp16 before they multiply v. (llama.cpp's gemma2
- * multiplies q by its scale before that rounding and passes scale 1; do the same to match it bit for
- * bit.) Each (token, head) pair is one pool task. Fails for bad parameters (head counts, sizes,
- * P + T > n_ctx, kv_type). */
+ * (position P + t) sees keys 0..P+t (causal) within the window. Tiled with an online softmax in f32
+ * (attention.c gives the order of every float operation, the same at every level); no score matrix.
+ * With an F16 cache q is rounded to fp16 for the q.k products, as llama.cpp's CPU path does. (llama.cpp's
+ * gemma2 multiplies q by its scale before that rounding and passes scale 1; do the same to follow it.)
+ * A pool task is one kv head's query heads for up to 16 tokens. Fails for bad parameters (head counts,
+ * sizes, P + T > n_ctx, kv_type). */
 int ae_attention(const struct ae_attn_params *p, const float *q, const void *k_cache, const void *v_cache,
                  float *out, void *scratch, ae_pool *pool, ae_error *err);
 

@@ -438,14 +438,6 @@ FLOAT_KERNEL(f32)
 FLOAT_KERNEL(f16)
 FLOAT_KERNEL(bf16)
 
-static void mad_f16_scalar(int64_t n, float *y, const uint16_t *x, float a)
-{
-    for (int64_t i = 0; i < n; i++) {
-        const float p = a * ae_fp16_to_fp32(x[i]);
-        y[i] += p;
-    }
-}
-
 static const struct ae_kernel_set scalar_set = {
     .name = "scalar",
     .gemm =
@@ -468,7 +460,6 @@ static const struct ae_kernel_set scalar_set = {
                 },
         },
     .to_f16 = ae_convert_row_f16,
-    .mad_f16 = mad_f16_scalar,
 };
 
 const struct ae_kernel_set *ae_kernels_scalar(void)

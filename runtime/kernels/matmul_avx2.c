@@ -95,6 +95,21 @@ AVX2_INLINE __m256i q5_high_bytes(const uint8_t qh[4])
     return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
 }
 
+/* Bytes of one x16 group block of a type (a constant once inlined). */
+static inline size_t x16_block_bytes(uint32_t type)
+{
+    switch (type) {
+    case AE_TYPE_Q4_0: return sizeof(struct ae_x16_q4_0);
+    case AE_TYPE_Q4_1: return sizeof(struct ae_x16_q4_1);
+    case AE_TYPE_Q5_0: return sizeof(struct ae_x16_q5_0);
+    case AE_TYPE_Q5_1: return sizeof(struct ae_x16_q5_1);
+    case AE_TYPE_Q8_0: return sizeof(struct ae_x16_q8_0);
+    case AE_TYPE_Q4_K: return sizeof(struct ae_x16_q4_k);
+    case AE_TYPE_Q5_K: return sizeof(struct ae_x16_q5_k);
+    default: return sizeof(struct ae_x16_q6_k);
+    }
+}
+
 /* ---- 32-value blocks, rows layout ---------------------------------------------------------------- */
 
 /* One weight row's block as unsigned bytes u in value order (the bias to take back out per type), and
@@ -296,7 +311,7 @@ AVX2_INLINE __m256i half32_isum(uint32_t type, const struct half32 *o, const str
 AVX2_INLINE void x16_half32(uint32_t type, int C, int64_t nb, const uint8_t *w, int h, const uint8_t *x, size_t x_row,
                             __m256 acc[X16_COLS])
 {
-    const size_t gb = ae_layout_group_bytes(type, AE_LAYOUT_X16, AE_QK);
+    const size_t gb = x16_block_bytes(type);
     const bool has_min = type == AE_TYPE_Q4_1 || type == AE_TYPE_Q5_1;
     #pragma GCC unroll 8
     for (int c = 0; c < C; c++)
@@ -425,7 +440,7 @@ AVX2_INLINE __m256i pairs4(__m256i u, const int8_t *p)
 AVX2_INLINE void ktile8(uint32_t type, int C, int64_t nb, const uint8_t *w, int half, const uint8_t *x, size_t x_row,
                         __m256 acc[KX16_COLS])
 {
-    const size_t gb = ae_layout_group_bytes(type, AE_LAYOUT_X16, AE_QK_K);
+    const size_t gb = x16_block_bytes(type);
     const bool has_min = type != AE_TYPE_Q6_K;
     const __m256i m0f = _mm256_set1_epi8(0x0f);
     #pragma GCC unroll 8
@@ -936,21 +951,6 @@ FLOAT_TYPE(F32, f32)
 FLOAT_TYPE(F16, f16)
 FLOAT_TYPE(BF16, bf16)
 
-/* y += a * x: product rounded, then the sum, as the scalar code (a need not be an fp16 value). */
-AVX2_FN static void mad_f16(int64_t n, float *y, const uint16_t *x, float a)
-{
-    const __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 p = _mm256_mul_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), p));
-    }
-    for (; i < n; i++) {
-        const float p = a * _cvtsh_ss(x[i]);
-        y[i] += p;
-    }
-}
-
 /* f32 -> fp16 rounding to nearest even, as ae_fp32_to_fp16 (NaN payloads aside). */
 AVX2_FN static void to_f16(const float *x, uint16_t *y, int64_t n)
 {
@@ -983,7 +983,6 @@ static const struct ae_kernel_set avx2_set = {
                 },
         },
     .to_f16 = to_f16,
-    .mad_f16 = mad_f16,
 };
 
 const struct ae_kernel_set *ae_kernels_avx2(void)

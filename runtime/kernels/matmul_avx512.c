@@ -30,6 +30,21 @@
 #define TILE_G 2
 #define TILE_C 4
 
+/* Bytes of one x16 group block of a type (a constant once inlined). */
+static inline size_t x16_block_bytes(uint32_t type)
+{
+    switch (type) {
+    case AE_TYPE_Q4_0: return sizeof(struct ae_x16_q4_0);
+    case AE_TYPE_Q4_1: return sizeof(struct ae_x16_q4_1);
+    case AE_TYPE_Q5_0: return sizeof(struct ae_x16_q5_0);
+    case AE_TYPE_Q5_1: return sizeof(struct ae_x16_q5_1);
+    case AE_TYPE_Q8_0: return sizeof(struct ae_x16_q8_0);
+    case AE_TYPE_Q4_K: return sizeof(struct ae_x16_q4_k);
+    case AE_TYPE_Q5_K: return sizeof(struct ae_x16_q5_k);
+    default: return sizeof(struct ae_x16_q6_k);
+    }
+}
+
 /* ---- 32-value blocks, x16 layout --------------------------------------------------------------------- */
 
 /* One unpacked group block: u[j] the unsigned values of 4 consecutive values per row (j < 4: chunk j's
@@ -115,7 +130,7 @@ AVX512_INLINE void store_rows(float *y, __m512 v, int n)
 AVX512_INLINE void tile32(uint32_t type, int G, int C, int64_t nb, const uint8_t *w, size_t w_stride, int n_rows,
                           const uint8_t *x, size_t x_row, float *y, int64_t y_stride)
 {
-    const size_t gb = ae_layout_group_bytes(type, AE_LAYOUT_X16, AE_QK);
+    const size_t gb = x16_block_bytes(type);
     const bool has_min = type == AE_TYPE_Q4_1 || type == AE_TYPE_Q5_1;
     __m512 acc[TILE_G][TILE_C];
     #pragma GCC unroll 2
@@ -329,7 +344,7 @@ AVX512_INLINE __m512i ksub_dot(uint32_t type, const __m512i u[32], const struct 
 AVX512_INLINE void ktile(uint32_t type, int C, int64_t nb, const uint8_t *w, int n_rows, const uint8_t *x, size_t x_row,
                          float *y, int64_t y_stride)
 {
-    const size_t gb = ae_layout_group_bytes(type, AE_LAYOUT_X16, AE_QK_K);
+    const size_t gb = x16_block_bytes(type);
     const bool has_min = type != AE_TYPE_Q6_K;
     const int subs = type == AE_TYPE_Q6_K ? 2 : 4;
     __m512 acc[KTILE_C];
