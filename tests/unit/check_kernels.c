@@ -641,7 +641,8 @@ START_TEST(test_cpu_isa)
     ck_assert_int_eq(ae_cpu_isa(), host);
     if (host >= AE_ISA_AMX) {
         ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q4_0, AE_LAYOUT_X16), "amx");
-        ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q4_K, AE_LAYOUT_X16), "avx512");
+        ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q6_K, AE_LAYOUT_X16), "amx");
+        ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q4_1, AE_LAYOUT_X16), "avx512");
     }
     ck_assert(ae_kernel_gemm(AE_TYPE_IQ2_XS, AE_LAYOUT_ROWS) == NULL);
     ck_assert(ae_kernel_gemm_level(AE_TYPE_Q2_K, AE_LAYOUT_X16) == NULL);
