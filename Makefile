@@ -6,7 +6,11 @@
 #   make fuzz          every tests/fuzz/fuzz_*.c harness under libFuzzer, FUZZ_SECONDS each (clang)
 #   make demo          install what is missing, build, make a model, run it
 #   make bench         1B-shaped synthetic models: prompt and generation speed (LLAMA_BENCH=... to compare)
+#   make bench-gpu     the same on the Vulkan GPU, 1B and 7B shapes (examples/bench_gpu.sh)
 #   make loadtest      a served model under 64 streaming clients for 10 minutes (LLAMA_SERVER=... to compare)
+#   make bench-arm     make bench's table on an aarch64 board, BOARD=user@host (programs cross-built here)
+#   make runtime-aarch64  the runtime cross-built for aarch64 (aetherc --target aarch64-linux-gnu uses it)
+#   make size          what a program is made of, object by object (MODEL=, TARGET=, STATIC=1, BACKEND=all)
 #   make install       PREFIX=/usr/local
 #
 # Sources are found by wildcard: a new .c under runtime/ joins the runtime library, a new .c under
@@ -28,6 +32,10 @@ ALL_CFLAGS := -std=c17 -D_GNU_SOURCE -ffp-contract=off $(WARN) $(CFLAGS) $(INCLU
 # BLAKE2b for the weights' hash: libsodium, linked statically into aetherc and into every program.
 SODIUM_LIB := $(shell pkg-config --variable=libdir libsodium 2>/dev/null || echo /usr/lib)/libsodium.a
 LDLIBS  := $(SODIUM_LIB) -ltcc -ldl -lm -lpthread
+# libshaderc compiles the Vulkan kernels inside aetherc. Debian's shared libshaderc does not link, so
+# aetherc takes the static one; generated programs never link it.
+SHADERC_LIBS := -Wl,--start-group -lshaderc_combined -lglslang -lMachineIndependent -lOSDependent -lOGLCompiler \
+    -lGenericCodeGen -lSPIRV -lSPIRV-Tools-opt -lSPIRV-Tools -lglslang-default-resource-limits -Wl,--end-group -lstdc++
 YAML_LIBS := -lyaml
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -lpthread)
@@ -42,14 +50,20 @@ CC_SRC   := $(sort $(wildcard compiler/*/*.c ir/*.c passes/*.c passes/*/*.c))
 TEST_SRC := $(sort $(wildcard tests/unit/check_*.c))
 
 TEMPLATES := $(sort $(wildcard templates/*.c))
+SHADERS   := $(sort $(wildcard shaders/*.glsl shaders/*.comp))
 
 RT_OBJ   := $(RT_SRC:%.c=$(BUILD)/obj/%.o)
-CC_OBJ   := $(CC_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/templates.o
+CC_OBJ   := $(CC_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/templates.o $(BUILD)/obj/gen/shaders.o
 LIB_OBJ  := $(filter-out $(BUILD)/obj/compiler/driver/main.o,$(CC_OBJ))
+# check_cross needs an x86-64 host: it cross-builds programs for aarch64 and runs them under qemu-user.
+HOST_ARCH := $(shell uname -m)
+ifneq ($(HOST_ARCH),x86_64)
+TEST_SKIP += check_cross
+endif
 TESTS    := $(filter-out $(TEST_SKIP:%=$(BUILD)/tests/%),$(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%))
 TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/unit/test_*.c)))
 
-.PHONY: all deps check test asan fuzz demo install clean bench loadtest FORCE
+.PHONY: all deps check test asan fuzz demo install clean bench bench-arm bench-gpu loadtest runtime-aarch64 size FORCE
 # Keep the objects that tests are linked from (make would delete them as intermediates).
 .SECONDARY:
 all: $(BUILD)/aetherc $(BUILD)/libaether_rt.a
@@ -79,16 +93,36 @@ $(BUILD)/obj/gen/templates.o: $(BUILD)/gen/templates.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+# The shaders, embedded into aetherc as a table of file texts.
+$(BUILD)/gen/shaders.c: $(SHADERS) compiler/emit/embed_shaders.sh
+	@mkdir -p $(dir $@)
+	sh compiler/emit/embed_shaders.sh $(SHADERS) > $@
+
+$(BUILD)/obj/gen/shaders.o: $(BUILD)/gen/shaders.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
 $(BUILD)/libaether_rt.a: $(RT_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 $(BUILD)/aetherc: $(CC_OBJ) $(BUILD)/libaether_rt.a
-	$(CC) $(LDFLAGS) -o $@ $(CC_OBJ) $(BUILD)/libaether_rt.a $(YAML_LIBS) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CC_OBJ) $(BUILD)/libaether_rt.a $(YAML_LIBS) $(SHADERC_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TEST_SUPPORT) $(LIB_OBJ) $(BUILD)/libaether_rt.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(TEST_SUPPORT) $(LIB_OBJ) $(BUILD)/libaether_rt.a $(YAML_LIBS) $(CHECK_LIBS) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(TEST_SUPPORT) $(LIB_OBJ) $(BUILD)/libaether_rt.a $(YAML_LIBS) $(CHECK_LIBS) $(SHADERC_LIBS) $(LDLIBS)
+
+# The runtime for aarch64, cross-built by Debian's aarch64-linux-gnu-gcc into $(BUILD)/aarch64-linux-gnu/,
+# where aetherc --target aarch64-linux-gnu finds it (the headers are the same for every target).
+runtime-aarch64:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/aarch64-linux-gnu CC=aarch64-linux-gnu-gcc AR=aarch64-linux-gnu-ar SAN= CFLAGS="-O2 -g" \
+	    CHECK_CFLAGS= $(BUILD)/aarch64-linux-gnu/libaether_rt.a
+
+# check_cross compiles programs for aarch64 with the cross-built runtime and runs them under qemu-user.
+ifeq ($(HOST_ARCH),x86_64)
+$(BUILD)/tests/check_cross: | runtime-aarch64
+endif
 
 # Installs the Debian packages that are missing (a no-op when all are there).
 deps:
@@ -99,11 +133,11 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory test
 
-# Every suite but the end-to-end ones (check_e2e, check_cli, check_serve_e2e): the programs aetherc writes
-# link the runtime library, which gcc and libtcc cannot link once it is built with sanitizers.
-# (check_program and check_serve run the same runtime in-process.)
+# Every suite but the end-to-end ones (check_e2e, check_cli, check_serve_e2e, check_cross): the programs
+# aetherc writes link the runtime library, which gcc and libtcc cannot link once it is built with
+# sanitizers. (check_program and check_serve run the same runtime in-process.)
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS="-O1 -g" TEST_SKIP="check_e2e check_cli check_serve_e2e" test
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS="-O1 -g" TEST_SKIP="check_e2e check_cli check_serve_e2e check_cross" test
 
 # The server's end-to-end test runs the official openai npm client, installed from the pinned
 # tests/serve/package-lock.json (npm ci) into the build folder, with the test script beside it.
@@ -163,16 +197,36 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh examples/bench.sh $(BUILD)/aetherc $(SHARED)
 
+bench-gpu: all
+	@sh examples/bench_gpu.sh $(BUILD)/aetherc $(SHARED)/models/llama-2-tiny-random.gguf
+
 # A served model under 64 streaming clients for 10 minutes on loopback (examples/loadtest.sh says what it
 # reports and what it can be told; LLAMA_SERVER=... runs llama.cpp's server the same way).
 loadtest: deps
 	@$(MAKE) --no-print-directory all
 	@sh examples/loadtest.sh $(BUILD)/aetherc $(SHARED)
 
+# make bench's table on an aarch64 board: BOARD=user@host (reachable with ssh and scp); the programs are
+# cross-built here and run there (examples/board_run.sh), as is LLAMA_BENCH=path/on/the/board.
+bench-arm: deps
+	@[ -n "$(BOARD)" ] || { echo "make bench-arm: set BOARD=user@host, an aarch64 machine reachable with ssh" >&2; exit 2; }
+	@$(MAKE) --no-print-directory all runtime-aarch64
+	@BOARD=$(BOARD) AETHERC_FLAGS="--target aarch64-linux-gnu" MEMBW_CC="aarch64-linux-gnu-gcc -static" \
+	    RUN="sh $(CURDIR)/examples/board_run.sh" BENCH_DIR=$(BUILD)/bench-arm sh examples/bench.sh $(BUILD)/aetherc $(SHARED)
+
+# What a program is made of: MODEL (default stories260K) compiled for TARGET (default the host; STATIC=1
+# for --static; BACKEND=all for the Vulkan kernels too, default cpu), its size without weights, and the
+# bytes each object of the link adds.
+size: all $(if $(filter aarch64-linux-gnu,$(TARGET)),runtime-aarch64)
+	@sh examples/size.sh $(BUILD)/aetherc $(or $(MODEL),$(SHARED)/models/stories260K.gguf) "$(TARGET)" "$(STATIC)" "$(BACKEND)"
+
+# Installs aetherc, its runtime and headers, and the runtime of every other target built (build/<triple>/).
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/aether
 	install -m 755 $(BUILD)/aetherc $(DESTDIR)$(PREFIX)/bin/aetherc
 	install -m 644 $(BUILD)/libaether_rt.a $(DESTDIR)$(PREFIX)/lib/libaether_rt.a
+	for lib in $(wildcard $(BUILD)/*-linux-gnu/libaether_rt.a); do \
+	    d=$(DESTDIR)$(PREFIX)/lib/$$(basename $$(dirname $$lib)); install -d $$d && install -m 644 $$lib $$d/; done
 	install -m 644 runtime/include/ae_*.h runtime/include/ggml_types.def $(DESTDIR)$(PREFIX)/include/aether/
 
 clean:

@@ -7,6 +7,9 @@
 # model's weights (examples/membw.c) and gives each side's share of the generation roofline: bandwidth
 # / the bytes a token reads. With LLAMA_BENCH=path/to/llama-bench, llama.cpp runs the same files in the
 # same command and the table gives our speed over its. The table is Markdown, ready for the README.
+# make bench-arm runs the same table on an aarch64 board: AETHERC_FLAGS go to every compile, MEMBW_CC
+# builds the bandwidth meter, RUN (examples/board_run.sh) starts every program there, BENCH_DIR is where
+# the files go here.
 #
 # usage: bench.sh AETHERC SHARED_DIR
 # environment: THREADS (default: all cores), TYPES, BENCH_7B, LLAMA_BENCH, LLAMA_REPS (default 3),
@@ -14,13 +17,13 @@
 set -eu
 aetherc=$1
 vocab=$2/models/llama-2-tiny-random.gguf   # a 32000-token SentencePiece vocabulary
-dir=$(dirname "$aetherc")/bench
-threads=${THREADS:-$(nproc)}
+dir=${BENCH_DIR:-$(dirname "$aetherc")/bench}
+threads=${THREADS:-$(${RUN:-} nproc)}
 types=${TYPES:-"q4_0 q8_0 q4_k_m q6_k f16 bf16"}
 [ -f "$vocab" ] || { echo "bench: $vocab (the vocabulary to copy) is missing" >&2; exit 1; }
 mkdir -p "$dir"
 here=$(dirname "$0")
-cc -O2 -pthread -o "$dir/membw" "$here/membw.c"
+${MEMBW_CC:-cc} -O2 -pthread -o "$dir/membw" "$here/membw.c"
 
 # A fixed 512-token prompt: BOS, then ids spread over the vocabulary.
 prompt=$(awk 'BEGIN { printf "1"; for (i = 1; i < 512; i++) printf ",%d", 100 + (i * 7919) % 31000 }')
@@ -44,13 +47,23 @@ token_bytes() {
         END { if ("output.weight" in b) total -= b["token_embd.weight"]; print total }'
 }
 
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-family=$(sed -n 's/^cpu family[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-model_id=$(sed -n 's/^model[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-flags=$(sed -n 's/^flags[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+cpuinfo=$(${RUN:-} cat /proc/cpuinfo)
+cpu=$(printf '%s\n' "$cpuinfo" | sed -n 's/^model name[[:space:]]*: //p' | head -n 1)
+family=$(printf '%s\n' "$cpuinfo" | sed -n 's/^cpu family[[:space:]]*: //p' | head -n 1)
+model_id=$(printf '%s\n' "$cpuinfo" | sed -n 's/^model[[:space:]]*: //p' | head -n 1)
+flags=$(printf '%s\n' "$cpuinfo" | sed -n 's/^flags[[:space:]]*: //p' | head -n 1)
 isa=avx2
 case " $flags " in *" avx512_vnni "*) isa=avx512 ;; esac
 case " $flags " in *" amx_int8 "*) isa="$isa, AMX" ;; esac
+# aarch64: no model name; the implementer and part numbers, and the NEON level from the features
+if [ -z "$flags" ]; then
+    family=$(printf '%s\n' "$cpuinfo" | sed -n 's/^CPU implementer[[:space:]]*: //p' | head -n 1)
+    model_id=$(printf '%s\n' "$cpuinfo" | sed -n 's/^CPU part[[:space:]]*: //p' | head -n 1)
+    flags=$(printf '%s\n' "$cpuinfo" | sed -n 's/^Features[[:space:]]*: //p' | head -n 1)
+    isa=neon
+    case " $flags " in *" asimddp "*) isa=dotprod ;; esac
+    case " $flags " in *" i8mm "*) isa=i8mm ;; esac
+fi
 echo "CPU: $cpu (family $family, model $model_id; $isa), $threads threads; our kernels capped at ${AETHER_ISA:-the best}"
 echo
 echo "| model | weights MiB | read GB/s | roofline tg t/s | pp512 t/s | llama.cpp pp512 | pp ratio | tg128 t/s | llama.cpp tg128 | tg ratio | tg % of roofline (ours / llama.cpp) |"
@@ -61,19 +74,20 @@ run_one() { # name, synth flags...
     shift
     model=$dir/$name.gguf
     [ -f "$model" ] || "$aetherc" synth "$@" --vocab-from "$vocab" --seed 1 -o "$model" >/dev/null 2>&1
-    "$aetherc" "$model" -o "$dir/$name" --weights=external >/dev/null 2>&1
+    # shellcheck disable=SC2086
+    "$aetherc" "$model" -o "$dir/$name" --weights=external ${AETHERC_FLAGS:-} >/dev/null 2>&1
     log=$dir/$name.log
-    "$dir/$name" --tokens "$prompt" -n 128 --temp 0 --ignore-eos --timings -t "$threads" --ctx 1024 \
+    ${RUN:-} "$dir/$name" --tokens "$prompt" -n 128 --temp 0 --ignore-eos --timings -t "$threads" --ctx 1024 \
         >/dev/null 2>"$log"
     pp=$(field prompt < "$log")
     tg=$(field generation < "$log")
     wbytes=$(stat -c %s "$dir/$name.weights")
-    bw=$("$dir/membw" "$wbytes" "$threads" 2>/dev/null)
+    bw=$(${RUN:-} "$dir/membw" "$wbytes" "$threads" 2>/dev/null)
     tbytes=$(token_bytes "$model")
     roof=$(awk -v bw="$bw" -v b="$tbytes" 'BEGIN { printf "%.1f", bw * 1e9 / b }')
     lpp="" ltg=""
     if [ -n "${LLAMA_BENCH:-}" ]; then
-        csv=$("$LLAMA_BENCH" -m "$model" -p 512 -n 128 -t "$threads" -r "${LLAMA_REPS:-3}" -o csv 2>/dev/null || true)
+        csv=$(${RUN:-} "$LLAMA_BENCH" -m "$model" -p 512 -n 128 -t "$threads" -r "${LLAMA_REPS:-3}" -o csv 2>/dev/null || true)
         lpp=$(llama_ts "$csv" 512 0)
         ltg=$(llama_ts "$csv" 0 128)
     fi

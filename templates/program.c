@@ -112,6 +112,7 @@ static const struct ae_model model = {
     .compiler = $compiler_string,
     .info = $info_string,
     .forward = forward,
+    .gpu = $gpu,
 };
 
 int main(int argc, char **argv)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ae_error.h"
+#include "ae_gpu.h"
 #include "ae_kernels.h"
 #include "ae_profile.h"
 #include "ae_program.h"

@@ -57,10 +57,19 @@ static void compile_usage(FILE *f)
             "  -m MODEL                     the model (llama.cpp's spelling; a bare path works too)\n"
             "  --cc gcc|tcc                 compile the generated C with gcc -O2 (default) or in-process\n"
             "                               with libtcc (much faster to build, slower to run)\n"
-            "  --march native|x86-64|x86-64-v2|x86-64-v3|x86-64-v4\n"
-            "                               gcc's target (default: gcc's own); the kernels pick AVX2 at run\n"
-            "                               time where the CPU has it\n"
-            "  --emit-c DIR                 keep the generated C in DIR/OUT.c\n"
+            "  --target x86_64-linux-gnu|aarch64-linux-gnu\n"
+            "                               the machine the program runs on (default: this one); another\n"
+            "                               one's is built by its cross gcc (aarch64-linux-gnu-gcc)\n"
+            "  --march native|x86-64|x86-64-v2|x86-64-v3|x86-64-v4 (x86_64)\n"
+            "          native|armv8-a|armv8.2-a+dotprod|armv8.6-a+i8mm (aarch64)\n"
+            "                               gcc's -march (default: gcc's own); the kernels pick their\n"
+            "                               AVX2, AVX-512 or NEON paths at run time whatever it says\n"
+            "  --static                     a fully static program: no loader, no shared libc, CPU only (gcc)\n"
+            "  --emit-c DIR                 keep the generated C in DIR/OUT.c (and gcc's link map in\n"
+            "                               DIR/OUT.map)\n"
+            "  --backend all|cpu            the program runs on Vulkan GPUs and the CPU (all, the default),\n"
+            "                               or on the CPU only (a smaller program)\n"
+            "  --dump-spirv DIR             write each Vulkan kernel's GLSL (.comp) and SPIR-V (.spv) to DIR\n"
             "  --weights=embedded|external  weights inside the program (default) or in OUT.weights\n"
             "  -g                           compile the program with debug information\n"
             "  -O0                          run only what correctness needs (memplan); -O1, -O2: every pass\n"
@@ -137,10 +146,22 @@ static const char *flag_value(int argc, char **argv, int *i, const char *flag, b
     return argv[++*i];
 }
 
+/* "x86_64-linux-gnu or aarch64-linux-gnu": the targets, for messages. */
+static const char *target_list(void)
+{
+    static char buf[256];
+    size_t k = 0;
+    for (const struct cc_target *t = cc_targets; t->triple && k < sizeof buf; t++)
+        k += (size_t)snprintf(buf + k, sizeof buf - k, "%s%s", t == cc_targets ? "" : t[1].triple ? ", " : " or ",
+                              t->triple);
+    return buf;
+}
+
 /* The flags, for "did you mean" (parse_args is the reference). */
 static const char *const compile_flags[] = {
-    "-o", "-m", "-g", "-O0", "-O1", "-O2", "--cc", "--march", "--emit-c", "--weights", "--dump-ir", "--dump-dir",
-    "--dump-format", "--disable-pass", "--verify-each", "--t-max", "--ctx", "--kv", "--print-plan", "--help",
+    "-o", "-m", "-g", "-O0", "-O1", "-O2", "--cc", "--target", "--march", "--static", "--emit-c", "--weights",
+    "--dump-ir", "--dump-dir", "--dump-format", "--disable-pass", "--verify-each", "--t-max", "--ctx", "--kv",
+    "--print-plan", "--help",
 };
 
 static int unknown_flag(const char *arg)
@@ -158,6 +179,7 @@ static int unknown_flag(const char *arg)
 /* Returns 0, 1 when --help was printed, or 2 on a usage error (after a message). */
 static int parse_args(int argc, char **argv, struct compile_args *a)
 {
+    bool backend_all = false; /* --backend all given */
     memset(a, 0, sizeof *a);
     a->dump_format = PASS_DUMP_TEXT;
     a->t_max = 512;
@@ -197,17 +219,26 @@ static int parse_args(int argc, char **argv, struct compile_args *a)
                 return 2;
             }
             a->build.use_tcc = !strcmp(v, "tcc");
-        } else if ((v = flag_value(argc, argv, &i, "--march", &missing))) {
-            const char *const *m = cc_march_names;
-            while (*m && strcmp(*m, v) != 0)
-                m++;
-            if (!*m) {
-                fprintf(stderr, "aetherc: --march takes native, x86-64, x86-64-v2, x86-64-v3 or x86-64-v4, not '%s'\n", v);
+        } else if (!strcmp(arg, "--static")) {
+            a->build.static_link = true;
+        } else if ((v = flag_value(argc, argv, &i, "--target", &missing))) {
+            if (!(a->build.target = cc_target_find(v))) {
+                fprintf(stderr, "aetherc: --target takes %s, not '%s'\n", target_list(), v);
                 return 2;
             }
-            a->build.march = v;
+        } else if ((v = flag_value(argc, argv, &i, "--march", &missing))) {
+            a->build.march = v; /* checked against the target below */
         } else if ((v = flag_value(argc, argv, &i, "--emit-c", &missing))) {
             a->build.emit_c_dir = v;
+        } else if ((v = flag_value(argc, argv, &i, "--backend", &missing))) {
+            if (strcmp(v, "all") != 0 && strcmp(v, "cpu") != 0) {
+                fprintf(stderr, "aetherc: --backend takes all or cpu, not '%s'\n", v);
+                return 2;
+            }
+            a->build.cpu_only = !strcmp(v, "cpu");
+            backend_all = !a->build.cpu_only;
+        } else if ((v = flag_value(argc, argv, &i, "--dump-spirv", &missing))) {
+            a->build.dump_spirv_dir = v;
         } else if ((v = flag_value(argc, argv, &i, "--weights", &missing))) {
             if (strcmp(v, "embedded") != 0 && strcmp(v, "external") != 0) {
                 fprintf(stderr, "aetherc: --weights takes embedded or external, not '%s'\n", v);
@@ -282,13 +313,43 @@ static int parse_args(int argc, char **argv, struct compile_args *a)
         fprintf(stderr, "aetherc: memplan cannot be disabled: the program needs its memory plan\n");
         return 2;
     }
-    if ((a->build.use_tcc || a->build.march || a->build.emit_c_dir || a->build.weights_external || a->build.debug) &&
-        !a->out) {
-        fprintf(stderr, "aetherc: --cc, --march, --emit-c, --weights and -g describe the program: they need -o OUT\n");
+    if ((a->build.use_tcc || a->build.march || a->build.emit_c_dir || a->build.weights_external || a->build.debug ||
+         a->build.cpu_only || a->build.dump_spirv_dir || a->build.target || a->build.static_link) && !a->out) {
+        fprintf(stderr, "aetherc: --cc, --target, --march, --static, --emit-c, --weights, --backend, --dump-spirv and "
+                        "-g describe the program: they need -o OUT\n");
         return 2;
     }
-    if (a->build.use_tcc && a->build.march) {
-        fprintf(stderr, "aetherc: --march is a gcc option; libtcc has no target choice\n");
+    if (a->build.cpu_only && a->build.dump_spirv_dir) {
+        fprintf(stderr, "aetherc: --dump-spirv writes the Vulkan kernels, which --backend cpu leaves out\n");
+        return 2;
+    }
+    /* A static program cannot load the Vulkan loader (glibc's dlopen needs a dynamic program): CPU only. */
+    if (a->build.static_link && backend_all) {
+        fprintf(stderr, "aetherc: --static makes a CPU-only program (it cannot load the Vulkan loader); "
+                        "--backend all needs a dynamic one\n");
+        return 2;
+    }
+    if (a->build.static_link)
+        a->build.cpu_only = true;
+    if (a->build.use_tcc && (a->build.march || a->build.static_link)) {
+        fprintf(stderr, "aetherc: --march and --static are gcc options; libtcc has no target choice\n");
+        return 2;
+    }
+    const struct cc_target *host = cc_target_host(), *target = a->build.target ? a->build.target : host;
+    if (a->build.use_tcc && target != host) {
+        fprintf(stderr, "aetherc: --cc tcc builds for this machine (%s) only: libtcc cannot build for %s; use --cc gcc\n",
+                host ? host->triple : "unknown", target->triple);
+        return 2;
+    }
+    if (a->build.march && target && !cc_target_takes_march(target, a->build.march)) {
+        char list[256];
+        cc_target_march_list(target, list, sizeof list);
+        fprintf(stderr, "aetherc: --march takes %s, not '%s' (target %s)\n", list, a->build.march, target->triple);
+        return 2;
+    }
+    if (a->build.march && !strcmp(a->build.march, "native") && target != host) {
+        fprintf(stderr, "aetherc: --march native means this machine's CPU (%s), not a %s one; name the level of "
+                        "the machine the program is for\n", host ? host->triple : "unknown", target->triple);
         return 2;
     }
     if (a->dump_dir && !a->dump_mask) {

@@ -40,7 +40,7 @@ struct printer {
 struct args {
     uint32_t n;
     struct tmpl_arg a[MAX_ARGS];
-    char buf[4096];
+    char buf[1 << 16];             /* the weight offsets of a 7B model alone take ~4 KiB */
     size_t used;
 };
 
@@ -137,26 +137,30 @@ static const char *size_expr(struct lower_size s, char *buf, size_t cap)
     return buf;
 }
 
-/* Where a reference points, as a C expression: "((float *)(A + 4096))", "W[12]", "s->k_cache[3]". Only arena
- * references have offsets (views into activations). */
+/* Where a reference points, as a C expression: "((float *)(A + 4096))", "W[12]", "s->k_cache[3]"; a view
+ * at an offset past a weight, the cache or the tokens adds its bytes to that pointer. */
 static const char *ref_expr(const struct lower_ref *r, char *buf, size_t cap)
 {
-    char off[96];
+    char off[96], base[64];
     size_expr(r->offset, off, sizeof off);
     switch (r->base) {
-    case LOWER_NOWHERE: snprintf(buf, cap, "NULL"); break;
-    case LOWER_TOKENS: snprintf(buf, cap, "tokens"); break;
-    case LOWER_ARENA: snprintf(buf, cap, "((float *)(A + %s))", off); break;
-    case LOWER_WEIGHTS:
-        if (r->dtype == AE_TYPE_F32)
-            snprintf(buf, cap, "((const float *)W[%" PRIu32 "])", r->slot);
-        else
-            snprintf(buf, cap, "W[%" PRIu32 "]", r->slot);
-        break;
-    case LOWER_K_CACHE: snprintf(buf, cap, "s->k_cache[%" PRId32 "]", r->layer); break;
-    case LOWER_V_CACHE: snprintf(buf, cap, "s->v_cache[%" PRId32 "]", r->layer); break;
-    case LOWER_LOGITS: snprintf(buf, cap, "logits"); break;
+    case LOWER_NOWHERE: return "NULL";
+    case LOWER_ARENA: snprintf(buf, cap, "((float *)(A + %s))", off); return buf;
+    case LOWER_TOKENS: snprintf(base, sizeof base, "tokens"); break;
+    case LOWER_WEIGHTS: snprintf(base, sizeof base, "W[%" PRIu32 "]", r->slot); break;
+    case LOWER_K_CACHE: snprintf(base, sizeof base, "s->k_cache[%" PRId32 "]", r->layer); break;
+    case LOWER_V_CACHE: snprintf(base, sizeof base, "s->v_cache[%" PRId32 "]", r->layer); break;
+    case LOWER_LOGITS: snprintf(base, sizeof base, "logits"); break;
     }
+    bool at_start = lower_size_is_const(r->offset) && r->offset.k == 0;
+    if (r->base == LOWER_WEIGHTS && r->dtype == AE_TYPE_F32 && at_start)
+        snprintf(buf, cap, "((const float *)%s)", base);
+    else if (r->base == LOWER_WEIGHTS && r->dtype == AE_TYPE_F32)
+        snprintf(buf, cap, "((const float *)(%s + %s))", base, off);
+    else if (at_start)
+        snprintf(buf, cap, "%s", base);
+    else
+        snprintf(buf, cap, "((void *)((const char *)%s + %s))", base, off);
     return buf;
 }
 
@@ -542,7 +546,7 @@ static char *weight_offsets(const struct pack_build *pb)
 }
 
 static int print_program_end(struct printer *p, const struct pack_build *pb, const struct import_hparams *hp,
-                             const struct emit_options *o)
+                             const struct emit_options *o, bool gpu)
 {
     char *name = c_string_lines(o->model_name), *info = c_string_lines(o->info);
     char *compiler = c_string_lines(o->compiler), *offsets = weight_offsets(pb);
@@ -576,6 +580,7 @@ static int print_program_end(struct printer *p, const struct pack_build *pb, con
     arg(&a, "weights_hash", "%s", hash);
     arg(&a, "compiler_string", "%s", compiler);
     arg(&a, "info_string", "%s", info);
+    arg(&a, "gpu", "%s", gpu ? "&gpu_model" : "NULL");
     rc = put(p, tmpl_program, "program_end", &a);
 done:
     free(name);
@@ -612,7 +617,17 @@ int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const st
         goto done;
     fprintf(f, "%s\n", tmpl_program_head);
     if (put(&p, tmpl_program, "t_max", &tmax) || print_scratch_size(&p) || print_forward(&p, false) ||
-        print_forward(&p, true) || print_program_end(&p, pb, hp, o))
+        print_forward(&p, true))
+        goto done;
+    /* The Vulkan half, where the kernels can run this model; otherwise a program for the CPU only. */
+    bool gpu = false;
+    if (o->vk) {
+        ae_error vk_err = {{0}};
+        gpu = emit_vk(f, g, c, pb, o->vk, &vk_err) == 0;
+        if (!gpu)
+            fprintf(stderr, "aetherc: the program runs on the CPU only: %s\n", vk_err.msg);
+    }
+    if (print_program_end(&p, pb, hp, o, gpu))
         goto done;
     rc = ferror(f) ? ae_fail(err, "writing the C file failed") : 0;
 done:

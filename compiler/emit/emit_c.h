@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 
+#include "emit_vk.h"
 #include "import.h"
 #include "lower.h"
 #include "pack_build.h"
@@ -25,6 +26,7 @@ struct emit_options {
     const char *info;         /* what --info prints about the compilation */
     const char *compiler;     /* what --version says built the program */
     int32_t t_max;            /* the largest step */
+    const struct emit_vk_options *vk; /* the Vulkan half too (emit_vk.h); NULL: the CPU only */
 };
 
 /* Writes the program for graph g after the passes (c holds the plan and the constants; pb the weight

@@ -45,7 +45,7 @@ static void describe(const struct build_model *m, const char *compiler, char *bu
 }
 
 static int emit_to_memory(const struct build_model *m, const struct pack_build *pb, const char *info,
-                          const char *compiler, char **src, ae_error *err)
+                          const char *compiler, const struct emit_vk_options *vk, char **src, ae_error *err)
 {
     size_t size;
     FILE *f = open_memstream(src, &size);
@@ -63,6 +63,7 @@ static int emit_to_memory(const struct build_model *m, const struct pack_build *
         .info = info,
         .compiler = compiler,
         .t_max = (int32_t)m->c->opt.t_max,
+        .vk = vk,
     };
     int rc = emit_c(f, m->g, m->c, pb, m->hp, &eo, err);
     if (fclose(f) != 0 && rc == 0)
@@ -94,12 +95,14 @@ static double now(void)
 }
 
 /* The compiler the program is built with, and the line its --version shows. */
-static void compiler_names(const struct build_options *o, char *cc, size_t cc_size, char *line, size_t line_size)
+static void compiler_names(const struct build_options *o, const struct cc_target *target, char *cc, size_t cc_size,
+                           char *line, size_t line_size)
 {
     if (o->use_tcc)
         snprintf(cc, cc_size, "libtcc");
     else
-        snprintf(cc, cc_size, "gcc -O2%s%s", o->march ? " -march=" : "", o->march ? o->march : "");
+        snprintf(cc, cc_size, "gcc -O2%s%s%s for %s", o->march ? " -march=" : "", o->march ? o->march : "",
+                 o->static_link ? " -static" : "", target->triple);
     snprintf(line, line_size, "aetherc %s with %s", ae_version(), cc);
 }
 
@@ -117,11 +120,14 @@ static int write_weights(const char *path, const struct pack_build *pb, ae_error
 
 int build_program(const struct build_model *m, const struct build_options *o, struct build_result *r, ae_error *err)
 {
+    const struct cc_target *target = o->target ? o->target : cc_target_host();
+    if (!target)
+        return ae_fail(err, "aetherc runs on a machine it cannot build for; name one with --target");
     struct toolchain_paths paths;
-    if (toolchain_find(&paths, err) < 0)
+    if (toolchain_find(&paths, target, err) < 0)
         return -1;
-    char compiler[128], version_line[256];
-    compiler_names(o, compiler, sizeof compiler, version_line, sizeof version_line);
+    char compiler[160], version_line[320];
+    compiler_names(o, target, compiler, sizeof compiler, version_line, sizeof version_line);
     char info[4096];
     describe(m, compiler, info, sizeof info);
 
@@ -135,9 +141,10 @@ int build_program(const struct build_model *m, const struct build_options *o, st
     char *src = NULL;
     char tmpdir[] = "/tmp/aetherc-XXXXXX";
     bool made_tmp = false;
-    char c_path[PATH_MAX] = "";
+    char c_path[PATH_MAX] = "", map_path[PATH_MAX];
     int rc = -1;
-    if (emit_to_memory(m, &pb, info, version_line, &src, err) < 0)
+    struct emit_vk_options vk = {.dump_dir = o->dump_spirv_dir};
+    if (emit_to_memory(m, &pb, info, version_line, o->cpu_only ? NULL : &vk, &src, err) < 0)
         goto done;
 
     /* The C file: kept in --emit-c DIR, or in a temporary folder for gcc. */
@@ -158,10 +165,12 @@ int build_program(const struct build_model *m, const struct build_options *o, st
         char out_copy[PATH_MAX];
         snprintf(out_copy, sizeof out_copy, "%s", o->output);
         snprintf(c_path, sizeof c_path, "%s/%s.c", dir, basename(out_copy));
+        snprintf(map_path, sizeof map_path, "%s/%s.map", dir, basename(out_copy));
         if (write_text(c_path, src, err) < 0)
             goto done;
     }
-    struct cc_options cco = {.march = o->march, .debug = o->debug};
+    struct cc_options cco = {.target = target, .march = o->march, .static_link = o->static_link, .debug = o->debug,
+                             .link_map = o->emit_c_dir ? map_path : NULL};
     if (o->use_tcc ? cc_tcc_build(src, o->output, &paths, err) : cc_gcc_build(c_path, o->output, &paths, &cco, err)) {
         if (made_tmp)
             ae_fail_prefix(err, "compiling the generated C (--emit-c DIR keeps it)");
@@ -197,7 +206,9 @@ done:
 int build_and_run(const struct build_model *m, int argc, char **argv, int *status, ae_error *err)
 {
     struct toolchain_paths paths;
-    if (toolchain_find(&paths, err) < 0)
+    if (!cc_target_host())
+        return ae_fail(err, "libtcc cannot run programs on this machine");
+    if (toolchain_find(&paths, cc_target_host(), err) < 0)
         return -1;
     char info[4096], version_line[256];
     describe(m, "libtcc (in memory)", info, sizeof info);
@@ -211,7 +222,8 @@ int build_and_run(const struct build_model *m, int argc, char **argv, int *statu
     char **args = NULL;
     if (pack_build_materialize(&pb, err) < 0)
         goto done;
-    if (emit_to_memory(m, &pb, info, version_line, &src, err) < 0)
+    struct emit_vk_options vk = {0};
+    if (emit_to_memory(m, &pb, info, version_line, &vk, &src, err) < 0)
         goto done;
     /* The program reads the weights where pack_build found them: the GGUF mapping, fold's constants (and
      * packed copies of interleaved weights, which an in-place run's layout pass does not choose). */

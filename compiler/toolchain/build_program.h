@@ -12,14 +12,19 @@
 #include "import.h"
 #include "ir.h"
 #include "pass.h"
+#include "toolchain.h"
 
 struct build_options {
     const char *output;        /* the executable to write */
-    bool use_tcc;              /* --cc tcc: libtcc in-process; otherwise gcc */
-    const char *march;         /* --march for gcc; NULL: gcc's default */
-    const char *emit_c_dir;    /* --emit-c DIR: keep the generated C there */
+    bool use_tcc;              /* --cc tcc: libtcc in-process (host target only); otherwise gcc */
+    const struct cc_target *target; /* --target; NULL: the host */
+    const char *march;         /* --march for gcc, one of target->march; NULL: gcc's default */
+    bool static_link;          /* --static: a fully static program (gcc only) */
+    const char *emit_c_dir;    /* --emit-c DIR: keep the generated C there (and gcc's link map) */
     bool weights_external;     /* --weights=external: OUTPUT.weights beside the program */
     bool debug;                /* -g */
+    bool cpu_only;             /* --backend cpu: leave the Vulkan half out */
+    const char *dump_spirv_dir; /* --dump-spirv DIR: each Vulkan kernel's .comp and .spv there */
 };
 
 /* The model the graph came from: its file, its metadata and hyperparameters, and the passes' results. */

@@ -2,64 +2,27 @@
 #include "toolchain.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "ae_build_info.h"
-
 extern char **environ;
-
-const char *const cc_march_names[] = {"native", "x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4", NULL};
-
-static bool is_file(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-int toolchain_find(struct toolchain_paths *p, ae_error *err)
-{
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n < 0)
-        return ae_fail(err, "cannot find aetherc's own location: %s", strerror(errno));
-    exe[n] = 0;
-    const char *dir = dirname(exe);
-    /* The build tree: build/aetherc beside build/libaether_rt.a, headers in runtime/include/. */
-    snprintf(p->runtime_lib, sizeof p->runtime_lib, "%s/libaether_rt.a", dir);
-    snprintf(p->include_dir, sizeof p->include_dir, "%s/../runtime/include", dir);
-    char probe[PATH_MAX + 16];
-    snprintf(probe, sizeof probe, "%s/ae_gguf.h", p->include_dir);
-    snprintf(p->sodium_lib, sizeof p->sodium_lib, "%s", AE_SODIUM_LIB);
-    if (!is_file(p->sodium_lib))
-        return ae_fail(err, "cannot find libsodium's static library %s, which every program links: install "
-                       "libsodium-dev", p->sodium_lib);
-    if (is_file(p->runtime_lib) && is_file(probe))
-        return 0;
-    /* An installed tree: PREFIX/bin/aetherc, PREFIX/lib/libaether_rt.a, PREFIX/include/aether/. */
-    snprintf(p->runtime_lib, sizeof p->runtime_lib, "%s/../lib/libaether_rt.a", dir);
-    snprintf(p->include_dir, sizeof p->include_dir, "%s/../include/aether", dir);
-    snprintf(probe, sizeof probe, "%s/ae_gguf.h", p->include_dir);
-    if (is_file(p->runtime_lib) && is_file(probe))
-        return 0;
-    return ae_fail(err, "cannot find the runtime library: looked for %s/libaether_rt.a and %s; "
-                   "reinstall with 'make install'", dir, p->runtime_lib);
-}
 
 int cc_gcc_build(const char *c_file, const char *out, const struct toolchain_paths *p, const struct cc_options *o,
                  ae_error *err)
 {
-    char inc[PATH_MAX + 2], march[64];
+    char inc[PATH_MAX + 2], march[64], cross[80], map[PATH_MAX + 16];
     snprintf(inc, sizeof inc, "-I%s", p->include_dir);
     const char *argv[32];
     int argc = 0;
     const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "gcc";
+    if (o->target != cc_target_host()) {
+        snprintf(cross, sizeof cross, "%s-gcc", o->target->triple);
+        cc = cross;
+    }
     argv[argc++] = cc;
     argv[argc++] = "-std=c17";
     argv[argc++] = "-O2";
@@ -68,6 +31,12 @@ int cc_gcc_build(const char *c_file, const char *out, const struct toolchain_pat
     if (o->march) {
         snprintf(march, sizeof march, "-march=%s", o->march);
         argv[argc++] = march;
+    }
+    if (o->static_link)
+        argv[argc++] = "-static";
+    if (o->link_map) {
+        snprintf(map, sizeof map, "-Wl,-Map=%s", o->link_map);
+        argv[argc++] = map;
     }
     argv[argc++] = "-Wall";
     argv[argc++] = "-Wextra";
@@ -83,7 +52,9 @@ int cc_gcc_build(const char *c_file, const char *out, const struct toolchain_pat
     pid_t pid;
     int rc = posix_spawnp(&pid, cc, NULL, NULL, (char *const *)argv, environ);
     if (rc != 0)
-        return ae_fail(err, "cannot run %s: %s (is gcc installed? try --cc tcc)", cc, strerror(rc));
+        return ae_fail(err, "cannot run %s: %s (%s)", cc, strerror(rc),
+                       o->target == cc_target_host() ? "is gcc installed? try --cc tcc"
+                                                     : "install the cross compiler, e.g. Debian's gcc-aarch64-linux-gnu");
     int status;
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR)

@@ -3,37 +3,63 @@
  *
  * Both compile one translation unit against the runtime's headers and link the runtime library
  * (libaether_rt.a) and libsodium (libsodium.a, the weights' hash) statically, so the result needs only
- * libc, libm and libpthread.
+ * libc, libm and libpthread (or nothing, linked with --static). gcc builds for any target in cc_targets
+ * (another machine's through its cross gcc); libtcc for the host only.
  */
 #ifndef AE_TOOLCHAIN_H
 #define AE_TOOLCHAIN_H
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ae_error.h"
 
+/* A machine programs are built for (target.c). */
+struct cc_target {
+    const char *triple;         /* GNU triple: "x86_64-linux-gnu", "aarch64-linux-gnu" */
+    const char *debian_arch;    /* Debian's name for it: "amd64", "arm64" */
+    const char *const *march;   /* the --march values it takes, NULL-terminated */
+};
+
+/* Every target, ended by one with a NULL triple. */
+extern const struct cc_target cc_targets[];
+
+/* The target of this triple, or NULL. */
+const struct cc_target *cc_target_find(const char *triple);
+
+/* The machine aetherc runs on (NULL on one that is not in cc_targets). */
+const struct cc_target *cc_target_host(void);
+
+bool cc_target_takes_march(const struct cc_target *t, const char *march);
+
+/* "native, x86-64, ... or x86-64-v4": the --march values of t, for messages. */
+void cc_target_march_list(const struct cc_target *t, char *buf, size_t size);
+
 /* Where the runtime's headers and library are: beside aetherc in the build tree (build/aetherc,
- * build/libaether_rt.a, runtime/include/), or under the install prefix (bin/, lib/, include/aether/). */
+ * build/libaether_rt.a, runtime/include/), or under the install prefix (bin/, lib/, include/aether/).
+ * Another target's library is in a folder named after its triple below those (build/<triple>/,
+ * lib/<triple>/). */
 struct toolchain_paths {
     char include_dir[PATH_MAX];
     char runtime_lib[PATH_MAX];
-    char sodium_lib[PATH_MAX];   /* where libsodium.a was when aetherc was built */
+    char sodium_lib[PATH_MAX];   /* the host's: where libsodium.a was when aetherc was built; another
+                                  * target's: Debian's multiarch one, /usr/lib/<triple>/libsodium.a */
 };
 
-int toolchain_find(struct toolchain_paths *p, ae_error *err);
+int toolchain_find(struct toolchain_paths *p, const struct cc_target *target, ae_error *err);
 
 struct cc_options {
-    const char *march;   /* gcc: "native", "x86-64-v2", "x86-64-v3", "x86-64-v4"; NULL: the compiler's default */
+    const struct cc_target *target; /* the host's: gcc (or $CC); another: its cross gcc, <triple>-gcc */
+    const char *march;   /* one of target->march; NULL: the compiler's default */
+    bool static_link;    /* -static: no loader, no shared libc */
     bool debug;          /* -g */
+    const char *link_map; /* the linker's map of the program goes here; NULL: none */
 };
 
-/* The -march values --march accepts, NULL-terminated. */
-extern const char *const cc_march_names[];
-
-/* gcc -O2 [-march=M] c_file -o out with the runtime; the compiler's own messages go to stderr, and a
- * failure says so. */
+/* gcc -O2 [-march=M] [-static] c_file -o out with the runtime (the target's cross gcc for another
+ * target); the compiler's own messages go to stderr, and a failure says so. */
 int cc_gcc_build(const char *c_file, const char *out, const struct toolchain_paths *p, const struct cc_options *o,
                  ae_error *err);
 

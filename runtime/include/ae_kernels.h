@@ -29,18 +29,25 @@
 
 /* ---- CPU features (cpu.c) ------------------------------------------------------------------------- */
 
-/* Instruction-set levels of the kernels, in increasing order. AE_ISA_AVX2 means AVX2 + FMA + F16C;
- * AE_ISA_AVX512 adds AVX-512 F, BW, VL and VNNI; AE_ISA_AMX adds AMX-TILE and AMX-INT8 (with the OS's
- * permission to use them). */
+/* Instruction-set levels of the kernels, ranked within one architecture, each level including the ones
+ * below it; 0 is the scalar code on every machine.
+ *   x86-64: AE_ISA_AVX2 means AVX2 + FMA + F16C; AE_ISA_AVX512 adds AVX-512 F, BW, VL and VNNI;
+ *   AE_ISA_AMX adds AMX-TILE and AMX-INT8 (with the OS's permission to use them).
+ *   aarch64: AE_ISA_NEON is Advanced SIMD (every ARMv8-A CPU); AE_ISA_DOTPROD adds SDOT (ARMv8.2-A
+ *   dotprod, e.g. Cortex-A76, the Raspberry Pi 5's A76); AE_ISA_I8MM adds SMMLA (ARMv8.6-A i8mm).
+ * The two architectures' levels share numbers; AE_ISA_COUNT counts the host's. */
 enum ae_isa {
     AE_ISA_SCALAR = 0,
     AE_ISA_AVX2 = 1,
     AE_ISA_AVX512 = 2,
     AE_ISA_AMX = 3,
+    AE_ISA_NEON = 1,
+    AE_ISA_DOTPROD = 2,
+    AE_ISA_I8MM = 3,
 };
 #define AE_ISA_COUNT 4
 
-/* The best level this CPU supports (AE_ISA_SCALAR on hosts other than x86-64). */
+/* The best level this CPU supports (AE_ISA_SCALAR on hosts other than x86-64 and aarch64). */
 enum ae_isa ae_cpu_host_isa(void);
 
 /* Caps the level the kernels use (for tests, and for programs built for a lesser target). The default
@@ -50,10 +57,11 @@ void ae_cpu_set_max_isa(enum ae_isa isa);
 /* The level the kernels use now: the lower of the host's level and the cap. */
 enum ae_isa ae_cpu_isa(void);
 
-/* "scalar", "avx2", "avx512", "amx"; "unknown" for other values. */
+/* The host's names of its levels: "scalar", "avx2", "avx512", "amx" (x86-64); "scalar", "neon",
+ * "dotprod", "i8mm" (aarch64); "unknown" for other values. */
 const char *ae_isa_name(enum ae_isa isa);
 
-/* Looks a level up by name (case-insensitive); returns -1 if there is none. */
+/* Looks one of the host's levels up by name (case-insensitive); returns -1 if there is none. */
 int ae_isa_from_name(const char *name);
 
 /* Caps the level as the environment variable AETHER_ISA (a level's name) asks, if it is set, so that tests
@@ -213,11 +221,15 @@ struct ae_kernel_set {
 };
 
 /* The scalar set (complete for every supported type and layout), the AVX2, AVX-512 and AMX sets (NULL
- * on hosts other than x86-64, whatever the CPU). */
+ * on hosts other than x86-64, whatever the CPU) and the NEON, dotprod and i8mm sets (NULL on hosts other
+ * than aarch64). */
 const struct ae_kernel_set *ae_kernels_scalar(void);
 const struct ae_kernel_set *ae_kernels_avx2(void);
 const struct ae_kernel_set *ae_kernels_avx512(void);
 const struct ae_kernel_set *ae_kernels_amx(void);
+const struct ae_kernel_set *ae_kernels_neon(void);
+const struct ae_kernel_set *ae_kernels_dotprod(void);
+const struct ae_kernel_set *ae_kernels_i8mm(void);
 
 /* The block kernel that the matmul uses for this type and layout at the current level; NULL when
  * unsupported. */

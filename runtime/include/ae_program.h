@@ -22,6 +22,8 @@
 
 #define AE_HASH_BYTES 32         /* BLAKE2b-256 */
 
+struct ae_gpu_model;
+
 /* Everything one forward step may touch. */
 struct ae_state {
     uint8_t *arena;          /* activations: ae_model.arena_bytes, 64-byte aligned */
@@ -79,6 +81,9 @@ struct ae_model {
      * run). Every row's result depends only on its own run's tokens and cache. Returns 0, or -1 with err
      * set. */
     int (*forward_batch)(struct ae_state *s, const struct ae_batch *b, ae_error *err);
+    /* The same steps for a Vulkan device (ae_gpu.h), or NULL when the program was built for the CPU only
+     * (aetherc --backend cpu). */
+    const struct ae_gpu_model *gpu;
 };
 
 /* The generated program's main: parses the command line and runs. Returns the exit status. */

@@ -13,8 +13,8 @@
  *   o[d]  = o[d] * alpha, then o[d] = fmaf(p_j, v_j[d], o[d]) for the keys j of the block in order
  *   out   = o / l
  * where exp is attn_expf below (a fixed range reduction and polynomial of fmaf steps, 0 below -86), so
- * every level computes it bit for bit alike. With an F16 cache q is rounded to fp16 before the products,
- * as the cache's values were. docs/kernels.md states the same order.
+ * every level (scalar, AVX2, AVX-512, NEON) computes it bit for bit alike. With an F16 cache q is
+ * rounded to fp16 before the products, as the cache's values were. docs/kernels.md states the same order.
  */
 #include "ae_kernels.h"
 
@@ -23,6 +23,9 @@
 #include <string.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
+#endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
 #endif
 
 /* Tokens of one task (its query rows: these times the query heads of a kv head). */
@@ -446,6 +449,94 @@ kv_block_avx512(const struct attn_job *job, const uint8_t *kbase, const uint8_t 
 
 #endif
 
+#if defined(__aarch64__)
+
+/* ---- NEON: four registers of four lanes ------------------------------------------------------------- */
+
+typedef struct {
+    float32x4_t q[4];
+} v16n;
+
+static inline v16n v16n_zero(void) { const float32x4_t z = vdupq_n_f32(0.0f); return (v16n){{z, z, z, z}}; }
+static inline v16n v16n_set1(float a) { const float32x4_t v = vdupq_n_f32(a); return (v16n){{v, v, v, v}}; }
+static inline v16n v16n_load(const float *p) { return (v16n){{vld1q_f32(p), vld1q_f32(p + 4), vld1q_f32(p + 8), vld1q_f32(p + 12)}}; }
+static inline void v16n_store(float *p, v16n a) { for (int i = 0; i < 4; i++) vst1q_f32(p + 4 * i, a.q[i]); }
+static inline v16n v16n_fma(v16n a, v16n b, v16n c) { for (int i = 0; i < 4; i++) c.q[i] = vfmaq_f32(c.q[i], a.q[i], b.q[i]); return c; }
+static inline v16n v16n_mul(v16n a, v16n b) { for (int i = 0; i < 4; i++) a.q[i] = vmulq_f32(a.q[i], b.q[i]); return a; }
+static inline v16n v16n_sub(v16n a, v16n b) { for (int i = 0; i < 4; i++) a.q[i] = vsubq_f32(a.q[i], b.q[i]); return a; }
+static inline v16n v16n_div(v16n a, v16n b) { for (int i = 0; i < 4; i++) a.q[i] = vdivq_f32(a.q[i], b.q[i]); return a; }
+static inline v16n v16n_keep(v16n a, int j0, int j1)
+{
+    float t[16];
+    v16n_store(t, a);
+    for (int i = 0; i < 16; i++)
+        if (i < j0 || i >= j1)
+            t[i] = -INFINITY;
+    return v16n_load(t);
+}
+static inline float v16n_hmax(v16n a) { return vmaxvq_f32(vmaxq_f32(vmaxq_f32(a.q[0], a.q[1]), vmaxq_f32(a.q[2], a.q[3]))); }
+static inline float v16n_reduce16(v16n a)
+{
+    /* v8 = lanes l and l + 8: q0 + q2, q1 + q3; v4 = their sum; then lanes l and l + 2, then 0 and 1 */
+    const float32x4_t v4 = vaddq_f32(vaddq_f32(a.q[0], a.q[2]), vaddq_f32(a.q[1], a.q[3]));
+    const float32x4_t v2 = vaddq_f32(v4, vextq_f32(v4, v4, 2));
+    return vgetq_lane_f32(v2, 0) + vgetq_lane_f32(v2, 1);
+}
+static inline float32x4_t exp4(float32x4_t x)
+{
+    const float32x4_t magic = vdupq_n_f32(EXP_MAGIC);
+    const float32x4_t t = vfmaq_f32(magic, x, vdupq_n_f32(EXP_LOG2E));
+    const float32x4_t n = vsubq_f32(t, magic);
+    float32x4_t r = vfmaq_f32(x, n, vdupq_n_f32(-EXP_LN2_HI));
+    r = vfmaq_f32(r, n, vdupq_n_f32(-EXP_LN2_LO));
+    float32x4_t y = vfmaq_f32(vdupq_n_f32(EXP_C1), vdupq_n_f32(EXP_C0), r);
+    y = vfmaq_f32(vdupq_n_f32(EXP_C2), y, r);
+    y = vfmaq_f32(vdupq_n_f32(EXP_C3), y, r);
+    y = vfmaq_f32(vdupq_n_f32(EXP_C4), y, r);
+    y = vfmaq_f32(vdupq_n_f32(EXP_C5), y, r);
+    y = vfmaq_f32(r, y, vmulq_f32(r, r));
+    y = vaddq_f32(y, vdupq_n_f32(1.0f));
+    const int32x4_t e = vshlq_n_s32(vsubq_s32(vreinterpretq_s32_f32(t), vdupq_n_s32(0x4B400000)), 23);
+    y = vreinterpretq_f32_s32(vaddq_s32(vreinterpretq_s32_f32(y), e));
+    const uint32x4_t ok = vcgeq_f32(x, vdupq_n_f32(EXP_MIN));
+    return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(y), ok));
+}
+static inline v16n v16n_exp(v16n a) { for (int i = 0; i < 4; i++) a.q[i] = exp4(a.q[i]); return a; }
+
+#define kv_block kv_block_scalar
+#define V16 v16n
+#define v16_zero v16n_zero
+#define v16_set1 v16n_set1
+#define v16_load v16n_load
+#define v16_store v16n_store
+#define v16_fma v16n_fma
+#define v16_mul v16n_mul
+#define v16_sub v16n_sub
+#define v16_div v16n_div
+#define v16_keep v16n_keep
+#define v16_hmax v16n_hmax
+#define v16_reduce16 v16n_reduce16
+#define v16_exp v16n_exp
+#define ATTN_FN(name) static void name##_neon
+#include "attention_body.h"
+#undef V16
+#undef v16_zero
+#undef v16_set1
+#undef v16_load
+#undef v16_store
+#undef v16_fma
+#undef v16_mul
+#undef v16_sub
+#undef v16_div
+#undef v16_keep
+#undef v16_hmax
+#undef v16_reduce16
+#undef v16_exp
+#undef ATTN_FN
+#undef kv_block
+
+#endif
+
 /* ---- the op ---------------------------------------------------------------------------------------- */
 
 /* Floats of one thread's scratch: kt, vb, then per query row q, o, m and l. */
@@ -546,6 +637,9 @@ int ae_attention(const struct ae_attn_params *p, const float *q, const void *k_c
         run.body = attn_task_body_avx512;
     else if (ae_cpu_isa() >= AE_ISA_AVX2)
         run.body = attn_task_body_avx2;
+#elif defined(__aarch64__)
+    if (ae_cpu_isa() >= AE_ISA_NEON)
+        run.body = attn_task_body_neon;
 #endif
     ae_pool_run(pool, attn_task, &run, (int64_t)p->n_head_kv * run.job.tiles);
     return 0;

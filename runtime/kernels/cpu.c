@@ -1,11 +1,13 @@
 /* CPU feature detection for the kernels: which instruction-set level this host runs, and a cap on it.
  *
- * The library is built for baseline x86-64 (or any other host) and carries AVX2, AVX-512 and AMX
- * kernels compiled with per-function target attributes; this file decides at run time whether they may
- * run. AMX also needs the kernel's permission: Linux enables the tile data state per process on request
- * (arch_prctl ARCH_REQ_XCOMP_PERM), and the request is made here, once, when AMX is detected. The cap
- * (AETHER_ISA, or ae_cpu_set_max_isa) lets the tests and benchmarks run every path side by side, and
- * lets a program built for a lesser target keep to it.
+ * The library is built for baseline x86-64 (or ARMv8-A, or any other host) and carries AVX2, AVX-512 and
+ * AMX kernels (NEON, dotprod and i8mm kernels on aarch64) compiled with per-function or per-file target
+ * options; this file decides at run time whether they may run: cpuid on x86-64, the kernel's hardware
+ * capability bits (getauxval(AT_HWCAP), AT_HWCAP2) on aarch64. AMX also needs the kernel's permission:
+ * Linux enables the tile data state per process on request (arch_prctl ARCH_REQ_XCOMP_PERM), and the
+ * request is made here, once, when AMX is detected. The cap (AETHER_ISA, or ae_cpu_set_max_isa) lets the
+ * tests and benchmarks run every path side by side, and lets a program built for a lesser target keep
+ * to it.
  */
 #include "ae_kernels.h"
 
@@ -19,6 +21,9 @@
 #if defined(__x86_64__) && defined(__linux__)
 #include <sys/syscall.h>
 #include <unistd.h>
+#endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
 #endif
 #include <strings.h>
 
@@ -60,6 +65,14 @@ static enum ae_isa cpu_detect(void)
 #else
     return AE_ISA_AVX512;
 #endif
+#elif defined(__aarch64__) && defined(__linux__)
+    /* Linux's arm64 hwcap bits (asm/hwcap.h): HWCAP_ASIMD 1 << 1, HWCAP_ASIMDDP 1 << 20, HWCAP2_I8MM 1 << 13. */
+    const unsigned long hwcap = getauxval(AT_HWCAP), hwcap2 = getauxval(AT_HWCAP2);
+    if (!(hwcap & (1ul << 1)))
+        return AE_ISA_SCALAR;
+    if (!(hwcap & (1ul << 20)))
+        return AE_ISA_NEON;
+    return hwcap2 & (1ul << 13) ? AE_ISA_I8MM : AE_ISA_DOTPROD;
 #else
     return AE_ISA_SCALAR;
 #endif
@@ -94,9 +107,15 @@ enum ae_isa ae_cpu_isa(void)
 
 static const char *const isa_names[AE_ISA_COUNT] = {
     [AE_ISA_SCALAR] = "scalar",
+#if defined(__aarch64__)
+    [AE_ISA_NEON] = "neon",
+    [AE_ISA_DOTPROD] = "dotprod",
+    [AE_ISA_I8MM] = "i8mm",
+#else
     [AE_ISA_AVX2] = "avx2",
     [AE_ISA_AVX512] = "avx512",
     [AE_ISA_AMX] = "amx",
+#endif
 };
 
 const char *ae_isa_name(enum ae_isa isa)

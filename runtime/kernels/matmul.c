@@ -487,14 +487,17 @@ const struct ae_kernel_set *ae_kernels_amx(void)
 /* The sets of the current level and the levels below it, best first, the scalar set last. */
 static int kernels_current(const struct ae_kernel_set *sets[AE_ISA_COUNT])
 {
-    const enum ae_isa isa = ae_cpu_isa();
+    static const struct ae_kernel_set *(*const level_sets[AE_ISA_COUNT])(void) = {
+#if defined(__aarch64__)
+        [AE_ISA_NEON] = ae_kernels_neon, [AE_ISA_DOTPROD] = ae_kernels_dotprod, [AE_ISA_I8MM] = ae_kernels_i8mm,
+#else
+        [AE_ISA_AVX2] = ae_kernels_avx2, [AE_ISA_AVX512] = ae_kernels_avx512, [AE_ISA_AMX] = ae_kernels_amx,
+#endif
+    };
     int n = 0;
-    if (isa >= AE_ISA_AMX && ae_kernels_amx())
-        sets[n++] = ae_kernels_amx();
-    if (isa >= AE_ISA_AVX512 && ae_kernels_avx512())
-        sets[n++] = ae_kernels_avx512();
-    if (isa >= AE_ISA_AVX2 && ae_kernels_avx2())
-        sets[n++] = ae_kernels_avx2();
+    for (int level = (int)ae_cpu_isa(); level > AE_ISA_SCALAR; level--)
+        if (level_sets[level] && level_sets[level]())
+            sets[n++] = level_sets[level]();
     sets[n++] = &scalar_set;
     return n;
 }

@@ -236,6 +236,8 @@ static int prog_info(const struct prog_opts *o, const struct ae_model *m)
         printf("weights pack: not found (%s)\n", err.msg);
     }
     printf("compiled: %s\n", m->info ? m->info : "(no details)");
+    ae_prog_device_info(o, m, n_ctx);
+    printf("kernels: %s (this CPU: %s)\n", ae_isa_name(ae_cpu_isa()), ae_isa_name(ae_cpu_host_isa()));
     return AE_PROG_EXIT_OK;
 }
 
@@ -456,7 +458,7 @@ static int prog_start(struct prog *p, ae_error *err)
         p->answer[0] = 0;
     }
 
-    if (prog_alloc_sampler(p, err) < 0)
+    if (prog_alloc_sampler(p, err) < 0 || ae_prog_device_start(p, err) < 0)
         return -1;
     if (!(p->stops = calloc(o->n_stops ? o->n_stops : 1, sizeof *p->stops)))
         return ae_fail(err, "out of memory");
@@ -470,6 +472,7 @@ static int prog_start(struct prog *p, ae_error *err)
 
 static void prog_free(struct prog *p)
 {
+    ae_gpu_destroy(p->gpu);
     ae_utf8_stream_destroy(p->text);
     for (size_t i = 0; p->stops && i < p->o->n_stops; i++)
         free(p->stops[i]);
@@ -524,7 +527,7 @@ int ae_prog_feed(struct prog *p, const int32_t *ids, int32_t n, ae_error *err)
     int32_t step = p->o->n_batch > 0 && p->o->n_batch < m->t_max ? p->o->n_batch : m->t_max;
     while (done < n) {
         int32_t c = n - done < step ? n - done : step;
-        if (m->forward(&p->st, ids + done, c, p->n_hist, p->logits, err) < 0)
+        if (ae_prog_forward(p, ids + done, c, p->n_hist, true, err) < 0)
             return ae_fail_prefix(err, "forward step at positions %" PRId32 "..%" PRId32, p->n_hist,
                                   p->n_hist + c - 1);
         for (int32_t i = 0; i < c; i++) {
@@ -572,7 +575,6 @@ static int prog_emit(struct prog *p, int32_t tok, bool first, ae_error *err)
 
 int ae_prog_generate(struct prog *p, int32_t n_predict, enum prog_stop *why, ae_error *err)
 {
-    const struct ae_model *m = p->m;
     ae_utf8_stream_reset(p->text);
     p->answer_len = 0;
     if (p->answer)
@@ -614,7 +616,7 @@ int ae_prog_generate(struct prog *p, int32_t n_predict, enum prog_stop *why, ae_
             stop = PROG_STOP_CTX;
             break;
         }
-        if (m->forward(&p->st, &tok, 1, p->n_hist, p->logits, err) < 0) {
+        if (ae_prog_forward(p, &tok, 1, p->n_hist, false, err) < 0) {
             rc = ae_fail_prefix(err, "forward step at position %" PRId32, p->n_hist);
             break;
         }
@@ -645,6 +647,12 @@ void ae_prog_print_timings(const struct prog *p)
             p->gen_ms > 0 ? (double)p->gen_tokens * 1e3 / p->gen_ms : 0.0);
     if (p->first_token_ms > 0)
         fprintf(stderr, "time to first token: %.2f ms from the program's start\n", p->first_token_ms - p->start_ms);
+    if (p->gpu) {
+        double dev_ms, up_ms, pipe_ms;
+        ae_gpu_startup_ms(p->gpu, &dev_ms, &up_ms, &pipe_ms);
+        fprintf(stderr, "vulkan: %s: device and buffers %.2f ms, weights upload %.2f ms, pipelines %.2f ms\n",
+                ae_gpu_name(p->gpu), dev_ms, up_ms, pipe_ms);
+    }
     struct rusage ru;
     double rss_mib = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0;
     fprintf(stderr, "threads: %d; context: %" PRId32 " tokens (%s); seed: %" PRIu64 "; peak RSS: %.1f MiB\n",

@@ -32,6 +32,7 @@ enum cli_id {
     CLI_THREADS,
     CLI_CTX,
     CLI_KV,
+    CLI_DEVICE,
     CLI_DUMP_LOGITS,
     CLI_PRINT_IDS,
     CLI_TIMINGS,
@@ -94,6 +95,8 @@ static const struct cli_flag cli_flags[] = {
     { CLI_KV, "--kv", NULL, "f16|f32", "KV cache element type (default: what aetherc --kv said, f16 unless told)" },
     { CLI_BATCH, "-b", "--batch-size", "N", "feed the prompt in steps of at most N tokens (default and most: the "
       "compiled step, --info)" },
+    { CLI_DEVICE, "--device", NULL, "auto|cpu|vulkan[:N]", "where the model runs (default auto: a Vulkan GPU "
+      "whose memory holds it, else the CPU; --info lists the devices)" },
     { CLI_DUMP_LOGITS, "--dump-logits", NULL, "FILE", "write the last prompt position's logits to FILE "
       "(n_vocab little-endian float32)" },
     { CLI_PRINT_IDS, "--print-ids", NULL, NULL, "print generated token ids, one per line, instead of text" },
@@ -114,8 +117,8 @@ static const struct cli_flag cli_flags[] = {
     { CLI_SYSTEM, "--system", NULL, "TEXT", "chat: system message" },
     { CLI_CHAT_TEMPLATE, "--chat-template", NULL, "NAME", "chat: template family instead of the model's" },
     { CLI_MLOCK, "--mlock", NULL, NULL, "keep the weights in RAM (mlock; a note when the system refuses)" },
-    { CLI_GPU_LAYERS, "-ngl", "--n-gpu-layers --gpu-layers", "N", "layers on the GPU (accepted for llama.cpp's "
-      "command lines; there is no GPU backend yet: a note says the CPU runs them)" },
+    { CLI_GPU_LAYERS, "-ngl", "--n-gpu-layers --gpu-layers", "N", "layers on the GPU (llama.cpp's flag): 0 runs "
+      "on the CPU (--device cpu), more puts every layer where --device says (default auto)" },
     { CLI_LOG_DISABLE, "--log-disable", NULL, NULL, "no notes on stderr (errors and --timings still print)" },
     { CLI_NO_DISPLAY_PROMPT, "--no-display-prompt", NULL, NULL, "accepted for llama.cpp's command lines: the prompt "
       "is never echoed" },
@@ -172,10 +175,11 @@ void ae_prog_print_notes(const struct prog_opts *o)
 {
     if (o->quiet)
         return;
-    /* -ngl is where llama.cpp's command lines ask for the GPU: the one place that maps it to a device. */
-    if (o->gpu_layers > 0)
-        fprintf(stderr, "%s: -ngl %" PRId32 ": there is no GPU backend yet; every layer runs on the CPU\n", o->prog,
-                o->gpu_layers);
+    /* -ngl is where llama.cpp's command lines ask for the GPU (mapped to the device in cli_apply): the
+     * whole model runs on one device, never a share of its layers. */
+    if (o->gpu_layers > 0 && o->device != PROG_DEVICE_CPU)
+        fprintf(stderr, "%s: -ngl %" PRId32 ": every layer runs on one device (--device %s)\n", o->prog, o->gpu_layers,
+                o->device == PROG_DEVICE_VULKAN ? "vulkan" : "auto");
 }
 
 /* ---- Values ---------------------------------------------------------------------------------------- */
@@ -428,10 +432,17 @@ static int cli_apply(struct prog_opts *o, const struct cli_flag *c, const char *
         else
             return ae_fail(err, "--kv: expected f16 or f32, found '%s'", v);
         return 0;
+    case CLI_DEVICE:
+        o->device_set = true;
+        return ae_prog_parse_device(o, v, err);
     case CLI_BATCH:
         return cli_parse_int(c->name, v, 1, INT32_MAX, &o->n_batch, err);
     case CLI_GPU_LAYERS:
-        return cli_parse_int(c->name, v, -1, INT32_MAX, &o->gpu_layers, err);
+        if (cli_parse_int(c->name, v, -1, INT32_MAX, &o->gpu_layers, err) < 0)
+            return -1;
+        if (o->gpu_layers == 0 && !o->device_set) /* -ngl 0: llama.cpp's CPU run */
+            o->device = PROG_DEVICE_CPU;
+        return 0;
     case CLI_DUMP_LOGITS:
         o->dump_logits = v;
         return 0;
@@ -558,6 +569,7 @@ int ae_prog_parse_args(struct prog_opts *o, int argc, char **argv, const struct 
         .escape = true,
         .serve = { .host = "127.0.0.1", .port = 8080, .parallel = 1, .queue = AE_PROG_DEFAULT_QUEUE,
                    .timeout_s = 600 },
+        .device_index = -1,
     };
     ae_sampler_params_init(&o->sampling);
     o->stops = calloc(argc > 0 ? (size_t)argc : 1, sizeof *o->stops);

@@ -17,6 +17,7 @@
 #include "ae_chat.h"
 #include "ae_error.h"
 #include "ae_gguf.h"
+#include "ae_gpu.h"
 #include "ae_pool.h"
 #include "ae_program.h"
 #include "ae_sampler.h"
@@ -48,6 +49,9 @@ struct prog_serve_opts {
     int32_t timeout_s;           /* --timeout: seconds a connection may stay silent (default 600) */
 };
 
+/* Where the model runs (--device). */
+enum prog_device { PROG_DEVICE_AUTO = 0, PROG_DEVICE_CPU, PROG_DEVICE_VULKAN };
+
 /* The command line, parsed. Strings point into argv. */
 struct prog_opts {
     const char *prog;            /* argv[0]'s last component, for messages */
@@ -63,6 +67,9 @@ struct prog_opts {
     uint32_t kv_type;            /* AE_TYPE_F16 or AE_TYPE_F32 (default: ae_model.kv_type) */
     int32_t n_batch;             /* -b: prompt step at most; 0: the model's t_max */
     int32_t gpu_layers;          /* -ngl; 0: not asked */
+    enum prog_device device;     /* --device */
+    int32_t device_index;        /* --device vulkan:N; -1: any */
+    bool device_set;             /* --device was given (then -ngl 0 does not choose the CPU) */
     const char *dump_logits;     /* --dump-logits FILE */
     const char **stops;          /* --stop STRING, n_stops of them */
     size_t n_stops;
@@ -108,6 +115,7 @@ struct prog {
     ae_gguf *meta;               /* the pack's metadata GGUF */
     ae_tokenizer *tok;
     struct ae_state st;
+    ae_gpu *gpu;                 /* the Vulkan device the steps run on, or NULL: the CPU */
     void *kv_map;                /* one mapping for every layer's K and V */
     size_t kv_map_bytes;
     size_t arena_map_bytes, scratch_map_bytes;
@@ -131,6 +139,21 @@ struct prog {
     double start_ms;             /* when ae_program_main began */
     double first_token_ms;       /* when the first generated token came out; 0 before */
 };
+
+/* ---- device.c: where the model runs ---- */
+
+/* Parses a --device value: auto, cpu, vulkan or vulkan:N. */
+int ae_prog_parse_device(struct prog_opts *o, const char *v, ae_error *err);
+
+/* Chooses the device as --device says (printing one line that says which and why, unless --device cpu or
+ * the program has no GPU half) and opens it. Fails when --device vulkan cannot be honoured. */
+int ae_prog_device_start(struct prog *p, ae_error *err);
+
+/* One step on the chosen device: a prompt chunk (prefill) or one generated token (decode). */
+int ae_prog_forward(struct prog *p, const int32_t *ids, int32_t n, int32_t pos, bool prompt, ae_error *err);
+
+/* --info's lines about devices: each Vulkan device seen, and the bytes the model needs on one. */
+void ae_prog_device_info(const struct prog_opts *o, const struct ae_model *m, int32_t n_ctx);
 
 /* Writes n bytes to standard output, retrying interrupted writes. Returns -1 when it fails. */
 int ae_prog_write(struct prog *p, const char *s, size_t n);

@@ -63,7 +63,7 @@ static const struct cli_row {
     {"./p -c 128 -s 7 -r Lily -e --no-display-prompt --color --log-disable -b 2 --mlock -ngl 0 --temp 0 -n 40 "
      "-p 'Once upon\\x20a time'", 0, ", there was a little girl named", "*Lily*"},
     {"./p --ctx-size 64 --seed 1 --reverse-prompt x --n-gpu-layers 99 -n 1 -p hi", 0,
-     "p: -ngl 99: there is no GPU backend yet; every layer runs on the CPU", NULL},
+     "p: -ngl 99: every layer runs on one device (--device auto)", NULL},
     {"./p -p 'a\\nb' -n 0 --dump-logits e1 && ./p -p \"$(printf 'a\\nb')\" -n 0 --dump-logits e2 && "
      "./p --no-escape -p 'a\\nb' -n 0 --dump-logits e3 && cmp e1 e2 && echo same; cmp -s e1 e3 || echo differs", 0,
      "same*differs", NULL},

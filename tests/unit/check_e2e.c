@@ -76,6 +76,16 @@ static void compile(const char *file, const char *name, const char *flags)
     ck_assert_msg(rc == 0, "aetherc %s -o %s %s failed (%d):\n%s", file, name, flags, rc, log_buf);
 }
 
+/* compile() with no flags, unless an earlier test made the program already (the Vulkan tests run the
+ * programs the CPU tests built). */
+static void compile_once(const char *file, const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", tmp_dir, name);
+    if (access(path, X_OK) != 0)
+        compile(file, name, "");
+}
+
 static void ids_list(const int32_t *ids, uint32_t n, char *buf, size_t size)
 {
     size_t k = 0;
@@ -144,11 +154,13 @@ START_TEST(test_model_against_llama_cpp)
 }
 END_TEST
 
-/* The ids a program prints with --print-ids, into out; returns how many. */
+/* The ids a program prints with --print-ids, into out; returns how many. (stderr, which says which device
+ * runs the model, goes to a file of its own.) */
 static uint32_t generated_ids(const char *name, const char *prompt_flags, int32_t *out, uint32_t max)
 {
-    int rc = run(log_buf, sizeof log_buf, "%s/%s %s -n %u --temp 0 --print-ids", tmp_dir, name, prompt_flags, max);
-    ck_assert_msg(rc == 0, "%s %s failed (%d):\n%s", name, prompt_flags, rc, log_buf);
+    int rc = run(log_buf, sizeof log_buf, "%s/%s %s -n %u --temp 0 --print-ids 2>%s/ids.err", tmp_dir, name, prompt_flags,
+                 max, tmp_dir);
+    ck_assert_msg(rc == 0, "%s %s failed (%d):\n%s (stderr in %s/ids.err)", name, prompt_flags, rc, log_buf, tmp_dir);
     uint32_t n = 0;
     for (char *p = log_buf; *p && n < max;) {
         char *e;
@@ -461,7 +473,7 @@ static void chat_two_turns(struct pty_chat *p, const char *program)
 
 START_TEST(test_chat_two_turns_in_a_pty)
 {
-    compile("stories260K.gguf", "chat", "");
+    compile("stories260K.gguf", "chat", "--backend cpu"); /* the transcript: no line about the device */
     char program[128];
     snprintf(program, sizeof program, "%s/chat", tmp_dir);
     static struct pty_chat a, b;
@@ -476,6 +488,145 @@ START_TEST(test_chat_two_turns_in_a_pty)
     /* Greedy: the same conversation gives the same transcript. */
     chat_two_turns(&b, program);
     ck_assert_str_eq(a.buf, b.buf);
+}
+END_TEST
+
+
+/* ---- The same programs on Vulkan (lavapipe in CI: --device vulkan picks it; auto never takes a device
+ * that runs on the CPU itself) ---------------------------------------------------------------------------- */
+
+/* Every shared model on Vulkan, against llama.cpp as on the CPU: the prompt logits within the class's
+ * tolerance, and the free-running greedy tokens equal to the reference's up to the first step whose margin
+ * is within the tolerance (from there on the two may part, as teacher forcing would show; a run per step
+ * on lavapipe would cost minutes). For prompt 1 the Vulkan and CPU logits are compared too. */
+START_TEST(test_vulkan_model_against_llama_cpp)
+{
+    const struct model_row *row = &ref_models[_i];
+    compile_once(row->file, row->ref);
+    int64_t nv = ref_n_vocab(row->ref);
+    double tol = ref_tol_max_abs(row->tol);
+    for (int prompt = 1; prompt <= 3; prompt++) {
+        struct reference r;
+        ref_load(&r, row->ref, prompt, "f16", nv);
+        uint32_t steps = 0;
+        while (steps < REF_STEPS && r.margin[steps] > tol)
+            steps++;
+        char list[2048], flags[2400], path[128];
+        ids_list(r.prompt, r.n_prompt, list, sizeof list);
+        snprintf(path, sizeof path, "%s/%s.vk.logits", tmp_dir, row->ref);
+        snprintf(flags, sizeof flags, "--tokens %s --device vulkan --ignore-eos --dump-logits %s", list, path);
+        int32_t got[REF_STEPS];
+        ck_assert_uint_eq(generated_ids(row->ref, flags, got, steps), steps);
+        for (uint32_t s = 0; s < steps; s++)
+            ck_assert_msg(got[s] == r.greedy[s], "%s prompt %d step %u on Vulkan: %" PRId32 ", llama.cpp %" PRId32
+                          " (margin %g)", row->ref, prompt, s, got[s], r.greedy[s], r.margin[s]);
+        size_t size;
+        float *l = test_read_file(path, &size);
+        ck_assert_uint_eq(size, (size_t)nv * sizeof(float));
+        struct ref_diff d = ref_compare(l, r.logits, nv);
+        ck_assert_msg(d.max_abs <= tol, "%s prompt %d on Vulkan: logit %" PRId64 " is %g, llama.cpp %g (|diff| %g > %g)",
+                      row->ref, prompt, d.at, (double)l[d.at], (double)r.logits[d.at], d.max_abs, tol);
+        if (row->tol == TOL_QUANT)
+            ck_assert_msg(d.rms <= REF_QUANT_RMS, "%s prompt %d on Vulkan: RMS diff %g > %g", row->ref, prompt, d.rms,
+                          REF_QUANT_RMS);
+        if (prompt == 1) {
+            float *cpu = prompt_logits(row->ref, r.prompt, r.n_prompt, nv, "--device cpu -t 1");
+            struct ref_diff c = ref_compare(l, cpu, nv);
+            printf("vulkan vs cpu: %s: max |diff| %.3g, rms %.3g\n", row->ref, c.max_abs, c.rms);
+            ck_assert_msg(c.max_abs <= tol, "%s: Vulkan and CPU logits differ by %g > %g", row->ref, c.max_abs, tol);
+            free(cpu);
+        }
+        free(l);
+        free(r.logits);
+    }
+}
+END_TEST
+
+/* On one device the logits are the same bits run to run, and whatever the prompt's split into steps (a
+ * program of 16-token steps against one that takes the 40 tokens at once). */
+START_TEST(test_vulkan_deterministic)
+{
+    compile("synthetic/tiny-llama-q4_k_m.gguf", "det", "");
+    compile("synthetic/tiny-llama-q4_k_m.gguf", "det16", "--t-max 16");
+    int32_t ids[40];
+    for (int i = 0; i < 40; i++)
+        ids[i] = i == 0 ? 1 : 3 + (i * 37) % 500;
+    float *a = prompt_logits("det", ids, 40, 512, "--device vulkan");
+    float *b = prompt_logits("det", ids, 40, 512, "--device vulkan");
+    float *c = prompt_logits("det16", ids, 40, 512, "--device vulkan");
+    ck_assert_msg(memcmp(a, b, 512 * sizeof *a) == 0, "two runs on Vulkan gave different logits");
+    ck_assert_msg(memcmp(a, c, 512 * sizeof *a) == 0, "steps of 16 tokens gave other logits than one step of 40");
+    free(a);
+    free(b);
+    free(c);
+}
+END_TEST
+
+/* Where Vulkan is missing (no loader, no driver) or too small, auto runs on the CPU and says why, and
+ * --device vulkan stops with a message. */
+START_TEST(test_vulkan_fallback)
+{
+    compile("stories260K.gguf", "fall", "");
+    static const struct {
+        const char *env, *flags;
+        int status;
+        const char *says;
+    } rows[] = {
+        {"AE_VULKAN_LIBRARY=/nonexistent/libvulkan.so.1", "", 0, "device: CPU (no Vulkan loader"},
+        {"AE_VULKAN_LIBRARY=/nonexistent/libvulkan.so.1", "--device vulkan", 1, "--device vulkan: no Vulkan loader"},
+        {"VK_ICD_FILENAMES=/nonexistent.json VK_DRIVER_FILES=/nonexistent.json", "", 0, "device: CPU (no Vulkan driver"},
+        {"VK_ICD_FILENAMES=/nonexistent.json VK_DRIVER_FILES=/nonexistent.json", "--device vulkan", 1, "--device vulkan: no Vulkan driver"},
+        {"AETHER_GPU_MEMORY=100000", "", 0, "needed, 0.1 MiB free)"},
+        {"AETHER_GPU_MEMORY=100000", "--device vulkan", 1, "the model needs"},
+        {"", "--device vulkan:9", 1, "--device vulkan:9: there are"},
+        {"", "--device gpu", 2, "--device: expected auto, cpu, vulkan or vulkan:N"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        int rc = run(log_buf, sizeof log_buf, "%s %s/fall -p 'Once upon a time' -n 4 --temp 0 %s", rows[i].env, tmp_dir,
+                     rows[i].flags);
+        ck_assert_msg(rc == rows[i].status, "%s fall %s: exit %d, expected %d:\n%s", rows[i].env, rows[i].flags, rc,
+                      rows[i].status, log_buf);
+        ck_assert_msg(strstr(log_buf, rows[i].says), "%s fall %s: the output lacks '%s':\n%s", rows[i].env, rows[i].flags,
+                      rows[i].says, log_buf);
+    }
+}
+END_TEST
+
+/* aetherc --backend cpu leaves the Vulkan half out: a smaller program that says so. */
+START_TEST(test_vulkan_cpu_only_build)
+{
+    compile("stories260K.gguf", "both", "");
+    compile("stories260K.gguf", "cpuonly", "--backend cpu");
+    char a[128], b[128];
+    snprintf(a, sizeof a, "%s/both", tmp_dir);
+    snprintf(b, sizeof b, "%s/cpuonly", tmp_dir);
+    struct stat sa, sb;
+    ck_assert(stat(a, &sa) == 0 && stat(b, &sb) == 0);
+    ck_assert_msg(sb.st_size < sa.st_size, "--backend cpu: %lld bytes, not less than %lld", (long long)sb.st_size,
+                  (long long)sa.st_size);
+    ck_assert_int_eq(run(log_buf, sizeof log_buf, "%s -p hi -n 2 --device vulkan", b), 1);
+    ck_assert_msg(strstr(log_buf, "built for the CPU only"), "%s", log_buf);
+    ck_assert_int_eq(run(log_buf, sizeof log_buf, "%s --info", b), 0);
+    ck_assert_msg(strstr(log_buf, "devices: the CPU only"), "%s", log_buf);
+    ck_assert_int_eq(run(log_buf, sizeof log_buf, "%s --info", a), 0);
+    ck_assert_msg(strstr(log_buf, "Vulkan 0: "), "--info lists no Vulkan device:\n%s", log_buf);
+}
+END_TEST
+
+/* --dump-spirv writes each kernel's GLSL and SPIR-V; the SPIR-V passes spirv-val, the GLSL compiles with
+ * glslc as it is. */
+START_TEST(test_dump_spirv_validates)
+{
+    char flags[256];
+    snprintf(flags, sizeof flags, "--dump-spirv %s/kernels", tmp_dir);
+    compile("synthetic/tiny-gemma2-q4_0.gguf", "spv", flags);
+    int rc = run(log_buf, sizeof log_buf,
+                 "cd %s/kernels && n=0 && for f in *.spv; do spirv-val --target-env vulkan1.2 $f || exit 1; "
+                 "glslc --target-env=vulkan1.2 -fshader-stage=compute ${f%%.spv}.comp -o /dev/null || exit 1; "
+                 "n=$((n+1)); done && echo kernels=$n", tmp_dir);
+    ck_assert_msg(rc == 0, "a dumped kernel does not validate:\n%s", log_buf);
+    const char *k = strstr(log_buf, "kernels=");
+    ck_assert_msg(k && atoi(k + 8) >= 8, "too few kernels dumped:\n%s", log_buf);
 }
 END_TEST
 
@@ -501,6 +652,14 @@ int main(void)
     tcase_add_test(tc, test_aetherc_run_in_memory);
     tcase_add_test(tc, test_chat_two_turns_in_a_pty);
     suite_add_tcase(s, tc);
+    TCase *vk = tcase_create("vulkan");
+    tcase_set_timeout(vk, 600);
+    tcase_add_loop_test(vk, test_vulkan_model_against_llama_cpp, 0, ref_n_models);
+    tcase_add_test(vk, test_vulkan_deterministic);
+    tcase_add_test(vk, test_vulkan_fallback);
+    tcase_add_test(vk, test_vulkan_cpu_only_build);
+    tcase_add_test(vk, test_dump_spirv_validates);
+    suite_add_tcase(s, vk);
     int rc = test_run_suite(s);
     test_remove_dir(tmp_dir);
     return rc;

@@ -145,7 +145,7 @@ static const char *size_str(struct lower_size s, char *buf)
     return buf;
 }
 
-/* "A+256", "W3" (a weight's slot), "K0", "V0", "tok", "logits", "-" */
+/* "A+256", "W3" (a weight's slot), "W3+96" (a view into it), "K0", "V0", "tok", "logits", "-" */
 static const char *ref_str(const struct lower_ref *r, char *buf)
 {
     char sz[48];
@@ -154,7 +154,10 @@ static const char *ref_str(const struct lower_ref *r, char *buf)
     case LOWER_TOKENS: return "tok";
     case LOWER_LOGITS: return "logits";
     case LOWER_ARENA: sprintf(buf, "A+%s", size_str(r->offset, sz)); return buf;
-    case LOWER_WEIGHTS: sprintf(buf, "W%" PRIu32, r->slot); return buf;
+    case LOWER_WEIGHTS:
+        sprintf(buf, "W%" PRIu32 "%s%s", r->slot, lower_size_is_const(r->offset) && !r->offset.k ? "" : "+",
+                lower_size_is_const(r->offset) && !r->offset.k ? "" : size_str(r->offset, sz));
+        return buf;
     case LOWER_K_CACHE: sprintf(buf, "K%" PRId32, r->layer); return buf;
     case LOWER_V_CACHE: sprintf(buf, "V%" PRId32, r->layer); return buf;
     }
@@ -271,7 +274,7 @@ static const char fused_graph[] =
     "%29 = matmul %27, @lm : f32[1,16]\n"
     "%30 = output %29 : f32[1,16]  ; logits\n";
 
-/* Primitive ops as -O0 leaves them, and the layout ops. */
+/* Primitive ops as -O0 leaves them, the layout ops, and a view into a weight. */
 static const char primitive_graph[] =
     "%0 = input {kind=tokens} : i32[T]  ; tokens\n"
     "%1 = input {kind=positions} : i32[T]  ; positions\n"
@@ -291,7 +294,10 @@ static const char primitive_graph[] =
     "%15 = permute %14 {perm=[1,0,2]} : f32[2,T,4]\n"
     "%16 = reshape %15 : f32[2,T,4]\n"
     "%17 = rms_norm %9 {eps=1e-05} : f32[T,8]\n"
-    "%18 = output %17 : f32[T,8]  ; logits\n";
+    "%18 = output %17 : f32[T,8]  ; logits\n"
+    "%19 = weight @tab : f32[4,8]\n"
+    "%20 = last_row @tab : f32[1,8]\n"
+    "%21 = rms_norm %20 {eps=1e-05} : f32[1,8]\n";
 
 START_TEST(test_lower_graphs)
 {
@@ -332,7 +338,8 @@ START_TEST(test_lower_graphs)
          "%14 rope A+1024 <- A+0 W2 [T x 4] heads=2 head_dim=4 n_dims=4 neox base=10000 attn=0.5\n"
          "%15 permute A+0 <- A+1024 [2T x 4] dims=1,T,2,4 perm=0,2,1,3\n"
          "%17 rms_norm A+0 <- A+512 - [T x 8] eps=1e-05\n"
-         "%18 copy logits <- A+0 [T x 8]\n"},
+         "%18 copy logits <- A+0 [T x 8]\n"
+         "%21 rms_norm A+512 <- W3+96 - [1 x 8] eps=1e-05\n"},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         struct lowered x;

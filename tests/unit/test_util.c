@@ -1,9 +1,12 @@
 /* Helpers shared by the Check suites (see test_util.h). */
 #include "test_util.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 const char *test_shared_dir(void)
 {
@@ -35,6 +38,28 @@ void *test_read_file(const char *path, size_t *size)
     fclose(f);
     *size = (size_t)n;
     return buf;
+}
+
+int test_sh(char *out, size_t cap, const char *fmt, ...)
+{
+    char cmd[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    if (!strstr(cmd, "2>"))
+        strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    FILE *p = popen(cmd, "r");
+    ck_assert_msg(p != NULL, "cannot run %s", cmd);
+    char sink[4096];
+    size_t n = 0, k;
+    while ((k = fread(out && n + 1 < cap ? out + n : sink, 1, out && n + 1 < cap ? cap - 1 - n : sizeof sink, p)) > 0)
+        if (out && n + 1 < cap)
+            n += k;
+    if (out && cap)
+        out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 void test_remove_dir(const char *dir)

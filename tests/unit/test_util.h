@@ -1,4 +1,4 @@
-/* Helpers shared by the Check suites: where the shared models are, reading whole files. */
+/* Helpers shared by the Check suites: where the shared models are, reading whole files, running commands. */
 #ifndef AE_TEST_UTIL_H
 #define AE_TEST_UTIL_H
 
@@ -13,6 +13,11 @@ const char *test_shared_path(const char *rel);
 
 /* Reads a whole file (malloc'd; caller frees) or fails the test. */
 void *test_read_file(const char *path, size_t *size);
+
+/* Runs a shell command (printf-style); its stdout and stderr (unless the command redirects stderr itself)
+ * go to out, up to cap - 1 bytes and NUL-terminated (out may be NULL: discarded). Returns the exit
+ * status, or -1 when the command was killed. */
+int test_sh(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Runs a suite with CK_NORMAL output and returns the process exit status. */
 int test_run_suite(Suite *s);
