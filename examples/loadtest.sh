@@ -8,6 +8,8 @@
 # LOADTEST_CLIENTS (64), LOADTEST_PARALLEL (16), LOADTEST_CTX (context per slot, 256),
 # LOADTEST_MAX_TOKENS (64), THREADS (nproc), LOADTEST_BASE_SECONDS (the single-stream run: a tenth of
 # LOADTEST_SECONDS, from 5 to 60), LLAMA_SERVER_ARGS (more flags for llama-server, e.g. --poll 0).
+# LOADTEST_SWEEP="1 4 16" instead measures the batching speed-up: for each N, a server with --parallel N
+# under N clients for LOADTEST_BASE_SECONDS, and the aggregate tokens/s over the first N's.
 set -eu
 aetherc=$1
 model=${LOADTEST_MODEL:-$2/models/stories260K.gguf}
@@ -42,6 +44,41 @@ run_load() { # name url pid
     node "$client" --url "$2" --clients "$clients" --seconds "$seconds" --max-tokens "$max_tokens" --pid "$3" \
         --label "$1 x$clients" --json "$dir/$1-load.json"
 }
+
+if [ -n "${LOADTEST_SWEEP:-}" ]; then
+    for n in $LOADTEST_SWEEP; do
+        for server in aether ${LLAMA_SERVER:+llama}; do
+            port=$(free_port)
+            if [ $server = aether ]; then
+                "$dir/model" --serve --port "$port" --parallel "$n" --ctx "$ctx" -t "$threads" 2>"$dir/sweep.log" &
+            else
+                "$LLAMA_SERVER" -m "$model" --host 127.0.0.1 --port "$port" -np "$n" -c $((ctx * n)) -t "$threads" \
+                    -tb "$threads" ${LLAMA_SERVER_ARGS:-} 2>"$dir/sweep.log" >/dev/null &
+            fi
+            pid=$!
+            wait_ready "http://127.0.0.1:$port" $pid
+            node "$client" --url "http://127.0.0.1:$port" --clients "$n" --seconds "$base" --max-tokens "$max_tokens" \
+                --label "$server --parallel $n" --json "$dir/sweep-$server-$n.json" >/dev/null
+            kill -TERM $pid
+            wait $pid || true
+        done
+    done
+    node -e '
+const fs = require("fs"), dir = process.argv[1], ns = process.argv[2].split(" ").filter(Boolean);
+const servers = ["aether", "llama"].filter((s) => fs.existsSync(`${dir}/sweep-${s}-${ns[0]}.json`));
+console.log(`| slots and clients | ${servers.map((s) => `${s} tokens/s | ${s} speed-up | ${s} per token p50 ms`).join(" | ")} |`);
+console.log(`|---|${servers.map(() => "---|---|---").join("|")}|`);
+const first = {};
+for (const n of ns) {
+    const cells = servers.map((s) => {
+        const j = JSON.parse(fs.readFileSync(`${dir}/sweep-${s}-${n}.json`));
+        first[s] ??= j.tokens_per_s;
+        return `${j.tokens_per_s} | ${(j.tokens_per_s / first[s]).toFixed(2)} | ${j.token_latency_ms.p50}`;
+    });
+    console.log(`| ${n} | ${cells.join(" | ")} |`);
+}' "$dir" "$LOADTEST_SWEEP"
+    exit 0
+fi
 
 port=$(free_port)
 "$dir/model" --serve --port "$port" --parallel "$parallel" --queue 1024 --ctx "$ctx" -t "$threads" \

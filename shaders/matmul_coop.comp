@@ -3,6 +3,8 @@
 // Tiles of 64 rows by 128 weight rows, 32 values of K at a time. The workgroup (8 subgroups of 32)
 // converts the activation tile to fp16 and dequantizes the weight tile to fp16 in shared memory; each
 // subgroup then multiplies a 32 x 32 corner of the tile as 2 x 2 16x16 matrices with fp32 accumulators.
+// Each invocation reads its share of the next 32 values of K (two activation vec4s, two 8-value weight
+// pieces) into registers before the products of the current ones, so the loads overlap the products.
 // The results pass through a small shared staging area per subgroup, where the epilogue's elementwise
 // steps are applied element by element before the store. A row's result depends only on its own
 // activations, in the same order of K for every step size: the prompt's split into steps does not change
@@ -31,10 +33,44 @@ shared float16_t xs[BM * (BK + PAD)];  // activation tile, row m at m * (BK + PA
 shared float16_t ws[BN * (BK + PAD)];  // weight tile, row n at n * (BK + PAD)
 shared float stage[8 * 16 * 16];       // one 16 x 16 result per subgroup at a time
 
+// This invocation's share of the tiles at k0: activation vec4s e and e + 256 of the 64 x 32 tile, weight
+// pieces e and e + 256 of the 128 x 32 tile (zero past the rows). Rows past the end read the last row and
+// are zeroed, so that there is no branch between the loads and the products that follow them.
+void load_tiles(uint k0, uint M, uint64_t row_bytes, out vec4 xv[2], out float wv[2][8])
+{
+    const uint tid = gl_LocalInvocationIndex, n0 = gl_WorkGroupID.x * BN, m0 = gl_WorkGroupID.y * BM;
+    for (uint r = 0; r < 2; r++) {
+        const uint e = tid + 256 * r;
+        const uint mm = e / (BK / 4), kk = 4 * (e % (BK / 4)), m = m0 + mm;
+        const vec4 v = Vec4s(pc.ref[X_REF]).v[(min(m, M - 1) * K_COLS + k0 + kk) / 4];
+        xv[r] = m < M ? v : vec4(0.0);
+        const uint nn = e >> 2, piece = e & 3u, n = n0 + nn;
+        dq8(pc.ref[W_REF] + uint64_t(min(n, N_ROWS - 1)) * row_bytes, (k0 >> 3) + piece, wv[r]);
+        for (uint i = 0; i < 8; i++)
+            wv[r][i] = n < N_ROWS ? wv[r][i] : 0.0;
+    }
+}
+
+void store_tiles(vec4 xv[2], float wv[2][8])
+{
+    const uint tid = gl_LocalInvocationIndex;
+    for (uint r = 0; r < 2; r++) {
+        const uint e = tid + 256 * r;
+        const uint mm = e / (BK / 4), kk = 4 * (e % (BK / 4)), at = mm * (BK + PAD) + kk;
+        xs[at] = float16_t(xv[r].x);
+        xs[at + 1] = float16_t(xv[r].y);
+        xs[at + 2] = float16_t(xv[r].z);
+        xs[at + 3] = float16_t(xv[r].w);
+        const uint nn = e >> 2, piece = e & 3u, wat = nn * (BK + PAD) + 8 * piece;
+        for (uint i = 0; i < 8; i++)
+            ws[wat + i] = float16_t(wv[r][i]);
+    }
+}
+
 void main()
 {
     const uint M = times_t(M_ROWS, M_TIMES_T, STEP.T);
-    const uint tid = gl_LocalInvocationIndex, sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
+    const uint sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
     const uint n0 = gl_WorkGroupID.x * BN, m0 = gl_WorkGroupID.y * BM;
     const uint sm = (sg >> 2) * 32, sn = (sg & 3u) * 32;   // this subgroup's corner of the tile
     const uint64_t row_bytes = wrow_bytes(K_COLS);
@@ -44,31 +80,14 @@ void main()
         for (uint j = 0; j < 2; j++)
             acc[i][j] = fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>(0.0);
 
+    vec4 xv[2];
+    float wv[2][8];
+    load_tiles(0, M, row_bytes, xv, wv);
     for (uint k0 = 0; k0 < K_COLS; k0 += BK) {
-        // Activations: 64 rows x 32 values as 512 vec4s, two per invocation (K is a multiple of 32).
-        for (uint e = tid; e < BM * BK / 4; e += 256) {
-            const uint mm = e / (BK / 4), kk = 4 * (e % (BK / 4)), m = m0 + mm;
-            const vec4 v = m < M ? Vec4s(pc.ref[X_REF]).v[(m * K_COLS + k0 + kk) / 4] : vec4(0.0);
-            const uint at = mm * (BK + PAD) + kk;
-            xs[at] = float16_t(v.x);
-            xs[at + 1] = float16_t(v.y);
-            xs[at + 2] = float16_t(v.z);
-            xs[at + 3] = float16_t(v.w);
-        }
-        // Weights: 128 rows x 32 values as 8-value pieces, two per invocation.
-        for (uint e = tid; e < BN * BK / 8; e += 256) {
-            const uint nn = e >> 2, piece = e & 3u, n = n0 + nn;
-            float v[8];
-            if (n < N_ROWS)
-                dq8(pc.ref[W_REF] + uint64_t(n) * row_bytes, (k0 >> 3) + piece, v);
-            else
-                for (uint i = 0; i < 8; i++)
-                    v[i] = 0.0;
-            const uint at = nn * (BK + PAD) + 8 * piece;
-            for (uint i = 0; i < 8; i++)
-                ws[at + i] = float16_t(v[i]);
-        }
+        store_tiles(xv, wv);
         barrier();
+        if (k0 + BK < K_COLS)
+            load_tiles(k0 + BK, M, row_bytes, xv, wv);
         for (uint kk = 0; kk < BK; kk += 16) {
             fcoopmatNV<16, gl_ScopeSubgroup, 16, 16> a[2], b[2];
             for (uint i = 0; i < 2; i++)
@@ -81,7 +100,6 @@ void main()
         }
         barrier();
     }
-
     for (uint i = 0; i < 2; i++)
         for (uint j = 0; j < 2; j++) {
             coopMatStoreNV(acc[i][j], stage, sg * 256, 16, false);

@@ -50,6 +50,30 @@ static int forward_decode(struct ae_state *s, const int32_t *tokens, int32_t P, 
 {
     enum { T = 1 };
 
+//@ batch_begin
+
+/* The batched step of the server (ae_program.h, struct ae_batch): T rows (1..T_MAX) of b->n_runs sequences
+ * (at most $max_seqs), each a run of rows at its own positions in its own KV cache; writes the logits of
+ * each sequence's last row. Rope, the cache store and attention run per sequence; the rest over all rows,
+ * and what follows the last row over one row per sequence. */
+static int forward_batch(struct ae_state *s, const struct ae_batch *b, ae_error *err)
+{
+    const int32_t T = b->n_tokens;
+    const int32_t *const tokens = b->tokens;
+    float *const logits = b->logits;
+    if (T < 1 || T > T_MAX || b->n_runs < 1 || b->n_runs > $max_seqs)
+        return ae_fail(err, "a batch of %d rows in %d sequences: expected 1..%d rows and 1..%d sequences", T,
+                       b->n_runs, T_MAX, $max_seqs);
+    for (int32_t q = 0, next = 0; q < b->n_runs; next += b->runs[q].n_rows, q++)
+        if (b->runs[q].row0 != next || b->runs[q].n_rows < 1 || b->runs[q].pos0 < 0 ||
+            b->runs[q].n_rows > T - next)
+            return ae_fail(err, "sequence %d of the batch: rows %d..%d at position %d do not follow on", q,
+                           b->runs[q].row0, b->runs[q].row0 + b->runs[q].n_rows - 1, b->runs[q].pos0);
+
+//@ no_batch
+
+/* No batched step: $why */
+
 //@ step_locals
     uint8_t *const A = s->arena;
     const uint8_t *const *const W = s->weights;
@@ -112,7 +136,11 @@ static const struct ae_model model = {
     .compiler = $compiler_string,
     .info = $info_string,
     .forward = forward,
+    .forward_batch = $forward_batch,
+    .batch_arena_bytes = $batch_arena_bytes,
+    .batch_max_seqs = $batch_max_seqs,
     .gpu = $gpu,
+    .tokenizer = $tokenizer,
 };
 
 int main(int argc, char **argv)

@@ -5,7 +5,8 @@
  * elementwise work is a plain loop, the steps of a fused chain in its body.
  *
  * The snippets of one node share that node's block: the names they declare there (n, R, D, x, y, rp, r,
- * ap, O, I, xd, xs, yd, k) must not clash between the steps one node lowers to. */
+ * ap, O, I, xd, xs, yd, k) must not clash between the steps one node lowers to. The batched step's
+ * per-sequence snippets (*_seq, last_rows) loop over the batch's runs, b->runs[q]. */
 
 //@ get_rows
         const int64_t n = $count;
@@ -82,6 +83,13 @@ $x[i]
 //@ rope_call
         AE_CHECK(ae_rope($x, $out, $rows, $heads, $head_dim, P, &r, err), "$name");
 
+//@ rope_call_seq
+        for (int32_t q = 0; q < b->n_runs; q++) {
+            const struct ae_batch_run *run = &b->runs[q];
+            const int64_t o = (int64_t)run->row0 * $heads * $head_dim;
+            AE_CHECK(ae_rope($x + o, $out + o, run->n_rows, $heads, $head_dim, run->pos0, &r, err), "$name");
+        }
+
 //@ rope_attn_factor
         for (int64_t h = 0; h < $rows * $heads; h++)
             for (int64_t i = 0; i < $n_dims; i++) $out[h * $head_dim + i] *= $attn_factor;
@@ -90,6 +98,14 @@ $x[i]
         const struct ae_attn_params ap = {.n_tokens = $rows, .pos0 = P, .n_ctx = s->n_ctx, .n_head = $n_head, .n_head_kv = $n_head_kv, .head_dim_k = $head_dim_k, .head_dim_v = $head_dim_v,
             .kv_type = s->kv_type, .scale = $scale, .softcap = $softcap, .window = $window};
         AE_CHECK(ae_attention(&ap, $q, $k, $v, $out, s->scratch, s->pool, err), "$name");
+
+//@ attention_seq
+        for (int32_t q = 0; q < b->n_runs; q++) {
+            const struct ae_batch_run *run = &b->runs[q];
+            const struct ae_attn_params ap = {.n_tokens = run->n_rows, .pos0 = run->pos0, .n_ctx = s->n_ctx, .n_head = $n_head, .n_head_kv = $n_head_kv, .head_dim_k = $head_dim_k, .head_dim_v = $head_dim_v,
+                .kv_type = s->kv_type, .scale = $scale, .softcap = $softcap, .window = $window};
+            AE_CHECK(ae_attention(&ap, $q + (int64_t)run->row0 * $n_head * $head_dim_k, $k, $v, $out + (int64_t)run->row0 * $n_head * $head_dim_v, s->scratch, s->pool, err), "$name");
+        }
 
 //@ kv_store
         AE_CHECK(ae_kv_store(s->kv_type, $out, s->n_ctx, $row_len, P, $x, $rows, err), "$name");
@@ -119,3 +135,15 @@ $x[i]
 
 //@ copy
         memcpy($out, $x, sizeof(float) * $count);
+
+//@ kv_store_seq
+        for (int32_t q = 0; q < b->n_runs; q++) {
+            const struct ae_batch_run *run = &b->runs[q];
+            AE_CHECK(ae_kv_store(s->kv_type, $out, s->n_ctx, $row_len, run->pos0, $x + (int64_t)run->row0 * $row_len, run->n_rows, err), "$name");
+        }
+
+//@ last_rows
+        for (int32_t q = 0; q < b->n_runs; q++) {
+            const struct ae_batch_run *run = &b->runs[q];
+            memcpy($out + (int64_t)q * $cols, $x + ((int64_t)run->row0 + run->n_rows - 1) * $cols, sizeof(float) * $cols);
+        }

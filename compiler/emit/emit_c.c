@@ -3,8 +3,9 @@
  * Every piece of C it writes is a snippet of templates/ (program_head.c verbatim, then the frame of
  * program.c around the steps of steps.c); this file only computes what fills their placeholders: C
  * expressions for references and sizes, float literals that read back exactly, escaped strings. The
- * forward step is written twice, for prefill (T an argument) and decode (T = 1, a constant, so that every
- * shape is constant and gcc specializes the loops), each node a block headed by its IR line.
+ * forward step is written three times, for prefill (T an argument), decode (T = 1, a constant, so that
+ * every shape is constant and gcc specializes the loops) and the batched step of the server (T rows of R
+ * sequences, from the batched lowering), each node a block headed by its IR line.
  */
 #include "emit_c.h"
 
@@ -30,11 +31,13 @@ struct printer {
     FILE *out;
     const struct lower_program *lp;
     ae_error *err;
+    uint32_t n_layer;      /* the batched step's cache of sequence q, layer l: s->k_cache[q * n_layer + l] */
+    bool in_seq;           /* printing a per-sequence step: caches are the sequence's */
 };
 
 /* ---- Placeholder values ----------------------------------------------------------------------------- */
 
-#define MAX_ARGS 24
+#define MAX_ARGS 32
 
 /* The values of one snippet's placeholders, formatted into buf. */
 struct args {
@@ -107,11 +110,12 @@ static const char *size_expr(struct lower_size s, char *buf, size_t cap)
         snprintf(buf, cap, "%" PRId64, s.k);
         return buf;
     }
-    const struct { int64_t c; const char *sym; } terms[2] = {{s.t, "(int64_t)T"}, {s.p, "(int64_t)P"}};
+    const struct { int64_t c; const char *sym; } terms[3] = {{s.t, "(int64_t)T"}, {s.p, "(int64_t)P"},
+                                                             {s.r, "(int64_t)b->n_runs"}};
     size_t k = 0;
     int n_terms = 0;
     bool simple = true;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         if (!terms[i].c)
             continue;
         int64_t c = terms[i].c < 0 ? -terms[i].c : terms[i].c;
@@ -137,9 +141,10 @@ static const char *size_expr(struct lower_size s, char *buf, size_t cap)
     return buf;
 }
 
-/* Where a reference points, as a C expression: "((float *)(A + 4096))", "W[12]", "s->k_cache[3]"; a view
- * at an offset past a weight, the cache or the tokens adds its bytes to that pointer. */
-static const char *ref_expr(const struct lower_ref *r, char *buf, size_t cap)
+/* Where a reference points, as a C expression: "((float *)(A + 4096))", "W[12]", "s->k_cache[3]" (in a
+ * per-sequence step of the batched step, "s->k_cache[run->seq * 16 + 3]"); a view at an offset past a
+ * weight, the cache or the tokens adds its bytes to that pointer. */
+static const char *ref_expr(const struct printer *p, const struct lower_ref *r, char *buf, size_t cap)
 {
     char off[96], base[64];
     size_expr(r->offset, off, sizeof off);
@@ -148,8 +153,14 @@ static const char *ref_expr(const struct lower_ref *r, char *buf, size_t cap)
     case LOWER_ARENA: snprintf(buf, cap, "((float *)(A + %s))", off); return buf;
     case LOWER_TOKENS: snprintf(base, sizeof base, "tokens"); break;
     case LOWER_WEIGHTS: snprintf(base, sizeof base, "W[%" PRIu32 "]", r->slot); break;
-    case LOWER_K_CACHE: snprintf(base, sizeof base, "s->k_cache[%" PRId32 "]", r->layer); break;
-    case LOWER_V_CACHE: snprintf(base, sizeof base, "s->v_cache[%" PRId32 "]", r->layer); break;
+    case LOWER_K_CACHE:
+    case LOWER_V_CACHE:
+        if (p->in_seq)
+            snprintf(base, sizeof base, "s->%c_cache[run->seq * %" PRIu32 " + %" PRId32 "]",
+                     r->base == LOWER_K_CACHE ? 'k' : 'v', p->n_layer, r->layer);
+        else
+            snprintf(base, sizeof base, "s->%c_cache[%" PRId32 "]", r->base == LOWER_K_CACHE ? 'k' : 'v', r->layer);
+        break;
     case LOWER_LOGITS: snprintf(base, sizeof base, "logits"); break;
     }
     bool at_start = lower_size_is_const(r->offset) && r->offset.k == 0;
@@ -165,10 +176,10 @@ static const char *ref_expr(const struct lower_ref *r, char *buf, size_t cap)
 }
 
 /* Adds placeholder name: the C expression of reference r. */
-static void arg_ref(struct args *a, const char *name, const struct lower_ref *r)
+static void arg_ref(const struct printer *p, struct args *a, const char *name, const struct lower_ref *r)
 {
     char b[192];
-    arg(a, name, "%s", ref_expr(r, b, sizeof b));
+    arg(a, name, "%s", ref_expr(p, r, b, sizeof b));
 }
 
 static void arg_size(struct args *a, const char *name, struct lower_size s)
@@ -263,7 +274,7 @@ static int print_ew_loop(struct printer *p, const struct lower_step *s, const st
         char *operand = NULL;
         if (ir_ew_step_has_operand(e->op)) {
             struct args oa = {0};
-            arg_ref(&oa, "x", &e->operand);
+            arg_ref(p, &oa, "x", &e->operand);
             if (!(operand = fill(p, tmpl_steps, e->operand_row ? "ew_operand_row" : "ew_operand", &oa))) {
                 rc = -1;
                 break;
@@ -291,8 +302,8 @@ static int print_ew_loop(struct printer *p, const struct lower_step *s, const st
         struct args a = {0};
         arg_size(&a, "rows", s->rows);
         arg(&a, "cols", "%" PRId64, s->cols);
-        arg_ref(&a, "out", &s->out);
-        arg_ref(&a, "x", x);
+        arg_ref(p, &a, "out", &s->out);
+        arg_ref(p, &a, "x", x);
         arg(&a, "steps", "%s", body ? body : "");
         rc = put(p, tmpl_steps, "ew_loop", &a);
     }
@@ -313,9 +324,9 @@ static int print_rope(struct printer *p, const struct lower_step *s)
     arg(&a, "neox", "%s", s->p.rope.neox ? "true" : "false");
     arg_float(&a, "freq_base", s->p.rope.freq_base);
     arg_float(&a, "freq_scale", s->p.rope.freq_scale);
-    arg_ref(&a, "x", &s->in[0]);
-    arg_ref(&a, "out", &s->out);
-    arg_ref(&a, "factors", &s->in[1]);
+    arg_ref(p, &a, "x", &s->in[0]);
+    arg_ref(p, &a, "out", &s->out);
+    arg_ref(p, &a, "factors", &s->in[1]);
     arg_size(&a, "rows", s->rows);
     arg(&a, "heads", "%" PRId64, s->p.rope.heads);
     arg(&a, "head_dim", "%" PRId64, s->p.rope.head_dim);
@@ -323,7 +334,7 @@ static int print_rope(struct printer *p, const struct lower_step *s)
     arg_float(&a, "attn_factor", s->p.rope.attn_factor);
     if (put(p, tmpl_steps, "rope", &a) ||
         (s->in[1].base != LOWER_NOWHERE && put(p, tmpl_steps, "rope_factors", &a)) ||
-        put(p, tmpl_steps, "rope_call", &a))
+        put(p, tmpl_steps, s->per_seq ? "rope_call_seq" : "rope_call", &a))
         return -1;
     /* attn_factor multiplies cos and sin: it scales the rotated features of each head, not the rest. */
     return s->p.rope.attn_factor != 1.0f ? put(p, tmpl_steps, "rope_attn_factor", &a) : 0;
@@ -331,15 +342,16 @@ static int print_rope(struct printer *p, const struct lower_step *s)
 
 static int print_step(struct printer *p, const struct lower_step *s)
 {
+    p->in_seq = s->per_seq;
     struct args a = {0};
-    arg_ref(&a, "out", &s->out);
+    arg_ref(p, &a, "out", &s->out);
     arg_size(&a, "rows", s->rows);
     arg(&a, "cols", "%" PRId64, s->cols);
     arg_c_string(&a, "name", s->name);
     switch (s->kind) {
     case LOWER_GET_ROWS:
-        arg_ref(&a, "table", &s->in[0]);
-        arg_ref(&a, "ids", &s->in[1]);
+        arg_ref(p, &a, "table", &s->in[0]);
+        arg_ref(p, &a, "ids", &s->in[1]);
         arg_size(&a, "count", s->rows);
         arg(&a, "n_rows", "%" PRId64, s->p.get_rows.n_rows);
         arg(&a, "max_id", "%" PRId64, s->p.get_rows.n_rows - 1);
@@ -348,8 +360,8 @@ static int print_step(struct printer *p, const struct lower_step *s)
         arg(&a, "layout", "%s", s->p.get_rows.layout == AE_LAYOUT_X16 ? "AE_LAYOUT_X16" : "AE_LAYOUT_ROWS");
         return put(p, tmpl_steps, "get_rows", &a);
     case LOWER_MATMUL:
-        arg_ref(&a, "x", &s->in[0]);
-        arg_ref(&a, "w", &s->in[1]);
+        arg_ref(p, &a, "x", &s->in[0]);
+        arg_ref(p, &a, "w", &s->in[1]);
         arg_type(&a, "type", s->in[1].dtype);
         arg(&a, "n", "%" PRId64, s->p.matmul.n);
         arg(&a, "k", "%" PRId64, s->p.matmul.k);
@@ -358,12 +370,12 @@ static int print_step(struct printer *p, const struct lower_step *s)
     case LOWER_EW:
         return print_ew_loop(p, s, &s->in[0], s->ew, s->n_ew);
     case LOWER_RMS_NORM:
-        arg_ref(&a, "x", &s->in[0]);
-        arg_ref(&a, "w", &s->in[1]);
+        arg_ref(p, &a, "x", &s->in[0]);
+        arg_ref(p, &a, "w", &s->in[1]);
         arg_float(&a, "eps", s->p.norm.eps);
         return put(p, tmpl_steps, "rms_norm", &a) || print_epilogue(p, s) ? -1 : 0;
     case LOWER_LAYER_NORM:
-        arg_ref(&a, "x", &s->in[0]);
+        arg_ref(p, &a, "x", &s->in[0]);
         arg_float(&a, "eps", s->p.norm.eps);
         return put(p, tmpl_steps, "layer_norm", &a);
     case LOWER_SOFTMAX:
@@ -372,17 +384,17 @@ static int print_step(struct printer *p, const struct lower_step *s)
             const struct lower_ew scale = {.op = IR_EW_SCALE, .k = s->p.softmax.scale};
             if (print_ew_loop(p, s, &s->in[0], &scale, 1))
                 return -1;
-            arg_ref(&a, "x", &s->out);
+            arg_ref(p, &a, "x", &s->out);
         } else {
-            arg_ref(&a, "x", &s->in[0]);
+            arg_ref(p, &a, "x", &s->in[0]);
         }
         return put(p, tmpl_steps, "softmax", &a);
     case LOWER_ROPE:
         return print_rope(p, s);
     case LOWER_ATTENTION:
-        arg_ref(&a, "q", &s->in[0]);
-        arg_ref(&a, "k", &s->in[1]);
-        arg_ref(&a, "v", &s->in[2]);
+        arg_ref(p, &a, "q", &s->in[0]);
+        arg_ref(p, &a, "k", &s->in[1]);
+        arg_ref(p, &a, "v", &s->in[2]);
         arg(&a, "n_head", "%" PRId64, s->p.attention.n_head);
         arg(&a, "n_head_kv", "%" PRId64, s->p.attention.n_head_kv);
         arg(&a, "head_dim_k", "%" PRId64, s->p.attention.head_dim_k);
@@ -390,13 +402,16 @@ static int print_step(struct printer *p, const struct lower_step *s)
         arg_float(&a, "scale", s->p.attention.scale);
         arg_float(&a, "softcap", s->p.attention.softcap);
         arg(&a, "window", "%" PRId32, s->p.attention.window);
-        return put(p, tmpl_steps, "attention", &a);
+        return put(p, tmpl_steps, s->per_seq ? "attention_seq" : "attention", &a);
     case LOWER_KV_STORE:
-        arg_ref(&a, "x", &s->in[0]);
+        arg_ref(p, &a, "x", &s->in[0]);
         arg(&a, "row_len", "%" PRId64, s->p.kv_store.row_len);
-        return put(p, tmpl_steps, "kv_store", &a);
+        return put(p, tmpl_steps, s->per_seq ? "kv_store_seq" : "kv_store", &a);
+    case LOWER_LAST_ROWS:
+        arg_ref(p, &a, "x", &s->in[0]);
+        return put(p, tmpl_steps, "last_rows", &a);
     case LOWER_SLICE:
-        arg_ref(&a, "x", &s->in[0]);
+        arg_ref(p, &a, "x", &s->in[0]);
         arg_size(&a, "outer", s->p.slice.outer);
         arg_size(&a, "inner", s->p.slice.inner);
         arg(&a, "len", "%" PRId64, s->p.slice.len);
@@ -404,8 +419,8 @@ static int print_step(struct printer *p, const struct lower_step *s)
         arg(&a, "start", "%" PRId64, s->p.slice.start);
         return put(p, tmpl_steps, "slice", &a);
     case LOWER_CONCAT:
-        arg_ref(&a, "a", &s->in[0]);
-        arg_ref(&a, "b", &s->in[1]);
+        arg_ref(p, &a, "a", &s->in[0]);
+        arg_ref(p, &a, "b", &s->in[1]);
         arg_size(&a, "outer", s->p.concat.outer);
         arg_size(&a, "inner", s->p.concat.inner);
         arg(&a, "len", "%" PRId64, s->p.concat.a_len + s->p.concat.b_len);
@@ -414,7 +429,7 @@ static int print_step(struct printer *p, const struct lower_step *s)
         return put(p, tmpl_steps, "concat", &a);
     case LOWER_PERMUTE: {
         static const char *const d[4] = {"d0", "d1", "d2", "d3"}, *const q[4] = {"p0", "p1", "p2", "p3"};
-        arg_ref(&a, "x", &s->in[0]);
+        arg_ref(p, &a, "x", &s->in[0]);
         for (int i = 0; i < 4; i++) {
             arg_size(&a, d[i], s->p.permute.dims[i]);
             arg(&a, q[i], "%" PRId32, s->p.permute.perm[i]);
@@ -423,8 +438,8 @@ static int print_step(struct printer *p, const struct lower_step *s)
     }
     case LOWER_COPY: {
         struct lower_size count = s->rows;
-        count.k *= s->cols, count.t *= s->cols, count.p *= s->cols;
-        arg_ref(&a, "x", &s->in[0]);
+        count.k *= s->cols, count.t *= s->cols, count.p *= s->cols, count.r *= s->cols;
+        arg_ref(p, &a, "x", &s->in[0]);
         arg_size(&a, "count", count);
         return put(p, tmpl_steps, "copy", &a);
     }
@@ -487,12 +502,14 @@ static int print_scratch_size(struct printer *p)
     return put(p, tmpl_program, "scratch_end", NULL);
 }
 
-/* One forward function: prefill (T tokens) or decode (T = 1). */
-static int print_forward(struct printer *p, bool decode)
+/* One forward function, begun by the snippet begin: prefill (T tokens), decode (T = 1) or, from the
+ * batched lowering, the batched step. */
+static int print_forward(struct printer *p, const char *begin)
 {
     const struct lower_program *lp = p->lp;
-    if (put(p, tmpl_program, decode ? "decode_begin" : "prefill_begin", NULL) ||
-        put(p, tmpl_program, "step_locals", NULL))
+    struct args head = {0};
+    arg(&head, "max_seqs", "%" PRId32, lp->max_seqs);
+    if (put(p, tmpl_program, begin, &head) || put(p, tmpl_program, "step_locals", NULL))
         return -1;
     for (uint32_t i = 0; i < lp->g->n_nodes; i++) {
         char line[512];
@@ -546,7 +563,7 @@ static char *weight_offsets(const struct pack_build *pb)
 }
 
 static int print_program_end(struct printer *p, const struct pack_build *pb, const struct import_hparams *hp,
-                             const struct emit_options *o, bool gpu)
+                             const struct emit_options *o, const struct lower_program *batched, bool gpu)
 {
     char *name = c_string_lines(o->model_name), *info = c_string_lines(o->info);
     char *compiler = c_string_lines(o->compiler), *offsets = weight_offsets(pb);
@@ -580,7 +597,11 @@ static int print_program_end(struct printer *p, const struct pack_build *pb, con
     arg(&a, "weights_hash", "%s", hash);
     arg(&a, "compiler_string", "%s", compiler);
     arg(&a, "info_string", "%s", info);
+    arg(&a, "forward_batch", "%s", batched ? "forward_batch" : "NULL");
+    arg(&a, "batch_arena_bytes", "%" PRIu64, batched ? batched->arena_bytes : 0);
+    arg(&a, "batch_max_seqs", "%" PRId32, batched ? batched->max_seqs : 0);
     arg(&a, "gpu", "%s", gpu ? "&gpu_model" : "NULL");
+    arg(&a, "tokenizer", "%s", o->tokenizer ? o->tokenizer : "NULL");
     rc = put(p, tmpl_program, "program_end", &a);
 done:
     free(name);
@@ -603,7 +624,7 @@ static void arg_comment(struct args *a, const char *name, const char *s)
 int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const struct pack_build *pb,
            const struct import_hparams *hp, const struct emit_options *o, ae_error *err)
 {
-    struct lower_program lp;
+    struct lower_program lp, lpb = {0};
     if (lower_program(&lp, g, c, pb, &emit_c_target, err))
         return -1;
     struct printer p = {.out = f, .lp = &lp, .err = err};
@@ -616,9 +637,25 @@ int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const st
     if (put(&p, tmpl_program, "file_head", &head))
         goto done;
     fprintf(f, "%s\n", tmpl_program_head);
-    if (put(&p, tmpl_program, "t_max", &tmax) || print_scratch_size(&p) || print_forward(&p, false) ||
-        print_forward(&p, true))
+    if (put(&p, tmpl_program, "t_max", &tmax) || print_scratch_size(&p) || print_forward(&p, "prefill_begin") ||
+        print_forward(&p, "decode_begin"))
         goto done;
+    /* The server's batched step, when the graph has one (lower_program_batched says why not). */
+    ae_error why = {{0}};
+    int32_t max_seqs = o->t_max < AE_BATCH_MAX_SEQS ? o->t_max : AE_BATCH_MAX_SEQS;
+    bool batched = lower_program_batched(&lpb, g, c, pb, &emit_c_target, max_seqs, &why) == 0;
+    struct printer pbatch = {.out = f, .lp = &lpb, .err = err, .n_layer = hp->n_layer};
+    if (batched) {
+        if (print_forward(&pbatch, "batch_begin"))
+            goto done;
+    } else {
+        struct args a = {0};
+        char line[400];
+        snprintf(line, sizeof line, "%.399s", why.msg);
+        arg_comment(&a, "why", line);
+        if (put(&p, tmpl_program, "no_batch", &a))
+            goto done;
+    }
     /* The Vulkan half, where the kernels can run this model; otherwise a program for the CPU only. */
     bool gpu = false;
     if (o->vk) {
@@ -627,10 +664,11 @@ int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const st
         if (!gpu)
             fprintf(stderr, "aetherc: the program runs on the CPU only: %s\n", vk_err.msg);
     }
-    if (print_program_end(&p, pb, hp, o, gpu))
+    if (print_program_end(&p, pb, hp, o, batched ? &lpb : NULL, gpu))
         goto done;
     rc = ferror(f) ? ae_fail(err, "writing the C file failed") : 0;
 done:
     lower_program_free(&lp);
+    lower_program_free(&lpb);
     return rc;
 }

@@ -27,6 +27,7 @@ struct emit_options {
     const char *compiler;     /* what --version says built the program */
     int32_t t_max;            /* the largest step */
     const struct emit_vk_options *vk; /* the Vulkan half too (emit_vk.h); NULL: the CPU only */
+    const char *tokenizer;    /* the model's tokenizer kind, "&ae_tokenizer_spm" etc.; NULL: none known */
 };
 
 /* Writes the program for graph g after the passes (c holds the plan and the constants; pb the weight

@@ -630,6 +630,7 @@ static int print_step(struct vk_printer *e, const struct lower_step *s)
             return step_error(e, s, "a copy other than the logits");
         return 0;
     }
+    case LOWER_LAST_ROWS: /* the server's batched step runs on the CPU */
     case LOWER_KIND_COUNT:
         break;
     }
@@ -935,7 +936,8 @@ static void print_all(const struct vk_printer *e, FILE *f, struct vk_list lists[
     }
     fprintf(f, "    .weights = gpu_weights,\n    .n_weights = %" PRIu32 ",\n    .weights_bytes = %" PRIu64 "u,\n",
             e->pb->n_weights, e->weights_bytes);
-    fprintf(f, "    .arena_bytes = %" PRIu64 "u,\n    .alignment = %" PRIu64 ",\n};\n\n", e->arena_bytes,
+    fprintf(f, "    .arena_bytes = %" PRIu64 "u,\n    .alignment = %" PRIu64 ",\n    .runtime = &ae_gpu_runtime,\n};\n\n",
+            e->arena_bytes,
             (uint64_t)e->c->opt.alignment);
 }
 

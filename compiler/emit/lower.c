@@ -14,6 +14,10 @@ struct lowering {
     const struct lower_target *t;
     struct lower_program *lp;
     ae_error *err;
+    /* The batched step (lower_program_batched). */
+    bool batched;
+    bool *tail;                 /* per node: last_row or after it */
+    uint64_t seq_next;          /* the next free byte of the per-sequence rows past the plan's peak */
 };
 
 static int node_fail(const struct lowering *l, const struct ir_node *n, const char *fmt, ...)
@@ -35,28 +39,28 @@ static int node_fail(const struct lowering *l, const struct ir_node *n, const ch
 
 bool lower_size_is_const(struct lower_size s)
 {
-    return s.t == 0 && s.p == 0;
+    return s.t == 0 && s.p == 0 && s.r == 0;
 }
 
 static struct lower_size size_const(int64_t k)
 {
-    return (struct lower_size){k, 0, 0};
+    return (struct lower_size){k, 0, 0, 0};
 }
 
 /* A dimension: a constant, T, P or P+T. */
 static struct lower_size size_of_dim(int64_t d)
 {
     switch (d) {
-    case IR_DIM_T: return (struct lower_size){0, 1, 0};
-    case IR_DIM_P: return (struct lower_size){0, 0, 1};
-    case IR_DIM_PT: return (struct lower_size){0, 1, 1};
+    case IR_DIM_T: return (struct lower_size){0, 1, 0, 0};
+    case IR_DIM_P: return (struct lower_size){0, 0, 1, 0};
+    case IR_DIM_PT: return (struct lower_size){0, 1, 1, 0};
     default: return size_const(d);
     }
 }
 
 static struct lower_size size_add(struct lower_size a, struct lower_size b)
 {
-    return (struct lower_size){a.k + b.k, a.t + b.t, a.p + b.p};
+    return (struct lower_size){a.k + b.k, a.t + b.t, a.p + b.p, a.r + b.r};
 }
 
 /* a * b, when one of them is a constant; *ok turns false when neither is (not linear in T and P). */
@@ -71,7 +75,7 @@ static struct lower_size size_mul(struct lower_size a, struct lower_size b, bool
         a = b;
         b = x;
     }
-    return (struct lower_size){a.k * b.k, a.k * b.t, a.k * b.p};
+    return (struct lower_size){a.k * b.k, a.k * b.t, a.k * b.p, a.k * b.r};
 }
 
 /* The product of dims [from, to) of n. */
@@ -94,6 +98,25 @@ static int64_t cols_of(const struct ir_node *n)
 }
 
 /* ---- Storage -------------------------------------------------------------------------------------- */
+
+/* Batched: the storage of a tail value, one copy of its rows (a constant count) per sequence, past the
+ * plan's peak. */
+static int seq_rows(struct lowering *l, const struct ir_node *n, struct lower_ref *r)
+{
+    bool ok = true;
+    struct lower_size rows = n->op == IR_OP_LAST_ROW ? size_const(1) : rows_of(n, &ok);
+    const struct ir_node *x = n->op == IR_OP_LAST_ROW ? n->src[0] : n;
+    struct lower_size cols = n->op == IR_OP_LAST_ROW ? dims_product(x, 1, x->rank, &ok) : size_const(cols_of(n));
+    const struct ae_type_info *ti = ae_type_info(n->dtype);
+    if (!ok || !lower_size_is_const(rows) || !lower_size_is_const(cols) || !ti || ti->block_size != 1)
+        return ae_fail(l->err, "'%s' after the last row is taken has rows of a size that depends on the step",
+                       n->name ? n->name : ir_op_name(n->op));
+    uint64_t a = l->t->arena_alignment, bytes = (uint64_t)(rows.k * cols.k) * ti->block_bytes * (uint64_t)l->lp->max_seqs;
+    *r = (struct lower_ref){.base = LOWER_ARENA, .dtype = n->dtype, .layer = -1, .slot = UINT32_MAX,
+                            .offset = size_const((int64_t)l->seq_next)};
+    l->seq_next += (bytes + a - 1) / a * a;
+    return 0;
+}
 
 static int assign_storage(struct lowering *l)
 {
@@ -132,6 +155,10 @@ static int assign_storage(struct lowering *l)
             r->dtype = n->dtype;
             break;
         case IR_OP_LAST_ROW: {
+            if (l->batched) {
+                rc = seq_rows(l, n, r);
+                break;
+            }
             /* The source's last row: (S - 1) rows of the rest past its start. */
             const struct ir_node *x = n->src[0];
             const struct ae_type_info *ti = ae_type_info(x->dtype);
@@ -161,6 +188,8 @@ static int assign_storage(struct lowering *l)
                 rc = node_fail(l, n, "the memory plan gave it no buffer");
             r->base = LOWER_ARENA;
             r->offset = size_const((int64_t)arena[i]);
+            if (l->batched && l->tail[i])
+                rc = seq_rows(l, n, r);
             break;
         case IR_OP_COUNT:
             rc = node_fail(l, n, "unknown op");
@@ -267,6 +296,7 @@ static int lower_rope(struct lowering *l, const struct ir_node *n, const struct 
         s->in[s->n_in++] = s->out; /* in place, after the matmul */
     step_in(l, s, factors);
     s->rows = size_of_dim(n->shape[0]);
+    s->per_seq = l->batched;
     s->p.rope.heads = n->shape[1];
     s->p.rope.head_dim = n->shape[2];
     s->p.rope.n_dims = n->p.rope.n_dims;
@@ -299,6 +329,7 @@ static int lower_attention(struct lowering *l, const struct ir_node *n, bool *ok
     step_in(l, s, n->src[1]);
     step_in(l, s, n->src[2]);
     s->rows = size_of_dim(q->shape[0]);
+    s->per_seq = l->batched;
     s->p.attention.n_head = q->shape[1];
     s->p.attention.n_head_kv = k->shape[1];
     s->p.attention.head_dim_k = q->shape[2];
@@ -322,7 +353,16 @@ static int lower_node(struct lowering *l, const struct ir_node *n)
     bool ok = true;
     struct lower_step *s = NULL;
     switch (n->op) {
-    case IR_OP_INPUT: case IR_OP_WEIGHT: case IR_OP_KV_CACHE: case IR_OP_RESHAPE: case IR_OP_LAST_ROW:
+    case IR_OP_LAST_ROW:
+        if (l->batched) {
+            const struct ir_node *x = n->src[0];
+            s = step_new(l, n, LOWER_LAST_ROWS, &ok);
+            step_in(l, s, x);
+            s->rows = (struct lower_size){0, 0, 0, 1};
+            s->cols = dims_product(x, 1, x->rank, &ok).k;
+        }
+        return 0; /* a view of the source's last row */
+    case IR_OP_INPUT: case IR_OP_WEIGHT: case IR_OP_KV_CACHE: case IR_OP_RESHAPE:
         return 0; /* storage only */
     case IR_OP_GET_ROWS: {
         const struct ir_node *w = n->src[0], *ids = n->src[1];
@@ -406,6 +446,7 @@ static int lower_node(struct lowering *l, const struct ir_node *n)
         s->rows = size_of_dim(x->shape[0]);
         s->cols = x->shape[1] * x->shape[2];
         s->p.kv_store.row_len = x->shape[1] * x->shape[2];
+        s->per_seq = l->batched;
         break;
     }
     case IR_OP_SLICE: {
@@ -462,15 +503,88 @@ static int lower_node(struct lowering *l, const struct ir_node *n)
     return 0;
 }
 
-int lower_program(struct lower_program *lp, const struct ir_graph *g, const struct pass_ctx *c,
-                  const struct pack_build *pb, const struct lower_target *t, ae_error *err)
+/* ---- The batched step ------------------------------------------------------------------------------ */
+
+/* Marks the tail (last_row and what depends on it) and checks that it can run on one row per sequence:
+ * only row-by-row ops, reading nothing of the body but through last_row. */
+static int batch_tail(struct lowering *l)
+{
+    const struct ir_graph *g = l->g;
+    bool last_row = false;
+    for (uint32_t i = 0; i < g->n_nodes; i++)
+        last_row = last_row || g->nodes[i]->op == IR_OP_LAST_ROW;
+    if (!last_row)
+        return ae_fail(l->err, "the graph's output is not the logits of its last row");
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const struct ir_node *n = g->nodes[i];
+        bool reads_tail = false, reads_body = false;
+        for (uint32_t k = 0; k < n->n_src; k++) {
+            const struct ir_node *x = n->src[k];
+            if (l->tail[x->id])
+                reads_tail = true;
+            else if (x->op != IR_OP_WEIGHT)
+                reads_body = true;
+        }
+        l->tail[i] = n->op == IR_OP_LAST_ROW || reads_tail;
+        if (!l->tail[i] || n->op == IR_OP_LAST_ROW)
+            continue;
+        const char *name = n->name ? n->name : ir_op_name(n->op);
+        if (reads_body)
+            return ae_fail(l->err, "'%s' after the last row is taken reads a value from before", name);
+        switch (n->op) {
+        case IR_OP_MATMUL: case IR_OP_MATMUL_EW: case IR_OP_ADD: case IR_OP_MUL: case IR_OP_SCALE: case IR_OP_SILU:
+        case IR_OP_GELU: case IR_OP_SOFTCAP: case IR_OP_EW: case IR_OP_RMS_NORM: case IR_OP_RMS_NORM_MUL:
+        case IR_OP_LAYER_NORM: case IR_OP_SOFTMAX: case IR_OP_OUTPUT:
+            break;
+        case IR_OP_INPUT: case IR_OP_WEIGHT: case IR_OP_KV_CACHE: case IR_OP_KV_STORE: case IR_OP_RESHAPE:
+        case IR_OP_LAST_ROW: case IR_OP_GET_ROWS: case IR_OP_ROPE: case IR_OP_ATTENTION: case IR_OP_SLICE:
+        case IR_OP_PERMUTE: case IR_OP_CONCAT: case IR_OP_MATMUL_ROPE: case IR_OP_SIGMOID: case IR_OP_BROADCAST:
+        case IR_OP_TOPK: case IR_OP_MOE_WEIGHTS: case IR_OP_MATMUL_ID: case IR_OP_MOE_SUM: case IR_OP_COUNT:
+            return ae_fail(l->err, "'%s' after the last row is taken is not a row-by-row op (%s)", name,
+                           ir_op_name(n->op));
+        }
+    }
+    return 0;
+}
+
+/* After the tail's steps are made: their rows are per sequence (R of them), and no step may depend on P
+ * but through the per-sequence kernels' positions. */
+static int batch_finish(struct lowering *l)
+{
+    struct lower_program *lp = l->lp;
+    for (uint32_t k = 0; k < lp->n_steps; k++) {
+        struct lower_step *s = &lp->steps[k];
+        if (l->tail[s->node] && s->kind != LOWER_LAST_ROWS)
+            s->rows = (struct lower_size){0, 0, 0, s->rows.k};
+        bool p = s->rows.p || s->out.offset.p;
+        for (uint32_t i = 0; i < s->n_in; i++)
+            p = p || s->in[i].offset.p;
+        for (uint32_t i = 0; i < s->n_ew; i++)
+            p = p || s->ew[i].operand.offset.p;
+        if (s->kind == LOWER_SLICE)
+            p = p || s->p.slice.outer.p || s->p.slice.inner.p;
+        if (s->kind == LOWER_CONCAT)
+            p = p || s->p.concat.outer.p || s->p.concat.inner.p;
+        for (int i = 0; s->kind == LOWER_PERMUTE && i < 4; i++)
+            p = p || s->p.permute.dims[i].p;
+        if (p)
+            return ae_fail(l->err, "'%s' has a size that depends on the tokens in the cache", s->name);
+    }
+    lp->arena_bytes = l->seq_next;
+    return 0;
+}
+
+static int lower(struct lower_program *lp, const struct ir_graph *g, const struct pass_ctx *c,
+                 const struct pack_build *pb, const struct lower_target *t, int32_t max_seqs, ae_error *err)
 {
     memset(lp, 0, sizeof *lp);
     if (!c->plan.done)
         return ae_fail(err, "the %s backend needs the memory plan: memplan cannot be disabled", t->backend);
-    struct lowering l = {.g = g, .c = c, .pb = pb, .t = t, .lp = lp, .err = err};
+    struct lowering l = {.g = g, .c = c, .pb = pb, .t = t, .lp = lp, .err = err, .batched = max_seqs > 0};
     lp->g = g;
     lp->arena_bytes = c->plan.peak;
+    lp->max_seqs = max_seqs > 0 ? max_seqs : 0;
+    l.seq_next = (c->plan.peak + t->arena_alignment - 1) / t->arena_alignment * t->arena_alignment;
     lp->kv_type = AE_TYPE_F16;
     for (uint32_t i = 0; i < g->n_nodes; i++)
         if (g->nodes[i]->op == IR_OP_KV_CACHE)
@@ -478,11 +592,11 @@ int lower_program(struct lower_program *lp, const struct ir_graph *g, const stru
     lp->ref = calloc(g->n_nodes ? g->n_nodes : 1, sizeof *lp->ref);
     lp->first_step = calloc(g->n_nodes + 1, sizeof *lp->first_step);
     lp->steps = calloc((size_t)g->n_nodes * MAX_STEPS_PER_NODE + 1, sizeof *lp->steps);
-    if (!lp->ref || !lp->first_step || !lp->steps) {
-        lower_program_free(lp);
-        return ae_fail(err, "out of memory");
-    }
-    if (assign_storage(&l))
+    if (l.batched && !(l.tail = calloc(g->n_nodes ? g->n_nodes : 1, sizeof *l.tail)))
+        goto oom;
+    if (!lp->ref || !lp->first_step || !lp->steps)
+        goto oom;
+    if ((l.batched && batch_tail(&l)) || assign_storage(&l))
         goto fail;
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         lp->first_step[i] = lp->n_steps;
@@ -490,10 +604,30 @@ int lower_program(struct lower_program *lp, const struct ir_graph *g, const stru
             goto fail;
     }
     lp->first_step[g->n_nodes] = lp->n_steps;
+    if (l.batched && batch_finish(&l))
+        goto fail;
+    free(l.tail);
     return 0;
+oom:
+    ae_fail(err, "out of memory");
 fail:
+    free(l.tail);
     lower_program_free(lp);
     return -1;
+}
+
+int lower_program(struct lower_program *lp, const struct ir_graph *g, const struct pass_ctx *c,
+                  const struct pack_build *pb, const struct lower_target *t, ae_error *err)
+{
+    return lower(lp, g, c, pb, t, 0, err);
+}
+
+int lower_program_batched(struct lower_program *lp, const struct ir_graph *g, const struct pass_ctx *c,
+                          const struct pack_build *pb, const struct lower_target *t, int32_t max_seqs, ae_error *err)
+{
+    if (max_seqs < 1)
+        return ae_fail(err, "a batched step of %" PRId32 " sequences", max_seqs);
+    return lower(lp, g, c, pb, t, max_seqs, err);
 }
 
 void lower_program_free(struct lower_program *lp)

@@ -35,9 +35,10 @@ struct lower_target {
     bool (*matmul_supports)(uint32_t type); /* whether its matmul reads weights of this ggml type */
 };
 
-/* A count, or a byte offset, that may depend on the step: k + t*T + p*P. */
+/* A count, or a byte offset, that may depend on the step: k + t*T + p*P + r*R. R is the number of
+ * sequences in a batched step (lower_program_batched); the other steps have no R. */
 struct lower_size {
-    int64_t k, t, p;
+    int64_t k, t, p, r;
 };
 
 /* The storage a reference points into. */
@@ -76,6 +77,7 @@ enum lower_kind {
     LOWER_CONCAT,     /* in: a, b. out[o, :, i] = a[o, :, i] then b[o, :, i] over [outer, len, inner] views */
     LOWER_PERMUTE,    /* in: x, dims (4, padded with 1 in front). out dim i = x dim perm[i] */
     LOWER_COPY,       /* in: x. out = x: rows * cols elements */
+    LOWER_LAST_ROWS,  /* batched: in: x [T, cols]. out[q, :] = x[the last row of sequence q, :]; rows = R */
     LOWER_KIND_COUNT
 };
 
@@ -98,6 +100,8 @@ struct lower_step {
     int64_t cols;
     struct lower_ew ew[IR_EW_MAX_STEPS]; /* EW: its steps; otherwise the epilogue, applied to out after */
     uint32_t n_ew;
+    bool per_seq;                  /* batched ROPE, ATTENTION, KV_STORE: once per sequence, on its rows (a
+                                    * run of rows of the T), at its positions, in its own cache */
     union {
         struct { int64_t n_rows; uint64_t row_bytes; uint32_t layout; } get_rows; /* the table's rows, bytes
                                                                           * per row, layout (enum ae_layout) */
@@ -130,8 +134,10 @@ struct lower_program {
     uint32_t *first_step;          /* per node: its steps are steps[first_step[i] .. first_step[i + 1]) */
     struct lower_step *steps;
     uint32_t n_steps;
-    uint64_t arena_bytes;          /* the activation arena: the memory plan's peak */
+    uint64_t arena_bytes;          /* the activation arena: the memory plan's peak (batched: and the
+                                    * per-sequence rows after it) */
     uint32_t kv_type;              /* the KV cache type the graph was built for: the program's default */
+    int32_t max_seqs;              /* batched: the most sequences one step takes; 0 otherwise */
 };
 
 /* Lowers g after the passes (c holds the memory plan, pb the weights' slots) for target t. Fails, naming
@@ -139,6 +145,17 @@ struct lower_program {
 int lower_program(struct lower_program *lp, const struct ir_graph *g, const struct pass_ctx *c,
                   const struct pack_build *pb, const struct lower_target *t, ae_error *err);
 void lower_program_free(struct lower_program *lp);
+
+/* The batched step (ae_program.h, struct ae_batch): the same graph over T rows from up to max_seqs
+ * sequences, each a run of rows at its own positions with its own KV cache. Everything before the last
+ * row is taken (the body) runs over the T rows as the prefill step does, except rope, the cache store and
+ * attention, which run per sequence (per_seq). last_row becomes LAST_ROWS, each sequence's last row, and
+ * what comes after it (the tail: final norm, output matmul, logit scaling) runs over those R rows, stored
+ * past the memory plan's peak (max_seqs rows each). Fails, err saying why, for a graph that has no
+ * batched step: a tail that is not row by row or reads the body, a size in P outside rope, the cache
+ * store and attention. */
+int lower_program_batched(struct lower_program *lp, const struct ir_graph *g, const struct pass_ctx *c,
+                          const struct pack_build *pb, const struct lower_target *t, int32_t max_seqs, ae_error *err);
 
 /* Whether a size is the constant k (no T, no P). */
 bool lower_size_is_const(struct lower_size s);

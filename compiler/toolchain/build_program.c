@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ae_program.h"
+#include "ae_tokenizer.h"
 #include "ae_version.h"
 #include "emit_c.h"
 #include "pack_build.h"
@@ -57,6 +58,13 @@ static int emit_to_memory(const struct build_model *m, const struct pack_build *
     char model_name[128];
     snprintf(model_name, sizeof model_name, "%.*s", name.len ? (int)(name.len > 100 ? 100 : name.len) : 0,
              name.len ? name.ptr : "");
+    /* The tokenizer kind, so that the program links that kind's encoder only. */
+    static const char *const tokenizers[AE_TOKENIZER_KIND_COUNT] = {
+        [AE_TOKENIZER_SPM] = "&ae_tokenizer_spm", [AE_TOKENIZER_BPE] = "&ae_tokenizer_bpe",
+        [AE_TOKENIZER_WPM] = "&ae_tokenizer_wpm"};
+    struct ae_str tok_model = {0};
+    ae_gguf_get_str(m->f, "tokenizer.ggml.model", &tok_model, NULL);
+    const int tok_kind = ae_tokenizer_kind_of(tok_model);
     struct emit_options eo = {
         .model_file = slash ? slash + 1 : m->path,
         .model_name = model_name[0] ? model_name : (slash ? slash + 1 : m->path),
@@ -64,6 +72,7 @@ static int emit_to_memory(const struct build_model *m, const struct pack_build *
         .compiler = compiler,
         .t_max = (int32_t)m->c->opt.t_max,
         .vk = vk,
+        .tokenizer = tok_kind >= 0 ? tokenizers[tok_kind] : NULL,
     };
     int rc = emit_c(f, m->g, m->c, pb, m->hp, &eo, err);
     if (fclose(f) != 0 && rc == 0)

@@ -459,7 +459,18 @@ int gpu_submit_wait(struct gpu_ctx *c, VkCommandBuffer cb, ae_error *err)
 
 /* ---- Transfers --------------------------------------------------------------------------------------- */
 
-#define GPU_STAGING_BYTES (64u << 20)
+
+int gpu_copy(struct gpu_ctx *c, const struct gpu_buffer *src, uint64_t src_offset, struct gpu_buffer *dst,
+             uint64_t dst_offset, uint64_t size, ae_error *err)
+{
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                   .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+    VkBufferCopy region = {.srcOffset = src_offset, .dstOffset = dst_offset, .size = size};
+    vk.BeginCommandBuffer(c->cmd, &bi);
+    vk.CmdCopyBuffer(c->cmd, src->buf, dst->buf, 1, &region);
+    vk.EndCommandBuffer(c->cmd);
+    return gpu_submit_wait(c, c->cmd, err);
+}
 
 /* Copies size bytes between a mapped staging buffer and dst/src, chunk by chunk. */
 static int copy_through_staging(struct gpu_ctx *c, struct gpu_buffer *dev, uint64_t offset, void *host, uint64_t size,
@@ -472,16 +483,10 @@ static int copy_through_staging(struct gpu_ctx *c, struct gpu_buffer *dev, uint6
     int rc = 0;
     for (uint64_t done = 0; done < size && rc == 0; done += chunk) {
         uint64_t n = size - done < chunk ? size - done : chunk;
-        if (to_device)
+        if (to_device) {
             memcpy(st.map, (const uint8_t *)host + done, n);
-        VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-                                       .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
-        VkBufferCopy region = {.srcOffset = to_device ? 0 : offset + done, .dstOffset = to_device ? offset + done : 0, .size = n};
-        vk.BeginCommandBuffer(c->cmd, &bi);
-        vk.CmdCopyBuffer(c->cmd, to_device ? st.buf : dev->buf, to_device ? dev->buf : st.buf, 1, &region);
-        vk.EndCommandBuffer(c->cmd);
-        rc = gpu_submit_wait(c, c->cmd, err);
-        if (rc == 0 && !to_device)
+            rc = gpu_copy(c, &st, 0, dev, offset + done, n, err);
+        } else if ((rc = gpu_copy(c, dev, offset + done, &st, 0, n, err)) == 0)
             memcpy((uint8_t *)host + done, st.map, n);
     }
     gpu_buffer_destroy(c, &st);

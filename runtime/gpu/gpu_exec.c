@@ -13,37 +13,68 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One pipeline creation: kernel task of the job, its VkResult kept for the caller. */
+struct pipeline_job {
+    struct gpu_ctx *c;
+    const struct ae_gpu_kernel *k;
+    const bool *use;
+    const VkSpecializationInfo *spec;
+    VkPipelineCache cache;
+    VkPipeline *out;
+    VkResult *result;
+    const char **step;              /* the call that failed */
+};
+
+static void pipeline_task(void *ctx, int64_t task, int thread)
+{
+    const struct pipeline_job *j = ctx;
+    const uint32_t i = (uint32_t)task;
+    (void)thread;
+    j->result[i] = VK_SUCCESS;
+    if (j->use && !j->use[i])
+        return;
+    VkShaderModuleCreateInfo mci = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+                                    .codeSize = (size_t)j->k[i].n_words * 4, .pCode = j->k[i].code};
+    VkShaderModule mod;
+    j->step[i] = "vkCreateShaderModule";
+    if ((j->result[i] = vk.CreateShaderModule(j->c->dev, &mci, NULL, &mod)) != VK_SUCCESS)
+        return;
+    VkComputePipelineCreateInfo pci = {
+        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO, .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+                  .module = mod, .pName = "main", .pSpecializationInfo = j->spec},
+        .layout = j->c->layout,
+    };
+    j->step[i] = "vkCreateComputePipelines";
+    j->result[i] = vk.CreateComputePipelines(j->c->dev, j->cache, 1, &pci, NULL, &j->out[i]);
+    vk.DestroyShaderModule(j->c->dev, mod, NULL);
+}
+
 int gpu_pipelines_create(struct gpu_ctx *c, const struct ae_gpu_kernel *k, uint32_t n, const bool *use, uint32_t kv_f32,
-                         VkPipelineCache cache, VkPipeline *out, ae_error *err)
+                         VkPipelineCache cache, ae_pool *pool, VkPipeline *out, ae_error *err)
 {
     memset(out, 0, n * sizeof *out);
     const VkSpecializationMapEntry entry = {.constantID = 0, .offset = 0, .size = sizeof(uint32_t)};
     const VkSpecializationInfo spec = {.mapEntryCount = 1, .pMapEntries = &entry, .dataSize = sizeof kv_f32, .pData = &kv_f32};
-    for (uint32_t i = 0; i < n; i++) {
-        if (use && !use[i])
-            continue;
-        VkShaderModuleCreateInfo mci = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
-                                        .codeSize = (size_t)k[i].n_words * 4, .pCode = k[i].code};
-        VkShaderModule mod;
-        VkResult r = vk.CreateShaderModule(c->dev, &mci, NULL, &mod);
-        if (r != VK_SUCCESS) {
-            gpu_pipelines_destroy(c, out, i);
-            return ae_fail(err, "kernel %s: vkCreateShaderModule: %s", k[i].name, vk_result_name(r));
-        }
-        VkComputePipelineCreateInfo pci = {
-            .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
-            .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO, .stage = VK_SHADER_STAGE_COMPUTE_BIT,
-                      .module = mod, .pName = "main", .pSpecializationInfo = &spec},
-            .layout = c->layout,
-        };
-        r = vk.CreateComputePipelines(c->dev, cache, 1, &pci, NULL, &out[i]);
-        vk.DestroyShaderModule(c->dev, mod, NULL);
-        if (r != VK_SUCCESS) {
-            gpu_pipelines_destroy(c, out, i);
-            return ae_fail(err, "kernel %s: vkCreateComputePipelines on %s: %s", k[i].name, c->name, vk_result_name(r));
-        }
+    VkResult *result = calloc(n ? n : 1, sizeof *result);
+    const char **step = calloc(n ? n : 1, sizeof *step);
+    if (!result || !step) {
+        free(result);
+        free(step);
+        return ae_fail(err, "out of memory");
     }
-    return 0;
+    struct pipeline_job j = {.c = c, .k = k, .use = use, .spec = &spec, .cache = cache, .out = out, .result = result,
+                             .step = step};
+    ae_pool_run(pool, pipeline_task, &j, n);
+    int rc = 0;
+    for (uint32_t i = 0; i < n && rc == 0; i++)
+        if (result[i] != VK_SUCCESS) {
+            gpu_pipelines_destroy(c, out, n);
+            rc = ae_fail(err, "kernel %s: %s on %s: %s", k[i].name, step[i], c->name, vk_result_name(result[i]));
+        }
+    free(result);
+    free(step);
+    return rc;
 }
 
 void gpu_pipelines_destroy(struct gpu_ctx *c, VkPipeline *p, uint32_t n)

@@ -43,6 +43,9 @@ struct gpu_buffer {
 
 enum gpu_mem { GPU_MEM_DEVICE, GPU_MEM_HOST, GPU_MEM_READBACK };
 
+/* The largest staging buffer a transfer uses. */
+#define GPU_STAGING_BYTES (64u << 20)
+
 /* Creates an instance with every physical device, or fails saying why (no loader, no driver). */
 int gpu_instance_create(VkInstance *inst, ae_error *err);
 
@@ -59,6 +62,10 @@ int gpu_upload(struct gpu_ctx *c, struct gpu_buffer *dst, uint64_t offset, const
                ae_error *err);
 int gpu_download(struct gpu_ctx *c, struct gpu_buffer *src, uint64_t offset, void *dst, uint64_t size, ae_error *err);
 
+/* Copies size bytes from src at src_offset to dst at dst_offset on the device, and waits. */
+int gpu_copy(struct gpu_ctx *c, const struct gpu_buffer *src, uint64_t src_offset, struct gpu_buffer *dst,
+             uint64_t dst_offset, uint64_t size, ae_error *err);
+
 /* Submits cb and waits for it. */
 int gpu_submit_wait(struct gpu_ctx *c, VkCommandBuffer cb, ae_error *err);
 
@@ -68,9 +75,10 @@ int gpu_submit_wait(struct gpu_ctx *c, VkCommandBuffer cb, ae_error *err);
 uint32_t gpu_ctx_has(const struct gpu_ctx *c);
 
 /* One pipeline per kernel whose bit is set in use (NULL: all), specialized with constant 0 = kv_f32,
- * through cache (may be VK_NULL_HANDLE); the others stay VK_NULL_HANDLE. */
+ * through cache (may be VK_NULL_HANDLE; the driver synchronizes it), created by the pool's threads at once
+ * (pool may be NULL); the others stay VK_NULL_HANDLE. */
 int gpu_pipelines_create(struct gpu_ctx *c, const struct ae_gpu_kernel *k, uint32_t n, const bool *use, uint32_t kv_f32,
-                         VkPipelineCache cache, VkPipeline *out, ae_error *err);
+                         VkPipelineCache cache, ae_pool *pool, VkPipeline *out, ae_error *err);
 void gpu_pipelines_destroy(struct gpu_ctx *c, VkPipeline *p, uint32_t n);
 
 /* Where each space starts on the device; the KV spaces per layer. */

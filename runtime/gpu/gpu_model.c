@@ -174,7 +174,8 @@ static int make_pipelines(struct ae_gpu *g, ae_error *err)
         for (uint32_t i = 0; i < g->graph[s]->n_dispatch; i++)
             use[g->graph[s]->dispatch[i].kernel] = true;
     if (rc == 0)
-        rc = gpu_pipelines_create(&g->c, g->m->kernels, nk, use, g->p.kv_type == AE_TYPE_F32, cache, g->pipes, err);
+        rc = gpu_pipelines_create(&g->c, g->m->kernels, nk, use, g->p.kv_type == AE_TYPE_F32, cache, g->p.pool, g->pipes,
+                                  err);
     free(use);
     if (rc == 0 && cache && use_file && size == 0)
         cache_save(g, cache, path);
@@ -185,56 +186,106 @@ static int make_pipelines(struct ae_gpu *g, ae_error *err)
 
 /* ---- Start-up ---------------------------------------------------------------------------------------- */
 
-/* Copies every weight to its place in the device's weights buffer, unpacking interleaved host copies to
- * GGUF rows on the way. */
+/* Rows r0..r1 of one weight written as GGUF rows into the staging buffer: copied, or unpacked from the
+ * interleaved groups of 16 rows (docs/kernels.md). Task i does rows r0 + i * per_task onwards, a whole
+ * number of groups, through its thread's scratch of 16 rows, so that the staging memory (often
+ * write-combined) is written in long runs. */
+struct upload_job {
+    const struct ae_gpu_weight *w;
+    const uint8_t *src;            /* the weight's host bytes */
+    uint8_t *dst;                  /* where row r0 goes */
+    int64_t n, r0, r1, per_task;   /* rows of row_bytes: the weight's rows, or its bytes in the rows layout */
+    uint64_t row_bytes;
+    uint8_t *scratch;              /* 16 rows per thread */
+};
+
+static void upload_task(void *ctx, int64_t task, int thread)
+{
+    const struct upload_job *j = ctx;
+    const int64_t a = j->r0 + task * j->per_task, b = a + j->per_task < j->r1 ? a + j->per_task : j->r1;
+    uint8_t *out = j->dst + (uint64_t)(a - j->r0) * j->row_bytes;
+    if (j->w->layout == AE_LAYOUT_ROWS) {
+        memcpy(out, j->src + (uint64_t)a * j->row_bytes, (size_t)((uint64_t)(b - a) * j->row_bytes));
+        return;
+    }
+    const struct ae_type_info *ti = ae_type_info(j->w->type);
+    const uint64_t gbytes = ae_layout_group_bytes(j->w->type, (enum ae_layout)j->w->layout, j->w->k);
+    const int64_t nb = j->w->k / ti->block_size;
+    const uint64_t block_group = gbytes / (uint64_t)nb;
+    uint8_t *rows = j->scratch + (uint64_t)thread * 16 * j->row_bytes, blocks[16 * 256];
+    for (int64_t r = a; r < b; r += 16) {
+        const int64_t n = b - r < 16 ? b - r : 16;
+        const uint8_t *group = j->src + (uint64_t)(r / 16) * gbytes;
+        for (int64_t blk = 0; blk < nb; blk++) {
+            ae_x16_unpack_group(j->w->type, group + (uint64_t)blk * block_group, blocks);
+            for (int64_t i = 0; i < n; i++)
+                memcpy(rows + (uint64_t)i * j->row_bytes + (uint64_t)blk * ti->block_bytes, blocks + i * ti->block_bytes,
+                       ti->block_bytes);
+        }
+        memcpy(out + (uint64_t)(r - a) * j->row_bytes, rows, (size_t)((uint64_t)n * j->row_bytes));
+    }
+}
+
+/* The rows of an upload: an interleaved weight's rows, or a weight in the rows layout as host_bytes rows
+ * of one byte (it is copied as it is). Fails for a layout that cannot be unpacked. */
+static int upload_rows(const struct ae_gpu_weight *w, int64_t *n, uint64_t *row_bytes, ae_error *err)
+{
+    *n = (int64_t)w->host_bytes;
+    *row_bytes = 1;
+    if (w->layout == AE_LAYOUT_ROWS)
+        return 0;
+    const struct ae_type_info *ti = ae_type_info(w->type);
+    if (!ti || ae_layout_rows_per_group((enum ae_layout)w->layout) != 16 || ti->block_bytes > 256 || w->n <= 0 ||
+        w->k < ti->block_size || ae_type_row_bytes(w->type, (uint64_t)w->k, row_bytes, err) < 0 ||
+        ae_layout_group_bytes(w->type, (enum ae_layout)w->layout, w->k) == 0)
+        return ae_fail(err, "a weight of type %s in layout %s cannot be unpacked for the device", ae_type_name(w->type),
+                       ae_layout_name((enum ae_layout)w->layout));
+    *n = w->n;
+    return 0;
+}
+
+/* Copies every weight to its place in the device's weights buffer through one staging buffer, a chunk of
+ * rows at a time, the pool's threads preparing each chunk (unpacking interleaved host copies to GGUF
+ * rows on the way). */
 static int upload_weights(struct ae_gpu *g, ae_error *err)
 {
     const struct ae_gpu_model *m = g->m;
-    uint8_t *rows = NULL;
-    size_t rows_cap = 0;
-    int rc = 0;
+    uint64_t max_row = 0;
+    for (uint32_t i = 0; i < m->n_weights; i++) {
+        int64_t n;
+        uint64_t row_bytes;
+        if (upload_rows(&m->weights[i], &n, &row_bytes, err) < 0)
+            return -1;
+        if (row_bytes > max_row)
+            max_row = row_bytes;
+    }
+    /* room for 16 rows of any weight, else the smaller of the weights and GPU_STAGING_BYTES */
+    uint64_t staging = m->weights_bytes < GPU_STAGING_BYTES ? m->weights_bytes : GPU_STAGING_BYTES;
+    if (staging < 16 * max_row)
+        staging = 16 * max_row;
+    const int threads = ae_pool_threads(g->p.pool);
+    struct gpu_buffer st = {0};
+    uint8_t *scratch = malloc((size_t)(16 * max_row * (uint64_t)threads) + 1);
+    int rc = scratch ? gpu_buffer_create(&g->c, &st, staging, GPU_MEM_HOST, err)
+                     : ae_fail(err, "out of memory for the weights' upload");
     for (uint32_t i = 0; i < m->n_weights && rc == 0; i++) {
         const struct ae_gpu_weight *w = &m->weights[i];
-        const uint8_t *src = g->p.weights[w->slot];
-        if (w->layout == AE_LAYOUT_ROWS) {
-            rc = gpu_upload(&g->c, &g->weights, w->offset, src, w->host_bytes, err);
-            continue;
+        struct upload_job j = {.w = w, .src = g->p.weights[w->slot], .dst = st.map, .scratch = scratch};
+        upload_rows(w, &j.n, &j.row_bytes, err);
+        const int64_t chunk = (int64_t)(staging / j.row_bytes) / 16 * 16;
+        for (j.r0 = 0; j.r0 < j.n && rc == 0; j.r0 += chunk) {
+            j.r1 = j.n - j.r0 < chunk ? j.n : j.r0 + chunk;
+            /* about four tasks a thread, whole groups of 16 rows, none for a small chunk */
+            const int64_t groups = (j.r1 - j.r0 + 15) / 16;
+            const int64_t tasks = (j.r1 - j.r0) * (int64_t)j.row_bytes < (1 << 20) ? 1 : 4 * threads;
+            j.per_task = 16 * ((groups + tasks - 1) / tasks);
+            ae_pool_run(g->p.pool, upload_task, &j, (j.r1 - j.r0 + j.per_task - 1) / j.per_task);
+            rc = gpu_copy(&g->c, &st, 0, &g->weights, w->offset + (uint64_t)j.r0 * j.row_bytes,
+                          (uint64_t)(j.r1 - j.r0) * j.row_bytes, err);
         }
-        uint64_t row_bytes;
-        if (ae_type_row_bytes(w->type, (uint64_t)w->k, &row_bytes, err) < 0)
-            return -1;
-        const size_t need = (size_t)(row_bytes * (uint64_t)w->n);
-        if (need > rows_cap) {
-            uint8_t *r = realloc(rows, need);
-            if (!r) {
-                rc = ae_fail(err, "out of memory unpacking a weight of %zu bytes", need);
-                break;
-            }
-            rows = r;
-            rows_cap = need;
-        }
-        /* Group by group: each group block gives 16 rows' blocks of one block column. */
-        const struct ae_type_info *ti = ae_type_info(w->type);
-        const uint64_t gbytes = ae_layout_group_bytes(w->type, (enum ae_layout)w->layout, w->k);
-        const int64_t nb = w->k / ti->block_size, per = ae_layout_rows_per_group((enum ae_layout)w->layout);
-        const uint64_t block_group = nb ? gbytes / (uint64_t)nb : 0;
-        if (!ti || gbytes == 0 || per != 16) {
-            rc = ae_fail(err, "a weight of type %s in layout %s cannot be unpacked for the device", ae_type_name(w->type),
-                         ae_layout_name((enum ae_layout)w->layout));
-            break;
-        }
-        uint8_t blocks[16 * 256];
-        for (int64_t grp = 0; grp * 16 < w->n; grp++)
-            for (int64_t b = 0; b < nb; b++) {
-                ae_x16_unpack_group(w->type, src + (uint64_t)grp * gbytes + (uint64_t)b * block_group, blocks);
-                for (int64_t r = 0; r < 16 && grp * 16 + r < w->n; r++)
-                    memcpy(rows + (uint64_t)(grp * 16 + r) * row_bytes + (uint64_t)b * ti->block_bytes,
-                           blocks + r * ti->block_bytes, ti->block_bytes);
-            }
-        if (rc == 0)
-            rc = gpu_upload(&g->c, &g->weights, w->offset, rows, need, err);
     }
-    free(rows);
+    gpu_buffer_destroy(&g->c, &st);
+    free(scratch);
     return rc;
 }
 
@@ -466,3 +517,14 @@ void ae_gpu_destroy(ae_gpu *g)
     free(g->kv_v);
     free(g);
 }
+
+const struct ae_gpu_runtime ae_gpu_runtime = {
+    .devices = ae_gpu_devices,
+    .bytes_needed = ae_gpu_bytes_needed,
+    .create = ae_gpu_create,
+    .step = ae_gpu_step,
+    .name = ae_gpu_name,
+    .describe = ae_gpu_describe,
+    .startup_ms = ae_gpu_startup_ms,
+    .destroy = ae_gpu_destroy,
+};

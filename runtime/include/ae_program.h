@@ -23,6 +23,7 @@
 #define AE_HASH_BYTES 32         /* BLAKE2b-256 */
 
 struct ae_gpu_model;
+struct ae_tokenizer_algo;
 
 /* Everything one forward step may touch. */
 struct ae_state {
@@ -78,13 +79,22 @@ struct ae_model {
      * (n_vocab floats). The KV cache holds positions 0..pos-1. Returns 0, or -1 with err set. */
     int (*forward)(struct ae_state *s, const int32_t *tokens, int32_t n, int32_t pos, float *logits, ae_error *err);
     /* The batched step, or NULL when the program has none (the server then calls forward once per
-     * run). Every row's result depends only on its own run's tokens and cache. Returns 0, or -1 with err
-     * set. */
+     * run). Every row's result depends only on its own run's tokens and cache. It takes up to
+     * batch_max_seqs runs and an arena of batch_arena_bytes (its per-sequence rows follow the plan's).
+     * Returns 0, or -1 with err set. */
     int (*forward_batch)(struct ae_state *s, const struct ae_batch *b, ae_error *err);
+    uint64_t batch_arena_bytes;
+    int32_t batch_max_seqs;
     /* The same steps for a Vulkan device (ae_gpu.h), or NULL when the program was built for the CPU only
      * (aetherc --backend cpu). */
     const struct ae_gpu_model *gpu;
+    /* The model's tokenizer kind (&ae_tokenizer_spm, _bpe or _wpm; ae_tokenizer.h), or NULL when the
+     * file names none that the runtime has: the program then fails at start-up saying why. */
+    const struct ae_tokenizer_algo *tokenizer;
 };
+
+/* The most sequences a batched step is compiled for (fewer when t_max is smaller). */
+#define AE_BATCH_MAX_SEQS 256
 
 /* The generated program's main: parses the command line and runs. Returns the exit status. */
 int ae_program_main(int argc, char **argv, const struct ae_model *m);

@@ -214,6 +214,11 @@ static int prog_info(const struct prog_opts *o, const struct ae_model *m)
            m->n_ctx, m->n_ctx_min, m->n_ctx_max, m->kv_type == AE_TYPE_F32 ? "f32" : "f16");
     printf("prefill chunk: %" PRId32 " tokens\n", m->t_max);
     printf("arena: %" PRIu64 " bytes (%.2f MiB)\n", m->arena_bytes, (double)m->arena_bytes / 1048576.0);
+    if (m->forward_batch)
+        printf("batched step (--serve): up to %" PRId32 " sequences a step, arena %" PRIu64 " bytes (%.2f MiB)\n",
+               m->batch_max_seqs, m->batch_arena_bytes, (double)m->batch_arena_bytes / 1048576.0);
+    else
+        printf("batched step (--serve): none; the server runs one sequence at a time\n");
     int n_threads = o->n_threads > 0 ? o->n_threads : prog_default_threads();
     uint64_t scratch = prog_scratch_bytes(m, n_ctx, n_threads);
     printf("scratch: %" PRIu64 " bytes (%.2f MiB) for %d threads\n", scratch, (double)scratch / 1048576.0, n_threads);
@@ -398,7 +403,7 @@ static int prog_start(struct prog *p, ae_error *err)
         return -1;
     if (o->mlock)
         prog_mlock(p);
-    if (ae_tokenizer_load(&p->tok, p->meta, err) < 0)
+    if (ae_tokenizer_load_algo(&p->tok, p->meta, m->tokenizer, err) < 0)
         return ae_fail_prefix(err, "the weights pack's tokenizer");
     uint32_t n_tok = ae_tokenizer_n_vocab(p->tok);
     if (n_tok > (uint32_t)m->n_vocab)
@@ -472,7 +477,8 @@ static int prog_start(struct prog *p, ae_error *err)
 
 static void prog_free(struct prog *p)
 {
-    ae_gpu_destroy(p->gpu);
+    if (p->gpu)
+        p->m->gpu->runtime->destroy(p->gpu);
     ae_utf8_stream_destroy(p->text);
     for (size_t i = 0; p->stops && i < p->o->n_stops; i++)
         free(p->stops[i]);
@@ -649,9 +655,10 @@ void ae_prog_print_timings(const struct prog *p)
         fprintf(stderr, "time to first token: %.2f ms from the program's start\n", p->first_token_ms - p->start_ms);
     if (p->gpu) {
         double dev_ms, up_ms, pipe_ms;
-        ae_gpu_startup_ms(p->gpu, &dev_ms, &up_ms, &pipe_ms);
+        const struct ae_gpu_runtime *rt = p->m->gpu->runtime;
+        rt->startup_ms(p->gpu, &dev_ms, &up_ms, &pipe_ms);
         fprintf(stderr, "vulkan: %s: device and buffers %.2f ms, weights upload %.2f ms, pipelines %.2f ms\n",
-                ae_gpu_name(p->gpu), dev_ms, up_ms, pipe_ms);
+                rt->name(p->gpu), dev_ms, up_ms, pipe_ms);
     }
     struct rusage ru;
     double rss_mib = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0;

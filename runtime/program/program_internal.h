@@ -34,7 +34,7 @@
 #define AE_PROG_DEFAULT_N_PREDICT 128
 #define AE_PROG_DEFAULT_MAX_THREADS 8
 #define AE_PROG_DEFAULT_QUEUE 64
-#define AE_PROG_MAX_PARALLEL 256
+#define AE_PROG_MAX_PARALLEL AE_BATCH_MAX_SEQS
 #define AE_PROG_MAX_QUEUE 65536
 
 /* --serve and its options (runtime/serve/, docs/serve.md). */

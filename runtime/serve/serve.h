@@ -184,6 +184,8 @@ struct serve {
     size_t api_key_len;
     int64_t created;                  /* when the server started (Unix time) */
     struct ae_state st;               /* the program's state with every slot's cache pointers */
+    bool batched;                     /* steps go through ae_model.forward_batch */
+    void *batch_arena;                /* its arena (ae_model.batch_arena_bytes), when batched */
     int32_t n_batch;                  /* the most tokens one step takes, all slots together */
 
     pthread_mutex_t mu;

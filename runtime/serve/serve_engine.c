@@ -29,6 +29,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 double serve_now_ms(void)
@@ -299,7 +300,7 @@ static int engine_forward(struct serve *s, const struct ae_batch_run *runs, int3
                           ae_error *err)
 {
     const struct ae_model *m = s->p->m;
-    if (m->forward_batch) {
+    if (s->batched) {
         struct ae_batch b = { .tokens = s->b_tokens, .n_tokens = n_rows, .runs = runs, .n_runs = n_runs,
                               .logits = s->b_logits };
         return m->forward_batch(&s->st, &b, err);
@@ -523,6 +524,15 @@ int serve_engine_init(struct serve *s, ae_error *err)
     if (s->n_slots > s->n_batch)
         return ae_fail(err, "--parallel %" PRId32 " is more than the %" PRId32 " tokens one step takes (-b, at most "
                        "the compiled step)", s->n_slots, s->n_batch);
+    /* The batched step's arena holds its per-sequence rows after the plan's: one of its own. */
+    s->batched = m->forward_batch && s->n_slots <= m->batch_max_seqs && m->batch_arena_bytes > 0;
+    if (s->batched) {
+        void *a = mmap(NULL, (size_t)m->batch_arena_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (a == MAP_FAILED)
+            return ae_fail(err, "cannot allocate the batched step's arena (%" PRIu64 " bytes)", m->batch_arena_bytes);
+        s->batch_arena = a;
+        s->st.arena = a;
+    }
     serve_metrics_init(&s->metrics);
     s->slots = calloc((size_t)s->n_slots, sizeof *s->slots);
     s->queue = calloc((size_t)(s->q_cap + s->n_slots), sizeof *s->queue);
@@ -548,6 +558,8 @@ void serve_engine_free(struct serve *s)
     }
     for (int32_t k = 0; k < s->q_len; k++)
         request_unref(s->queue[(s->q_head + k) % (s->q_cap + s->n_slots)]);
+    if (s->batch_arena)
+        munmap(s->batch_arena, (size_t)s->p->m->batch_arena_bytes);
     free(s->slots);
     free(s->queue);
     free(s->b_tokens);

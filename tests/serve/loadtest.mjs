@@ -23,7 +23,9 @@ const clients = Number(args.clients ?? 64);
 const seconds = Number(args.seconds ?? 600);
 const maxTokens = Number(args['max-tokens'] ?? 64);
 const label = args.label ?? url.host;
-const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
+// A connection per request: llama-server closes a connection after a streamed answer, and a client that
+// reused it would count an error that is not the server's.
+const agent = new http.Agent({ keepAlive: false, maxSockets: clients });
 
 const openings = [
     'Once upon a time', 'One day, a little girl named Lily', 'Tom and his dog', 'The sun was shining and',

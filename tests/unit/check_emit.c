@@ -123,12 +123,12 @@ static void lowered_free(struct lowered *x)
     ir_graph_destroy(x->g);
 }
 
-/* "64", "T", "8T", "4T-4", "T+P" */
+/* "64", "T", "8T", "4T-4", "T+P", "R" */
 static const char *size_str(struct lower_size s, char *buf)
 {
     size_t k = 0;
-    const struct { int64_t c; char sym; } terms[] = {{s.t, 'T'}, {s.p, 'P'}};
-    for (int i = 0; i < 2; i++) {
+    const struct { int64_t c; char sym; } terms[] = {{s.t, 'T'}, {s.p, 'P'}, {s.r, 'R'}};
+    for (int i = 0; i < 3; i++) {
         if (!terms[i].c)
             continue;
         if (k && terms[i].c > 0)
@@ -169,7 +169,7 @@ static const char *const kind_names[LOWER_KIND_COUNT] = {
     [LOWER_RMS_NORM] = "rms_norm", [LOWER_LAYER_NORM] = "layer_norm", [LOWER_SOFTMAX] = "softmax",
     [LOWER_ROPE] = "rope",         [LOWER_ATTENTION] = "attention", [LOWER_KV_STORE] = "kv_store",
     [LOWER_SLICE] = "slice",       [LOWER_CONCAT] = "concat",       [LOWER_PERMUTE] = "permute",
-    [LOWER_COPY] = "copy",
+    [LOWER_COPY] = "copy",         [LOWER_LAST_ROWS] = "last_rows",
 };
 
 /* One line per step: "%5 matmul A+0 <- A+512 W1 [T x 8] +silu +mul(A+256)" and its kind's constants. */
@@ -181,7 +181,8 @@ static char *describe(const struct lower_program *lp)
     for (uint32_t i = 0; i < lp->n_steps; i++) {
         const struct lower_step *s = &lp->steps[i];
         char b[64], c[48];
-        fprintf(f, "%%%" PRIu32 " %s %s <-", s->node, kind_names[s->kind], ref_str(&s->out, b));
+        fprintf(f, "%%%" PRIu32 " %s%s %s <-", s->node, kind_names[s->kind], s->per_seq ? "/seq" : "",
+                ref_str(&s->out, b));
         for (uint32_t k = 0; k < s->n_in; k++)
             fprintf(f, " %s", ref_str(&s->in[k], b));
         fprintf(f, " [%s x %" PRId64 "]", size_str(s->rows, c), s->cols);
@@ -228,7 +229,7 @@ static char *describe(const struct lower_program *lp)
             fprintf(f, " perm=%" PRId32 ",%" PRId32 ",%" PRId32 ",%" PRId32, s->p.permute.perm[0], s->p.permute.perm[1],
                     s->p.permute.perm[2], s->p.permute.perm[3]);
             break;
-        case LOWER_EW: case LOWER_COPY: case LOWER_KIND_COUNT: break;
+        case LOWER_EW: case LOWER_COPY: case LOWER_LAST_ROWS: case LOWER_KIND_COUNT: break;
         }
         fprintf(f, "\n");
     }
@@ -394,6 +395,60 @@ START_TEST(test_lower_refuses)
 }
 END_TEST
 
+/* The batched step of the fused layer, for up to 4 sequences: the body as prefill, rope, the cache stores and
+ * attention per sequence; last_row gathers each sequence's last row past the plan's peak (2048 bytes),
+ * 4 rows of 8 floats (128 bytes, aligned to 64), and the tail's matmul and the logits run over R rows. */
+START_TEST(test_lower_batched)
+{
+    struct lowered x;
+    ck_assert_msg(lower_text(&x, fused_graph, 64) == 0, "%s", x.err.msg);
+    lower_program_free(&x.lp);
+    struct lower_target t = test_target;
+    ck_assert_msg(lower_program_batched(&x.lp, x.g, &x.c, &x.pb, &t, 4, &x.err) == 0, "%s", x.err.msg);
+    char *d = describe(&x.lp);
+    static const char want[] =
+        "%3 get_rows A+0 <- W0 tok [T x 8] n_rows=16 row_bytes=32\n"
+        "%5 rms_norm A+512 <- A+0 W1 [T x 8] eps=1e-05\n"
+        "%8 matmul A+1024 <- A+512 W2 [T x 8] +add(W3 row) n=8 k=8\n"
+        "%8 rope/seq A+1024 <- A+1024 - [T x 4] heads=2 head_dim=4 n_dims=4 neox base=10000 attn=1\n"
+        "%10 matmul A+1536 <- A+512 W4 [T x 4] n=4 k=8\n"
+        "%10 rope/seq A+1536 <- A+1536 - [T x 4] heads=1 head_dim=4 n_dims=4 neox base=10000 attn=1\n"
+        "%12 matmul A+1792 <- A+512 W5 [T x 4] n=4 k=8\n"
+        "%16 kv_store/seq K0 <- A+1536 [T x 4] row_len=4\n"
+        "%17 kv_store/seq V0 <- A+1792 [T x 4] row_len=4\n"
+        "%18 attention/seq A+512 <- A+1024 K0 V0 [T x 4] heads=2/1 dims=4/4 scale=0.5 softcap=0 window=0\n"
+        "%21 matmul A+1024 <- A+512 W6 [T x 8] +add(A+0) n=8 k=8\n"
+        "%23 matmul A+0 <- A+1024 W7 [T x 8] n=8 k=8\n"
+        "%25 matmul A+512 <- A+1024 W8 [T x 8] +silu +mul(A+0) n=8 k=8\n"
+        "%26 ew A+0 <- A+512 [T x 8] +add(A+1024) +scale(0.5) +mul(W1 row) +softcap(30)\n"
+        "%27 last_rows A+2048 <- A+0 [R x 8]\n"
+        "%29 matmul A+2176 <- A+2048 W9 [R x 16] n=16 k=8\n"
+        "%30 copy logits <- A+2176 [R x 16]\n";
+    ck_assert_msg(strcmp(d, want) == 0, "%s", d);
+    ck_assert_uint_eq(x.lp.arena_bytes, 2176 + 256);
+    ck_assert_int_eq(x.lp.max_seqs, 4);
+    free(d);
+    lower_program_free(&x.lp);
+    /* Graphs with no batched step say why. */
+    static const struct {
+        const char *graph, *msg;
+    } refused[] = {
+        {primitive_graph, "the graph's output is not the logits of its last row"},
+        {HEAD "%4 = last_row %3 : f32[1,8]\n%5 = weight @b : f32[8]\n%6 = scale @b {s=2} : f32[8]\n"
+              "%7 = add %4, %6 : f32[1,8]\n%8 = output %7 : f32[1,8]  ; logits\n",
+         "'add' after the last row is taken reads a value from before"},
+    };
+    lowered_free(&x);
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        ck_assert_msg(lower_text(&x, refused[i].graph, 64) == 0, "%s", x.err.msg);
+        lower_program_free(&x.lp);
+        ck_assert_int_eq(lower_program_batched(&x.lp, x.g, &x.c, &x.pb, &t, 4, &x.err), -1);
+        ck_assert_msg(strstr(x.err.msg, refused[i].msg), "row %zu: '%s'", i, x.err.msg);
+        lowered_free(&x);
+    }
+}
+END_TEST
+
 /* The arena is planned and referred to at the target's alignment: 64 bytes for the CPU, more for a GPU
  * whose storage buffers must start at multiples of 256. */
 START_TEST(test_lower_alignment)
@@ -465,6 +520,7 @@ int main(void)
     tcase_add_test(tc, test_lower_graphs);
     tcase_add_loop_test(tc, test_lower_refuses, 0, (int)(sizeof refused_rows / sizeof refused_rows[0]));
     tcase_add_test(tc, test_lower_alignment);
+    tcase_add_test(tc, test_lower_batched);
     tcase_add_loop_test(tc, test_c_compiles, 0, 2);
     suite_add_tcase(s, tc);
     return test_run_suite(s);

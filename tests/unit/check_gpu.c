@@ -90,7 +90,7 @@ static void fx_run(const char *kernel, const char *defines, struct ae_gpu_dispat
     free(text);
     struct ae_gpu_kernel k = {kernel, words, (uint32_t)n_words, 0};
     VkPipeline pipe;
-    ck_assert_msg(gpu_pipelines_create(&fx.c, &k, 1, NULL, kv_f32, VK_NULL_HANDLE, &pipe, &err) == 0, "%s", err.msg);
+    ck_assert_msg(gpu_pipelines_create(&fx.c, &k, 1, NULL, kv_f32, VK_NULL_HANDLE, NULL, &pipe, &err) == 0, "%s", err.msg);
     struct ae_gpu_step st = {T, P, 64, kv_f32};
     fx_put(&fx.step, 0, &st, sizeof st);
     d.kernel = 0;

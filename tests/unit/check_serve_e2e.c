@@ -203,6 +203,14 @@ static void *job_run(void *arg)
     return NULL;
 }
 
+/* The same, to a server without a key. */
+static void *job_run_open(void *arg)
+{
+    struct job *j = arg;
+    test_http(server_port, "POST", "/v1/completions", NULL, j->body, &j->r);
+    return NULL;
+}
+
 /* The text of an answer: the whole "text", or the streamed chunks' texts put together. */
 static void answer_text(const struct test_http_response *r, char *out, size_t cap)
 {
@@ -246,6 +254,69 @@ START_TEST(test_concurrent_streams)
 }
 END_TEST
 
+/* The batched step of other architectures (biases and NeoX rope, fused QKV slices, softcaps and sliding
+ * windows, K-quants): three greedy requests at once, their prompts read and their tokens generated in
+ * shared steps, must each give the program's own text. */
+static const char *const batched_models[] = {
+    "models/synthetic/tiny-qwen2-q4_0.gguf", "models/synthetic/tiny-phi3-q4_0.gguf",
+    "models/synthetic/tiny-gemma2-q8_0.gguf", "models/synthetic/tiny-llama-q4_k.gguf",
+};
+
+START_TEST(test_batched_architectures)
+{
+    char prog[160], log[8192];
+    snprintf(prog, sizeof prog, "%s/model%d", tmp_dir, _i);
+    int rc = RUN(log, getenv("AE_AETHERC"), (char *)test_shared_path(batched_models[_i]), "-o", prog);
+    ck_assert_msg(rc == 0, "aetherc %s failed (%d): %s", batched_models[_i], rc, log);
+    int fds[2];
+    ck_assert(pipe(fds) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
+        execl(prog, prog, "--serve", "--port", "0", "--parallel", "3", "--ctx", "128", "-t", "1", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    int port = test_http_wait_port(fds[0], 20000);
+    static const char *const ids[3] = {
+        "1,300,301,302,303,304,305,306,307,308,309,310,311,312,313,314,315,316,317,318,319,320,321,322,323,324",
+        "1,42", "1,100,200,300,400,150,250,350",
+    };
+    struct job jobs[3];
+    pthread_t th[3];
+    int saved_port = server_port;
+    server_port = port;
+    for (int i = 0; i < 3; i++) {
+        snprintf(jobs[i].body, sizeof jobs[i].body, "{\"prompt\":[%s],\"max_tokens\":12,\"temperature\":0}", ids[i]);
+        ck_assert(pthread_create(&th[i], NULL, job_run_open, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    struct test_http_response m;
+    ck_assert_int_eq(test_http(port, "GET", "/metrics", NULL, NULL, &m), 200);
+    server_port = saved_port;
+    ck_assert_int_eq(test_http_stop_server(pid, 10000), 0);
+    close(fds[0]);
+    const char *steps = strstr(m.body, "\naether_steps_total "), *rows = strstr(m.body, "\naether_step_tokens_total ");
+    ck_assert_msg(steps && rows && atof(rows + 26) > atof(steps + 20), "no step was shared: %s", m.body);
+    test_http_free(&m);
+    for (int i = 0; i < 3; i++) {
+        char got[1024], want[1024];
+        ck_assert_msg(jobs[i].r.status == 200, "%s: %s", batched_models[_i], jobs[i].r.body);
+        json_text(jobs[i].r.body, "text", got, sizeof got);
+        rc = run_argv((char *const[]){ prog, "--tokens", (char *)ids[i], "-n", "12", "--temp", "0", NULL }, true, want,
+                      sizeof want);
+        ck_assert_msg(rc == 0, "%s --tokens failed: %s", prog, want);
+        ck_assert_msg(strcmp(got, want) == 0 || (got[0] == ' ' && strcmp(got + 1, want) == 0),
+                      "%s, prompt %d: the server says '%s', the program '%s'", batched_models[_i], i, got, want);
+        test_http_free(&jobs[i].r);
+    }
+}
+END_TEST
+
 Suite *serve_e2e_suite(void);
 
 Suite *serve_e2e_suite(void)
@@ -258,6 +329,7 @@ Suite *serve_e2e_suite(void)
     tcase_add_loop_test(tc, test_greedy_equals_program, 0, (int)(sizeof greedy_prompts / sizeof greedy_prompts[0]));
     tcase_add_test(tc, test_curl_endpoints);
     tcase_add_test(tc, test_concurrent_streams);
+    tcase_add_loop_test(tc, test_batched_architectures, 0, (int)(sizeof batched_models / sizeof batched_models[0]));
     suite_add_tcase(s, tc);
     return s;
 }
