@@ -376,6 +376,7 @@ static int lower_node(struct lowering *l, const struct ir_node *n)
         s->cols = w->shape[1];
         s->p.get_rows.n_rows = w->shape[0];
         s->p.get_rows.row_bytes = row_bytes;
+        s->p.get_rows.layout = w->op == IR_OP_WEIGHT ? pass_weight_layout(l->c, w->name) : 0;
         break;
     }
     case IR_OP_MATMUL:

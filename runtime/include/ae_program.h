@@ -41,6 +41,7 @@ struct ae_state {
     uint32_t kv_type;        /* AE_TYPE_F16 or AE_TYPE_F32 */
     int32_t n_ctx;           /* KV cache length */
     struct ae_pool *pool;    /* the thread pool (ae_pool.h) */
+    struct ae_profile *profile; /* NULL, or --profile's table: the steps time their kernels into it */
 };
 
 /* A batched step: tokens of several sequences, each at its own positions in its own KV cache.
