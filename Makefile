@@ -53,6 +53,15 @@ TEMPLATES := $(sort $(wildcard templates/*.c))
 SHADERS   := $(sort $(wildcard shaders/*.glsl shaders/*.comp))
 
 RT_OBJ   := $(RT_SRC:%.c=$(BUILD)/obj/%.o)
+# The runtime's functions and data each in a section of their own, so that a program's link (gcc
+# --gc-sections) keeps only what the program reaches; no unwind tables (C needs none; with -g the frames
+# are described in the debug information instead).
+$(RT_OBJ): ALL_CFLAGS += -ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables -fno-unwind-tables
+# The compute path (kernels, dequantization, the hash's loop, the sampler, which reads every logit of
+# every token) is optimized for speed; the rest (command line, server, tokenizers, chat templates, GGUF
+# reader, Vulkan host code), which runs once per start or per request, for size.
+RT_FAST_SRC := $(wildcard runtime/kernels/*.c) runtime/format/dequant.c runtime/format/hash.c runtime/text/sampler.c
+$(filter-out $(RT_FAST_SRC:%.c=$(BUILD)/obj/%.o),$(RT_OBJ)): ALL_CFLAGS += -Os
 CC_OBJ   := $(CC_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/templates.o $(BUILD)/obj/gen/shaders.o
 LIB_OBJ  := $(filter-out $(BUILD)/obj/compiler/driver/main.o,$(CC_OBJ))
 # check_cross needs an x86-64 host: it cross-builds programs for aarch64 and runs them under qemu-user.

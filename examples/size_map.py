@@ -14,12 +14,12 @@ from collections import defaultdict
 GROUPS = [
     (r"libaether_rt\.a\((matmul|ops|quantize|pool|cpu|moe|layout)[a-z0-9_]*\.o\)", "kernels"),
     (r"libaether_rt\.a\((tok_|tokenizer|chat\.o|sampler|utf8)", "text: tokenizers, chat templates, sampler"),
-    (r"libaether_rt\.a\((program|chat_loop)", "program: command line, main loop"),
+    (r"libaether_rt\.a\((program|chat_loop|device)", "program: command line, main loop"),
     (r"libaether_rt\.a\(serve", "server (--serve)"),
-    (r"libaether_rt\.a\((gpu_|vk_|device)", "Vulkan runtime (devices, upload, dispatch)"),
+    (r"libaether_rt\.a\((gpu_|vk_)", "Vulkan runtime (devices, upload, dispatch)"),
     (r"libaether_rt\.a\((gguf|pack|types|dequant|error|hash)", "format: GGUF reader, weights pack and hash"),
     (r"libaether_rt\.a", "runtime: other"),
-    (r"libsodium\.a", "libsodium (BLAKE2b for the weights' hash, and what sodium_init pulls in)"),
+    (r"libsodium\.a", "libsodium (BLAKE2b for the weights' hash)"),
     (r"/cc[^/]*\.o$", "the model's generated code"),
     (r"libc\.a|libm\.a|libpthread\.a|libm-|libmvec", "libc and libm (static)"),
     (r"crt|libc_nonshared|libgcc", "C start-up and libgcc"),
@@ -89,7 +89,7 @@ def main():
             continue
         pending = None
         k = kind(section)
-        if addr == 0 or size == 0 or k is None or path.startswith("load address"):
+        if addr == 0 or size == 0 or k is None or path.startswith("load address") or section == "*fill*":
             continue
         if section.startswith(DYNAMIC):
             path = "(dynamic linking: symbols, relocations, PLT)"
@@ -110,7 +110,8 @@ def main():
     print(f"{'group':<72} {'bytes':>8} {'KiB':>8}")
     for name, t in sorted(groups.items(), key=lambda kv: -kv[1]):
         print(f"{name:<72} {t:>8} {t / 1024:>8.1f}")
-    print(f"{'ELF headers, section alignment':<72} {total - counted:>8} {(total - counted) / 1024:>8.1f}")
+    print(f"{'ELF headers, alignment (aarch64: the data segment starts on a 64 KiB page)':<72} {total - counted:>8} "
+          f"{(total - counted) / 1024:>8.1f}")
     print(f"{'program without weights':<72} {total:>8} {total / 1024:>8.1f}")
 
 

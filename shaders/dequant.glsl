@@ -8,6 +8,7 @@
 
 uint wbyte(uint64_t row, uint off) { return uint(U8s(row).v[off]); }
 float whalf(uint64_t row, uint off) { return half_to_float(U16s(row).v[off >> 1]); }
+uint wpair(uint64_t row, uint off) { return uint(U16s(row).v[off >> 1]); } // bytes off, off + 1 (off even)
 
 // The float types also give single values (rows of these need not hold a multiple of 8): dq1(row, k).
 #if WTYPE == TYPE_F32
@@ -64,10 +65,13 @@ void dq8(uint64_t row, uint j, out float v[8])
 #endif
 #if WTYPE == TYPE_Q5_0 || WTYPE == TYPE_Q5_1
     const uint qh_at = at + QS_AT - 4;
-    const uint qh = wbyte(row, qh_at) | wbyte(row, qh_at + 1) << 8 | wbyte(row, qh_at + 2) << 16 | wbyte(row, qh_at + 3) << 24;
+    const uint qh = wpair(row, qh_at) | wpair(row, qh_at + 2) << 16;
 #endif
+    uint pairs[4]; // the 8 quant bytes, two to a 16-bit load (first is even)
+    for (uint i = 0; i < 4; i++)
+        pairs[i] = wpair(row, first + 2 * i);
     for (uint i = 0; i < 8; i++) {
-        int q = int((wbyte(row, first + i) >> shift) & 15u);
+        int q = int((pairs[i >> 1] >> (8u * (i & 1u) + shift)) & 15u);
 #if WTYPE == TYPE_Q5_0 || WTYPE == TYPE_Q5_1
         q |= int((qh >> (8u * g + i)) & 1u) << 4;
 #endif
@@ -87,9 +91,11 @@ void dq8(uint64_t row, uint j, out float v[8])
 {
     const uint b = j >> 2, at = b * WBYTES;
     const float d = whalf(row, at);
-    I8s q = I8s(row);
-    for (uint i = 0; i < 8; i++)
-        v[i] = float(int(q.v[at + 2 + 8 * (j & 3u) + i])) * d;
+    for (uint i = 0; i < 8; i += 2) { // two quants to a 16-bit load
+        const uint pair = wpair(row, at + 2 + 8 * (j & 3u) + i);
+        v[i] = float(int(pair << 24) >> 24) * d;
+        v[i + 1] = float(int(pair << 16) >> 24) * d;
+    }
 }
 #elif WTYPE == TYPE_Q2_K
 #define WBLOCK 256

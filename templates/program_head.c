@@ -7,7 +7,9 @@
 #include "ae_error.h"
 #include "ae_gpu.h"
 #include "ae_kernels.h"
+#include "ae_profile.h"
 #include "ae_program.h"
+#include "ae_tokenizer.h"
 #include "ae_types.h"
 
 /* Scalar forms of the elementwise ops, for the loops of fused elementwise groups. They compute what

@@ -944,7 +944,8 @@ static void print_all(const struct vk_printer *e, FILE *f, struct vk_list lists[
     }
     fprintf(f, "    .weights = gpu_weights,\n    .n_weights = %" PRIu32 ",\n    .weights_bytes = %" PRIu64 "u,\n",
             e->pb->n_weights, e->weights_bytes);
-    fprintf(f, "    .arena_bytes = %" PRIu64 "u,\n    .alignment = %" PRIu64 ",\n};\n\n", e->arena_bytes,
+    fprintf(f, "    .arena_bytes = %" PRIu64 "u,\n    .alignment = %" PRIu64 ",\n    .runtime = &ae_gpu_runtime,\n};\n\n",
+            e->arena_bytes,
             (uint64_t)e->c->opt.alignment);
 }
 

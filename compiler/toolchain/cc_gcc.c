@@ -32,6 +32,11 @@ int cc_gcc_build(const char *c_file, const char *out, const struct toolchain_pat
         snprintf(march, sizeof march, "-march=%s", o->march);
         argv[argc++] = march;
     }
+    /* Only what the program reaches: the runtime's functions and data are each in a section of their
+     * own, so the linker drops what no path from main uses (docs/targets.md, Size). */
+    argv[argc++] = "-fno-asynchronous-unwind-tables";
+    argv[argc++] = "-fno-unwind-tables";
+    argv[argc++] = "-Wl,--gc-sections";
     if (o->static_link)
         argv[argc++] = "-static";
     if (o->link_map) {

@@ -16,14 +16,31 @@
 #include <string.h>
 #include <unistd.h>
 
+/* libsodium's BLAKE2b objects need two helpers from its core, sodium_memzero and sodium_misuse. The
+ * core's object also holds sodium_init, which links every algorithm libsodium has (ed25519, argon2,
+ * chacha20, ...: 160 KiB of an x86-64 program, 90 KiB of an aarch64 one), so the runtime defines the two
+ * helpers itself and does the two steps of sodium_init that BLAKE2b needs: find the CPU's features, then
+ * pick the fastest compression function for them. A program links libsodium's BLAKE2b and nothing more. */
+int _crypto_generichash_blake2b_pick_best_implementation(void); /* libsodium's; not in its headers */
+
+void sodium_memzero(void *const p, const size_t n)
+{
+    explicit_bzero(p, n);
+}
+
+/* libsodium calls it for arguments out of range; the hash's are constants. */
+void sodium_misuse(void)
+{
+    abort();
+}
+
 static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
 
-/* Picks libsodium's fastest BLAKE2b for this CPU; without it the portable one runs, which gives the
- * same hashes, so a failure here costs only speed. */
+/* Without it the portable compression function runs, which gives the same hashes, more slowly. */
 static void sodium_setup(void)
 {
-    if (sodium_init() < 0)
-        return; /* the portable BLAKE2b stays */
+    _sodium_runtime_get_cpu_features();
+    _crypto_generichash_blake2b_pick_best_implementation();
 }
 
 uint64_t ae_hash_n_chunks(uint64_t size, uint64_t chunk_size)

@@ -517,3 +517,14 @@ void ae_gpu_destroy(ae_gpu *g)
     free(g->kv_v);
     free(g);
 }
+
+const struct ae_gpu_runtime ae_gpu_runtime = {
+    .devices = ae_gpu_devices,
+    .bytes_needed = ae_gpu_bytes_needed,
+    .create = ae_gpu_create,
+    .step = ae_gpu_step,
+    .name = ae_gpu_name,
+    .describe = ae_gpu_describe,
+    .startup_ms = ae_gpu_startup_ms,
+    .destroy = ae_gpu_destroy,
+};

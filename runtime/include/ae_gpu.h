@@ -104,6 +104,8 @@ struct ae_gpu_weight {
     uint64_t host_bytes;                    /* of the host copy */
 };
 
+struct ae_gpu_runtime;
+
 /* Each step comes as a portable graph ([0]) and, where faster kernels exist for devices that have more,
  * a second graph ([1], n_dispatch 0 when there is none) that a device with all of its needs runs
  * instead. */
@@ -117,6 +119,9 @@ struct ae_gpu_model {
     uint64_t weights_bytes;                 /* the device's weights buffer */
     uint64_t arena_bytes;                   /* activations, planned with the device alignment below */
     uint32_t alignment;                     /* every arena and weight offset is a multiple of it */
+    const struct ae_gpu_runtime *runtime;   /* &ae_gpu_runtime: a program reaches the device layer only
+                                             * through its model's description, so that a program built
+                                             * for the CPU only (no description) links none of it */
 };
 
 /* ---- Devices ---------------------------------------------------------------------------------------- */
@@ -168,5 +173,19 @@ void ae_gpu_describe(const ae_gpu *g, char *buf, size_t size);
 void ae_gpu_startup_ms(const ae_gpu *g, double *device_ms, double *upload_ms, double *pipelines_ms);
 
 void ae_gpu_destroy(ae_gpu *g);
+
+/* The functions above, for programs (struct ae_gpu_model.runtime). */
+struct ae_gpu_runtime {
+    void (*devices)(struct ae_gpu_device *out, uint32_t *n, char *why, size_t why_size);
+    uint64_t (*bytes_needed)(const struct ae_gpu_model *m, const struct ae_gpu_params *p);
+    ae_gpu *(*create)(const struct ae_gpu_model *m, const struct ae_gpu_params *p, ae_error *err);
+    int (*step)(ae_gpu *g, bool prefill, const int32_t *tokens, int32_t T, int32_t P, float *logits, ae_error *err);
+    const char *(*name)(const ae_gpu *g);
+    void (*describe)(const ae_gpu *g, char *buf, size_t size);
+    void (*startup_ms)(const ae_gpu *g, double *device_ms, double *upload_ms, double *pipelines_ms);
+    void (*destroy)(ae_gpu *g);
+};
+
+extern const struct ae_gpu_runtime ae_gpu_runtime;
 
 #endif

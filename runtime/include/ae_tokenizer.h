@@ -35,6 +35,15 @@ enum ae_tokenizer_kind {
     AE_TOKENIZER_BPE, /* "gpt2" */
     AE_TOKENIZER_WPM, /* "bert" */
 };
+#define AE_TOKENIZER_KIND_COUNT 3
+
+/* The kind a tokenizer.ggml.model name stands for, or -1 for a name that is none of the three. */
+int ae_tokenizer_kind_of(struct ae_str model);
+
+/* One kind's encoder. A generated program names only its model's (ae_model.tokenizer), so that it links
+ * no other: BPE's pre-tokenizer brings 50 KiB of Unicode tables that a SentencePiece model never reads. */
+struct ae_tokenizer_algo;
+extern const struct ae_tokenizer_algo ae_tokenizer_spm, ae_tokenizer_bpe, ae_tokenizer_wpm;
 
 /* Token attributes (llama.cpp's llama_token_attr bits), from tokenizer.ggml.token_type. */
 enum ae_token_attr {
@@ -57,6 +66,11 @@ typedef struct ae_tokenizer ae_tokenizer;
  * is wrong: no tokenizer in the file, an unknown tokenizer model or pre-tokenizer type, a key of the
  * wrong type, arrays of different lengths, a merge or special id that does not fit. */
 int ae_tokenizer_load(ae_tokenizer **out, const ae_gguf *g, ae_error *err);
+
+/* ae_tokenizer_load with one kind's encoder only (NULL: none); a file of another kind fails, naming
+ * both. */
+int ae_tokenizer_load_algo(ae_tokenizer **out, const ae_gguf *g, const struct ae_tokenizer_algo *algo,
+                           ae_error *err);
 
 void ae_tokenizer_free(ae_tokenizer *t);
 

@@ -119,11 +119,11 @@ int ae_prog_device_start(struct prog *p, ae_error *err)
     }
     struct ae_gpu_params gp = gpu_params(m, p->st.n_ctx, p->st.kv_type, 0, p->st.weights);
     gp.pool = p->st.pool;
-    const uint64_t need = ae_gpu_bytes_needed(m->gpu, &gp);
+    const uint64_t need = m->gpu->runtime->bytes_needed(m->gpu, &gp);
     struct ae_gpu_device dev[AE_GPU_MAX_DEVICES];
     uint32_t n = 0;
     char why[512];
-    ae_gpu_devices(dev, &n, why, sizeof why);
+    m->gpu->runtime->devices(dev, &n, why, sizeof why);
     int use = -1;
     if (o->device == PROG_DEVICE_AUTO) {
         if (n > 0)
@@ -155,7 +155,7 @@ int ae_prog_device_start(struct prog *p, ae_error *err)
     }
     gp.device = (uint32_t)use;
     ae_error gerr = {{0}};
-    p->gpu = ae_gpu_create(m->gpu, &gp, &gerr);
+    p->gpu = m->gpu->runtime->create(m->gpu, &gp, &gerr);
     if (!p->gpu) {
         if (o->device == PROG_DEVICE_VULKAN)
             return ae_fail(err, "--device vulkan: %s", gerr.msg);
@@ -163,7 +163,7 @@ int ae_prog_device_start(struct prog *p, ae_error *err)
         return 0;
     }
     char how[96];
-    ae_gpu_describe(p->gpu, how, sizeof how);
+    m->gpu->runtime->describe(p->gpu, how, sizeof how);
     fprintf(stderr, "%s: device: Vulkan %d, %s (%s; %s): %s needed, %s free\n", o->prog, use, dev[use].name, dev[use].kind,
             how, human(need).s, human(dev[use].free_bytes).s);
     return 0;
@@ -172,7 +172,7 @@ int ae_prog_device_start(struct prog *p, ae_error *err)
 int ae_prog_forward(struct prog *p, const int32_t *ids, int32_t n, int32_t pos, bool prompt, ae_error *err)
 {
     if (p->gpu)
-        return ae_gpu_step(p->gpu, prompt, ids, n, pos, p->logits, err);
+        return p->m->gpu->runtime->step(p->gpu, prompt, ids, n, pos, p->logits, err);
     return p->m->forward(&p->st, ids, n, pos, p->logits, err);
 }
 
@@ -183,14 +183,14 @@ void ae_prog_device_info(const struct prog_opts *o, const struct ae_model *m, in
         return;
     }
     struct ae_gpu_params gp = gpu_params(m, n_ctx, o->kv_type, 0, NULL);
-    const uint64_t need = ae_gpu_bytes_needed(m->gpu, &gp);
+    const uint64_t need = m->gpu->runtime->bytes_needed(m->gpu, &gp);
     printf("Vulkan: %" PRIu32 " kernels; %" PRIu32 " prefill and %" PRIu32 " decode dispatches; on a device: %" PRIu64
            " bytes (%s) with the KV cache above\n", m->gpu->n_kernels, m->gpu->prefill[0].n_dispatch,
            m->gpu->decode[0].n_dispatch, need, human(need).s);
     struct ae_gpu_device dev[AE_GPU_MAX_DEVICES];
     uint32_t n = 0;
     char why[512];
-    ae_gpu_devices(dev, &n, why, sizeof why);
+    m->gpu->runtime->devices(dev, &n, why, sizeof why);
     if (n == 0)
         printf("Vulkan devices: none (%s)\n", why);
     for (uint32_t i = 0; i < n; i++)

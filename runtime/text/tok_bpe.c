@@ -173,3 +173,5 @@ out:
     free(k.heap);
     return rc;
 }
+
+const struct ae_tokenizer_algo ae_tokenizer_bpe = {AE_TOKENIZER_BPE, ae_tok_bpe_encode};

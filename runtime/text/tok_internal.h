@@ -37,8 +37,17 @@ struct ae_tok_map {
     uint32_t *slot;
 };
 
+struct ae_tok_ids;
+
+/* A kind's encoder of one piece of plain text (ae_tokenizer.h). */
+struct ae_tokenizer_algo {
+    enum ae_tokenizer_kind kind;
+    int (*encode)(const ae_tokenizer *t, const char *text, size_t len, struct ae_tok_ids *o);
+};
+
 struct ae_tokenizer {
     enum ae_tokenizer_kind kind;
+    const struct ae_tokenizer_algo *algo; /* the kind's encoder */
     enum ae_tok_split split;
     char model[16];
     char pre[48];

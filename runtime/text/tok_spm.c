@@ -84,3 +84,5 @@ int ae_tok_spm_encode(const ae_tokenizer *t, const char *text, size_t len, struc
     free(heap);
     return o->ok ? 0 : -1;
 }
+
+const struct ae_tokenizer_algo ae_tokenizer_spm = {AE_TOKENIZER_SPM, ae_tok_spm_encode};

@@ -117,3 +117,5 @@ int ae_tok_wpm_encode(const ae_tokenizer *t, const char *text, size_t len, struc
     free(hash);
     return o->ok ? 0 : -1;
 }
+
+const struct ae_tokenizer_algo ae_tokenizer_wpm = {AE_TOKENIZER_WPM, ae_tok_wpm_encode};

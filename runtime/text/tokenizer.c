@@ -667,7 +667,17 @@ static int load_specials(ae_tokenizer *t, const ae_gguf *g, ae_error *err)
     return 0;
 }
 
-int ae_tokenizer_load(ae_tokenizer **out, const ae_gguf *g, ae_error *err)
+int ae_tokenizer_kind_of(struct ae_str model)
+{
+    return ae_str_eq(model, "llama") ? AE_TOKENIZER_SPM
+           : ae_str_eq(model, "gpt2") ? AE_TOKENIZER_BPE
+           : ae_str_eq(model, "bert") ? AE_TOKENIZER_WPM
+                                      : -1;
+}
+
+/* Builds the tokenizer with algos[kind] as the encoder of each kind (NULL: none). */
+static int load(ae_tokenizer **out, const ae_gguf *g, const struct ae_tokenizer_algo *const algos[AE_TOKENIZER_KIND_COUNT],
+                ae_error *err)
 {
     struct ae_str model, pre = {0};
     int rc = ae_gguf_get_str(g, "tokenizer.ggml.model", &model, err);
@@ -686,18 +696,19 @@ int ae_tokenizer_load(ae_tokenizer **out, const ae_gguf *g, ae_error *err)
     t->fim_pre = t->fim_suf = t->fim_mid = t->fim_pad = t->fim_rep = t->fim_sep = AE_TOKEN_NULL;
     copy_str(t->model, sizeof t->model, model);
 
-    if (ae_str_eq(model, "llama")) {
+    const int kind = ae_tokenizer_kind_of(model);
+    if (kind == AE_TOKENIZER_SPM) {
         t->kind = AE_TOKENIZER_SPM;
         t->bos = 1, t->eos = 2, t->unk = 0, t->sep = t->pad = AE_TOKEN_NULL;
         t->add_space_prefix = true;
         t->add_bos = true;
         snprintf(t->pre, sizeof t->pre, "default");
-    } else if (ae_str_eq(model, "gpt2")) {
+    } else if (kind == AE_TOKENIZER_BPE) {
         t->kind = AE_TOKENIZER_BPE;
         t->bos = 11, t->eos = 11, t->unk = t->sep = t->pad = AE_TOKEN_NULL;
         if (set_pre(t, g, has_pre > 0, pre, err) < 0)
             goto fail;
-    } else if (ae_str_eq(model, "bert")) {
+    } else if (kind == AE_TOKENIZER_WPM) {
         t->kind = AE_TOKENIZER_WPM;
         t->bos = 101, t->eos = AE_TOKEN_NULL, t->unk = 100, t->sep = 102, t->pad = 0, t->mask = 103;
         t->add_bos = true;
@@ -713,6 +724,12 @@ int ae_tokenizer_load(ae_tokenizer **out, const ae_gguf *g, ae_error *err)
         goto fail;
     } else {
         ae_fail(err, "%s: key 'tokenizer.ggml.model': unknown tokenizer model '%s': expected llama, gpt2 or bert",
+                g->path, t->model);
+        goto fail;
+    }
+    t->algo = algos[t->kind];
+    if (!t->algo) {
+        ae_fail(err, "%s: key 'tokenizer.ggml.model': this program was built for another tokenizer than '%s'",
                 g->path, t->model);
         goto fail;
     }
@@ -738,7 +755,7 @@ int ae_tokenizer_load(ae_tokenizer **out, const ae_gguf *g, ae_error *err)
         t->nl = t->byte_token['\n'] != AE_TOKEN_NULL ? t->byte_token['\n'] : t->pad;
     } else if (t->kind == AE_TOKENIZER_BPE) {
         struct ae_tok_ids ids = {NULL, 0, 0, true};
-        if (ae_tok_bpe_encode(t, "\n", 1, &ids) < 0) {
+        if (t->algo->encode(t, "\n", 1, &ids) < 0) {
             free(ids.v);
             ae_fail(err, "%s: out of memory", g->path);
             goto fail;
@@ -759,6 +776,23 @@ int ae_tokenizer_load(ae_tokenizer **out, const ae_gguf *g, ae_error *err)
 fail:
     ae_tokenizer_free(t);
     return -1;
+}
+
+int ae_tokenizer_load(ae_tokenizer **out, const ae_gguf *g, ae_error *err)
+{
+    static const struct ae_tokenizer_algo *const all[AE_TOKENIZER_KIND_COUNT] = {
+        [AE_TOKENIZER_SPM] = &ae_tokenizer_spm, [AE_TOKENIZER_BPE] = &ae_tokenizer_bpe,
+        [AE_TOKENIZER_WPM] = &ae_tokenizer_wpm};
+    return load(out, g, all, err);
+}
+
+int ae_tokenizer_load_algo(ae_tokenizer **out, const ae_gguf *g, const struct ae_tokenizer_algo *algo,
+                           ae_error *err)
+{
+    const struct ae_tokenizer_algo *one[AE_TOKENIZER_KIND_COUNT] = {0};
+    if (algo)
+        one[algo->kind] = algo;
+    return load(out, g, one, err);
 }
 
 void ae_tokenizer_free(ae_tokenizer *t)
@@ -897,7 +931,7 @@ static int spm_fragment(const ae_tokenizer *t, const char *s, size_t n, bool pre
             buf[k++] = s[i];
         }
     }
-    int rc = ae_tok_spm_encode(t, buf, k, o);
+    int rc = t->algo->encode(t, buf, k, o);
     free(buf);
     return rc;
 }
@@ -939,18 +973,9 @@ int ae_tokenize(const ae_tokenizer *t, const char *text, size_t len, bool add_sp
             prev_special = true;
             continue;
         }
-        int r = 0;
-        switch (t->kind) {
-        case AE_TOKENIZER_SPM:
-            r = spm_fragment(t, text + f->off, f->len, t->add_space_prefix && prev_special, &ids);
-            break;
-        case AE_TOKENIZER_BPE:
-            r = ae_tok_bpe_encode(t, text + f->off, f->len, &ids);
-            break;
-        case AE_TOKENIZER_WPM:
-            r = ae_tok_wpm_encode(t, text + f->off, f->len, &ids);
-            break;
-        }
+        int r = t->kind == AE_TOKENIZER_SPM
+                    ? spm_fragment(t, text + f->off, f->len, t->add_space_prefix && prev_special, &ids)
+                    : t->algo->encode(t, text + f->off, f->len, &ids);
         if (r < 0)
             goto oom;
         prev_special = false;

@@ -223,6 +223,7 @@ static struct ae_model fake_model = {
     .weight_offsets = fake_weight_offsets,
     .weights_bytes = FAKE_WEIGHTS,
     .compiler = "check_program's fake model",
+    .tokenizer = &ae_tokenizer_spm,
     .info = "fake model for check_program: no passes",
     .forward = fake_forward,
 };
