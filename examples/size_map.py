@@ -89,7 +89,7 @@ def main():
             continue
         pending = None
         k = kind(section)
-        if addr == 0 or size == 0 or k is None or path.startswith("load address"):
+        if addr == 0 or size == 0 or k is None or path.startswith("load address") or section == "*fill*":
             continue
         if section.startswith(DYNAMIC):
             path = "(dynamic linking: symbols, relocations, PLT)"
@@ -110,7 +110,8 @@ def main():
     print(f"{'group':<72} {'bytes':>8} {'KiB':>8}")
     for name, t in sorted(groups.items(), key=lambda kv: -kv[1]):
         print(f"{name:<72} {t:>8} {t / 1024:>8.1f}")
-    print(f"{'ELF headers, section alignment':<72} {total - counted:>8} {(total - counted) / 1024:>8.1f}")
+    print(f"{'ELF headers, alignment (aarch64: the data segment starts on a 64 KiB page)':<72} {total - counted:>8} "
+          f"{(total - counted) / 1024:>8.1f}")
     print(f"{'program without weights':<72} {total:>8} {total / 1024:>8.1f}")
 
 

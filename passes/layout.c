@@ -1,10 +1,11 @@
 /* layout: decides, for every weight, the layout the target's kernels will read it in (docs/kernels.md),
  * and which matrices are stored merged.
  *
- * A weight that only matmuls read (as their weight operand) and whose type has an interleaved layout is
- * stored as x16: 16 rows interleaved so that a SIMD register holds 4 quant bytes of each of 16 rows.
- * Every other weight (embeddings read by get_rows, norm weights, a tied embedding that is also the lm
- * head, types without an x16 format) keeps the GGUF's rows. The weights pack is written in the chosen
+ * A weight that only matmuls (as their weight operand) and get_rows (as its table) read, and whose type
+ * has an interleaved layout, is stored as x16: 16 rows interleaved so that a SIMD register holds 4 quant
+ * bytes of each of 16 rows. A tied embedding that is also the lm head is one of them: get_rows unpacks
+ * the few rows it reads. Every other weight (norm weights, types without an x16 format, weights other
+ * ops read) keeps the GGUF's rows. The weights pack is written in the chosen
  * layout at compile time (compiler/emit/pack_build.c); a program never repacks. With
  * opt.interleave off (a run from the GGUF mapping in place) every weight keeps its rows. The format
  * names the layout and the ggml type: "x16-q4_0", "rows-q6_k".
@@ -60,6 +61,17 @@ static void merge_kind(char out[16], const struct ir_node *const *w, uint32_t n)
     memcpy(out, buf, sizeof buf);
 }
 
+/* Whether some matmul multiplies by w (an embedding only get_rows reads keeps its rows). */
+static bool has_matmul_use(const struct ir_graph *g, const struct ir_node *w)
+{
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const struct ir_node *m = g->nodes[i];
+        if ((m->op == IR_OP_MATMUL || m->op == IR_OP_MATMUL_EW || m->op == IR_OP_MATMUL_ROPE) && m->src[1] == w)
+            return true;
+    }
+    return false;
+}
+
 int pass_layout(struct ir_graph *g, struct pass_ctx *c)
 {
     free(c->layouts);
@@ -91,7 +103,7 @@ int pass_layout(struct ir_graph *g, struct pass_ctx *c)
         const struct ir_node *m = g->nodes[i];
         const bool matmul = m->op == IR_OP_MATMUL || m->op == IR_OP_MATMUL_EW || m->op == IR_OP_MATMUL_ROPE;
         for (uint32_t s = 0; s < m->n_src; s++)
-            if (!(matmul && s == 1))
+            if (!(matmul && s == 1) && !(m->op == IR_OP_GET_ROWS && s == 0))
                 other_use[m->src[s]->id] = true;
     }
     for (uint32_t i = 0; i < n; i++) {
@@ -102,7 +114,7 @@ int pass_layout(struct ir_graph *g, struct pass_ctx *c)
         struct pass_layout *l = &c->layouts[c->n_layouts];
         l->weight = w->name;
         l->layout = AE_LAYOUT_ROWS;
-        if (c->opt.interleave && !other_use[w->id] && uses[w->id] > 0 && w->rank == 2 &&
+        if (c->opt.interleave && !other_use[w->id] && uses[w->id] > 0 && w->rank == 2 && has_matmul_use(g, w) &&
             ae_layout_supports(w->dtype, AE_LAYOUT_X16))
             l->layout = AE_LAYOUT_X16;
         snprintf(l->format, sizeof l->format, "%s-%s", ae_layout_name((enum ae_layout)l->layout),

@@ -77,6 +77,7 @@ static int forward_batch(struct ae_state *s, const struct ae_batch *b, ae_error 
 //@ step_locals
     uint8_t *const A = s->arena;
     const uint8_t *const *const W = s->weights;
+    const uint64_t step_t0 = s->profile ? ae_profile_now() : 0; /* --profile */
     (void)A;
     (void)W;
     (void)tokens;
@@ -90,7 +91,15 @@ static int forward_batch(struct ae_state *s, const struct ae_batch *b, ae_error 
 //@ node_end
     }
 
+//@ kind_begin
+        { const uint64_t kind_t0 = s->profile ? ae_profile_now() : 0;
+
+//@ kind_end
+        if (s->profile) ae_profile_add(s->profile, $phase, "$kind", kind_t0); }
+
 //@ step_end
+    if (s->profile)
+        ae_profile_step(s->profile, $phase, T, step_t0);
     return 0;
 }
 
@@ -132,6 +141,7 @@ static const struct ae_model model = {
     .batch_max_seqs = $batch_max_seqs,
     .gpu = $gpu,
     .tokenizer = $tokenizer,
+    .server = $server,
 };
 
 int main(int argc, char **argv)

@@ -7,6 +7,7 @@
 #include "ae_error.h"
 #include "ae_gpu.h"
 #include "ae_kernels.h"
+#include "ae_profile.h"
 #include "ae_program.h"
 #include "ae_tokenizer.h"
 #include "ae_types.h"

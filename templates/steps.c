@@ -14,7 +14,7 @@
             const int32_t id = $ids[i];
             if (id < 0 || id >= $n_rows)
                 return ae_fail(err, "token id %d is outside the vocabulary (0..$max_id)", id);
-            AE_CHECK(ae_dequantize_row($type, (const uint8_t *)$table + (int64_t)id * $row_bytes, $out + i * $cols, $cols, err), "$name");
+            AE_CHECK(ae_layout_get_row($type, $layout, $table, $cols, id, $out + i * $cols, err), "$name");
         }
 
 //@ matmul

@@ -357,6 +357,7 @@ static int print_step(struct printer *p, const struct lower_step *s)
         arg(&a, "max_id", "%" PRId64, s->p.get_rows.n_rows - 1);
         arg(&a, "row_bytes", "%" PRIu64, s->p.get_rows.row_bytes);
         arg_type(&a, "type", s->in[0].dtype);
+        arg(&a, "layout", "%s", s->p.get_rows.layout == AE_LAYOUT_X16 ? "AE_LAYOUT_X16" : "AE_LAYOUT_ROWS");
         return put(p, tmpl_steps, "get_rows", &a);
     case LOWER_MATMUL:
         arg_ref(p, &a, "x", &s->in[0]);
@@ -448,6 +449,22 @@ static int print_step(struct printer *p, const struct lower_step *s)
     return ae_fail(p->err, "the C printer has no step of kind %d", (int)s->kind);
 }
 
+/* What --profile counts a step's time under: "matmul q4_0 x16", "attention", ... */
+static void step_kind(const struct lower_step *s, char *buf, size_t cap)
+{
+    static const char *const names[LOWER_KIND_COUNT] = {
+        [LOWER_GET_ROWS] = "get_rows", [LOWER_MATMUL] = "matmul", [LOWER_EW] = "elementwise",
+        [LOWER_RMS_NORM] = "rms_norm", [LOWER_LAYER_NORM] = "layer_norm", [LOWER_SOFTMAX] = "softmax",
+        [LOWER_ROPE] = "rope", [LOWER_ATTENTION] = "attention", [LOWER_KV_STORE] = "kv_store",
+        [LOWER_SLICE] = "copy", [LOWER_CONCAT] = "copy", [LOWER_PERMUTE] = "copy", [LOWER_COPY] = "copy",
+    };
+    const char *name = (unsigned)s->kind < LOWER_KIND_COUNT && names[s->kind] ? names[s->kind] : "other";
+    if (s->kind == LOWER_MATMUL)
+        snprintf(buf, cap, "matmul %s %s", ae_type_name(s->in[1].dtype), ae_layout_name((enum ae_layout)s->p.matmul.layout));
+    else
+        snprintf(buf, cap, "%s", name);
+}
+
 /* ---- The whole unit ------------------------------------------------------------------------------- */
 
 /* scratch_size(): the largest scratch any kernel call asks for, one line per distinct matmul (weight type
@@ -490,6 +507,8 @@ static int print_scratch_size(struct printer *p)
 static int print_forward(struct printer *p, const char *begin)
 {
     const struct lower_program *lp = p->lp;
+    /* --profile counts the decode step's time apart; the batched step (the server's) with the prefill's */
+    const char *phase = strcmp(begin, "decode_begin") == 0 ? "AE_PROFILE_DECODE" : "AE_PROFILE_PREFILL";
     struct args head = {0};
     arg(&head, "max_seqs", "%" PRId32, lp->max_seqs);
     if (put(p, tmpl_program, begin, &head) || put(p, tmpl_program, "step_locals", NULL))
@@ -509,13 +528,22 @@ static int print_forward(struct printer *p, const char *begin)
         }
         if (put(p, tmpl_program, "node_begin", &a))
             return -1;
-        for (uint32_t k = first; k < end; k++)
-            if (print_step(p, &lp->steps[k]))
+        for (uint32_t k = first; k < end; k++) {
+            struct args ka = {0};
+            char kind[64];
+            step_kind(&lp->steps[k], kind, sizeof kind);
+            arg(&ka, "kind", "%s", kind);
+            arg(&ka, "phase", "%s", phase);
+            if (put(p, tmpl_program, "kind_begin", NULL) || print_step(p, &lp->steps[k]) ||
+                put(p, tmpl_program, "kind_end", &ka))
                 return -1;
+        }
         if (put(p, tmpl_program, "node_end", NULL))
             return -1;
     }
-    return put(p, tmpl_program, "step_end", NULL);
+    struct args e = {0};
+    arg(&e, "phase", "%s", phase);
+    return put(p, tmpl_program, "step_end", &e);
 }
 
 /* The weights' offsets in the pack: "\n    0, 4096, ..." eight a line. */
@@ -576,6 +604,7 @@ static int print_program_end(struct printer *p, const struct pack_build *pb, con
     arg(&a, "batch_max_seqs", "%" PRId32, batched ? batched->max_seqs : 0);
     arg(&a, "gpu", "%s", gpu ? "&gpu_model" : "NULL");
     arg(&a, "tokenizer", "%s", o->tokenizer ? o->tokenizer : "NULL");
+    arg(&a, "server", "%s", o->no_server ? "NULL" : "&ae_server");
     rc = put(p, tmpl_program, "program_end", &a);
 done:
     free(name);

@@ -9,6 +9,7 @@
 #ifndef AE_EMIT_C_H
 #define AE_EMIT_C_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "emit_vk.h"
@@ -28,6 +29,7 @@ struct emit_options {
     int32_t t_max;            /* the largest step */
     const struct emit_vk_options *vk; /* the Vulkan half too (emit_vk.h); NULL: the CPU only */
     const char *tokenizer;    /* the model's tokenizer kind, "&ae_tokenizer_spm" etc.; NULL: none known */
+    bool no_server;           /* a program linked with --static: no --serve */
 };
 
 /* Writes the program for graph g after the passes (c holds the plan and the constants; pb the weight

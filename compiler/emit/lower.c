@@ -376,6 +376,7 @@ static int lower_node(struct lowering *l, const struct ir_node *n)
         s->cols = w->shape[1];
         s->p.get_rows.n_rows = w->shape[0];
         s->p.get_rows.row_bytes = row_bytes;
+        s->p.get_rows.layout = w->op == IR_OP_WEIGHT ? pass_weight_layout(l->c, w->name) : 0;
         break;
     }
     case IR_OP_MATMUL:
@@ -509,11 +510,6 @@ static int lower_node(struct lowering *l, const struct ir_node *n)
 static int batch_tail(struct lowering *l)
 {
     const struct ir_graph *g = l->g;
-    bool last_row = false;
-    for (uint32_t i = 0; i < g->n_nodes; i++)
-        last_row = last_row || g->nodes[i]->op == IR_OP_LAST_ROW;
-    if (!last_row)
-        return ae_fail(l->err, "the graph's output is not the logits of its last row");
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         const struct ir_node *n = g->nodes[i];
         bool reads_tail = false, reads_body = false;
@@ -543,6 +539,10 @@ static int batch_tail(struct lowering *l)
                            ir_op_name(n->op));
         }
     }
+    /* Every output is per sequence: the step writes one row of logits for each. */
+    for (uint32_t i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->op == IR_OP_OUTPUT && !l->tail[i])
+            return ae_fail(l->err, "the graph's output is not the logits of its last row");
     return 0;
 }
 

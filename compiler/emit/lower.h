@@ -103,7 +103,8 @@ struct lower_step {
     bool per_seq;                  /* batched ROPE, ATTENTION, KV_STORE: once per sequence, on its rows (a
                                     * run of rows of the T), at its positions, in its own cache */
     union {
-        struct { int64_t n_rows; uint64_t row_bytes; } get_rows;         /* the table's rows, bytes per row */
+        struct { int64_t n_rows; uint64_t row_bytes; uint32_t layout; } get_rows; /* the table's rows, bytes
+                                                                          * per row, layout (enum ae_layout) */
         struct { int64_t n, k; uint32_t layout; } matmul;                /* the weight: [n, k], its layout
                                                                           * (enum ae_layout) */
         struct { float eps; } norm;                                      /* RMS_NORM, LAYER_NORM */

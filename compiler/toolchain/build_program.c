@@ -46,7 +46,8 @@ static void describe(const struct build_model *m, const char *compiler, char *bu
 }
 
 static int emit_to_memory(const struct build_model *m, const struct pack_build *pb, const char *info,
-                          const char *compiler, const struct emit_vk_options *vk, char **src, ae_error *err)
+                          const char *compiler, const struct emit_vk_options *vk, bool no_server, char **src,
+                          ae_error *err)
 {
     size_t size;
     FILE *f = open_memstream(src, &size);
@@ -73,6 +74,7 @@ static int emit_to_memory(const struct build_model *m, const struct pack_build *
         .t_max = (int32_t)m->c->opt.t_max,
         .vk = vk,
         .tokenizer = tok_kind >= 0 ? tokenizers[tok_kind] : NULL,
+        .no_server = no_server,
     };
     int rc = emit_c(f, m->g, m->c, pb, m->hp, &eo, err);
     if (fclose(f) != 0 && rc == 0)
@@ -153,7 +155,7 @@ int build_program(const struct build_model *m, const struct build_options *o, st
     char c_path[PATH_MAX] = "", map_path[PATH_MAX];
     int rc = -1;
     struct emit_vk_options vk = {.dump_dir = o->dump_spirv_dir};
-    if (emit_to_memory(m, &pb, info, version_line, o->cpu_only ? NULL : &vk, &src, err) < 0)
+    if (emit_to_memory(m, &pb, info, version_line, o->cpu_only ? NULL : &vk, o->static_link, &src, err) < 0)
         goto done;
 
     /* The C file: kept in --emit-c DIR, or in a temporary folder for gcc. */
@@ -232,7 +234,7 @@ int build_and_run(const struct build_model *m, int argc, char **argv, int *statu
     if (pack_build_materialize(&pb, err) < 0)
         goto done;
     struct emit_vk_options vk = {0};
-    if (emit_to_memory(m, &pb, info, version_line, &vk, &src, err) < 0)
+    if (emit_to_memory(m, &pb, info, version_line, &vk, false, &src, err) < 0)
         goto done;
     /* The program reads the weights where pack_build found them: the GGUF mapping, fold's constants (and
      * packed copies of interleaved weights, which an in-place run's layout pass does not choose). */

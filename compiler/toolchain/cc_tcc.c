@@ -3,6 +3,7 @@
 
 #include "ae_gpu.h"
 #include "ae_kernels.h"
+#include "ae_profile.h"
 #include "ae_program.h"
 #include "ae_tokenizer.h"
 
@@ -36,13 +37,13 @@ static const struct {
     const void *addr;
 } jit_symbols[] = {
 #define SYM(f) {#f, (const void *)f}
-    SYM(ae_attention), SYM(ae_attention_scratch_size), SYM(ae_dequantize_row), SYM(ae_fail), SYM(ae_fail_prefix),
+    SYM(ae_attention), SYM(ae_attention_scratch_size), SYM(ae_dequantize_row), SYM(ae_layout_get_row), SYM(ae_fail), SYM(ae_fail_prefix),
     SYM(ae_gelu), SYM(ae_kv_store), SYM(ae_matmul), SYM(ae_matmul_scratch_size), SYM(ae_program_main),
-    SYM(ae_rms_norm), SYM(ae_rope), SYM(ae_softmax),
+    SYM(ae_rms_norm), SYM(ae_rope), SYM(ae_softmax), SYM(ae_profile_now), SYM(ae_profile_add), SYM(ae_profile_step),
 #undef SYM
     /* and the runtime's objects it points to */
 #define DATA(v) {#v, (const void *)&v}
-    DATA(ae_gpu_runtime), DATA(ae_tokenizer_spm), DATA(ae_tokenizer_bpe), DATA(ae_tokenizer_wpm),
+    DATA(ae_gpu_runtime), DATA(ae_tokenizer_spm), DATA(ae_tokenizer_bpe), DATA(ae_tokenizer_wpm), DATA(ae_server),
 #undef DATA
 };
 

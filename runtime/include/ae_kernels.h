@@ -31,7 +31,8 @@
 
 /* Instruction-set levels of the kernels, ranked within one architecture, each level including the ones
  * below it; 0 is the scalar code on every machine.
- *   x86-64: AE_ISA_AVX2 means AVX2 + FMA + F16C; AE_ISA_AVX512 adds AVX-512 F, BW, VL and VNNI.
+ *   x86-64: AE_ISA_AVX2 means AVX2 + FMA + F16C; AE_ISA_AVX512 adds AVX-512 F, BW, VL and VNNI;
+ *   AE_ISA_AMX adds AMX-TILE and AMX-INT8 (with the OS's permission to use them).
  *   aarch64: AE_ISA_NEON is Advanced SIMD (every ARMv8-A CPU); AE_ISA_DOTPROD adds SDOT (ARMv8.2-A
  *   dotprod, e.g. Cortex-A76, the Raspberry Pi 5's A76); AE_ISA_I8MM adds SMMLA (ARMv8.6-A i8mm).
  * The two architectures' levels share numbers; AE_ISA_COUNT counts the host's. */
@@ -39,15 +40,12 @@ enum ae_isa {
     AE_ISA_SCALAR = 0,
     AE_ISA_AVX2 = 1,
     AE_ISA_AVX512 = 2,
+    AE_ISA_AMX = 3,
     AE_ISA_NEON = 1,
     AE_ISA_DOTPROD = 2,
     AE_ISA_I8MM = 3,
 };
-#if defined(__aarch64__)
 #define AE_ISA_COUNT 4
-#else
-#define AE_ISA_COUNT 3
-#endif
 
 /* The best level this CPU supports (AE_ISA_SCALAR on hosts other than x86-64 and aarch64). */
 enum ae_isa ae_cpu_host_isa(void);
@@ -59,8 +57,8 @@ void ae_cpu_set_max_isa(enum ae_isa isa);
 /* The level the kernels use now: the lower of the host's level and the cap. */
 enum ae_isa ae_cpu_isa(void);
 
-/* The host's names of its levels: "scalar", "avx2", "avx512" (x86-64); "scalar", "neon", "dotprod",
- * "i8mm" (aarch64); "unknown" for other values. */
+/* The host's names of its levels: "scalar", "avx2", "avx512", "amx" (x86-64); "scalar", "neon",
+ * "dotprod", "i8mm" (aarch64); "unknown" for other values. */
 const char *ae_isa_name(enum ae_isa isa);
 
 /* Looks one of the host's levels up by name (case-insensitive); returns -1 if there is none. */
@@ -108,6 +106,11 @@ int ae_layout_pack(uint32_t type, enum ae_layout layout, const void *rows, int64
 /* Row `row` of a weight stored in the layout, back as its GGUF row. */
 int ae_layout_unpack_row(uint32_t type, enum ae_layout layout, const void *packed, int64_t K, int64_t row, void *dst,
                          ae_error *err);
+
+/* Row `row` of a K-value weight stored in the layout, dequantized to K floats at out (an embedding
+ * lookup; a weight that is also the lm head may be stored interleaved). */
+int ae_layout_get_row(uint32_t type, enum ae_layout layout, const void *w, int64_t K, int64_t row, float *out,
+                      ae_error *err);
 
 /* The 16 GGUF blocks (row after row, each the type's block size) of one x16 group block. */
 void ae_x16_unpack_group(uint32_t type, const void *group_block, void *blocks);
@@ -215,15 +218,15 @@ struct ae_kernel_set {
     const char *name;
     ae_gemm_fn gemm[AE_LAYOUT_COUNT][AE_TYPE_ID_LIMIT];     /* by layout and weight type */
     void (*to_f16)(const float *x, uint16_t *y, int64_t n); /* f32 -> fp16, nearest even */
-    void (*mad_f16)(int64_t n, float *y, const uint16_t *x, float a); /* y[i] += a * fp16 x[i] */
 };
 
-/* The scalar set (complete for every supported type and layout), the AVX2 and AVX-512 sets (NULL on
- * hosts other than x86-64, whatever the CPU) and the NEON, dotprod and i8mm sets (NULL on hosts other
+/* The scalar set (complete for every supported type and layout), the AVX2, AVX-512 and AMX sets (NULL
+ * on hosts other than x86-64, whatever the CPU) and the NEON, dotprod and i8mm sets (NULL on hosts other
  * than aarch64). */
 const struct ae_kernel_set *ae_kernels_scalar(void);
 const struct ae_kernel_set *ae_kernels_avx2(void);
 const struct ae_kernel_set *ae_kernels_avx512(void);
+const struct ae_kernel_set *ae_kernels_amx(void);
 const struct ae_kernel_set *ae_kernels_neon(void);
 const struct ae_kernel_set *ae_kernels_dotprod(void);
 const struct ae_kernel_set *ae_kernels_i8mm(void);
@@ -291,18 +294,19 @@ struct ae_attn_params {
     int64_t window;     /* > 0: sliding window, query at p sees keys at j with p - window < j <= p */
 };
 
-/* Per-thread scratch for ae_attention: ae_pool_threads(pool) slices of (n_ctx floats + head_dim_k
- * halves), rounded up to 64 bytes each. */
+/* Per-thread scratch for ae_attention: ae_pool_threads(pool) slices, each a block of 16 transposed K
+ * rows and 16 V rows in f32 and the query rows of one task with their running outputs, rounded up to
+ * 64 bytes. It does not grow with the context. */
 size_t ae_attention_scratch_size(const struct ae_attn_params *p, int n_threads);
 
 /* out [T, n_head, head_dim_v] = softmax(mask(softcap(scale * q.k))) v for q [T, n_head, head_dim_k];
  * k_cache [n_ctx, n_head_kv, head_dim_k], v_cache [n_ctx, n_head_kv, head_dim_v] of kv_type. Query t
- * (position P + t) sees keys 0..P+t (causal) within the window. The softmax is computed in f32 with its
- * sum in double. With an F16 cache, as llama.cpp's default CPU path does, q is rounded to fp16 for the
- * q.k products and the softmax weights are rounded to fp16 before they multiply v. (llama.cpp's gemma2
- * multiplies q by its scale before that rounding and passes scale 1; do the same to match it bit for
- * bit.) Each (token, head) pair is one pool task. Fails for bad parameters (head counts, sizes,
- * P + T > n_ctx, kv_type). */
+ * (position P + t) sees keys 0..P+t (causal) within the window. Tiled with an online softmax in f32
+ * (attention.c gives the order of every float operation, the same at every level); no score matrix.
+ * With an F16 cache q is rounded to fp16 for the q.k products, as llama.cpp's CPU path does. (llama.cpp's
+ * gemma2 multiplies q by its scale before that rounding and passes scale 1; do the same to follow it.)
+ * A pool task is one kv head's query heads for up to 16 tokens. Fails for bad parameters (head counts,
+ * sizes, P + T > n_ctx, kv_type). */
 int ae_attention(const struct ae_attn_params *p, const float *q, const void *k_cache, const void *v_cache,
                  float *out, void *scratch, ae_pool *pool, ae_error *err);
 

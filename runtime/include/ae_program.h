@@ -24,6 +24,10 @@
 
 struct ae_gpu_model;
 struct ae_tokenizer_algo;
+struct ae_server;
+
+/* The server (--serve), for ae_model.server. */
+extern const struct ae_server ae_server;
 
 /* Everything one forward step may touch. */
 struct ae_state {
@@ -37,6 +41,7 @@ struct ae_state {
     uint32_t kv_type;        /* AE_TYPE_F16 or AE_TYPE_F32 */
     int32_t n_ctx;           /* KV cache length */
     struct ae_pool *pool;    /* the thread pool (ae_pool.h) */
+    struct ae_profile *profile; /* NULL, or --profile's table: the steps time their kernels into it */
 };
 
 /* A batched step: tokens of several sequences, each at its own positions in its own KV cache.
@@ -90,6 +95,9 @@ struct ae_model {
     /* The model's tokenizer kind (&ae_tokenizer_spm, _bpe or _wpm; ae_tokenizer.h), or NULL when the
      * file names none that the runtime has: the program then fails at start-up saying why. */
     const struct ae_tokenizer_algo *tokenizer;
+    /* &ae_server, or NULL in a program linked with --static: such a program cannot load the libraries
+     * the server needs at run time, so it links none of the server (nor glibc's dlopen). */
+    const struct ae_server *server;
 };
 
 /* The most sequences a batched step is compiled for (fewer when t_max is smaller). */

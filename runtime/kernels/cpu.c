@@ -1,24 +1,30 @@
 /* CPU feature detection for the kernels: which instruction-set level this host runs, and a cap on it.
  *
- * The library is built for baseline x86-64 (or ARMv8-A, or any other host) and carries AVX2 and AVX-512
- * kernels (NEON, dotprod and i8mm kernels on aarch64) compiled with per-function or per-file target
+ * The library is built for baseline x86-64 (or ARMv8-A, or any other host) and carries AVX2, AVX-512 and
+ * AMX kernels (NEON, dotprod and i8mm kernels on aarch64) compiled with per-function or per-file target
  * options; this file decides at run time whether they may run: cpuid on x86-64, the kernel's hardware
- * capability bits (getauxval(AT_HWCAP), AT_HWCAP2) on aarch64. The cap (AETHER_ISA, or
- * ae_cpu_set_max_isa) lets the tests run every path side by side, and lets a program built for a lesser
- * target keep to it.
+ * capability bits (getauxval(AT_HWCAP), AT_HWCAP2) on aarch64. AMX also needs the kernel's permission:
+ * Linux enables the tile data state per process on request (arch_prctl ARCH_REQ_XCOMP_PERM), and the
+ * request is made here, once, when AMX is detected. The cap (AETHER_ISA, or ae_cpu_set_max_isa) lets the
+ * tests and benchmarks run every path side by side, and lets a program built for a lesser target keep
+ * to it.
  */
 #include "ae_kernels.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #if defined(__x86_64__)
 #include <cpuid.h>
+#endif
+#if defined(__x86_64__) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 #if defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #endif
-#include <string.h>
 #include <strings.h>
 
 /* -1 until detected, then the host's enum ae_isa. */
@@ -45,9 +51,20 @@ static enum ae_isa cpu_detect(void)
     /* AVX-512: F (ebx 16), BW (ebx 30), VL (ebx 31), VNNI (ecx 11), and the OS saving the opmask and
      * ZMM state (XCR0 bits 5-7) */
     const bool f = b & (1u << 16), bw = b & (1u << 30), vl = b & (1u << 31), vnni = c & (1u << 11);
-    if (f && bw && vl && vnni && (xcr0_lo & 0xe0u) == 0xe0u)
+    if (!(f && bw && vl && vnni && (xcr0_lo & 0xe0u) == 0xe0u))
+        return AE_ISA_AVX2;
+    /* AMX: TILE (edx 24) and INT8 (edx 25), the OS managing the tile state (XCR0 bits 17-18), and
+     * Linux's permission to use the tile data (ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18) */
+    const bool tile = d & (1u << 24), int8 = d & (1u << 25);
+    if (!(tile && int8 && (xcr0_lo & 0x60000u) == 0x60000u))
         return AE_ISA_AVX512;
-    return AE_ISA_AVX2;
+#if defined(__linux__)
+    if (syscall(SYS_arch_prctl, 0x1023, 18) != 0)
+        return AE_ISA_AVX512;
+    return AE_ISA_AMX;
+#else
+    return AE_ISA_AVX512;
+#endif
 #elif defined(__aarch64__) && defined(__linux__)
     /* Linux's arm64 hwcap bits (asm/hwcap.h): HWCAP_ASIMD 1 << 1, HWCAP_ASIMDDP 1 << 20, HWCAP2_I8MM 1 << 13. */
     const unsigned long hwcap = getauxval(AT_HWCAP), hwcap2 = getauxval(AT_HWCAP2);
@@ -97,6 +114,7 @@ static const char *const isa_names[AE_ISA_COUNT] = {
 #else
     [AE_ISA_AVX2] = "avx2",
     [AE_ISA_AVX512] = "avx512",
+    [AE_ISA_AMX] = "amx",
 #endif
 };
 

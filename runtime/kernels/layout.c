@@ -230,3 +230,26 @@ int ae_layout_unpack_row(uint32_t type, enum ae_layout layout, const void *packe
     }
     return 0;
 }
+
+int ae_layout_get_row(uint32_t type, enum ae_layout layout, const void *w, int64_t K, int64_t row, float *out,
+                      ae_error *err)
+{
+    uint64_t row_bytes = 0;
+    if (K < 0 || row < 0 || ae_type_row_bytes(type, (uint64_t)K, &row_bytes, err) != 0)
+        return ae_fail(err, "get row: bad row %" PRId64 " or length %" PRId64 " for %s", row, K, ae_type_name(type));
+    if (layout == AE_LAYOUT_ROWS)
+        return ae_dequantize_row(type, (const uint8_t *)w + (uint64_t)row * row_bytes, out, K, err);
+    if (!ae_layout_supports(type, layout))
+        return ae_fail(err, "layout %s does not hold %s weights", ae_layout_name(layout), ae_type_name(type));
+    const struct ae_type_info *t = ae_type_info(type);
+    const uint64_t gbytes = ae_layout_group_bytes(type, layout, K);
+    const uint8_t *group = (const uint8_t *)w + (uint64_t)(row / AE_X16_ROWS) * gbytes;
+    uint8_t blocks[AE_X16_ROWS * AE_BLOCK_BYTES_Q6_K];
+    for (int64_t b = 0; b < K / t->block_size; b++) {
+        ae_x16_unpack_group(type, group + (uint64_t)b * x16_formats[type].group_bytes, blocks);
+        if (ae_dequantize_row(type, blocks + (row % AE_X16_ROWS) * t->block_bytes, out + b * t->block_size,
+                              t->block_size, err) != 0)
+            return -1;
+    }
+    return 0;
+}

@@ -438,14 +438,6 @@ FLOAT_KERNEL(f32)
 FLOAT_KERNEL(f16)
 FLOAT_KERNEL(bf16)
 
-static void mad_f16_scalar(int64_t n, float *y, const uint16_t *x, float a)
-{
-    for (int64_t i = 0; i < n; i++) {
-        const float p = a * ae_fp16_to_fp32(x[i]);
-        y[i] += p;
-    }
-}
-
 static const struct ae_kernel_set scalar_set = {
     .name = "scalar",
     .gemm =
@@ -468,7 +460,6 @@ static const struct ae_kernel_set scalar_set = {
                 },
         },
     .to_f16 = ae_convert_row_f16,
-    .mad_f16 = mad_f16_scalar,
 };
 
 const struct ae_kernel_set *ae_kernels_scalar(void)
@@ -486,6 +477,11 @@ const struct ae_kernel_set *ae_kernels_avx512(void)
 {
     return NULL;
 }
+
+const struct ae_kernel_set *ae_kernels_amx(void)
+{
+    return NULL;
+}
 #endif
 
 /* The sets of the current level and the levels below it, best first, the scalar set last. */
@@ -495,7 +491,7 @@ static int kernels_current(const struct ae_kernel_set *sets[AE_ISA_COUNT])
 #if defined(__aarch64__)
         [AE_ISA_NEON] = ae_kernels_neon, [AE_ISA_DOTPROD] = ae_kernels_dotprod, [AE_ISA_I8MM] = ae_kernels_i8mm,
 #else
-        [AE_ISA_AVX2] = ae_kernels_avx2, [AE_ISA_AVX512] = ae_kernels_avx512,
+        [AE_ISA_AVX2] = ae_kernels_avx2, [AE_ISA_AVX512] = ae_kernels_avx512, [AE_ISA_AMX] = ae_kernels_amx,
 #endif
     };
     int n = 0;
@@ -677,7 +673,7 @@ int ae_matmul_quantize(uint32_t type, const float *X, int64_t K, int64_t M, void
 }
 
 /* Activation rows per call of a block kernel: they stay in cache while the task's weight rows pass. */
-#define MATMUL_TILE_COLS 64
+#define MATMUL_TILE_COLS 256
 
 struct matmul_job {
     ae_gemm_fn gemm;

@@ -95,6 +95,21 @@ AVX2_INLINE __m256i q5_high_bytes(const uint8_t qh[4])
     return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
 }
 
+/* Bytes of one x16 group block of a type (a constant once inlined). */
+static inline size_t x16_block_bytes(uint32_t type)
+{
+    switch (type) {
+    case AE_TYPE_Q4_0: return sizeof(struct ae_x16_q4_0);
+    case AE_TYPE_Q4_1: return sizeof(struct ae_x16_q4_1);
+    case AE_TYPE_Q5_0: return sizeof(struct ae_x16_q5_0);
+    case AE_TYPE_Q5_1: return sizeof(struct ae_x16_q5_1);
+    case AE_TYPE_Q8_0: return sizeof(struct ae_x16_q8_0);
+    case AE_TYPE_Q4_K: return sizeof(struct ae_x16_q4_k);
+    case AE_TYPE_Q5_K: return sizeof(struct ae_x16_q5_k);
+    default: return sizeof(struct ae_x16_q6_k);
+    }
+}
+
 /* ---- 32-value blocks, rows layout ---------------------------------------------------------------- */
 
 /* One weight row's block as unsigned bytes u in value order (the bias to take back out per type), and
@@ -147,6 +162,7 @@ AVX2_INLINE void rows32(uint32_t type, int64_t nb, const uint8_t *w, size_t w_ro
         const __m256i xq = _mm256_loadu_si256((const __m256i *)xb->qs);
         __m256i lanes[8];
         uint16_t d[8], m[8];
+        #pragma GCC unroll 8
         for (int r = 0; r < 8; r++) {
             const int rr = r < n_rows ? r : n_rows - 1;
             const struct row32 o = row32_load(type, w + (size_t)rr * w_row + (size_t)b * wb);
@@ -227,6 +243,7 @@ AVX2_INLINE void half32_load(uint32_t type, const uint8_t *g, int h, struct half
         o->m = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + 16 + 8 * h)));
     if (type == AE_TYPE_Q8_0) {
         const uint8_t *qs = g + 32;
+        #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             o->u[j] = _mm256_loadu_si256((const __m256i *)(qs + 64 * j + 32 * h));
             o->a[j] = _mm256_sign_epi8(o->u[j], o->u[j]);
@@ -238,6 +255,7 @@ AVX2_INLINE void half32_load(uint32_t type, const uint8_t *g, int h, struct half
     __m256i qh = _mm256_setzero_si256();
     if (q5)
         qh = _mm256_loadu_si256((const __m256i *)(g + qs_at - 64 + 32 * h));
+    #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         const __m256i raw = _mm256_loadu_si256((const __m256i *)(g + qs_at + 64 * j + 32 * h));
         o->u[j] = _mm256_and_si256(raw, m4);
@@ -258,6 +276,7 @@ AVX2_INLINE __m256i half32_isum(uint32_t type, const struct half32 *o, const str
     const __m256i ones = _mm256_set1_epi16(1);
     if (type == AE_TYPE_Q8_0) {
         __m256i s = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) /* |w| * (+-x): each pair <= 2 * 128 * 127 */
             s = _mm256_add_epi32(s, dot4(o->a[j], _mm256_sign_epi8(bcast4(xb->qs + 4 * j), o->u[j])));
         return s;
@@ -265,6 +284,7 @@ AVX2_INLINE __m256i half32_isum(uint32_t type, const struct half32 *o, const str
     if (type == AE_TYPE_Q4_0 || type == AE_TYPE_Q4_1) {
         /* nibbles: each maddubs pair <= 2 * 15 * 127, eight of them <= 30480 */
         __m256i p = _mm256_setzero_si256();
+        #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             p = _mm256_add_epi16(p, _mm256_maddubs_epi16(o->u[j], bcast4(xb->qs + 4 * j)));
             p = _mm256_add_epi16(p, _mm256_maddubs_epi16(o->u[4 + j], bcast4(xb->qs + 16 + 4 * j)));
@@ -276,6 +296,7 @@ AVX2_INLINE __m256i half32_isum(uint32_t type, const struct half32 *o, const str
     }
     /* five bits: each pair <= 2 * 31 * 127, four of them <= 31496 */
     __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+    #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         p0 = _mm256_add_epi16(p0, _mm256_maddubs_epi16(o->u[j], bcast4(xb->qs + 4 * j)));
         p1 = _mm256_add_epi16(p1, _mm256_maddubs_epi16(o->u[4 + j], bcast4(xb->qs + 16 + 4 * j)));
@@ -290,13 +311,15 @@ AVX2_INLINE __m256i half32_isum(uint32_t type, const struct half32 *o, const str
 AVX2_INLINE void x16_half32(uint32_t type, int C, int64_t nb, const uint8_t *w, int h, const uint8_t *x, size_t x_row,
                             __m256 acc[X16_COLS])
 {
-    const size_t gb = ae_layout_group_bytes(type, AE_LAYOUT_X16, AE_QK);
+    const size_t gb = x16_block_bytes(type);
     const bool has_min = type == AE_TYPE_Q4_1 || type == AE_TYPE_Q5_1;
+    #pragma GCC unroll 8
     for (int c = 0; c < C; c++)
         acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         struct half32 o;
         half32_load(type, w + (size_t)b * gb, h, &o);
+        #pragma GCC unroll 8
         for (int c = 0; c < C; c++) {
             const struct ae_block_q8a *xb = (const struct ae_block_q8a *)(x + (size_t)c * x_row) + b;
             const __m256i isum = half32_isum(type, &o, xb);
@@ -324,11 +347,11 @@ AVX2_INLINE void store_rows(float *y, __m256 v, int n)
     AVX2_FN static void x16_##t##_##C(int64_t nb, const uint8_t *w, int n_rows, const uint8_t *x, size_t x_row,   \
                                       float *y, int64_t y_stride)                                                \
     {                                                                                                            \
-        for (int h = 0; h < 2 && 8 * h < n_rows; h++) {                                                          \
+        for (int h = 0; h < 2 && 8 * h < n_rows; h++) {                                                           \
             __m256 acc[X16_COLS];                                                                                \
             x16_half32(AE_TYPE_##T, C, nb, w, h, x, x_row, acc);                                                 \
             const int n = n_rows - 8 * h < 8 ? n_rows - 8 * h : 8;                                               \
-            for (int c = 0; c < C; c++)                                                                          \
+            _Pragma("GCC unroll 8") for (int c = 0; c < C; c++)                                                   \
                 store_rows(y + c * y_stride + 8 * h, acc[c], n);                                                 \
         }                                                                                                        \
     }
@@ -375,9 +398,11 @@ AVX2_INLINE __m256i dup16(__m256i v)
 AVX2_INLINE void kscales8_q45(const uint8_t *scales, int half, struct kscales8 *o)
 {
     __m128i s[AE_K_SCALE_BYTES];
+    #pragma GCC unroll 12
     for (int j = 0; j < AE_K_SCALE_BYTES; j++) /* byte j of rows 8 half.. in the low 8 bytes */
         s[j] = _mm_loadl_epi64((const __m128i *)(scales + 16 * j + 8 * half));
     const __m128i m63 = _mm_set1_epi8(63), m0f = _mm_set1_epi8(0x0f), m30 = _mm_set1_epi8(0x30);
+    #pragma GCC unroll 8
     for (int g = 0; g < 8; g++) {
         __m128i sc, m;
         if (g < 4) {
@@ -395,10 +420,12 @@ AVX2_INLINE void kscales8_q45(const uint8_t *scales, int half, struct kscales8 *
 AVX2_INLINE void kscales8_q6(const int8_t *scales, int half, struct kscales8 *o)
 {
     __m256i v[16];
+    #pragma GCC unroll 16
     for (int g = 0; g < 16; g++) {
         v[g] = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(scales + 16 * g + 8 * half)));
         o->sc[g] = dup16(v[g]);
     }
+    #pragma GCC unroll 8
     for (int k = 0; k < 8; k++)
         o->mp[k] = _mm256_or_si256(_mm256_and_si256(v[2 * k], _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(v[2 * k + 1], 16));
 }
@@ -413,9 +440,10 @@ AVX2_INLINE __m256i pairs4(__m256i u, const int8_t *p)
 AVX2_INLINE void ktile8(uint32_t type, int C, int64_t nb, const uint8_t *w, int half, const uint8_t *x, size_t x_row,
                         __m256 acc[KX16_COLS])
 {
-    const size_t gb = ae_layout_group_bytes(type, AE_LAYOUT_X16, AE_QK_K);
+    const size_t gb = x16_block_bytes(type);
     const bool has_min = type != AE_TYPE_Q6_K;
     const __m256i m0f = _mm256_set1_epi8(0x0f);
+    #pragma GCC unroll 8
     for (int c = 0; c < C; c++)
         acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -430,9 +458,11 @@ AVX2_INLINE void ktile8(uint32_t type, int C, int64_t nb, const uint8_t *w, int 
             dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * half)));
         }
         __m256i isum[KX16_COLS], msum[KX16_COLS];
+        #pragma GCC unroll 8
         for (int c = 0; c < C; c++) {
             const struct ae_block_q8_k *xb = (const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b;
             __m256i t = _mm256_setzero_si256();
+            #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) {
                 int32_t pair;
                 memcpy(&pair, &xb->bsums[2 * k], 4);
@@ -444,9 +474,12 @@ AVX2_INLINE void ktile8(uint32_t type, int C, int64_t nb, const uint8_t *w, int 
         if (type == AE_TYPE_Q6_K) {
             const struct ae_x16_q6_k *q = (const struct ae_x16_q6_k *)g;
             const __m256i m30 = _mm256_set1_epi8(0x30);
+            #pragma GCC unroll 2
             for (int h = 0; h < 2; h++)
+                #pragma GCC unroll 4
                 for (int s = 0; s < 4; s++) {
                     __m256i u[8]; /* values 128h + 32s + 4j.. */
+                    #pragma GCC unroll 8
                     for (int j = 0; j < 8; j++) {
                         const __m256i l = _mm256_loadu_si256((const __m256i *)(q->ql[16 * h + 8 * (s & 1) + j][8 * half]));
                         const __m256i qh = _mm256_loadu_si256((const __m256i *)(q->qh[8 * h + j][8 * half]));
@@ -455,8 +488,10 @@ AVX2_INLINE void ktile8(uint32_t type, int C, int64_t nb, const uint8_t *w, int 
                                           : s == 2 ? qh : _mm256_srli_epi16(qh, 2);
                         u[j] = _mm256_or_si256(lo, _mm256_and_si256(top, m30));
                     }
+                    #pragma GCC unroll 8
                     for (int c = 0; c < C; c++) {
                         const int8_t *xs = ((const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b)->qs + 128 * h + 32 * s;
+                        #pragma GCC unroll 2
                         for (int gi = 0; gi < 2; gi++) { /* group 8h + 2s + gi: u[4 gi..4 gi + 3] */
                             /* each pair <= 2 * 63 * 127: two of them fit in 16 bits */
                             const __m256i p0 = _mm256_add_epi16(pairs4(u[4 * gi], xs + 16 * gi), pairs4(u[4 * gi + 1], xs + 16 * gi + 4));
@@ -469,9 +504,11 @@ AVX2_INLINE void ktile8(uint32_t type, int C, int64_t nb, const uint8_t *w, int 
         } else {
             const uint8_t *qs = type == AE_TYPE_Q4_K ? ((const struct ae_x16_q4_k *)g)->qs[0][0]
                                                      : ((const struct ae_x16_q5_k *)g)->qs[0][0];
+            #pragma GCC unroll 8
             for (int gi = 0; gi < 8; gi++) { /* group gi: chunks 8 (gi / 2) + j, low nibbles for even gi */
                 const int h = gi / 2, high = gi % 2;
                 __m256i u[8];
+                #pragma GCC unroll 8
                 for (int j = 0; j < 8; j++) {
                     const __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 64 * (8 * h + j) + 32 * half));
                     u[j] = high ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f) : _mm256_and_si256(raw, m0f);
@@ -482,15 +519,18 @@ AVX2_INLINE void ktile8(uint32_t type, int C, int64_t nb, const uint8_t *w, int 
                         u[j] = _mm256_or_si256(u[j], _mm256_and_si256(t, _mm256_set1_epi8(0x10)));
                     }
                 }
+                #pragma GCC unroll 8
                 for (int c = 0; c < C; c++) {
                     const int8_t *xs = ((const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b)->qs + 32 * gi;
                     if (type == AE_TYPE_Q4_K) { /* nibbles: eight pairs of <= 2 * 15 * 127 fit in 16 bits */
                         __m256i p = pairs4(u[0], xs);
+                        #pragma GCC unroll 8
                         for (int j = 1; j < 8; j++)
                             p = _mm256_add_epi16(p, pairs4(u[j], xs + 4 * j));
                         isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, sc.sc[gi]));
                     } else { /* five bits: four pairs of <= 2 * 31 * 127 */
                         __m256i p0 = pairs4(u[0], xs), p1 = pairs4(u[4], xs + 16);
+                        #pragma GCC unroll 4
                         for (int j = 1; j < 4; j++) {
                             p0 = _mm256_add_epi16(p0, pairs4(u[j], xs + 4 * j));
                             p1 = _mm256_add_epi16(p1, pairs4(u[4 + j], xs + 16 + 4 * j));
@@ -501,6 +541,7 @@ AVX2_INLINE void ktile8(uint32_t type, int C, int64_t nb, const uint8_t *w, int 
                 }
             }
         }
+        #pragma GCC unroll 8
         for (int c = 0; c < C; c++) {
             const struct ae_block_q8_k *xb = (const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b;
             const __m256 dx = _mm256_set1_ps(xb->d);
@@ -517,11 +558,11 @@ AVX2_INLINE void ktile8(uint32_t type, int C, int64_t nb, const uint8_t *w, int 
     AVX2_FN static void kx16_##t##_##C(int64_t nb, const uint8_t *w, int n_rows, const uint8_t *x, size_t x_row,  \
                                        float *y, int64_t y_stride)                                               \
     {                                                                                                            \
-        for (int h = 0; h < 2 && 8 * h < n_rows; h++) {                                                          \
+        for (int h = 0; h < 2 && 8 * h < n_rows; h++) {                                                           \
             __m256 acc[KX16_COLS];                                                                               \
             ktile8(AE_TYPE_##T, C, nb, w, h, x, x_row, acc);                                                     \
             const int n = n_rows - 8 * h < 8 ? n_rows - 8 * h : 8;                                               \
-            for (int c = 0; c < C; c++)                                                                          \
+            _Pragma("GCC unroll 8") for (int c = 0; c < C; c++)                                                   \
                 store_rows(y + c * y_stride + 8 * h, acc[c], n);                                                 \
         }                                                                                                        \
     }
@@ -604,8 +645,10 @@ AVX2_FN static void dot_q2_k(int64_t k, const void *vw, const void *vx, float *o
         const int summs = hsum_epi32(_mm256_madd_epi16(bsums, mins));
 
         __m256i isum = _mm256_setzero_si256();
+        #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i q2 = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
+            #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 const __m256i q = _mm256_and_si256(q2, m3);
                 q2 = _mm256_srli_epi16(q2, 2);
@@ -635,8 +678,10 @@ AVX2_FN static void dot_q3_k(int64_t k, const void *vw, const void *vx, float *o
         __m256i isum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(scales, bsums), 2));
 
         __m256i hm = _mm256_loadu_si256((const __m256i *)w[i].hmask);
+        #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i q2 = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
+            #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 const __m256i hbit = _mm256_slli_epi16(_mm256_and_si256(hm, one), 2);
                 const __m256i q = _mm256_or_si256(_mm256_and_si256(q2, m3), hbit);
@@ -685,6 +730,7 @@ AVX2_FN static void dot_q4_k(int64_t k, const void *vw, const void *vx, float *o
         const int summs = kq_summs_32(&x[i], _mm256_extracti128_si256(sm16, 1));
 
         __m256i isum = _mm256_setzero_si256();
+        #pragma GCC unroll 4
         for (int h = 0; h < 4; h++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
             const __m256i lo = _mm256_and_si256(q, m4);
@@ -717,6 +763,7 @@ AVX2_FN static void dot_q5_k(int64_t k, const void *vw, const void *vx, float *o
 
         __m256i hb = _mm256_loadu_si256((const __m256i *)w[i].qh);
         __m256i isum = _mm256_setzero_si256();
+        #pragma GCC unroll 4
         for (int h = 0; h < 4; h++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
             const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(hb, one), 4);
@@ -751,6 +798,7 @@ AVX2_FN static void dot_q6_k(int64_t k, const void *vw, const void *vx, float *o
         /* the quants are handled as q + 32 in [0, 63]; the 32 comes back out as 32 * sum(scale * bsum) */
         const __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
         __m256i isum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(scales, bsums), 5));
+        #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h));
             const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h + 32));
@@ -763,6 +811,7 @@ AVX2_FN static void dot_q6_k(int64_t k, const void *vw, const void *vx, float *o
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
             q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
+            #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 const __m256i y = _mm256_loadu_si256((const __m256i *)(x[i].qs + 128 * h + 32 * j));
                 const __m256i p = _mm256_maddubs_epi16(q[j], y);
@@ -831,26 +880,33 @@ AVX2_INLINE void tile_float(uint32_t type, int R, int C, int64_t k, const uint8_
 {
     const size_t es = type == AE_TYPE_F32 ? 4 : 2;
     __m256 lo[4][4], hi[4][4];
+    #pragma GCC unroll 8
     for (int c = 0; c < C; c++)
+        #pragma GCC unroll 8
         for (int r = 0; r < R; r++)
             lo[c][r] = hi[c][r] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= k; i += 16) {
         __m256 xl[4], xh[4];
+        #pragma GCC unroll 8
         for (int c = 0; c < C; c++) {
             xl[c] = load8(type, x + (size_t)c * x_row + (size_t)i * es);
             xh[c] = load8(type, x + (size_t)c * x_row + (size_t)(i + 8) * es);
         }
+        #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             const __m256 wl = load8(type, w + (size_t)r * w_row + (size_t)i * es);
             const __m256 wh = load8(type, w + (size_t)r * w_row + (size_t)(i + 8) * es);
+            #pragma GCC unroll 8
             for (int c = 0; c < C; c++) {
                 lo[c][r] = _mm256_fmadd_ps(wl, xl[c], lo[c][r]);
                 hi[c][r] = _mm256_fmadd_ps(wh, xh[c], hi[c][r]);
             }
         }
     }
+    #pragma GCC unroll 8
     for (int c = 0; c < C; c++)
+        #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             float a[16];
             _mm256_storeu_ps(a, lo[c][r]);
@@ -895,21 +951,6 @@ FLOAT_TYPE(F32, f32)
 FLOAT_TYPE(F16, f16)
 FLOAT_TYPE(BF16, bf16)
 
-/* y += a * x: product rounded, then the sum, as the scalar code (a need not be an fp16 value). */
-AVX2_FN static void mad_f16(int64_t n, float *y, const uint16_t *x, float a)
-{
-    const __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 p = _mm256_mul_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), p));
-    }
-    for (; i < n; i++) {
-        const float p = a * _cvtsh_ss(x[i]);
-        y[i] += p;
-    }
-}
-
 /* f32 -> fp16 rounding to nearest even, as ae_fp32_to_fp16 (NaN payloads aside). */
 AVX2_FN static void to_f16(const float *x, uint16_t *y, int64_t n)
 {
@@ -942,7 +983,6 @@ static const struct ae_kernel_set avx2_set = {
                 },
         },
     .to_f16 = to_f16,
-    .mad_f16 = mad_f16,
 };
 
 const struct ae_kernel_set *ae_kernels_avx2(void)

@@ -18,6 +18,7 @@
 
 #include "ae_kernels.h"
 #include "ae_quant_blocks.h"
+#include "x16_avx512.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -29,6 +30,21 @@
 /* Largest tile: groups and activation rows. */
 #define TILE_G 2
 #define TILE_C 4
+
+/* Bytes of one x16 group block of a type (a constant once inlined). */
+static inline size_t x16_block_bytes(uint32_t type)
+{
+    switch (type) {
+    case AE_TYPE_Q4_0: return sizeof(struct ae_x16_q4_0);
+    case AE_TYPE_Q4_1: return sizeof(struct ae_x16_q4_1);
+    case AE_TYPE_Q5_0: return sizeof(struct ae_x16_q5_0);
+    case AE_TYPE_Q5_1: return sizeof(struct ae_x16_q5_1);
+    case AE_TYPE_Q8_0: return sizeof(struct ae_x16_q8_0);
+    case AE_TYPE_Q4_K: return sizeof(struct ae_x16_q4_k);
+    case AE_TYPE_Q5_K: return sizeof(struct ae_x16_q5_k);
+    default: return sizeof(struct ae_x16_q6_k);
+    }
+}
 
 /* ---- 32-value blocks, x16 layout --------------------------------------------------------------------- */
 
@@ -58,6 +74,7 @@ AVX512_INLINE void grp32_load(uint32_t type, const uint8_t *g, struct grp32 *o)
     if (has_min)
         o->m = load_f16x16(g + 32);
     if (type == AE_TYPE_Q8_0) {
+        #pragma GCC unroll 8
         for (int j = 0; j < 8; j++)
             o->u[j] = _mm512_xor_si512(_mm512_loadu_si512(g + 32 + 64 * j), _mm512_set1_epi8((char)0x80));
         return;
@@ -68,6 +85,7 @@ AVX512_INLINE void grp32_load(uint32_t type, const uint8_t *g, struct grp32 *o)
     __m512i qh = _mm512_setzero_si512();
     if (q5)
         qh = _mm512_loadu_si512(g + qs_at - 64);
+    #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         const __m512i raw = _mm512_loadu_si512(g + qs_at + 64 * j);
         o->u[j] = _mm512_and_si512(raw, m4);
@@ -92,6 +110,7 @@ AVX512_INLINE __m512i grp32_isum(uint32_t type, const struct grp32 *o, const str
     const bool biased = type == AE_TYPE_Q4_0 || type == AE_TYPE_Q5_0 || type == AE_TYPE_Q8_0;
     __m512i a = biased ? _mm512_slli_epi32(_mm512_set1_epi32(xb->neg_sum), shift) : _mm512_setzero_si512();
     __m512i b = _mm512_setzero_si512();
+    #pragma GCC unroll 8
     for (int j = 0; j < 8; j += 2) {
         int32_t x0, x1;
         memcpy(&x0, xb->qs + x_offset(type, j), 4);
@@ -112,22 +131,27 @@ AVX512_INLINE void store_rows(float *y, __m512 v, int n)
 AVX512_INLINE void tile32(uint32_t type, int G, int C, int64_t nb, const uint8_t *w, size_t w_stride, int n_rows,
                           const uint8_t *x, size_t x_row, float *y, int64_t y_stride)
 {
-    const size_t gb = ae_layout_group_bytes(type, AE_LAYOUT_X16, AE_QK);
+    const size_t gb = x16_block_bytes(type);
     const bool has_min = type == AE_TYPE_Q4_1 || type == AE_TYPE_Q5_1;
     __m512 acc[TILE_G][TILE_C];
+    #pragma GCC unroll 2
     for (int g = 0; g < G; g++)
+        #pragma GCC unroll 8
         for (int c = 0; c < C; c++)
             acc[g][c] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         struct grp32 o[TILE_G];
+        #pragma GCC unroll 2
         for (int g = 0; g < G; g++) {
             const uint8_t *src = w + (size_t)g * w_stride + (size_t)b * gb;
             _mm_prefetch((const char *)src + 4 * gb, _MM_HINT_T0);
             grp32_load(type, src, &o[g]);
         }
+        #pragma GCC unroll 8
         for (int c = 0; c < C; c++) {
             const struct ae_block_q8a *xb = (const struct ae_block_q8a *)(x + (size_t)c * x_row) + b;
             const __m512 dx = _mm512_set1_ps(xb->d);
+            #pragma GCC unroll 2
             for (int g = 0; g < G; g++) {
                 const __m512i isum = grp32_isum(type, &o[g], xb);
                 acc[g][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(o[g].d, dx), acc[g][c]);
@@ -136,8 +160,10 @@ AVX512_INLINE void tile32(uint32_t type, int G, int C, int64_t nb, const uint8_t
             }
         }
     }
+    #pragma GCC unroll 2
     for (int g = 0; g < G; g++) {
         const int n = n_rows - 16 * g < 16 ? n_rows - 16 * g : 16;
+        #pragma GCC unroll 8
         for (int c = 0; c < C && n > 0; c++)
             store_rows(y + c * y_stride + 16 * g, acc[g][c], n);
     }
@@ -193,43 +219,6 @@ TILE32_TYPE(q8_0, Q8_0)
 /* Columns of a K-quant tile: one group's unpacked sub-block (16 registers) serves them all. */
 #define KTILE_C 4
 
-/* The per-row integer scales of one super-block of a group, as int32 lanes: sc[g] for the groups of 32
- * (Q4_K, Q5_K: 8) or 16 (Q6_K: 16), and the mins as 16-bit pairs (m_g, m_g) per lane (Q4_K, Q5_K), so
- * that vpmaddwd with a pair of bsums gives m_g * (bsum_2g + bsum_2g+1); Q6_K's scale pairs (sc_2k,
- * sc_2k+1) for its bias term. */
-struct kscales {
-    __m512i sc[16];
-    __m512i mp[8];
-};
-
-AVX512_INLINE void kscales_q45(const uint8_t *scales, struct kscales *o)
-{
-    /* bytes j of the 16 rows at scales + 16 j (ae_x16_q4_k.scales); see k_scale_min in matmul.c */
-    const __m512i a = _mm512_loadu_si512(scales), b = _mm512_loadu_si512(scales + 64), c = _mm512_loadu_si512(scales + 128);
-    const __m512i m63 = _mm512_set1_epi8(63), m0f = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
-    uint8_t buf[4][64] __attribute__((aligned(64)));
-    _mm512_store_si512(buf[0], _mm512_and_si512(a, m63));                                          /* sc 0-3 */
-    _mm512_store_si512(buf[1], _mm512_or_si512(_mm512_and_si512(c, m0f),                          /* sc 4-7 */
-                                               _mm512_and_si512(_mm512_srli_epi16(a, 2), m30)));
-    _mm512_store_si512(buf[2], _mm512_and_si512(b, m63));                                          /* m 0-3 */
-    _mm512_store_si512(buf[3], _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(c, 4), m0f),     /* m 4-7 */
-                                               _mm512_and_si512(_mm512_srli_epi16(b, 2), m30)));
-    for (int g = 0; g < 8; g++) {
-        o->sc[g] = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(buf[g / 4] + 16 * (g % 4))));
-        const __m512i m = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(buf[2 + g / 4] + 16 * (g % 4))));
-        o->mp[g] = _mm512_or_si512(m, _mm512_slli_epi32(m, 16));
-    }
-}
-
-AVX512_INLINE void kscales_q6(const int8_t *scales, struct kscales *o)
-{
-    for (int g = 0; g < 16; g++)
-        o->sc[g] = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(scales + 16 * g)));
-    for (int k = 0; k < 8; k++)
-        o->mp[k] = _mm512_or_si512(_mm512_and_si512(o->sc[2 * k], _mm512_set1_epi32(0xffff)),
-                                   _mm512_slli_epi32(o->sc[2 * k + 1], 16));
-}
-
 /* The 4 activation bytes at p broadcast to every lane. */
 AVX512_INLINE __m512i bcast4(const int8_t *p)
 {
@@ -246,6 +235,7 @@ AVX512_INLINE void ksub_load(uint32_t type, const uint8_t *g, int h, __m512i u[3
     if (type == AE_TYPE_Q6_K) {
         const struct ae_x16_q6_k *q = (const struct ae_x16_q6_k *)g;
         const __m512i m30 = _mm512_set1_epi8(0x30);
+        #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             const __m512i la = _mm512_loadu_si512(q->ql[16 * h + j]), lb = _mm512_loadu_si512(q->ql[16 * h + 8 + j]);
             const __m512i qh = _mm512_loadu_si512(q->qh[8 * h + j]);
@@ -259,6 +249,7 @@ AVX512_INLINE void ksub_load(uint32_t type, const uint8_t *g, int h, __m512i u[3
     }
     const uint8_t *qs = type == AE_TYPE_Q4_K ? ((const struct ae_x16_q4_k *)g)->qs[0][0]
                                              : ((const struct ae_x16_q5_k *)g)->qs[0][0];
+    #pragma GCC unroll 8
     for (int j = 0; j < 8; j++) {
         const __m512i raw = _mm512_loadu_si512(qs + 64 * (8 * h + j));
         u[j] = _mm512_and_si512(raw, m0f);
@@ -282,9 +273,12 @@ AVX512_INLINE __m512i ksub_dot(uint32_t type, const __m512i u[32], const struct 
 {
     if (type == AE_TYPE_Q6_K) {
         /* u[8s + j] holds values 128h + 32s + 4j..; group 8h + 2s + j / 4 */
+        #pragma GCC unroll 4
         for (int s = 0; s < 4; s++)
+            #pragma GCC unroll 2
             for (int half = 0; half < 2; half++) {
                 __m512i a = _mm512_setzero_si512(), b = _mm512_setzero_si512();
+                #pragma GCC unroll 4
                 for (int j = 4 * half; j < 4 * half + 4; j += 2) {
                     a = _mm512_dpbusd_epi32(a, u[8 * s + j], bcast4(xs + 128 * h + 32 * s + 4 * j));
                     b = _mm512_dpbusd_epi32(b, u[8 * s + j + 1], bcast4(xs + 128 * h + 32 * s + 4 * j + 4));
@@ -296,6 +290,7 @@ AVX512_INLINE __m512i ksub_dot(uint32_t type, const __m512i u[32], const struct 
     /* u[j]: values 64h + 4j.. (group 2h); u[8 + j]: values 64h + 32 + 4j.. (group 2h + 1) */
     __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
     __m512i b0 = _mm512_setzero_si512(), b1 = _mm512_setzero_si512();
+    #pragma GCC unroll 8
     for (int j = 0; j < 8; j += 2) {
         a0 = _mm512_dpbusd_epi32(a0, u[j], bcast4(xs + 64 * h + 4 * j));
         a1 = _mm512_dpbusd_epi32(a1, u[j + 1], bcast4(xs + 64 * h + 4 * j + 4));
@@ -310,10 +305,11 @@ AVX512_INLINE __m512i ksub_dot(uint32_t type, const __m512i u[32], const struct 
 AVX512_INLINE void ktile(uint32_t type, int C, int64_t nb, const uint8_t *w, int n_rows, const uint8_t *x, size_t x_row,
                          float *y, int64_t y_stride)
 {
-    const size_t gb = ae_layout_group_bytes(type, AE_LAYOUT_X16, AE_QK_K);
+    const size_t gb = x16_block_bytes(type);
     const bool has_min = type != AE_TYPE_Q6_K;
     const int subs = type == AE_TYPE_Q6_K ? 2 : 4;
     __m512 acc[KTILE_C];
+    #pragma GCC unroll 8
     for (int c = 0; c < C; c++)
         acc[c] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -331,10 +327,12 @@ AVX512_INLINE void ktile(uint32_t type, int C, int64_t nb, const uint8_t *w, int
             dmin = load_f16x16(g + 32);
         }
         __m512i isum[KTILE_C], msum[KTILE_C];
+        #pragma GCC unroll 8
         for (int c = 0; c < C; c++) {
             const struct ae_block_q8_k *xb = (const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b;
             /* Q4_K/Q5_K: msum = sum of m_g * bsums of group g; Q6_K: isum starts at -32 sum of sc_g * bsum_g */
             __m512i t = _mm512_setzero_si512();
+            #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) {
                 int32_t pair;
                 memcpy(&pair, &xb->bsums[2 * k], 4);
@@ -343,14 +341,17 @@ AVX512_INLINE void ktile(uint32_t type, int C, int64_t nb, const uint8_t *w, int
             msum[c] = t;
             isum[c] = has_min ? _mm512_setzero_si512() : _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(t, 5));
         }
+        #pragma GCC unroll 4
         for (int h = 0; h < subs; h++) {
             __m512i u[32];
             ksub_load(type, g, h, u);
+            #pragma GCC unroll 8
             for (int c = 0; c < C; c++) {
                 const struct ae_block_q8_k *xb = (const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b;
                 isum[c] = ksub_dot(type, u, &sc, h, xb->qs, isum[c]);
             }
         }
+        #pragma GCC unroll 8
         for (int c = 0; c < C; c++) {
             const struct ae_block_q8_k *xb = (const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b;
             const __m512 dx = _mm512_set1_ps(xb->d);
@@ -362,6 +363,7 @@ AVX512_INLINE void ktile(uint32_t type, int C, int64_t nb, const uint8_t *w, int
             }
         }
     }
+    #pragma GCC unroll 8
     for (int c = 0; c < C; c++)
         store_rows(y + c * y_stride, acc[c], n_rows < 16 ? n_rows : 16);
 }
@@ -427,21 +429,28 @@ AVX512_INLINE void tile_float(uint32_t type, int R, int C, int64_t k, const uint
 {
     const size_t es = type == AE_TYPE_F32 ? 4 : 2;
     __m512 acc[FLOAT_C][FLOAT_R];
+    #pragma GCC unroll 8
     for (int c = 0; c < C; c++)
+        #pragma GCC unroll 8
         for (int r = 0; r < R; r++)
             acc[c][r] = _mm512_setzero_ps();
     for (int64_t i = 0; i < k; i += 16) {
         const __mmask16 m = k - i >= 16 ? 0xffff : (__mmask16)((1u << (k - i)) - 1);
         __m512 xv[FLOAT_C];
+        #pragma GCC unroll 8
         for (int c = 0; c < C; c++)
             xv[c] = load16(type, x + (size_t)c * x_row + (size_t)i * es, m);
+        #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             const __m512 wv = load16(type, w + (size_t)r * w_row + (size_t)i * es, m);
+            #pragma GCC unroll 8
             for (int c = 0; c < C; c++)
                 acc[c][r] = _mm512_mask3_fmadd_ps(wv, xv[c], acc[c][r], m);
         }
     }
+    #pragma GCC unroll 8
     for (int c = 0; c < C; c++)
+        #pragma GCC unroll 8
         for (int r = 0; r < R; r++)
             y[c * y_stride + r] = reduce16(acc[c][r]);
 }

@@ -358,18 +358,6 @@ NEON_FLOAT(F16, f16)
 NEON_FLOAT(BF16, bf16)
 #undef NEON_FLOAT
 
-/* y += a * x: product rounded, then the sum, as the scalar code. */
-static void mad_f16(int64_t n, float *y, const uint16_t *x, float a)
-{
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        vst1q_f32(y + i, vaddq_f32(vld1q_f32(y + i), vmulq_n_f32(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(x + i))), a)));
-    for (; i < n; i++) {
-        const float p = a * h2f(x[i]);
-        y[i] += p;
-    }
-}
-
 /* f32 -> fp16 rounding to nearest even (the FPCR's default mode), as ae_fp32_to_fp16 (NaN payloads
  * aside). */
 static void to_f16(const float *x, uint16_t *y, int64_t n)
@@ -632,7 +620,6 @@ static const struct ae_kernel_set neon_set = {
     .name = "neon",
     .gemm = {NEON_SET(neon)},
     .to_f16 = to_f16,
-    .mad_f16 = mad_f16,
 };
 
 /* F32, F16 and BF16 are the NEON level's kernels. */

@@ -1,13 +1,11 @@
-/* The row-wise f32 ops of a transformer, and attention over a KV cache, with ggml's CPU formulas.
+/* The row-wise f32 ops of a transformer and the KV cache store, with ggml's CPU formulas.
  *
  * Each op is the formula llama.cpp evaluates, in the same precision: rms_norm and softmax sum in double,
  * rope builds its angles by repeated multiplication in float as ggml's rope cache does, GELU goes
- * through fp16 as ggml's lookup table does, soft-capping is scale, tanh, scale. Attention is the
- * non-flash path of llama.cpp: q.k per cached position, scale, optional soft-cap, causal (and sliding
- * window) mask, softmax, then the weighted sum of v; with an F16 cache q and the softmax weights are
- * rounded to fp16 before their products, as ggml's F16 matmuls do. The loops are plain so gcc
- * vectorizes them; the q.k and fp16 row products use the matmul's row kernels (AVX2 where present).
- * Products are separate statements so that no compiler fuses them into FMAs.
+ * through fp16 as ggml's lookup table does, soft-capping is scale, tanh, scale. Attention is in
+ * attention.c. The loops are plain so gcc vectorizes them; the KV store rounds to fp16 with the
+ * matmul's conversion (AVX2 where present). Products are separate statements so that no compiler fuses
+ * them into FMAs.
  */
 #include "ae_kernels.h"
 
@@ -173,153 +171,13 @@ int ae_rope(const float *x, float *y, int64_t n_tokens, int64_t n_heads, int64_t
     return 0;
 }
 
-/* ---- attention ------------------------------------------------------------------------------------ */
+/* ---- the KV cache ---------------------------------------------------------------------------------- */
 
 /* The kernel set of the current level, falling back to scalar entries. */
 static const struct ae_kernel_set *ops_kernels(void)
 {
     const struct ae_kernel_set *set = ae_cpu_isa() >= AE_ISA_AVX2 ? ae_kernels_avx2() : NULL;
     return set ? set : ae_kernels_scalar();
-}
-
-/* Bytes of one thread's scratch: n_ctx scores, then head_dim_k halves for q, 64-byte rounded. */
-static size_t attn_slice_bytes(const struct ae_attn_params *p)
-{
-    const size_t bytes = (size_t)p->n_ctx * sizeof(float) + (size_t)p->head_dim_k * sizeof(uint16_t);
-    return (bytes + 63) & ~(size_t)63;
-}
-
-static int attn_check(const struct ae_attn_params *p, ae_error *err)
-{
-    if (!p)
-        return ae_fail(err, "attention: no parameters");
-    if (p->n_head <= 0 || p->n_head_kv <= 0 || p->n_head % p->n_head_kv != 0)
-        return ae_fail(err, "attention: %" PRId32 " query heads is not a positive multiple of %" PRId32 " kv heads",
-                       p->n_head, p->n_head_kv);
-    if (p->head_dim_k <= 0 || p->head_dim_v <= 0)
-        return ae_fail(err, "attention: head sizes k %" PRId32 ", v %" PRId32 " must be positive", p->head_dim_k,
-                       p->head_dim_v);
-    if (p->kv_type != AE_TYPE_F16 && p->kv_type != AE_TYPE_F32)
-        return ae_fail(err, "attention: KV cache type %s is not supported (expected f16 or f32)",
-                       ae_type_name(p->kv_type));
-    if (p->n_tokens < 0 || p->pos0 < 0 || p->n_ctx < 0 || p->window < 0)
-        return ae_fail(err, "attention: negative tokens %" PRId64 ", position %" PRId64 ", context %" PRId64
-                            " or window %" PRId64,
-                       p->n_tokens, p->pos0, p->n_ctx, p->window);
-    if (p->n_tokens > p->n_ctx - p->pos0)
-        return ae_fail(err, "attention: positions %" PRId64 "..%" PRId64 " do not fit a cache of %" PRId64 " rows",
-                       p->pos0, p->pos0 + p->n_tokens - 1, p->n_ctx);
-    if ((uint64_t)p->n_ctx > SIZE_MAX / 16 / AE_POOL_MAX_THREADS)
-        return ae_fail(err, "attention: context %" PRId64 " is too large", p->n_ctx);
-    return 0;
-}
-
-size_t ae_attention_scratch_size(const struct ae_attn_params *p, int n_threads)
-{
-    if (attn_check(p, NULL) != 0 || n_threads < 1 || n_threads > AE_POOL_MAX_THREADS)
-        return 0;
-    return attn_slice_bytes(p) * (size_t)n_threads;
-}
-
-struct attn_job {
-    const struct ae_attn_params *p;
-    const float *q;
-    const uint8_t *k, *v;
-    float *out;
-    uint8_t *scratch;
-    size_t slice;
-    size_t k_row, v_row; /* bytes of one cache row */
-    size_t elt;          /* bytes of one cache value */
-    ae_gemm_fn dot; /* q.k for a run of cache rows */
-    const struct ae_kernel_set *set;
-};
-
-/* One (token, head) pair: out = softmax(mask(softcap(scale * q.k))) v. */
-static void attn_task(void *vctx, int64_t task, int thread)
-{
-    const struct attn_job *job = vctx;
-    const struct ae_attn_params *p = job->p;
-    const bool f16 = p->kv_type == AE_TYPE_F16;
-    const int64_t t = task / p->n_head;
-    const int64_t h = task % p->n_head;
-    const int64_t g = h / (p->n_head / p->n_head_kv);
-    const int64_t pos = p->pos0 + t;
-    const int64_t lo = p->window > 0 && pos - p->window + 1 > 0 ? pos - p->window + 1 : 0;
-    const int64_t n = pos - lo + 1;
-
-    float *s = (float *)(job->scratch + (size_t)thread * job->slice);
-    uint16_t *q16 = (uint16_t *)(s + p->n_ctx);
-    const float *qr = job->q + (t * p->n_head + h) * p->head_dim_k;
-    const void *qv = qr;
-    if (f16) {
-        job->set->to_f16(qr, q16, p->head_dim_k);
-        qv = q16;
-    }
-
-    const uint8_t *kbase = job->k + (size_t)g * (size_t)p->head_dim_k * job->elt;
-    const float inv_cap = p->softcap > 0.0f ? 1.0f / p->softcap : 0.0f;
-    job->dot(p->head_dim_k, kbase + (size_t)lo * job->k_row, job->k_row, n, qv, 0, 1, s, 0);
-    for (int64_t j = 0; j < n; j++) {
-        float v = s[j] * p->scale;
-        if (p->softcap > 0.0f) {
-            const float c = v * inv_cap;
-            v = tanhf(c) * p->softcap;
-        }
-        s[j] = v;
-    }
-    softmax_row(s, n);
-
-    float *o = job->out + (t * p->n_head + h) * p->head_dim_v;
-    memset(o, 0, (size_t)p->head_dim_v * sizeof *o);
-    const uint8_t *vbase = job->v + (size_t)g * (size_t)p->head_dim_v * job->elt;
-    for (int64_t j = 0; j < n; j++) {
-        const uint8_t *vr = vbase + (size_t)(lo + j) * job->v_row;
-        if (f16) {
-            const float w = ae_fp16_to_fp32(ae_fp32_to_fp16(s[j]));
-            job->set->mad_f16(p->head_dim_v, o, (const uint16_t *)vr, w);
-        } else {
-            const float *vf = (const float *)vr;
-            for (int32_t d = 0; d < p->head_dim_v; d++) {
-                const float pv = s[j] * vf[d];
-                o[d] += pv;
-            }
-        }
-    }
-}
-
-int ae_attention(const struct ae_attn_params *p, const float *q, const void *k_cache, const void *v_cache,
-                 float *out, void *scratch, ae_pool *pool, ae_error *err)
-{
-    if (attn_check(p, err) != 0)
-        return -1;
-    if (p->n_tokens == 0)
-        return 0;
-    if (!q || !k_cache || !v_cache || !out || !scratch)
-        return ae_fail(err, "attention: NULL query, cache, output or scratch");
-    const size_t align = p->kv_type == AE_TYPE_F16 ? 2 : 4;
-    if ((uintptr_t)k_cache % align != 0 || (uintptr_t)v_cache % align != 0 || (uintptr_t)scratch % 4 != 0)
-        return ae_fail(err, "attention: misaligned cache or scratch");
-
-    const struct ae_kernel_set *set = ops_kernels();
-    const size_t elt = p->kv_type == AE_TYPE_F16 ? sizeof(uint16_t) : sizeof(float);
-    struct attn_job job = {
-        .p = p,
-        .q = q,
-        .k = k_cache,
-        .v = v_cache,
-        .out = out,
-        .scratch = scratch,
-        .slice = attn_slice_bytes(p),
-        .k_row = (size_t)p->n_head_kv * (size_t)p->head_dim_k * elt,
-        .v_row = (size_t)p->n_head_kv * (size_t)p->head_dim_v * elt,
-        .elt = elt,
-        .dot = ae_kernel_gemm(p->kv_type, AE_LAYOUT_ROWS),
-        .set = set,
-    };
-    if (!job.set->to_f16)
-        job.set = ae_kernels_scalar();
-    ae_pool_run(pool, attn_task, &job, p->n_tokens * p->n_head);
-    return 0;
 }
 
 int ae_kv_store(uint32_t kv_type, void *cache, int64_t n_ctx, int64_t row_len, int64_t pos0, const float *src,

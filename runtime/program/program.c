@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "ae_kernels.h"
+#include "ae_profile.h"
 #include "ae_types.h"
 #include "ae_version.h"
 
@@ -427,6 +428,8 @@ static int prog_start(struct prog *p, ae_error *err)
     pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     if (!p->st.pool)
         return -1;
+    if (o->profile && !(p->st.profile = ae_profile_create()))
+        return ae_fail(err, "out of memory for --profile");
     uint64_t scratch = prog_scratch_bytes(m, p->st.n_ctx, ae_pool_threads(p->st.pool));
     if (m->arena_bytes > SIZE_MAX - PROG_ALIGN || scratch > SIZE_MAX - PROG_ALIGN)
         return ae_fail(err, "the arena (%" PRIu64 " bytes) or scratch (%" PRIu64 " bytes) does not fit in memory",
@@ -483,6 +486,7 @@ static void prog_free(struct prog *p)
     free(p->weights);
     ae_sampler_destroy(p->sampler);
     ae_pool_destroy(p->st.pool);
+    ae_profile_destroy(p->st.profile);
     free(p->answer);
     free(p->piece);
     free(p->ids);
@@ -786,6 +790,10 @@ static int prog_run(struct prog *p, ae_error *err)
     }
     if (o->timings)
         ae_prog_print_timings(p);
+    if (p->st.profile) {
+        fflush(stdout);
+        ae_profile_print(p->st.profile, stderr);
+    }
     return 0;
 }
 
@@ -825,12 +833,17 @@ static int prog_main(struct prog *p, ae_error *err)
 {
     if (p->o->verify)
         return prog_verify_weights(p, err);
+    if (p->o->serve.on && !p->m->server) {
+        ae_fail(err, "--serve loads libmicrohttpd and json-c at run time, which a program linked with --static "
+                "cannot do: build it without --static");
+        return AE_PROG_EXIT_FAIL;
+    }
     if (prog_open_weights(p, err) < 0 || prog_start(p, err) < 0)
         return AE_PROG_EXIT_FAIL;
     if (p->o->chat)
         return ae_prog_chat(p);
     if (p->o->serve.on)
-        return ae_prog_serve(p);
+        return p->m->server->run(p);
     return prog_run(p, err) < 0 ? AE_PROG_EXIT_FAIL : AE_PROG_EXIT_OK;
 }
 

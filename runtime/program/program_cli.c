@@ -36,6 +36,7 @@ enum cli_id {
     CLI_DUMP_LOGITS,
     CLI_PRINT_IDS,
     CLI_TIMINGS,
+    CLI_PROFILE,
     CLI_INFO,
     CLI_VERIFY,
     CLI_STOP,
@@ -100,6 +101,8 @@ static const struct cli_flag cli_flags[] = {
       "(n_vocab little-endian float32)" },
     { CLI_PRINT_IDS, "--print-ids", NULL, NULL, "print generated token ids, one per line, instead of text" },
     { CLI_TIMINGS, "--timings", NULL, NULL, "print prompt and generation speed to stderr" },
+    { CLI_PROFILE, "--profile", NULL, NULL, "print where the steps' time went, per op kind (matmul by type, "
+      "attention, norms, ...), to stderr" },
     { CLI_INFO, "--info", NULL, NULL, "print what was compiled and the memory it needs, then exit" },
     { CLI_VERIFY, "--verify", NULL, NULL, "check the weights' checksum, print OK or the mismatch, then exit" },
     { CLI_STOP, "--stop", "-r --reverse-prompt", "STRING", "stop when the text produces STRING (not printed); "
@@ -492,6 +495,9 @@ static int cli_apply(struct prog_opts *o, const struct cli_flag *c, const char *
         return 0;
     case CLI_TIMINGS:
         o->timings = true;
+        return 0;
+    case CLI_PROFILE:
+        o->profile = true;
         return 0;
     case CLI_INFO:
         o->info = true;

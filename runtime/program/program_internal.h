@@ -80,7 +80,7 @@ struct prog_opts {
     bool escape;                 /* process escapes in the prompt and --stop strings (default; --no-escape) */
     bool quiet;                  /* --log-disable: no notes on stderr */
     bool mlock;                  /* --mlock */
-    bool print_ids, timings, info, verify, chat, version, help;
+    bool print_ids, timings, profile, info, verify, chat, version, help;
     struct prog_serve_opts serve;
     const char *serve_flag;      /* the last --serve option given, for the message when --serve is not */
 };
@@ -177,5 +177,10 @@ int ae_prog_chat(struct prog *p);
 
 /* --serve: the HTTP server (runtime/serve/). Returns the exit status. */
 int ae_prog_serve(struct prog *p);
+
+/* What ae_model.server points to. */
+struct ae_server {
+    int (*run)(struct prog *p);
+};
 
 #endif

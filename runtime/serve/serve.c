@@ -110,3 +110,5 @@ done:
     free(s.api_key);
     return rc;
 }
+
+const struct ae_server ae_server = {ae_prog_serve};

@@ -102,6 +102,12 @@ static const struct cli_row {
     {"$A m.gguf -o p8 --cc tcc", 0, "aetherc: wrote p8 (*) with 1.12 MiB of weights appended, BLAKE2b-256 *, in *s",
      "hashing"},
     {"./p -p 'Once upon a time' -n 4 --temp 0 --timings 2>/dev/null | od -c | tail -2", 0, "*\\n*", NULL},
+    /* --profile: the steps' time per op kind; AETHER_ISA caps the kernels, and a wrong level is refused. */
+    {"./p -p 'Once upon a time' -n 4 --temp 0 --profile", 0,
+     "*profile, prefill: 1 steps, * tokens*matmul f32 rows*profile, decode: 3 steps, 3 tokens*attention*"
+     "(between the steps)*", NULL},
+    {"AETHER_ISA=scalar ./p -p 'Once upon a time' -n 8 --temp 0", 0, ", there was a little girl", NULL},
+    {"AETHER_ISA=avx9 ./p -p hi -n 1", 2, "p: AETHER_ISA=avx9 is no instruction-set level of this machine", NULL},
     /* --version on both. */
     {"$A --version", 0, "aetherc 0.1.0 (commit *)*runtime: libaether_rt 0.1.0*kernels: scalar*this CPU runs *", NULL},
     {"./p --version", 0, "p: llama (llama), compiled by aetherc 0.1.0 (commit *) with gcc -O2*kernels: *", NULL},

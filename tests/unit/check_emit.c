@@ -442,7 +442,7 @@ START_TEST(test_lower_batched)
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         ck_assert_msg(lower_text(&x, refused[i].graph, 64) == 0, "%s", x.err.msg);
         lower_program_free(&x.lp);
-        ck_assert_int_eq(lower_program_batched(&x.lp, x.g, &x.c, &x.pb, &t, 4, &x.err), -1);
+        ck_assert_msg(lower_program_batched(&x.lp, x.g, &x.c, &x.pb, &t, 4, &x.err) == -1, "row %zu was lowered", i);
         ck_assert_msg(strstr(x.err.msg, refused[i].msg), "row %zu: '%s'", i, x.err.msg);
         lowered_free(&x);
     }

@@ -419,7 +419,8 @@ static void random_weights(uint32_t type, uint8_t *w, int64_t n_rows, int64_t k)
 }
 
 /* Every level's block kernel of every type and layout against the scalar rows kernel, output by output,
- * for every tile shape and remainder (row counts around the x16 groups, 1..9 activation rows), an odd
+ * for every tile shape and remainder (row counts around the x16 groups, activation row counts around
+ * the register tiles and AMX's 16-row tiles), an odd
  * and an even number of blocks (float types: rows that end in a part shorter than 16), and extreme
  * activations; outputs outside the block stay untouched. */
 START_TEST(test_matmul_gemm_tiles)
@@ -428,7 +429,8 @@ START_TEST(test_matmul_gemm_tiles)
                                      AE_TYPE_Q2_K, AE_TYPE_Q3_K, AE_TYPE_Q4_K, AE_TYPE_Q5_K, AE_TYPE_Q6_K,
                                      AE_TYPE_F32,  AE_TYPE_F16,  AE_TYPE_BF16};
     static const int rows[] = {1, 2, 3, 5, 8, 9, 15, 16, 17, 31, 32, 33, 37};
-    enum { MAX_R = 37, MAX_C = 9, STRIDE = 41 };
+    static const int cols[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 35};
+    enum { MAX_R = 37, MAX_C = 35, STRIDE = 41 };
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
         for (int nblocks = 1; nblocks <= 2; nblocks++) {
             const uint32_t type = types[t];
@@ -453,20 +455,21 @@ START_TEST(test_matmul_gemm_tiles)
             ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT - 1));
             float expect[MAX_C][MAX_R];
             ae_kernels_scalar()->gemm[AE_LAYOUT_ROWS][type](k, w, w_row, MAX_R, x, x_row, MAX_C, &expect[0][0], MAX_R);
-            const struct ae_kernel_set *sets[] = {ae_kernels_scalar(), ae_kernels_avx2(), ae_kernels_avx512()};
+            const struct ae_kernel_set *sets[] = {ae_kernels_scalar(), ae_kernels_avx2(), ae_kernels_avx512(),
+                                                  ae_kernels_amx()};
             for (int layout = 0; layout < AE_LAYOUT_COUNT; layout++) {
                 if (!ae_layout_supports(type, (enum ae_layout)layout))
                     continue;
                 const struct matrix m = {.type = type, .N = MAX_R, .K = k, .row_bytes = w_row, .data = w};
                 uint8_t *pw = packed_weights(&m, (enum ae_layout)layout);
                 const size_t stride = (size_t)ae_layout_group_bytes(type, (enum ae_layout)layout, k);
-                for (int level = 0; level < 3; level++) {
+                for (int level = 0; level < AE_ISA_COUNT; level++) {
                     if ((int)ae_cpu_host_isa() < level || !sets[level] || !sets[level]->gemm[layout][type])
                         continue;
                     const ae_gemm_fn gemm = sets[level]->gemm[layout][type];
                     for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++)
-                        for (int C = 1; C <= MAX_C; C++) {
-                            const int R = rows[ri];
+                        for (size_t ci = 0; ci < sizeof cols / sizeof cols[0]; ci++) {
+                            const int R = rows[ri], C = cols[ci];
                             float y[MAX_C * STRIDE];
                             memset(y, 0xff, sizeof y);
                             gemm(k, pw, stride, R, x, x_row, C, y, STRIDE);
@@ -611,6 +614,8 @@ START_TEST(test_cpu_isa)
     ck_assert_int_eq(host >= AE_ISA_AVX512, __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                                                 __builtin_cpu_supports("avx512vl") &&
                                                 __builtin_cpu_supports("avx512vnni"));
+    if (host >= AE_ISA_AMX) /* (the OS's permission is the rest of the test) */
+        ck_assert(__builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-int8"));
 #elif defined(__aarch64__)
     ck_assert_int_ge(host, AE_ISA_NEON); /* Advanced SIMD is part of every ARMv8-A CPU Linux runs on */
 #else
@@ -628,7 +633,7 @@ START_TEST(test_cpu_isa)
         ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q4_0, AE_LAYOUT_ROWS), "avx2");
     }
     ae_cpu_set_max_isa(AE_ISA_AVX512);
-    ck_assert_int_eq(ae_cpu_isa(), host);
+    ck_assert_int_eq(ae_cpu_isa(), host < AE_ISA_AVX512 ? host : AE_ISA_AVX512);
     if (host >= AE_ISA_AVX512) {
         ck_assert(ae_kernel_gemm(AE_TYPE_Q8_0, AE_LAYOUT_X16) == ae_kernels_avx512()->gemm[AE_LAYOUT_X16][AE_TYPE_Q8_0]);
         /* a type without an AVX-512 kernel of its own falls back to the AVX2 one */
@@ -640,6 +645,7 @@ START_TEST(test_cpu_isa)
     ck_assert_str_eq(ae_isa_name(AE_ISA_AVX512), "avx512");
     ck_assert_int_eq(ae_isa_from_name("AVX512"), AE_ISA_AVX512);
     ck_assert_int_eq(ae_isa_from_name("neon"), -1);
+    ck_assert_str_eq(ae_isa_name(AE_ISA_AMX), "amx");
 #elif defined(__aarch64__)
     ck_assert(ae_kernels_avx2() == NULL && ae_kernels_avx512() == NULL);
     ck_assert_str_eq(ae_isa_name(AE_ISA_DOTPROD), "dotprod");
@@ -648,6 +654,11 @@ START_TEST(test_cpu_isa)
 #endif
     ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT + 5)); /* clamped to the top level */
     ck_assert_int_eq(ae_cpu_isa(), host);
+    if (host >= AE_ISA_AMX) {
+        ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q4_0, AE_LAYOUT_X16), "amx");
+        ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q6_K, AE_LAYOUT_X16), "amx");
+        ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q4_1, AE_LAYOUT_X16), "avx512");
+    }
     ck_assert(ae_kernel_gemm(AE_TYPE_IQ2_XS, AE_LAYOUT_ROWS) == NULL);
     ck_assert(ae_kernel_gemm_level(AE_TYPE_Q2_K, AE_LAYOUT_X16) == NULL);
     ck_assert_int_eq(ae_isa_from_name("SCALAR"), AE_ISA_SCALAR);
@@ -1047,6 +1058,9 @@ static const struct attn_case attn_cases[] = {
     {"softcap f16", 4, 6, 12, 4, 2, 32, 32, AE_TYPE_F16, 50.0f, 0},
     {"window f32", 6, 5, 16, 4, 1, 32, 16, AE_TYPE_F32, 0.0f, 4},
     {"window softcap f16 hd 64/48", 3, 20, 24, 6, 3, 64, 48, AE_TYPE_F16, 20.0f, 7},
+    /* several token tiles and key blocks, a head size with a part shorter than 16, a window across blocks */
+    {"long prefill f16 gqa hd 72", 37, 20, 64, 8, 2, 72, 72, AE_TYPE_F16, 0.0f, 0},
+    {"long window f32 hd 32/40", 40, 30, 80, 4, 2, 32, 40, AE_TYPE_F32, 0.0f, 19},
 };
 #define N_ATTN_CASES ((int)(sizeof attn_cases / sizeof attn_cases[0]))
 
@@ -1148,17 +1162,17 @@ START_TEST(test_attention)
                     vmax = fabs(vv) > vmax ? fabs(vv) : vmax;
                 }
                 const float got = out[(t * c->n_head + h) * c->hdv + i];
-                /* F16: the weights are rounded to fp16, 2^-11 of each, so at most 2^-11 max |v| */
-                const double tol = (c->kv_type == AE_TYPE_F16 ? 6e-4 : 2e-6) * (vmax > 1 ? vmax : 1.0);
+                /* float rounding of the scores, the exp approximation (about 2 ulp) and the sums */
+                const double tol = 4e-6 * (vmax > 1 ? vmax : 1.0);
                 EXPECT(isfinite(got) && fabs(got - o) <= tol, "%s: out[t=%" PRId64 "][h=%d][%d] = %.9g, expected %.9g",
                        c->name, t, h, i, got, o);
             }
         }
 
     const size_t bytes = (size_t)(c->T * c->n_head * c->hdv) * sizeof(float);
-    if (host_has_avx2()) {
-        float *oa = run_attention(&p, q, K, V, AE_ISA_AVX2, 1);
-        ck_assert_msg(memcmp(oa, out, bytes) == 0, "%s: AVX2 differs from scalar", c->name);
+    for (int isa = AE_ISA_AVX2; isa <= (int)ae_cpu_host_isa(); isa++) {
+        float *oa = run_attention(&p, q, K, V, (enum ae_isa)isa, 1);
+        ck_assert_msg(memcmp(oa, out, bytes) == 0, "%s: %s differs from scalar", c->name, ae_isa_name((enum ae_isa)isa));
         free(oa);
     }
     for (int threads = 2; threads <= 3; threads++) {
@@ -1198,7 +1212,9 @@ START_TEST(test_attention_errors)
     ck_assert_msg(strstr(err.msg, "q8_0"), "%s", err.msg);
     ck_assert_uint_eq(ae_attention_scratch_size(&p, 1), 0);
     p.kv_type = AE_TYPE_F32;
-    ck_assert_uint_eq(ae_attention_scratch_size(&p, 2), 2 * 64);
+    /* a slice: 16 transposed K rows and 16 V rows (8 values each), then 16 tokens x 2 query heads of
+     * q (8), o (8), m and l, rounded up to 64 bytes */
+    ck_assert_uint_eq(ae_attention_scratch_size(&p, 2), 2 * (((16 * 8 + 16 * 8 + 32 * 18) * 4 + 63) / 64 * 64));
 
     ck_assert_int_eq(ae_kv_store(AE_TYPE_F16, cache, 4, 8, 3, q, 2, &err), -1);
     ck_assert_msg(strstr(err.msg, "3..4"), "%s", err.msg);
