@@ -503,8 +503,8 @@ static int print_scratch_size(struct printer *p)
 }
 
 /* One forward function, begun by the snippet begin: prefill (T tokens), decode (T = 1) or, from the
- * batched lowering, the batched step. */
-static int print_forward(struct printer *p, const char *begin)
+ * batched lowering, the batched step; phase is the C expression of its --profile phase. */
+static int print_forward(struct printer *p, const char *begin, const char *phase)
 {
     const struct lower_program *lp = p->lp;
     struct args head = {0};
@@ -531,7 +531,7 @@ static int print_forward(struct printer *p, const char *begin)
             char kind[64];
             step_kind(&lp->steps[k], kind, sizeof kind);
             arg(&ka, "kind", "%s", kind);
-            arg(&ka, "phase", "%s", decode ? "AE_PROFILE_DECODE" : "AE_PROFILE_PREFILL");
+            arg(&ka, "phase", "%s", phase);
             if (put(p, tmpl_program, "kind_begin", NULL) || print_step(p, &lp->steps[k]) ||
                 put(p, tmpl_program, "kind_end", &ka))
                 return -1;
@@ -540,7 +540,7 @@ static int print_forward(struct printer *p, const char *begin)
             return -1;
     }
     struct args e = {0};
-    arg(&e, "phase", "%s", decode ? "AE_PROFILE_DECODE" : "AE_PROFILE_PREFILL");
+    arg(&e, "phase", "%s", phase);
     return put(p, tmpl_program, "step_end", &e);
 }
 
@@ -638,8 +638,8 @@ int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const st
     if (put(&p, tmpl_program, "file_head", &head))
         goto done;
     fprintf(f, "%s\n", tmpl_program_head);
-    if (put(&p, tmpl_program, "t_max", &tmax) || print_scratch_size(&p) || print_forward(&p, "prefill_begin") ||
-        print_forward(&p, "decode_begin"))
+    if (put(&p, tmpl_program, "t_max", &tmax) || print_scratch_size(&p) ||
+        print_forward(&p, "prefill_begin", "AE_PROFILE_PREFILL") || print_forward(&p, "decode_begin", "AE_PROFILE_DECODE"))
         goto done;
     /* The server's batched step, when the graph has one (lower_program_batched says why not). */
     ae_error why = {{0}};
@@ -647,7 +647,8 @@ int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const st
     bool batched = lower_program_batched(&lpb, g, c, pb, &emit_c_target, max_seqs, &why) == 0;
     struct printer pbatch = {.out = f, .lp = &lpb, .err = err, .n_layer = hp->n_layer};
     if (batched) {
-        if (print_forward(&pbatch, "batch_begin"))
+        /* A batched step of one row per sequence is a decode step; one that reads a prompt, a prefill. */
+        if (print_forward(&pbatch, "batch_begin", "(T == b->n_runs ? AE_PROFILE_DECODE : AE_PROFILE_PREFILL)"))
             goto done;
     } else {
         struct args a = {0};
