@@ -503,10 +503,12 @@ static int print_scratch_size(struct printer *p)
 }
 
 /* One forward function, begun by the snippet begin: prefill (T tokens), decode (T = 1) or, from the
- * batched lowering, the batched step; phase is the C expression of its --profile phase. */
-static int print_forward(struct printer *p, const char *begin, const char *phase)
+ * batched lowering, the batched step. */
+static int print_forward(struct printer *p, const char *begin)
 {
     const struct lower_program *lp = p->lp;
+    /* --profile counts the decode step's time apart; the batched step (the server's) with the prefill's */
+    const char *phase = strcmp(begin, "decode_begin") == 0 ? "AE_PROFILE_DECODE" : "AE_PROFILE_PREFILL";
     struct args head = {0};
     arg(&head, "max_seqs", "%" PRId32, lp->max_seqs);
     if (put(p, tmpl_program, begin, &head) || put(p, tmpl_program, "step_locals", NULL))
@@ -638,8 +640,8 @@ int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const st
     if (put(&p, tmpl_program, "file_head", &head))
         goto done;
     fprintf(f, "%s\n", tmpl_program_head);
-    if (put(&p, tmpl_program, "t_max", &tmax) || print_scratch_size(&p) ||
-        print_forward(&p, "prefill_begin", "AE_PROFILE_PREFILL") || print_forward(&p, "decode_begin", "AE_PROFILE_DECODE"))
+    if (put(&p, tmpl_program, "t_max", &tmax) || print_scratch_size(&p) || print_forward(&p, "prefill_begin") ||
+        print_forward(&p, "decode_begin"))
         goto done;
     /* The server's batched step, when the graph has one (lower_program_batched says why not). */
     ae_error why = {{0}};
@@ -647,8 +649,7 @@ int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const st
     bool batched = lower_program_batched(&lpb, g, c, pb, &emit_c_target, max_seqs, &why) == 0;
     struct printer pbatch = {.out = f, .lp = &lpb, .err = err, .n_layer = hp->n_layer};
     if (batched) {
-        /* A batched step of one row per sequence is a decode step; one that reads a prompt, a prefill. */
-        if (print_forward(&pbatch, "batch_begin", "(T == b->n_runs ? AE_PROFILE_DECODE : AE_PROFILE_PREFILL)"))
+        if (print_forward(&pbatch, "batch_begin"))
             goto done;
     } else {
         struct args a = {0};
