@@ -147,6 +147,7 @@ static const struct ae_model model = {
     .batch_arena_bytes = $batch_arena_bytes,
     .batch_max_seqs = $batch_max_seqs,
     .gpu = $gpu,
+    .cpu_only = "$cpu_only",
     .tokenizer = $tokenizer,
     .server = $server,
 };

@@ -638,7 +638,8 @@ static char *weight_offsets(const struct pack_build *pb)
 }
 
 static int print_program_end(struct printer *p, const struct pack_build *pb, const struct import_hparams *hp,
-                             const struct emit_options *o, const struct lower_program *batched, bool gpu)
+                             const struct emit_options *o, const struct lower_program *batched, bool gpu,
+                             const char *cpu_only)
 {
     char *name = c_string_lines(o->model_name), *info = c_string_lines(o->info);
     char *compiler = c_string_lines(o->compiler), *offsets = weight_offsets(pb);
@@ -676,6 +677,7 @@ static int print_program_end(struct printer *p, const struct pack_build *pb, con
     arg(&a, "batch_arena_bytes", "%" PRIu64, batched ? batched->arena_bytes : 0);
     arg(&a, "batch_max_seqs", "%" PRId32, batched ? batched->max_seqs : 0);
     arg(&a, "gpu", "%s", gpu ? "&gpu_model" : "NULL");
+    arg_c_string(&a, "cpu_only", cpu_only);
     arg(&a, "tokenizer", "%s", o->tokenizer ? o->tokenizer : "NULL");
     arg(&a, "server", "%s", o->no_server ? "NULL" : "&ae_server");
     rc = put(p, tmpl_program, "program_end", &a);
@@ -732,15 +734,18 @@ int emit_c(FILE *f, const struct ir_graph *g, const struct pass_ctx *c, const st
         if (put(&p, tmpl_program, "no_batch", &a))
             goto done;
     }
-    /* The Vulkan half, where the kernels can run this model; otherwise a program for the CPU only. */
+    /* The Vulkan half, where the kernels can run this model; otherwise a program for the CPU only, which
+     * keeps the reason for --device vulkan and --info. */
     bool gpu = false;
+    ae_error vk_err = {{0}};
     if (o->vk) {
-        ae_error vk_err = {{0}};
         gpu = emit_vk(f, g, c, pb, o->vk, &vk_err) == 0;
         if (!gpu)
             fprintf(stderr, "aetherc: the program runs on the CPU only: %s\n", vk_err.msg);
+    } else {
+        snprintf(vk_err.msg, sizeof vk_err.msg, "built with aetherc --backend cpu");
     }
-    if (print_program_end(&p, pb, hp, o, batched ? &lpb : NULL, gpu))
+    if (print_program_end(&p, pb, hp, o, batched ? &lpb : NULL, gpu, gpu ? "" : vk_err.msg))
         goto done;
     rc = ferror(f) ? ae_fail(err, "writing the C file failed") : 0;
 done:

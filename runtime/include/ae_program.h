@@ -89,9 +89,11 @@ struct ae_model {
     int (*forward_batch)(struct ae_state *s, const struct ae_batch *b, ae_error *err);
     uint64_t batch_arena_bytes;
     int32_t batch_max_seqs;
-    /* The same steps for a Vulkan device (ae_gpu.h), or NULL when the program was built for the CPU only
-     * (aetherc --backend cpu). */
+    /* The same steps for a Vulkan device (ae_gpu.h), or NULL when the program runs on the CPU only. */
     const struct ae_gpu_model *gpu;
+    /* Why gpu is NULL: "built with aetherc --backend cpu", or the step of this model that the Vulkan
+     * backend has no kernel for; "" when there is a GPU half. */
+    const char *cpu_only;
     /* The model's tokenizer kind (&ae_tokenizer_spm, _bpe or _wpm; ae_tokenizer.h), or NULL when the
      * file names none that the runtime has: the program then fails at start-up saying why. */
     const struct ae_tokenizer_algo *tokenizer;

@@ -6,8 +6,9 @@
  * kernels are faster on the same cores. Without a usable GPU it takes the CPU. Either way it prints one
  * line on stderr saying which device and why. --device vulkan[:N] insists: where there is no such
  * device, or it lacks what the kernels need, or its memory is too small, the program stops with a
- * message (exit 1). A program built with aetherc --backend cpu has no GPU half and always runs on the
- * CPU.
+ * message (exit 1). A program built with aetherc --backend cpu, or for a model with steps the Vulkan
+ * backend has no kernels for (a mixture of experts), has no GPU half and always runs on the CPU; --device
+ * vulkan and --info give the reason aetherc kept (ae_model.cpu_only).
  *
  * On a GPU, prompt chunks run the prefill steps (whatever their length, even 1) and generated tokens
  * the decode step: the prompt's logits then do not depend on how the prompt was split into chunks.
@@ -100,6 +101,12 @@ static int choose_auto(const struct ae_gpu_device *d, uint32_t n, uint64_t need,
     return best;
 }
 
+/* Why the program has no GPU half (a model made in a test may not say). */
+static const char *cpu_only_reason(const struct ae_model *m)
+{
+    return m->cpu_only && *m->cpu_only ? m->cpu_only : "it has no Vulkan half";
+}
+
 int ae_prog_device_start(struct prog *p, ae_error *err)
 {
     const struct ae_model *m = p->m;
@@ -108,7 +115,7 @@ int ae_prog_device_start(struct prog *p, ae_error *err)
         return 0;
     if (!m->gpu) {
         if (o->device == PROG_DEVICE_VULKAN)
-            return ae_fail(err, "--device vulkan: this program was built for the CPU only (aetherc --backend cpu)");
+            return ae_fail(err, "--device vulkan: this program runs on the CPU only: %s", cpu_only_reason(m));
         return 0;
     }
     if (o->serve.on) { /* the server's batched step runs on the CPU kernels */
@@ -179,7 +186,7 @@ int ae_prog_forward(struct prog *p, const int32_t *ids, int32_t n, int32_t pos, 
 void ae_prog_device_info(const struct prog_opts *o, const struct ae_model *m, int32_t n_ctx)
 {
     if (!m->gpu) {
-        printf("devices: the CPU only (built with aetherc --backend cpu)\n");
+        printf("devices: the CPU only (%s)\n", cpu_only_reason(m));
         return;
     }
     struct ae_gpu_params gp = gpu_params(m, n_ctx, o->kv_type, 0, NULL);

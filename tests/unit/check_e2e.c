@@ -628,11 +628,27 @@ START_TEST(test_vulkan_cpu_only_build)
     ck_assert_msg(sb.st_size < sa.st_size, "--backend cpu: %lld bytes, not less than %lld", (long long)sb.st_size,
                   (long long)sa.st_size);
     ck_assert_int_eq(run(log_buf, sizeof log_buf, "%s -p hi -n 2 --device vulkan", b), 1);
-    ck_assert_msg(strstr(log_buf, "built for the CPU only"), "%s", log_buf);
+    ck_assert_msg(strstr(log_buf, "runs on the CPU only: built with aetherc --backend cpu"), "%s", log_buf);
     ck_assert_int_eq(run(log_buf, sizeof log_buf, "%s --info", b), 0);
-    ck_assert_msg(strstr(log_buf, "devices: the CPU only"), "%s", log_buf);
+    ck_assert_msg(strstr(log_buf, "devices: the CPU only (built with aetherc --backend cpu)"), "%s", log_buf);
     ck_assert_int_eq(run(log_buf, sizeof log_buf, "%s --info", a), 0);
     ck_assert_msg(strstr(log_buf, "Vulkan 0: "), "--info lists no Vulkan device:\n%s", log_buf);
+}
+END_TEST
+
+/* A model with steps the Vulkan backend has no kernels for (a mixture of experts' top-k, ...) is built for
+ * the CPU only: --device vulkan stops naming the step, --info says why, and --device auto (the default)
+ * runs it on the CPU. The program is the one test_moe_against_llama_cpp built. */
+START_TEST(test_vulkan_moe_cpu_only)
+{
+    compile_once("synthetic/tiny-mixtral-q4_0.gguf", "tiny-mixtral-q4_0");
+    ck_assert_int_eq(run(log_buf, sizeof log_buf, "%s/tiny-mixtral-q4_0 -p hi -n 2 --device vulkan", tmp_dir), 1);
+    ck_assert_msg(strstr(log_buf, "--device vulkan: this program runs on the CPU only: the Vulkan backend cannot emit") &&
+                      strstr(log_buf, "= topk "),
+                  "%s", log_buf);
+    ck_assert_int_eq(run(log_buf, sizeof log_buf, "%s/tiny-mixtral-q4_0 -p hi -n 2 --temp 0", tmp_dir), 0);
+    ck_assert_int_eq(run(log_buf, sizeof log_buf, "%s/tiny-mixtral-q4_0 --info", tmp_dir), 0);
+    ck_assert_msg(strstr(log_buf, "devices: the CPU only (the Vulkan backend cannot emit"), "%s", log_buf);
 }
 END_TEST
 
@@ -682,6 +698,7 @@ int main(void)
     tcase_add_test(vk, test_vulkan_deterministic);
     tcase_add_test(vk, test_vulkan_fallback);
     tcase_add_test(vk, test_vulkan_cpu_only_build);
+    tcase_add_test(vk, test_vulkan_moe_cpu_only);
     tcase_add_test(vk, test_dump_spirv_validates);
     suite_add_tcase(s, vk);
     int rc = test_run_suite(s);

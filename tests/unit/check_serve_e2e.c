@@ -255,11 +255,12 @@ START_TEST(test_concurrent_streams)
 END_TEST
 
 /* The batched step of other architectures (biases and NeoX rope, fused QKV slices, softcaps and sliding
- * windows, K-quants): three greedy requests at once, their prompts read and their tokens generated in
+ * windows, K-quants, mixtures of experts with and without a shared expert): three greedy requests at once, their prompts read and their tokens generated in
  * shared steps, must each give the program's own text. */
 static const char *const batched_models[] = {
     "models/synthetic/tiny-qwen2-q4_0.gguf", "models/synthetic/tiny-phi3-q4_0.gguf",
     "models/synthetic/tiny-gemma2-q8_0.gguf", "models/synthetic/tiny-llama-q4_k.gguf",
+    "models/synthetic/tiny-mixtral-q4_0.gguf", "models/synthetic/tiny-qwen2moe-q8_0.gguf",
 };
 
 START_TEST(test_batched_architectures)
