@@ -65,6 +65,9 @@ if [ -z "$flags" ]; then
     case " $flags " in *" i8mm "*) isa=i8mm ;; esac
 fi
 echo "CPU: $cpu (family $family, model $model_id; $isa), $threads threads; our kernels capped at ${AETHER_ISA:-the best}"
+# The 1-minute load average before the run: on cores that other processes share, both sides' numbers
+# (llama.cpp's spinning threads most) say more about the neighbours than about the kernels.
+load_start=$(${RUN:-} cat /proc/loadavg 2>/dev/null | cut -d' ' -f1)
 echo
 echo "| model | weights MiB | read GB/s | roofline tg t/s | pp512 t/s | llama.cpp pp512 | pp ratio | tg128 t/s | llama.cpp tg128 | tg ratio | tg % of roofline (ours / llama.cpp) |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
@@ -105,3 +108,5 @@ fi
 echo
 echo "Prompt 512 tokens, 128 generated, greedy, EOS ignored, --ctx 1024; llama-bench -p 512 -n 128 -r ${LLAMA_REPS:-3}."
 echo "Roofline: the read bandwidth of $threads threads over a buffer the size of the weights, divided by the bytes a token reads."
+echo "Load average (1 min) before the run: ${load_start:-?}$(awk -v a="${load_start:-0}" -v n="$(${RUN:-} nproc)" \
+    'BEGIN { if (a + 0 > n / 2) printf "; other processes shared the cores: rerun on an idle machine" }')."
