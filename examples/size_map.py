@@ -12,7 +12,7 @@ from collections import defaultdict
 
 # Groups of objects, by where they come from; the first pattern that matches a file's path names it.
 GROUPS = [
-    (r"libaether_rt\.a\((matmul|ops|quantize|pool|cpu|moe|layout)[a-z0-9_]*\.o\)", "kernels"),
+    (r"libaether_rt\.a\((matmul|ops|quantize|pool|cpu|moe|layout|attention|profile)[a-z0-9_]*\.o\)", "kernels (and --profile's timers)"),
     (r"libaether_rt\.a\((tok_|tokenizer|chat\.o|sampler|utf8)", "text: tokenizers, chat templates, sampler"),
     (r"libaether_rt\.a\((program|chat_loop|device)", "program: command line, main loop"),
     (r"libaether_rt\.a\(serve", "server (--serve)"),

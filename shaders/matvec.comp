@@ -4,7 +4,7 @@
 // l, l + 32, ... of its row, dequantizes each (dequant.glsl) and accumulates its dot with x in order;
 // the 32 partial sums are then added by a fixed tree (lane i + s into lane i for s = 16, 8, 4, 2, 1),
 // as shuffles where a subgroup holds the 32 lanes and in shared memory otherwise: the same sums in the
-// same order either way. Weight types with integer dot products have a faster kernel (matvec_q8.comp).
+// same order either way.
 #include "common.glsl"
 #include "dequant.glsl"
 

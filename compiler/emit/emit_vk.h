@@ -3,8 +3,8 @@
  * It walks the same lowering as the C printer (lower.h) and prints each step as dispatches of the
  * kernels in shaders/ (each kernel instantiated with #defines for the weight type and the fused
  * epilogue, compiled to SPIR-V by libshaderc), for two steps: decode (T = 1: matrix-vector kernels)
- * and prefill (T = 1..t_max: tiled matrix kernels), each also in a faster variant for devices that have
- * integer dot products or cooperative matrices. It writes them as C data, a struct ae_gpu_model named
+ * and prefill (T = 1..t_max: tiled matrix kernels), the latter also in a faster variant for devices that
+ * have cooperative matrices. It writes them as C data, a struct ae_gpu_model named
  * gpu_model (ae_gpu.h), into the program's C file. docs/gpu.md describes the backend.
  */
 #ifndef AE_EMIT_VK_H

@@ -58,7 +58,6 @@ struct gpu_caps {
     VkPhysicalDeviceFeatures2 f;
     VkPhysicalDeviceVulkan11Features f11;
     VkPhysicalDeviceVulkan12Features f12;
-    VkPhysicalDeviceVulkan13Features f13;
     bool has_budget, has_coopmat_nv;
     uint32_t queue_family;          /* UINT32_MAX: none with compute */
 };
@@ -81,9 +80,7 @@ static void caps_query(VkPhysicalDevice pd, struct gpu_caps *c)
     vk.GetPhysicalDeviceProperties(pd, &c->props);
     if (c->props.apiVersion >= VK_API_VERSION_1_1)
         vk.GetPhysicalDeviceProperties2(pd, &p2);
-    c->f13.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES;
     c->f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
-    c->f12.pNext = c->props.apiVersion >= VK_API_VERSION_1_3 ? &c->f13 : NULL;
     c->f11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES;
     c->f11.pNext = &c->f12;
     c->f.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
@@ -292,17 +289,14 @@ int gpu_ctx_open(struct gpu_ctx *c, uint32_t index, ae_error *err)
     c->subgroup_size = caps.subgroup.subgroupSize;
     c->max_alloc = caps.maint3.maxMemoryAllocationSize;
     c->coopmat_nv = caps.has_coopmat_nv && coopmat_shape_ok(c->pd, c->inst) && !getenv("AETHER_GPU_NO_COOPMAT");
-    c->int_dot = caps.f13.shaderIntegerDotProduct && !getenv("AETHER_GPU_NO_INT_DOT");
     c->timestamp_period = caps.props.limits.timestampComputeAndGraphics ? caps.props.limits.timestampPeriod : 0.0f;
 
     /* Turn on exactly the features the kernels use. */
     VkPhysicalDeviceCooperativeMatrixFeaturesNV coop = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV,
                                                         .cooperativeMatrix = VK_TRUE};
-    VkPhysicalDeviceVulkan13Features f13 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES,
-                                            .pNext = c->coopmat_nv ? &coop : NULL, .shaderIntegerDotProduct = VK_TRUE};
     VkPhysicalDeviceVulkan12Features f12 = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
-        .pNext = c->int_dot ? (void *)&f13 : c->coopmat_nv ? (void *)&coop : NULL,
+        .pNext = c->coopmat_nv ? &coop : NULL,
         .bufferDeviceAddress = VK_TRUE,
         .storageBuffer8BitAccess = VK_TRUE,
         .shaderInt8 = VK_TRUE,
@@ -365,7 +359,7 @@ int gpu_ctx_open(struct gpu_ctx *c, uint32_t index, ae_error *err)
 
 uint32_t gpu_ctx_has(const struct gpu_ctx *c)
 {
-    return (c->int_dot ? AE_GPU_NEED_INT_DOT : 0u) | (c->coopmat_nv ? AE_GPU_NEED_COOPMAT_NV : 0u);
+    return c->coopmat_nv ? AE_GPU_NEED_COOPMAT_NV : 0u;
 }
 
 void gpu_ctx_close(struct gpu_ctx *c)

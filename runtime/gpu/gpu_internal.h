@@ -27,7 +27,6 @@ struct gpu_ctx {
     uint32_t mem_readback;          /* host-visible, coherent, cached where there is one */
     uint32_t subgroup_size;
     bool coopmat_nv;                /* VK_NV_cooperative_matrix with 16x16x16 f16 -> f32 */
-    bool int_dot;                   /* shaderIntegerDotProduct */
     float timestamp_period;         /* nanoseconds per timestamp tick; 0 without timestamps */
     char name[256];
     uint64_t max_alloc;             /* maxMemoryAllocationSize */

@@ -479,10 +479,7 @@ const char *ae_gpu_name(const ae_gpu *g) { return g->c.name; }
 void ae_gpu_describe(const ae_gpu *g, char *buf, size_t size)
 {
     const uint32_t needs = g->graph[0]->needs | g->graph[1]->needs;
-    snprintf(buf, size, "%s%s%s", needs ? "" : "portable kernels",
-             needs & AE_GPU_NEED_INT_DOT ? "integer dot products" : "",
-             needs & AE_GPU_NEED_COOPMAT_NV ? (needs & AE_GPU_NEED_INT_DOT ? ", cooperative matrices" : "cooperative matrices")
-                                            : "");
+    snprintf(buf, size, "%s", needs & AE_GPU_NEED_COOPMAT_NV ? "cooperative matrices" : "portable kernels");
 }
 
 void ae_gpu_startup_ms(const ae_gpu *g, double *device_ms, double *upload_ms, double *pipelines_ms)

@@ -74,8 +74,7 @@ struct ae_gpu_dispatch {
 
 /* What a kernel needs beyond the baseline (gpu_device.c lists the baseline). */
 enum ae_gpu_need {
-    AE_GPU_NEED_INT_DOT = 1u << 0,          /* shaderIntegerDotProduct: 4-wide 8-bit dot products */
-    AE_GPU_NEED_COOPMAT_NV = 1u << 1,       /* VK_NV_cooperative_matrix, 16x16x16 f16 -> f32 */
+    AE_GPU_NEED_COOPMAT_NV = 1u << 0,       /* VK_NV_cooperative_matrix, 16x16x16 f16 -> f32 */
 };
 
 struct ae_gpu_kernel {
@@ -168,7 +167,7 @@ int ae_gpu_step(ae_gpu *g, bool prefill, const int32_t *tokens, int32_t T, int32
 
 /* The device's name, and start-up times in milliseconds (for --timings). */
 const char *ae_gpu_name(const ae_gpu *g);
-/* Which graphs run: "portable" or the needs of the faster ones ("integer dot products", ...). */
+/* Which graphs run: "portable kernels" or the needs of the faster ones ("cooperative matrices"). */
 void ae_gpu_describe(const ae_gpu *g, char *buf, size_t size);
 void ae_gpu_startup_ms(const ae_gpu *g, double *device_ms, double *upload_ms, double *pipelines_ms);
 

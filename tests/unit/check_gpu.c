@@ -586,54 +586,6 @@ START_TEST(test_copy)
 }
 END_TEST
 
-/* The integer-dot decode matvec (Q4_0, Q8_0) against the CPU's ae_matmul, which quantizes the activations
- * the same way: only the order of the float sums differs. */
-START_TEST(test_matvec_q8)
-{
-    fx_open();
-    if (!fx.c.int_dot)
-        ck_abort_msg("%s has no integer dot products (shaderIntegerDotProduct)", fx.c.name);
-    static const uint32_t types[] = {AE_TYPE_Q4_0, AE_TYPE_Q8_0};
-    const uint32_t type = types[_i];
-    const int64_t K = 4096 + 512, N = 45;
-    uint64_t row_bytes;
-    uint8_t *w = random_rows(type, N, K, &row_bytes);
-    float *x = malloc(K * sizeof *x), *y = malloc(N * sizeof *y), *want = malloc(N * sizeof *want);
-    random_floats(x, K, -1.0f, 1.0f);
-    x[7] = 0; /* a block with a zero and one of all zeros */
-    for (int i = 64; i < 96; i++)
-        x[i] = 0;
-    fx_put(&fx.weights, 0, w, row_bytes * N);
-    fx_put(&fx.arena, 0, x, K * sizeof *x);
-    struct ae_gpu_dispatch d = {.groups = {(uint32_t)(N + 15) / 16, 1, 1}};
-    d.ref[1] = arena(0);
-    d.ref[2] = weights(0);
-    d.ref[3] = arena(65536);
-    d.k[0] = (uint32_t)N;
-    d.k[1] = (uint32_t)K;
-    fx_run("matvec_q8.comp", wtype_define(type), d, 1, 0, false);
-    fx_get(&fx.arena, 65536, y, N * sizeof *y);
-    ae_error err = {{0}};
-    void *scratch = malloc(ae_matmul_scratch_size(type, K, 1));
-    ck_assert_msg(ae_matmul(type, AE_LAYOUT_ROWS, w, N, K, x, 1, want, scratch, NULL, &err) == 0, "%s", err.msg);
-    float *row = malloc(K * sizeof *row);
-    for (int64_t n = 0; n < N; n++) { /* within float rounding of the sum of |w x| */
-        ck_assert_msg(ae_dequantize_row(type, w + n * row_bytes, row, K, &err) == 0, "%s", err.msg);
-        double mag = 0;
-        for (int64_t i = 0; i < K; i++)
-            mag += fabs((double)row[i] * x[i]);
-        ck_assert_msg(fabs((double)y[n] - want[n]) <= 2e-6 * mag, "%s row %" PRId64 ": %.7g, CPU %.7g (sum of |w x| %g)",
-                      ae_type_name(type), n, (double)y[n], (double)want[n], mag);
-    }
-    free(row);
-    free(scratch);
-    free(w);
-    free(x);
-    free(y);
-    free(want);
-}
-END_TEST
-
 int main(void)
 {
     Suite *s = suite_create("gpu");
@@ -642,7 +594,6 @@ int main(void)
     tcase_add_loop_test(tc, test_get_rows_every_type, 0, N_WEIGHT_TYPES);
     tcase_add_loop_test(tc, test_matvec_every_type, 0, N_WEIGHT_TYPES);
     tcase_add_loop_test(tc, test_matmul_every_type, 0, N_WEIGHT_TYPES);
-    tcase_add_loop_test(tc, test_matvec_q8, 0, 2);
     tcase_add_test(tc, test_rms_norm);
     tcase_add_test(tc, test_softmax);
     tcase_add_test(tc, test_rope);

@@ -5,7 +5,8 @@
  * the hash of the tokens up to it), every forward step checks that its sequence's rows are all there,
  * and the next token is a function of that hash: a request whose cache was touched by another request,
  * or whose prompt was fed out of order, gets other tokens. A step can be slowed down (fake_delay_us) so
- * that requests overlap, queue up and get cancelled.
+ * that requests overlap, queue up and get cancelled. Requests whose length a test counts on are greedy
+ * (temperature 0): sampled, the fake's logits give every token, EOS too, a small chance.
  *
  * The server runs in a forked child (ae_program_main with --serve --port 0) and the tests talk to it
  * through raw sockets (test_http.h): the OpenAI API's answers, the corpus of malformed requests (each
@@ -531,7 +532,7 @@ START_TEST(test_models_health_metrics)
     ck_assert_int_eq(test_http(server_port, "GET", "/health", NULL, NULL, &r), 200);
     ck_assert_str_eq(r.body, "{\"status\":\"ok\"}");
     test_http_free(&r);
-    post("/v1/completions", "{\"prompt\":\"a b c\",\"max_tokens\":4}", 200, &r);
+    post("/v1/completions", "{\"prompt\":\"a b c\",\"max_tokens\":4,\"temperature\":0}", 200, &r);
     test_http_free(&r);
     post("/v1/completions", "{\"prompt\":7}", 400, &r);
     test_http_free(&r);
@@ -842,8 +843,8 @@ START_TEST(test_queue_full)
 {
     fake_delay_us = 20000;
     SERVER("--ctx", "128", "--parallel", "1", "--queue", "1");
-    int a = stream_open("{\"prompt\":\"a\",\"max_tokens\":100,\"stream\":true}");
-    int b = stream_open("{\"prompt\":\"b\",\"max_tokens\":100,\"stream\":true}");
+    int a = stream_open("{\"prompt\":\"a\",\"max_tokens\":100,\"temperature\":0,\"stream\":true}");
+    int b = stream_open("{\"prompt\":\"b\",\"max_tokens\":100,\"temperature\":0,\"stream\":true}");
     struct test_http_response r;
     post("/v1/completions", "{\"prompt\":\"c\",\"max_tokens\":1}", 503, &r);
     ck_assert_str_eq(test_http_header(&r, "Retry-After"), "1");
@@ -878,7 +879,7 @@ START_TEST(test_disconnect_frees_slot)
      * test waits on the metrics, not on a clock, and takes a fraction of a second. */
     fake_delay_us = 50000;
     SERVER("--ctx", "200", "--parallel", "1", "--queue", "4");
-    int a = stream_open("{\"prompt\":\"a\",\"max_tokens\":190,\"stream\":true}");
+    int a = stream_open("{\"prompt\":\"a\",\"max_tokens\":190,\"temperature\":0,\"stream\":true}");
     close(a);
     wait_metric("aether_requests_cancelled_total", "1");
     wait_metric("aether_slots_busy", "0");
@@ -887,7 +888,7 @@ START_TEST(test_disconnect_frees_slot)
     test_http_free(&r);
     /* The same for a whole (not streamed) answer whose client leaves while it is generated. */
     int fd = test_http_connect(server_port);
-    const char *body = "{\"prompt\":\"a\",\"max_tokens\":190}";
+    const char *body = "{\"prompt\":\"a\",\"max_tokens\":190,\"temperature\":0}";
     char req[512];
     int n = snprintf(req, sizeof req, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s",
                      strlen(body), body);
@@ -906,7 +907,7 @@ START_TEST(test_sigterm_drains)
     fake_delay_us = 10000;
     SERVER("--ctx", "128", "--parallel", "1", "--queue", "2");
     /* A stream under way when SIGTERM comes is answered to its end; then the program exits 0. */
-    int a = stream_open("{\"prompt\":\"a\",\"max_tokens\":40,\"stream\":true}");
+    int a = stream_open("{\"prompt\":\"a\",\"max_tokens\":40,\"temperature\":0,\"stream\":true}");
     kill(server_pid, SIGTERM);
     usleep(200000);
     char buf[65536];
