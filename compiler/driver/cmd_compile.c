@@ -431,6 +431,10 @@ static void print_plan(const struct ir_graph *g, const struct pass_ctx *c)
            p->peak, human_bytes(p->peak, b1, sizeof b1), p->t_max, p->n_ctx, p->n, p->naive,
            human_bytes(p->naive, b2, sizeof b2), p->peak ? (double)p->naive / (double)p->peak : 0.0, p->max_live,
            human_bytes(p->max_live, b3, sizeof b3), c->opt.alignment);
+    /* The layout pass's choice per weight: the format the weights pack stores it in (docs/kernels.md). */
+    printf("\n%-40s %s\n", "weight", "layout");
+    for (uint32_t i = 0; i < c->n_layouts; i++)
+        printf("%-40s %s\n", c->layouts[i].weight, c->layouts[i].format);
 }
 
 /* The pass options the flags ask for (frontend_compile's configure step). */

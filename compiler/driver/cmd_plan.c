@@ -2,7 +2,8 @@
  *
  * The plan is the one the compiler makes (the whole pass pipeline, memplan last), so this command is
  * 'aetherc MODEL --print-plan' under its own name: one row per buffer (its node, size, offset, first
- * and last step), then the peak against the naive sum of all intermediates and the largest live set.
+ * and last step), then the peak against the naive sum of all intermediates and the largest live set,
+ * then the layout the layout pass chose for each weight ("x16-q4_0", "rows-q6_k"; docs/kernels.md).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,8 @@ int cmd_plan(int argc, char **argv)
                    "\n"
                    "Prints the activation memory plan of MODEL after the passes: one row per buffer (node,\n"
                    "size, offset, first and last step), the planned peak, the naive sum of all intermediates\n"
-                   "and the largest set of buffers live at one step.\n"
+                   "and the largest set of buffers live at one step; then the layout each weight is stored\n"
+                   "in (x16-TYPE: 16 rows interleaved for the SIMD kernels; rows-TYPE: as the GGUF has it).\n"
                    "\n"
                    "  --t-max N   plan for steps of up to N tokens (default 512)\n"
                    "  --ctx N     the default context (the plan holds for every context the program allows)\n"

@@ -740,6 +740,13 @@ START_TEST(test_driver)
                   strstr(out, "naive sum of all") && strstr(out, "Offsets are multiples of 64 bytes"), "%s", out);
     free(out);
     free(errs);
+    /* and the layout of each weight: matmul weights interleaved, norms and the embedding as rows */
+    snprintf(model, sizeof model, "%s", test_shared_path("models/stories260K-q4_0.gguf"));
+    ck_assert_int_eq(run_driver((const char *[]){"plan", model, NULL}, &out, &errs), 0);
+    ck_assert_msg(strstr(out, "\nweight ") && strstr(out, "\nblk.0.attn_q.weight ") && strstr(out, " x16-q4_0\n") &&
+                  strstr(out, " rows-f32\n"), "%s", out);
+    free(out);
+    free(errs);
 }
 END_TEST
 
