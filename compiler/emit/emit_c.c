@@ -45,6 +45,7 @@ struct args {
     struct tmpl_arg a[MAX_ARGS];
     char buf[1 << 16];             /* the weight offsets of a 7B model alone take ~4 KiB */
     size_t used;
+    const char *overflow;          /* the placeholder that did not fit, reported by put() and fill() */
 };
 
 static void arg(struct args *a, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -56,8 +57,11 @@ static void arg(struct args *a, const char *name, const char *fmt, ...)
     va_start(ap, fmt);
     int k = vsnprintf(v, sizeof a->buf - a->used, fmt, ap);
     va_end(ap);
-    if (a->n == MAX_ARGS || k < 0 || (size_t)k >= sizeof a->buf - a->used)
-        abort(); /* a printer limit, not bad input: the values are small */
+    if (a->n == MAX_ARGS || k < 0 || (size_t)k >= sizeof a->buf - a->used) {
+        if (!a->overflow)
+            a->overflow = name;
+        return;
+    }
     a->a[a->n++] = (struct tmpl_arg){name, v};
     a->used += (size_t)k + 1;
 }
@@ -66,19 +70,36 @@ static void arg(struct args *a, const char *name, const char *fmt, ...)
  * into buf: the weights' offsets and the description grow with the model). */
 static void arg_text(struct args *a, const char *name, const char *value)
 {
-    if (a->n == MAX_ARGS)
-        abort();
+    if (a->n == MAX_ARGS) {
+        if (!a->overflow)
+            a->overflow = name;
+        return;
+    }
     a->a[a->n++] = (struct tmpl_arg){name, value};
+}
+
+/* A printer limit, not bad input: said as an error naming the snippet rather than a truncated program. */
+static int args_overflowed(struct printer *p, const char *snippet, const struct args *a)
+{
+    if (!a || !a->overflow)
+        return 0;
+    ae_fail(p->err, "internal limit: the C printer's snippet '%s' has no room for placeholder '%s' (%d at most, "
+            "%zu bytes of values)", snippet, a->overflow, MAX_ARGS, sizeof a->buf);
+    return -1;
 }
 
 static int put(struct printer *p, const char *text, const char *snippet, const struct args *a)
 {
+    if (args_overflowed(p, snippet, a))
+        return -1;
     return tmpl_write(p->out, text, snippet, a ? a->a : NULL, a ? a->n : 0, p->err);
 }
 
 /* A snippet filled into a malloc'd string without its last newline (for a placeholder inside another). */
 static char *fill(struct printer *p, const char *text, const char *snippet, const struct args *a)
 {
+    if (args_overflowed(p, snippet, a))
+        return NULL;
     char *s = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&s, &len);
