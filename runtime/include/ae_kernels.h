@@ -156,6 +156,27 @@ int ae_matmul_quantize(uint32_t type, const float *X, int64_t K, int64_t M, void
 int ae_matmul_prequantized(uint32_t type, enum ae_layout layout, const void *W, int64_t N, int64_t K, const void *Xq,
                            int64_t M, float *Y, ae_pool *pool, ae_error *err);
 
+/* One weight of a multi-part matmul: an N x K weight of type in layout, whose outputs go to Y (M rows of
+ * N floats). */
+struct ae_matmul_part {
+    uint32_t type;
+    enum ae_layout layout;
+    const void *W;
+    int64_t N;
+    float *Y;
+};
+#define AE_MATMUL_MAX_PARTS 8
+
+/* Several weights multiplied by the same activations in one call (Q, K and V; gate and up): X is
+ * converted once (into scratch, ae_matmul_scratch_size(parts[0].type, K, M) bytes) and one run of the
+ * pool computes every part's outputs, the tasks splitting the parts' rows taken one after another (a
+ * task may span two parts), so that small parts do not leave threads idle. The parts' types may differ
+ * when their vec types agree (ae_matmul_vec_type: Q4_K and Q6_K, Q4_0 and Q8_0). Each part's Y is the
+ * bytes ae_matmul gives for that weight alone. Fails as ae_matmul does, naming the part, and for 0 or
+ * more than AE_MATMUL_MAX_PARTS parts or vec types that differ. */
+int ae_matmul_parts(const struct ae_matmul_part *parts, int n_parts, int64_t K, const float *X, int64_t M,
+                    void *scratch, ae_pool *pool, ae_error *err);
+
 /* ---- Mixture of experts (moe.c) ------------------------------------------------------------------- */
 
 /* Bytes of scratch ae_matmul_id needs (64-byte aligned); 0 for bad sizes or an unsupported type. */

@@ -9,7 +9,9 @@
  *
  * The driver: each task owns a range of weight rows (whole x16 groups) and computes every output of
  * those rows for all M activation rows, so no output depends on how rows were split among threads. The
- * block kernel gets up to MATMUL_TILE_COLS activation rows at a time and tiles them in registers.
+ * block kernel gets up to MATMUL_TILE_COLS activation rows at a time and tiles them in registers. A
+ * multi-part matmul (ae_matmul_parts) converts its input once and splits the rows of all its weights,
+ * taken one after another, among the tasks of one run of the pool.
  */
 #include "ae_kernels.h"
 #include "ae_quant_blocks.h"
@@ -675,75 +677,135 @@ int ae_matmul_quantize(uint32_t type, const float *X, int64_t K, int64_t M, void
 /* Activation rows per call of a block kernel: they stay in cache while the task's weight rows pass. */
 #define MATMUL_TILE_COLS 256
 
-struct matmul_job {
+/* The weights of one run of the pool: one or several parts (ae_matmul_parts), seen as one matrix of their
+ * rows one after another, each part's rows rounded up to whole groups of the largest group. A task owns
+ * `chunk` of those rows (a multiple of every part's group), which may span parts. */
+struct matmul_part_job {
     ae_gemm_fn gemm;
     const uint8_t *W;
     size_t w_stride; /* bytes of one group (one row in the rows layout) */
     int64_t group;   /* rows per group */
+    int64_t N;
+    int64_t begin;   /* the part's first row in the concatenation */
+    int64_t end;     /* begin + N, rounded up to whole groups */
+    float *Y;
+};
+
+struct matmul_job {
     const uint8_t *Xq;
     size_t x_row;
-    int64_t N, K, M;
-    float *Y;
-    int64_t groups_per_task;
+    int64_t K, M;
+    int64_t chunk;   /* rows per task */
+    int n_parts;
+    struct matmul_part_job part[AE_MATMUL_MAX_PARTS];
 };
 
 static void matmul_task(void *vctx, int64_t task, int thread)
 {
     (void)thread;
     const struct matmul_job *job = vctx;
-    const int64_t first = task * job->groups_per_task * job->group;
-    int64_t end = first + job->groups_per_task * job->group;
-    end = end < job->N ? end : job->N;
-    for (int64_t m0 = 0; m0 < job->M; m0 += MATMUL_TILE_COLS) {
-        const int64_t mc = job->M - m0 < MATMUL_TILE_COLS ? job->M - m0 : MATMUL_TILE_COLS;
-        job->gemm(job->K, job->W + (size_t)(first / job->group) * job->w_stride, job->w_stride, end - first,
-                  job->Xq + (size_t)m0 * job->x_row, job->x_row, mc, job->Y + m0 * job->N + first, job->N);
+    const int64_t lo = task * job->chunk, hi = lo + job->chunk;
+    for (int p = 0; p < job->n_parts; p++) {
+        const struct matmul_part_job *pj = &job->part[p];
+        if (pj->end <= lo || pj->begin >= hi)
+            continue;
+        const int64_t first = (lo > pj->begin ? lo : pj->begin) - pj->begin;
+        int64_t end = (hi < pj->end ? hi : pj->end) - pj->begin;
+        end = end < pj->N ? end : pj->N;
+        for (int64_t m0 = 0; m0 < job->M; m0 += MATMUL_TILE_COLS) {
+            const int64_t mc = job->M - m0 < MATMUL_TILE_COLS ? job->M - m0 : MATMUL_TILE_COLS;
+            pj->gemm(job->K, pj->W + (size_t)(first / pj->group) * pj->w_stride, pj->w_stride, end - first,
+                     job->Xq + (size_t)m0 * job->x_row, job->x_row, mc, pj->Y + m0 * pj->N + first, pj->N);
+        }
     }
+}
+
+/* Checks each part (its vec type that of parts[0]) and multiplies them all by the converted rows Xq in
+ * one run of the pool. */
+static int matmul_parts_run(const char *fn, const struct ae_matmul_part *parts, int n_parts, int64_t K,
+                            const void *Xq, int64_t M, ae_pool *pool, ae_error *err)
+{
+    if (n_parts < 1 || n_parts > AE_MATMUL_MAX_PARTS)
+        return ae_fail(err, "%s: %d parts (1 to %d)", fn, n_parts, AE_MATMUL_MAX_PARTS);
+    const uint32_t type0 = parts[0].type;
+    struct matmul_job job = {.Xq = Xq, .K = K, .M = M, .n_parts = n_parts};
+    /* every part starts at a multiple of the largest group (1 or 16 rows), so tasks split no group */
+    int64_t rows = 0, group = 1;
+    for (int p = 0; p < n_parts; p++)
+        if (ae_layout_rows_per_group(parts[p].layout) > group)
+            group = ae_layout_rows_per_group(parts[p].layout);
+    for (int p = 0; p < n_parts; p++) {
+        const struct ae_matmul_part *q = &parts[p];
+        if (matmul_check(fn, q->type, q->layout, q->N, K, M, err) != 0)
+            return -1;
+        if (ae_matmul_vec_type(q->type) != ae_matmul_vec_type(type0))
+            return ae_fail(err, "%s: part %d's %s weights take %s activations, part 0's %s take %s", fn, p,
+                           ae_type_name(q->type), ae_type_name(ae_matmul_vec_type(q->type)), ae_type_name(type0),
+                           ae_type_name(ae_matmul_vec_type(type0)));
+        if (q->N > 0 && M > 0 && !q->Y)
+            return ae_fail(err, "%s: NULL output", fn);
+        if (q->N == 0 || M == 0)
+            continue;
+        if (K == 0) { /* empty sums */
+            memset(q->Y, 0, (size_t)(q->N * M) * sizeof *q->Y);
+            continue;
+        }
+        if (!q->W || !Xq)
+            return ae_fail(err, "%s: NULL weights or activations", fn);
+        const size_t align = q->type == AE_TYPE_F32 ? 4 : 2;
+        if ((uintptr_t)q->W % align != 0)
+            return ae_fail(err, "%s: %s weights at %p are not %zu-byte aligned", fn, ae_type_name(q->type), q->W,
+                           align);
+        struct matmul_part_job *pj = &job.part[p];
+        pj->gemm = ae_kernel_gemm(q->type, q->layout);
+        pj->W = q->W;
+        pj->w_stride = (size_t)ae_layout_group_bytes(q->type, q->layout, K);
+        pj->group = ae_layout_rows_per_group(q->layout);
+        pj->N = q->N;
+        pj->begin = rows;
+        pj->end = rows + (q->N + group - 1) / group * group;
+        pj->Y = q->Y;
+        rows = pj->end;
+    }
+    if (rows == 0 || M == 0 || K == 0)
+        return 0;
+    if ((uintptr_t)Xq % (type0 == AE_TYPE_F32 ? 4 : 8) != 0)
+        return ae_fail(err, "%s: converted activations at %p are not aligned", fn, Xq);
+    job.x_row = type0 == AE_TYPE_F32 ? (size_t)K * sizeof(float) : ae_matmul_act_row_bytes(type0, K);
+    /* Several tasks per thread even out uneven progress; small products stay on one thread. */
+    const int threads = ae_pool_threads(pool);
+    int64_t n_tasks = 1;
+    if (threads > 1 && (double)rows * (double)K * (double)M >= 32768.0)
+        n_tasks = (int64_t)threads * 4;
+    job.chunk = ((rows + n_tasks - 1) / n_tasks + group - 1) / group * group;
+    n_tasks = (rows + job.chunk - 1) / job.chunk;
+    ae_pool_run(pool, matmul_task, &job, n_tasks);
+    return 0;
 }
 
 int ae_matmul_prequantized(uint32_t type, enum ae_layout layout, const void *W, int64_t N, int64_t K, const void *Xq,
                            int64_t M, float *Y, ae_pool *pool, ae_error *err)
 {
-    if (matmul_check("matmul", type, layout, N, K, M, err) != 0)
-        return -1;
-    if (N == 0 || M == 0)
-        return 0;
-    if (!Y)
-        return ae_fail(err, "matmul: NULL output");
-    if (K == 0) { /* empty sums */
-        memset(Y, 0, (size_t)(N * M) * sizeof *Y);
-        return 0;
-    }
-    if (!W || !Xq)
-        return ae_fail(err, "matmul: NULL weights or activations");
-    const size_t align = type == AE_TYPE_F32 ? 4 : 2;
-    if ((uintptr_t)W % align != 0)
-        return ae_fail(err, "matmul: %s weights at %p are not %zu-byte aligned", ae_type_name(type), W, align);
-    if ((uintptr_t)Xq % (type == AE_TYPE_F32 ? 4 : 8) != 0)
-        return ae_fail(err, "matmul: converted activations at %p are not aligned", Xq);
+    const struct ae_matmul_part part = {type, layout, W, N, Y};
+    return matmul_parts_run("matmul", &part, 1, K, Xq, M, pool, err);
+}
 
-    struct matmul_job job = {
-        .gemm = ae_kernel_gemm(type, layout),
-        .W = W,
-        .w_stride = (size_t)ae_layout_group_bytes(type, layout, K),
-        .group = ae_layout_rows_per_group(layout),
-        .Xq = Xq,
-        .x_row = type == AE_TYPE_F32 ? (size_t)K * sizeof(float) : ae_matmul_act_row_bytes(type, K),
-        .N = N,
-        .K = K,
-        .M = M,
-        .Y = Y,
-    };
-    /* Several tasks per thread even out uneven progress; small products stay on one thread. */
-    const int threads = ae_pool_threads(pool);
-    const int64_t groups = (N + job.group - 1) / job.group;
-    int64_t n_tasks = 1;
-    if (threads > 1 && (double)N * (double)K * (double)M >= 32768.0)
-        n_tasks = (int64_t)threads * 4 < groups ? (int64_t)threads * 4 : groups;
-    job.groups_per_task = (groups + n_tasks - 1) / n_tasks;
-    n_tasks = (groups + job.groups_per_task - 1) / job.groups_per_task;
-    ae_pool_run(pool, matmul_task, &job, n_tasks);
-    return 0;
+int ae_matmul_parts(const struct ae_matmul_part *parts, int n_parts, int64_t K, const float *X, int64_t M,
+                    void *scratch, ae_pool *pool, ae_error *err)
+{
+    if (n_parts < 1 || !parts)
+        return ae_fail(err, "matmul parts: no parts");
+    const uint32_t type = parts[0].type;
+    if (matmul_check("matmul parts", type, parts[0].layout, parts[0].N, K, M, err) != 0)
+        return -1;
+    if (type == AE_TYPE_F32)
+        return matmul_parts_run("matmul parts", parts, n_parts, K, X, M, pool, err);
+    if (M > 0 && K > 0 && !scratch)
+        return ae_fail(err, "matmul parts: no scratch for the %s activations (%zu bytes needed)",
+                       ae_type_name(ae_matmul_vec_type(type)), ae_matmul_scratch_size(type, K, M));
+    if (ae_matmul_quantize(type, X, K, M, scratch, pool, err) != 0)
+        return -1;
+    return matmul_parts_run("matmul parts", parts, n_parts, K, scratch, M, pool, err);
 }
 
 int ae_matmul(uint32_t type, enum ae_layout layout, const void *W, int64_t N, int64_t K, const float *X, int64_t M,

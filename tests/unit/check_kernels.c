@@ -564,6 +564,62 @@ START_TEST(test_matmul_prequantized)
 }
 END_TEST
 
+/* A multi-part matmul (the merged Q/K/V of a Q4_K_M file: Q4_K and Q6_K parts, x16 and rows, row counts
+ * that split x16 groups) gives every part ae_matmul's bytes for any thread count, one input converted. */
+START_TEST(test_matmul_parts)
+{
+    struct matrix w[3] = {
+        matrix_from_model("q4_k", "blk.0.attn_q.weight", AE_TYPE_Q4_K, 48, 256),
+        matrix_from_model("q6_k", "blk.0.attn_q.weight", AE_TYPE_Q6_K, 20, 256),
+        matrix_from_model("q4_k", "blk.0.ffn_up.weight", AE_TYPE_Q4_K, 33, 256),
+    };
+    const enum ae_layout layouts[3] = {AE_LAYOUT_X16, AE_LAYOUT_ROWS, AE_LAYOUT_X16};
+    enum { M = 5 };
+    float X[M * 256];
+    rng_seed(11);
+    for (int i = 0; i < M * 256; i++)
+        X[i] = rng_normal();
+    ae_error err = {{0}};
+    void *scratch = xmalloc(ae_matmul_scratch_size(AE_TYPE_Q4_K, 256, M));
+    for (int64_t m = 1; m <= M; m += M - 1)
+        for (int threads = 1; threads <= 3; threads++) {
+            ae_pool *pool = ae_pool_create(threads, &err);
+            ck_assert_msg(pool != NULL, "%s", err.msg);
+            struct ae_matmul_part parts[3];
+            uint8_t *packed[3];
+            for (int p = 0; p < 3; p++) {
+                packed[p] = layouts[p] == AE_LAYOUT_ROWS ? w[p].data : packed_weights(&w[p], layouts[p]);
+                parts[p] = (struct ae_matmul_part){w[p].type, layouts[p], packed[p], w[p].N,
+                                                   xmalloc((size_t)(m * w[p].N) * sizeof(float))};
+                memset(parts[p].Y, 0xff, (size_t)(m * w[p].N) * sizeof(float));
+            }
+            ck_assert_msg(ae_matmul_parts(parts, 3, 256, X, m, scratch, pool, &err) == 0, "%s", err.msg);
+            for (int p = 0; p < 3; p++) {
+                float *Y = run_matmul(&w[p], X, m, ae_cpu_host_isa(), 1);
+                ck_assert_msg(memcmp(parts[p].Y, Y, (size_t)(m * w[p].N) * sizeof(float)) == 0,
+                              "part %d, M=%" PRId64 ", %d threads", p, m, threads);
+                free(Y);
+                free(parts[p].Y);
+                if (packed[p] != w[p].data)
+                    free(packed[p]);
+            }
+            ae_pool_destroy(pool);
+        }
+    /* parts whose activations differ cannot share them */
+    struct matrix q4_0 = matrix_from_model("q4_0", "blk.0.attn_q.weight", AE_TYPE_Q4_0, 16, 256);
+    float y0[16], y1[48];
+    const struct ae_matmul_part mixed[2] = {{AE_TYPE_Q4_K, AE_LAYOUT_ROWS, w[0].data, 48, y1},
+                                            {AE_TYPE_Q4_0, AE_LAYOUT_ROWS, q4_0.data, 16, y0}};
+    ck_assert_int_eq(ae_matmul_parts(mixed, 2, 256, X, 1, scratch, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "part 1") && strstr(err.msg, "q8_0") && strstr(err.msg, "q8_k"), "%s", err.msg);
+    ck_assert_int_eq(ae_matmul_parts(mixed, 0, 256, X, 1, scratch, NULL, &err), -1);
+    free(q4_0.data);
+    free(scratch);
+    for (int p = 0; p < 3; p++)
+        free(w[p].data);
+}
+END_TEST
+
 START_TEST(test_matmul_errors)
 {
     ae_error err = {{0}};
@@ -1265,6 +1321,7 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, test_matmul_gemm_tiles);
     tcase_add_test(tc, test_layout_pack);
     tcase_add_test(tc, test_matmul_prequantized);
+    tcase_add_test(tc, test_matmul_parts);
     tcase_add_test(tc, test_matmul_errors);
     tcase_add_test(tc, test_cpu_isa);
     suite_add_tcase(s, tc);
