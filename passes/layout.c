@@ -11,12 +11,15 @@
  * opt.interleave off (a run from the GGUF mapping in place) every weight keeps its rows. The format
  * names the layout and the ggml type: "x16-q4_0", "rows-q6_k".
  *
- * Merging: matrices multiplied by the same activations (the Q, K and V projections, the FFN's gate and
- * up) can be stored as one matrix so that one matmul reads the activations once. A group is merged when
- * every member is a weight of the same type and row length read by no other node; its kind is named
- * from the members ("qkv", "gate_up", "qk", or "rows" for other groups). The decisions are recorded in
- * the context (c->layouts, c->merges), keyed by tensor name, and printed beside the graph; the graph
- * itself does not change.
+ * Merging (opt.merge): matrices multiplied by the same activations (the Q, K and V projections, the
+ * FFN's gate and up) are stored as one matrix, their rows one after another, and run as one multi-part
+ * matmul (pass_matmul_groups, which also groups weights of different types whose activations convert
+ * alike). A group is merged when every member is a 2-D weight of the same type, layout and row length,
+ * read by no other node, whose rows are whole groups of its layout (x16: a multiple of 16, so that no
+ * padded group sits inside the matrix); its kind is named from the members ("qkv", "gate_up", "qk", or
+ * "rows" for other groups). The decisions are recorded in the context (c->layouts, c->merges), keyed by
+ * tensor name, and printed beside the graph; the graph itself does not change. The weights pack writes a
+ * merged group as one matrix, each member a view of its rows (compiler/emit/pack_build.c).
  */
 #include "pass.h"
 
@@ -73,6 +76,13 @@ static bool has_matmul_use(const struct ir_graph *g, const struct ir_node *w)
             return true;
     }
     return false;
+}
+
+/* Whether w's rows are whole groups of its layout, so that its rows can follow another's in one matrix
+ * (an x16 matrix of 172 rows ends in a padded group). */
+static bool whole_groups(const struct pass_ctx *c, const int32_t *entry, const struct ir_node *w)
+{
+    return w->shape[0] % ae_layout_rows_per_group((enum ae_layout)c->layouts[entry[w->id]].layout) == 0;
 }
 
 int pass_layout(struct ir_graph *g, struct pass_ctx *c)
@@ -135,14 +145,14 @@ int pass_layout(struct ir_graph *g, struct pass_ctx *c)
 
     /* Groups: for each activation x, the single-use weights of the matmuls that read x, by type and row
      * length, in node order. */
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; c->opt.merge && i < n; i++) {
         const struct ir_node *x = g->nodes[i];
         bool *taken = NULL;
         uint32_t n_mm = 0;
         for (uint32_t j = i + 1; j < n; j++) {
             const struct ir_node *m = g->nodes[j];
             if (m->op == IR_OP_MATMUL && m->src[0] == x && m->src[1]->op == IR_OP_WEIGHT &&
-                uses[m->src[1]->id] == 1)
+                m->src[1]->rank == 2 && uses[m->src[1]->id] == 1 && whole_groups(c, entry, m->src[1]))
                 group[n_mm++] = m->src[1];
         }
         if (n_mm < 2)
@@ -157,9 +167,9 @@ int pass_layout(struct ir_graph *g, struct pass_ctx *c)
         for (uint32_t a = 0; a < n_mm; a++) {
             if (taken[a])
                 continue;
-            struct ir_node *members[IR_MAX_SRC * 4];
+            struct ir_node *members[AE_MATMUL_MAX_PARTS];
             uint32_t k = 0;
-            for (uint32_t b = a; b < n_mm && k < sizeof members / sizeof members[0]; b++)
+            for (uint32_t b = a; b < n_mm && k < AE_MATMUL_MAX_PARTS; b++)
                 if (!taken[b] && group[b]->dtype == group[a]->dtype && group[b]->shape[1] == group[a]->shape[1]) {
                     members[k++] = group[b];
                     taken[b] = true;
@@ -191,10 +201,16 @@ int pass_layout(struct ir_graph *g, struct pass_ctx *c)
     return 0;
 }
 
-uint32_t pass_weight_layout(const struct pass_ctx *c, const char *name)
+const struct pass_layout *pass_weight_find(const struct pass_ctx *c, const char *name)
 {
     for (uint32_t i = 0; name && i < c->n_layouts; i++)
         if (strcmp(c->layouts[i].weight, name) == 0)
-            return c->layouts[i].layout;
-    return AE_LAYOUT_ROWS;
+            return &c->layouts[i];
+    return NULL;
+}
+
+uint32_t pass_weight_layout(const struct pass_ctx *c, const char *name)
+{
+    const struct pass_layout *l = pass_weight_find(c, name);
+    return l ? l->layout : AE_LAYOUT_ROWS;
 }

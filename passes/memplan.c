@@ -119,7 +119,8 @@ uint64_t plan_max_live(const struct plan_buffer *b, uint32_t n)
  *
  * A buffer is written at its node's step (inputs: before step 0) and last read at the step of its last
  * reader; a view (reshape, last_row) and an output own nothing and keep their source's buffer alive
- * as long as they are read, an output until the end of the step. Weights live in the weight pack and
+ * as long as they are read, an output until the end of the step. A matmul that runs in another's group
+ * (pass_matmul_groups) is written at its head's step. Weights live in the weight pack and
  * the KV cache (kv_cache, kv_store) in its own storage, so neither is planned here. Sizes are taken at
  * T = t_max and P = n_ctx - t_max, so P + T = n_ctx: the largest step the program will run. */
 int pass_memplan(struct ir_graph *g, struct pass_ctx *c)
@@ -130,10 +131,12 @@ int pass_memplan(struct ir_graph *g, struct pass_ctx *c)
     memset(p, 0, sizeof *p);
     uint32_t n = g->n_nodes;
     int32_t *owner = malloc((n ? n : 1) * sizeof *owner);
+    int32_t *group = pass_matmul_groups(g, c);
     p->node = malloc((n ? n : 1) * sizeof *p->node);
     p->buf = malloc((n ? n : 1) * sizeof *p->buf);
-    if (!owner || !p->node || !p->buf) {
+    if (!owner || !group || !p->node || !p->buf) {
         free(owner);
+        free(group);
         return ae_fail(c->err, "out of memory");
     }
     for (uint32_t i = 0; i < n; i++) {
@@ -144,7 +147,8 @@ int pass_memplan(struct ir_graph *g, struct pass_ctx *c)
         } else if (x->op != IR_OP_WEIGHT && x->op != IR_OP_KV_CACHE && x->op != IR_OP_KV_STORE) {
             owner[i] = (int32_t)p->n;
             p->node[p->n] = i;
-            p->buf[p->n] = (struct plan_buffer){pass_node_bytes(x, c), x->op == IR_OP_INPUT ? 0 : i, i, 0};
+            uint32_t first = x->op == IR_OP_INPUT ? 0 : group[i] >= 0 ? (uint32_t)group[i] : i;
+            p->buf[p->n] = (struct plan_buffer){pass_node_bytes(x, c), first, i, 0};
             p->n++;
         }
         for (uint32_t s = 0; s < x->n_src; s++) {
@@ -156,6 +160,7 @@ int pass_memplan(struct ir_graph *g, struct pass_ctx *c)
             p->buf[owner[i]].last = n;
     }
     free(owner);
+    free(group);
     p->t_max = c->opt.t_max;
     p->n_ctx = c->opt.n_ctx;
     p->peak = plan_arena_assign(p->buf, p->n, c->opt.alignment);

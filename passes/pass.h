@@ -71,6 +71,8 @@ struct pass_options {
     double flop_cost;        /* ... and of one floating-point operation */
     bool interleave;         /* layout may store matmul weights interleaved (x16): the target's kernels read
                               * it; false keeps every weight in the GGUF's rows (a run from the file in place) */
+    bool merge;              /* matmuls that read the same input run as one (pass_matmul_groups) and layout
+                              * stores their matrices merged; false keeps every matmul apart (--no-merge) */
 };
 
 enum pass_dump_format { PASS_DUMP_TEXT, PASS_DUMP_YAML };
@@ -205,6 +207,16 @@ uint64_t pass_node_bytes(const struct ir_node *n, const struct pass_ctx *c);
 /* The layout the layout pass chose for the weight named name: AE_LAYOUT_ROWS when it chose none (or did
  * not run). */
 uint32_t pass_weight_layout(const struct pass_ctx *c, const char *name);
+/* The layout pass's record of the weight named name (its layout, its merged matrix), or NULL. */
+const struct pass_layout *pass_weight_find(const struct pass_ctx *c, const char *name);
+
+/* Matmuls that run as one multi-part matmul (ae_matmul_parts): those that multiply the same input (x,
+ * src[0]) by 2-D weights of the same row length whose activations convert alike (ae_matmul_vec_type),
+ * AE_MATMUL_MAX_PARTS at most. group[i] is the id of the first node of node i's group (the head, where
+ * the group runs: every member's raw product is written there, each member's epilogue at its own place),
+ * i itself for a matmul alone, -1 for other nodes. With opt.merge off every matmul is alone. Caller
+ * frees; NULL when out of memory. */
+int32_t *pass_matmul_groups(const struct ir_graph *g, const struct pass_ctx *c);
 
 /* users[i]: how many sources of live nodes are node i. Caller frees. */
 uint32_t *pass_count_uses(const struct ir_graph *g);

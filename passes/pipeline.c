@@ -61,6 +61,7 @@ void pass_ctx_init(struct pass_ctx *c, ae_error *err)
     c->opt.byte_cost = 1.0;
     c->opt.flop_cost = 0.25;
     c->opt.interleave = true;
+    c->opt.merge = true;
     c->dump_format = PASS_DUMP_TEXT;
 }
 

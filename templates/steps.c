@@ -5,7 +5,7 @@
  * elementwise work is a plain loop, the steps of a fused chain in its body.
  *
  * The snippets of one node share that node's block: the names they declare there (n, R, D, x, y, rp, r,
- * ap, O, I, xd, xs, yd, k, yarn) must not clash between the steps one node lowers to. The batched step's
+ * ap, O, I, xd, xs, yd, k, yarn, parts) must not clash between the steps one node lowers to. The batched step's
  * per-sequence snippets (*_seq, last_rows) loop over the batch's runs, b->runs[q]. */
 
 //@ get_rows
@@ -19,6 +19,15 @@
 
 //@ matmul
         AE_CHECK(ae_matmul($type, $layout, $w, $n, $k, $x, $rows, $out, s->scratch, s->pool, err), "$name");
+
+//@ matmul_parts
+        const struct ae_matmul_part parts[$n_parts] = {
+$parts
+        };
+        AE_CHECK(ae_matmul_parts(parts, $n_parts, $k, $x, $rows, s->scratch, s->pool, err), "$name");
+
+//@ matmul_part
+            {$type, $layout, $w, $n, $out},
 
 //@ ew_loop
         const int64_t R = $rows, D = $cols;

@@ -37,6 +37,7 @@ struct compile_args {
     uint32_t disabled;
     bool o0;
     bool verify_each;
+    bool no_merge;
     bool print_plan;
     int64_t t_max;
     uint32_t n_ctx;
@@ -80,6 +81,8 @@ static void compile_usage(FILE *f)
             "  --dump-dir DIR               write each dump to DIR/NN-<pass>.ir (.yaml) instead of stdout\n"
             "  --dump-format=text|yaml      the dump's form (default text)\n"
             "  --verify-each                ir_verify after every pass (always on in debug builds)\n"
+            "  --no-merge                   run each matmul apart and store each matrix apart, even those\n"
+            "                               that multiply the same input (Q, K and V; gate and up)\n"
             "  --t-max N                    plan memory for steps of up to N tokens (default 512)\n"
             "  --ctx N                      the program's default context (default: the model's training\n"
             "                               context, at most 4096); the program's --ctx may change it up to\n"
@@ -160,7 +163,7 @@ static const char *target_list(void)
 /* The flags, for "did you mean" (parse_args is the reference). */
 static const char *const compile_flags[] = {
     "-o", "-m", "-g", "-O0", "-O1", "-O2", "--cc", "--target", "--march", "--static", "--emit-c", "--weights",
-    "--dump-ir", "--dump-dir", "--dump-format", "--disable-pass", "--verify-each", "--t-max", "--ctx", "--kv",
+    "--dump-ir", "--dump-dir", "--dump-format", "--disable-pass", "--verify-each", "--no-merge", "--t-max", "--ctx", "--kv",
     "--print-plan", "--help",
 };
 
@@ -197,6 +200,8 @@ static int parse_args(int argc, char **argv, struct compile_args *a)
             a->o0 = false;
         } else if (!strcmp(arg, "--verify-each")) {
             a->verify_each = true;
+        } else if (!strcmp(arg, "--no-merge")) {
+            a->no_merge = true;
         } else if (!strcmp(arg, "--print-plan")) {
             a->print_plan = true;
         } else if (!strcmp(arg, "-o")) {
@@ -431,10 +436,19 @@ static void print_plan(const struct ir_graph *g, const struct pass_ctx *c)
            p->peak, human_bytes(p->peak, b1, sizeof b1), p->t_max, p->n_ctx, p->n, p->naive,
            human_bytes(p->naive, b2, sizeof b2), p->peak ? (double)p->naive / (double)p->peak : 0.0, p->max_live,
            human_bytes(p->max_live, b3, sizeof b3), c->opt.alignment);
-    /* The layout pass's choice per weight: the format the weights pack stores it in (docs/kernels.md). */
-    printf("\n%-40s %s\n", "weight", "layout");
-    for (uint32_t i = 0; i < c->n_layouts; i++)
-        printf("%-40s %s\n", c->layouts[i].weight, c->layouts[i].format);
+    /* The layout pass's choice per weight: the format the weights pack stores it in (docs/kernels.md), and
+     * the merged matrix it is a part of. */
+    printf("\n%-40s %-12s %s\n", "weight", "layout", "merged");
+    for (uint32_t i = 0; i < c->n_layouts; i++) {
+        const struct pass_layout *l = &c->layouts[i];
+        if (l->merge < 0) {
+            printf("%-40s %s\n", l->weight, l->format);
+            continue;
+        }
+        const struct pass_merge *m = &c->merges[l->merge];
+        printf("%-40s %-12s %s#%d rows %" PRId64 "..%" PRId64 " of %" PRId64 "\n", l->weight, l->format, m->kind,
+               l->merge, l->row_begin, l->row_end, m->rows);
+    }
 }
 
 /* The pass options the flags ask for (frontend_compile's configure step). */
@@ -445,6 +459,8 @@ static void configure(struct pass_ctx *c, void *arg)
     c->opt.disabled = a->o0 ? ((1u << PASS_COUNT) - 1) & ~(1u << PASS_MEMPLAN) : a->disabled;
     if (a->verify_each)
         c->opt.verify_each = true;
+    if (a->no_merge)
+        c->opt.merge = false;
     c->dump_mask = a->dump_mask;
     c->dump_dir = a->dump_dir;
     c->dump_format = a->dump_format;

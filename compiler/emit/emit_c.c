@@ -25,6 +25,7 @@ const struct lower_target emit_c_target = {
     .kernels = "CPU",
     .arena_alignment = 64,
     .matmul_supports = ae_matmul_supports,
+    .matmul_parts = true,
 };
 
 struct printer {
@@ -377,6 +378,38 @@ static int print_rope(struct printer *p, const struct lower_step *s)
     return 0;
 }
 
+/* One ae_matmul_parts call for a group of matmuls, each part's product into its node's value. */
+static int print_matmul_parts(struct printer *p, const struct lower_step *s)
+{
+    char list[LOWER_MAX_PARTS * 320];
+    size_t len = 0;
+    for (uint32_t i = 0; i < s->p.matmul.n_parts; i++) {
+        const struct lower_part *part = &s->p.matmul.parts[i];
+        struct args a = {0};
+        arg_type(&a, "type", part->w.dtype);
+        arg(&a, "layout", "%s", part->layout == AE_LAYOUT_X16 ? "AE_LAYOUT_X16" : "AE_LAYOUT_ROWS");
+        arg_ref(p, &a, "w", &part->w);
+        arg(&a, "n", "%" PRId64, part->n);
+        arg_ref(p, &a, "out", &part->out);
+        char *line = fill(p, tmpl_steps, "matmul_part", &a);
+        if (!line)
+            return -1;
+        int k = snprintf(list + len, sizeof list - len, "%s%s", len ? "\n" : "", line);
+        free(line);
+        if (k < 0 || (size_t)k >= sizeof list - len)
+            return ae_fail(p->err, "internal limit: the parts of '%s' do not fit the C printer's buffer", s->name);
+        len += (size_t)k;
+    }
+    struct args a = {0};
+    arg(&a, "parts", "%s", list);
+    arg(&a, "n_parts", "%" PRIu32, s->p.matmul.n_parts);
+    arg(&a, "k", "%" PRId64, s->p.matmul.k);
+    arg_ref(p, &a, "x", &s->in[0]);
+    arg_size(&a, "rows", s->rows);
+    arg_c_string(&a, "name", s->name);
+    return put(p, tmpl_steps, "matmul_parts", &a);
+}
+
 static int print_step(struct printer *p, const struct lower_step *s)
 {
     p->in_seq = s->per_seq;
@@ -397,6 +430,8 @@ static int print_step(struct printer *p, const struct lower_step *s)
         arg(&a, "layout", "%s", s->p.get_rows.layout == AE_LAYOUT_X16 ? "AE_LAYOUT_X16" : "AE_LAYOUT_ROWS");
         return put(p, tmpl_steps, "get_rows", &a);
     case LOWER_MATMUL:
+        if (s->p.matmul.n_parts > 1)
+            return print_matmul_parts(p, s) || print_epilogue(p, s) ? -1 : 0;
         arg_ref(p, &a, "x", &s->in[0]);
         arg_ref(p, &a, "w", &s->in[1]);
         arg_type(&a, "type", s->in[1].dtype);

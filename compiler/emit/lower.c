@@ -1,6 +1,8 @@
 /* The backend-neutral lowering (lower.h): storage, then the steps of every node, with the checks. */
 #include "lower.h"
 
+#include "ae_kernels.h"
+
 #include <assert.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -14,6 +16,7 @@ struct lowering {
     const struct lower_target *t;
     struct lower_program *lp;
     ae_error *err;
+    int32_t *group;             /* per node: its matmul group's head (pass_matmul_groups); NULL: none */
     /* The batched step (lower_program_batched). */
     bool batched;
     bool *tail;                 /* per node: last_row or after it */
@@ -210,6 +213,7 @@ static const struct lower_ref *ref(const struct lowering *l, const struct ir_nod
 }
 
 /* Every node lowers to at most this many steps (matmul_rope: the matmul, then the rope). */
+_Static_assert(LOWER_MAX_PARTS == AE_MATMUL_MAX_PARTS, "a step's parts are one ae_matmul_parts call");
 #define MAX_STEPS_PER_NODE 2
 
 /* A new step of kind for node n writing n's value, with n's rows and cols. */
@@ -256,20 +260,58 @@ static void add_node_steps(const struct lowering *l, struct lower_step *s, const
     }
 }
 
+/* The pack offset of a matmul node's weight: the order of a group's parts. */
+static uint64_t weight_offset(const struct lowering *l, const struct ir_node *m)
+{
+    return l->pb->offset[l->pb->slot[m->src[1]->id]];
+}
+
+/* The step of a matmul node: the matmul; at a group's head, the matmul of every member (its parts); at
+ * another member, whose product the head wrote, an EW step in place that the epilogue fills (removed
+ * by lower_node when it stays empty). */
 static int lower_matmul(struct lowering *l, const struct ir_node *n, struct lower_step **out, bool *ok)
 {
     const struct ir_node *x = n->src[0], *w = n->src[1];
     if (!l->t->matmul_supports(w->dtype))
         return node_fail(l, n, "no %s matmul kernel for this weight type", l->t->kernels);
-    struct lower_step *s = step_new(l, n, LOWER_MATMUL, ok);
-    step_in(l, s, x);
-    step_in(l, s, w);
+    const int32_t head = l->group ? l->group[n->id] : (int32_t)n->id;
+    struct lower_step *s = step_new(l, n, head == (int32_t)n->id ? LOWER_MATMUL : LOWER_EW, ok);
     s->rows = rows_of(x, ok);
     s->cols = w->shape[0];
+    *out = s;
+    if (s->kind == LOWER_EW) {
+        s->in[s->n_in++] = s->out;
+        return 0;
+    }
+    step_in(l, s, x);
+    step_in(l, s, w);
     s->p.matmul.n = w->shape[0];
     s->p.matmul.k = w->shape[1];
     s->p.matmul.layout = pass_weight_layout(l->c, w->name);
-    *out = s;
+    if (!l->group)
+        return 0;
+    /* the members, n first, then in the order of their weights in the pack */
+    const struct ir_node *members[LOWER_MAX_PARTS];
+    uint32_t k = 0;
+    for (uint32_t i = n->id; i < l->g->n_nodes; i++)
+        if (l->group[i] == head) {
+            const struct ir_node *m = l->g->nodes[i];
+            if (k == LOWER_MAX_PARTS || !l->t->matmul_supports(m->src[1]->dtype))
+                return node_fail(l, m, "no %s matmul kernel for this weight type, or too many in its group",
+                                 l->t->kernels);
+            uint32_t at = k++;
+            for (; at > 0 && weight_offset(l, members[at - 1]) > weight_offset(l, m); at--)
+                members[at] = members[at - 1];
+            members[at] = m;
+        }
+    if (k < 2)
+        return 0;
+    s->p.matmul.n_parts = k;
+    for (uint32_t p = 0; p < k; p++) {
+        const struct ir_node *mw = members[p]->src[1];
+        s->p.matmul.parts[p] = (struct lower_part){.w = *ref(l, mw), .out = *ref(l, members[p]), .n = mw->shape[0],
+                                                   .layout = pass_weight_layout(l->c, mw->name)};
+    }
     return 0;
 }
 
@@ -546,6 +588,14 @@ static int lower_node(struct lowering *l, const struct ir_node *n)
     }
     if (!ok)
         return node_fail(l, n, "a size is not linear in T and P");
+    /* a group member without an epilogue: its group's head wrote its value */
+    struct lower_program *lp = l->lp;
+    const uint32_t first = lp->first_step[n->id];
+    const bool member = l->group && l->group[n->id] >= 0 && l->group[n->id] != (int32_t)n->id;
+    if (member && first < lp->n_steps && lp->steps[first].kind == LOWER_EW && lp->steps[first].n_ew == 0) {
+        memmove(&lp->steps[first], &lp->steps[first + 1], (lp->n_steps - first - 1) * sizeof *lp->steps);
+        lp->n_steps--;
+    }
     for (uint32_t i = l->lp->first_step[n->id]; i < l->lp->n_steps; i++)
         if (l->t->missing_kinds & 1u << l->lp->steps[i].kind)
             return node_fail(l, n, "the %s backend has no kernel for this op yet", l->t->backend);
@@ -644,6 +694,8 @@ static int lower(struct lower_program *lp, const struct ir_graph *g, const struc
         goto oom;
     if (!lp->ref || !lp->first_step || !lp->steps)
         goto oom;
+    if (t->matmul_parts && !(l.group = pass_matmul_groups(g, c)))
+        goto oom;
     if ((l.batched && batch_tail(&l)) || assign_storage(&l))
         goto fail;
     for (uint32_t i = 0; i < g->n_nodes; i++) {
@@ -655,11 +707,13 @@ static int lower(struct lower_program *lp, const struct ir_graph *g, const struc
     if (l.batched && batch_finish(&l))
         goto fail;
     free(l.tail);
+    free(l.group);
     return 0;
 oom:
     ae_fail(err, "out of memory");
 fail:
     free(l.tail);
+    free(l.group);
     lower_program_free(lp);
     return -1;
 }

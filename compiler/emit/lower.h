@@ -34,6 +34,8 @@ struct lower_target {
     const char *kernels;                    /* whose kernels: "no CPU matmul kernel for this weight type" */
     uint64_t arena_alignment;               /* the memory plan's alignment of every arena offset */
     bool (*matmul_supports)(uint32_t type); /* whether its matmul reads weights of this ggml type */
+    bool matmul_parts;                      /* its matmul runs a group of matmuls (pass_matmul_groups) as
+                                             * one: one MATMUL step with parts at the group's head */
     uint32_t missing_kinds;                 /* 1u << enum lower_kind for every step kind it has no kernel for */
 };
 
@@ -67,7 +69,8 @@ struct lower_ref {
  * every dimension but the last and cols its last one. */
 enum lower_kind {
     LOWER_GET_ROWS,   /* in: table, ids. out[i, :] = row ids[i] of table, dequantized; rows = ids' count */
-    LOWER_MATMUL,     /* in: x [rows, k], w [n, k]. out[r, j] = sum x[r, :] w[j, :]; cols = n */
+    LOWER_MATMUL,     /* in: x [rows, k], w [n, k]. out[r, j] = sum x[r, :] w[j, :]; cols = n. With parts
+                       * (p.matmul.n_parts > 1): every part's product of x, the step's own among them */
     LOWER_EW,         /* in: x. out[r, i] = the steps (ew) applied to x[r, i] */
     LOWER_RMS_NORM,   /* in: x, w (NOWHERE: none). out = x / sqrt(mean(x^2) + eps) (* w), per row */
     LOWER_LAYER_NORM, /* in: x. out = (x - mean) / sqrt(var + eps), per row */
@@ -87,6 +90,14 @@ enum lower_kind {
     LOWER_LAST_ROWS,  /* batched: in: x [T, cols]. out[q, :] = x[the last row of sequence q, :]; rows = R */
     LOWER_KIND_COUNT
 };
+
+/* One weight of a multi-part matmul: out [rows, n] = x w^T, w [n, k] in its own type and layout. */
+struct lower_part {
+    struct lower_ref w, out;
+    int64_t n;
+    uint32_t layout;               /* enum ae_layout */
+};
+#define LOWER_MAX_PARTS 8
 
 /* One elementwise step (ir_fused.h): v = op(v[, operand]) with the constant k. */
 struct lower_ew {
@@ -112,8 +123,14 @@ struct lower_step {
     union {
         struct { int64_t n_rows; uint64_t row_bytes; uint32_t layout; } get_rows; /* the table's rows, bytes
                                                                           * per row, layout (enum ae_layout) */
-        struct { int64_t n, k; uint32_t layout; } matmul;                /* the weight: [n, k], its layout
-                                                                          * (enum ae_layout) */
+        struct {
+            int64_t n, k;          /* the weight: [n, k] */
+            uint32_t layout;       /* enum ae_layout */
+            uint32_t n_parts;      /* > 1: the group this step heads (lower_target.matmul_parts), in the
+                                    * weights' order in the pack; its other members' nodes lower to
+                                    * their epilogues alone (EW in place, ROPE) */
+            struct lower_part parts[LOWER_MAX_PARTS];
+        } matmul;
         struct { float eps; } norm;                                      /* RMS_NORM, LAYER_NORM */
         struct { float scale; } softmax;
         struct {

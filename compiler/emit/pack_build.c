@@ -1,6 +1,7 @@
 /* The weights of a program, laid out at compile time (pack_build.h). */
 #include "pack_build.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,18 +96,19 @@ static void read_blob(void *ctx, uint64_t off, uint64_t n, void (*update)(void *
 {
     static const uint8_t zeros[PACK_WEIGHT_ALIGN];
     const struct pack_build *pb = ctx;
-    /* the first weight that ends after off */
+    /* the first weight (in blob order) that ends after off */
     uint32_t lo = 0, hi = pb->n_weights;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (pb->offset[mid] + pb->bytes[mid] <= off)
+        if (pb->offset[pb->order[mid]] + pb->bytes[pb->order[mid]] <= off)
             lo = mid + 1;
         else
             hi = mid;
     }
     uint64_t at = off, end = off + n;
-    for (uint32_t k = lo; at < end; k++) {
-        uint64_t start = k < pb->n_weights && pb->offset[k] < end ? pb->offset[k] : end;
+    for (uint32_t j = lo; at < end; j++) {
+        const uint32_t k = j < pb->n_weights ? pb->order[j] : 0;
+        uint64_t start = j < pb->n_weights && pb->offset[k] < end ? pb->offset[k] : end;
         while (at < start) { /* the padding before weight k */
             uint64_t z = start - at < PACK_WEIGHT_ALIGN ? start - at : PACK_WEIGHT_ALIGN;
             update(state, zeros, z);
@@ -192,14 +194,17 @@ int pack_build(struct pack_build *pb, const struct ir_graph *g, const struct pas
     pb->k = calloc(cap, sizeof *pb->k);
     pb->bytes = calloc(cap, sizeof *pb->bytes);
     pb->offset = calloc(cap, sizeof *pb->offset);
+    pb->order = calloc(cap, sizeof *pb->order);
+    int32_t *merge = calloc(cap, sizeof *merge);    /* per slot: its merge, or -1 */
+    int64_t *begin = calloc(cap, 2 * sizeof *begin); /* per slot: its first row in the merged matrix */
+    int64_t *rows = begin ? begin + cap : NULL;      /* and its rows */
     if (!pb->slot || !pb->rows || !pb->source || !pb->owned || !pb->type || !pb->layout || !pb->n || !pb->k ||
-        !pb->bytes || !pb->offset) {
+        !pb->bytes || !pb->offset || !pb->order || !merge || !begin) {
         ae_fail(err, "out of memory");
         goto fail;
     }
-    /* Slots and offsets in graph order, and where each weight's rows are: a folded constant's values, or
-     * the GGUF tensor's rows as stored. */
-    uint64_t size = 0;
+    /* Slots in graph order, and where each weight's rows are: a folded constant's values, or the GGUF
+     * tensor's rows as stored. */
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         const struct ir_node *node = g->nodes[i];
         pb->slot[i] = UINT32_MAX;
@@ -226,7 +231,11 @@ int pack_build(struct pack_build *pb, const struct ir_graph *g, const struct pas
             pb->rows[k] = (const uint8_t *)t->data;
         }
         pb->type[k] = node->dtype;
-        pb->layout[k] = c && !kc ? pass_weight_layout(c, node->name) : AE_LAYOUT_ROWS;
+        const struct pass_layout *pl = c && !kc ? pass_weight_find(c, node->name) : NULL;
+        pb->layout[k] = pl ? pl->layout : AE_LAYOUT_ROWS;
+        merge[k] = pl ? pl->merge : -1;
+        begin[k] = pl ? pl->row_begin : 0;
+        rows[k] = node->shape[0];
         if (pb->layout[k] != AE_LAYOUT_ROWS) {
             /* a 2-D matrix, or experts [E, N, K] as E * N rows (each expert whole groups: layout.c) */
             pb->k[k] = node->shape[node->rank - 1];
@@ -242,17 +251,56 @@ int pack_build(struct pack_build *pb, const struct ir_graph *g, const struct pas
         } else {
             pb->source[k] = pb->rows[k];
         }
-        size = (size + PACK_WEIGHT_ALIGN - 1) / PACK_WEIGHT_ALIGN * PACK_WEIGHT_ALIGN;
+        if (merge[k] >= 0 && node->shape[0] % ae_layout_rows_per_group((enum ae_layout)pb->layout[k]) != 0) {
+            ae_fail(err, "weight '%s' (%s rows) cannot be part of a merged matrix in layout %s", node->name,
+                    ae_type_name(node->dtype), ae_layout_name((enum ae_layout)pb->layout[k]));
+            goto fail;
+        }
         pb->slot[i] = k;
-        pb->offset[k] = size;
         pb->bytes[k] = bytes;
-        size += bytes;
     }
+    /* Offsets: each weight in slot order, 64-byte aligned, except that the first member of a merge brings
+     * the others right after it, in the merge's row order. */
+    uint64_t size = 0;
+    uint32_t placed = 0;
+    for (uint32_t k = 0; k < pb->n_weights; k++) {
+        if (merge[k] == INT32_MIN)
+            continue; /* placed with its merge */
+        size = (size + PACK_WEIGHT_ALIGN - 1) / PACK_WEIGHT_ALIGN * PACK_WEIGHT_ALIGN;
+        const int32_t m = merge[k];
+        for (int64_t row = 0;;) {
+            uint32_t next = k; /* the member whose rows begin at row */
+            if (m >= 0) {
+                for (next = k; next < pb->n_weights && !(merge[next] == m && begin[next] == row); next++)
+                    ;
+                if (next == pb->n_weights)
+                    break;
+                if (pb->type[next] != pb->type[k] || pb->layout[next] != pb->layout[k]) {
+                    ae_fail(err, "merged matrix %" PRId32 ": its parts differ in type or layout", m);
+                    goto fail;
+                }
+                merge[next] = INT32_MIN;
+            }
+            pb->offset[next] = size;
+            pb->order[placed++] = next;
+            size += pb->bytes[next];
+            if (m < 0)
+                break;
+            row += rows[next] > 0 ? rows[next] : 1;
+        }
+    }
+    assert(placed == pb->n_weights);
+    free(merge);
+    free(begin);
+    merge = NULL;
+    begin = NULL;
     pb->weights_size = size;
     if (build_meta(pb, f, err) < 0 || (hash && pack_hash(pb, err) < 0))
         goto fail;
     return 0;
 fail:
+    free(merge);
+    free(begin);
     pack_build_free(pb);
     return -1;
 }
@@ -288,6 +336,7 @@ void pack_build_free(struct pack_build *pb)
     free(pb->source);
     free(pb->bytes);
     free(pb->offset);
+    free(pb->order);
     free(pb->chunk_hashes);
     memset(pb, 0, sizeof *pb);
 }

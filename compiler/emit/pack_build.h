@@ -9,6 +9,11 @@
  * layout (so the GGUF mapping is read in place and nothing is copied) and a packed copy made by
  * pack_build_materialize for the others.
  *
+ * The matrices of a merge (the layout pass's c->merges: Q, K and V, gate and up) are one matrix in the
+ * blob: the members' rows one after another in the merge's order, each member's slot a view of its rows
+ * (at the merged matrix's offset plus the bytes of the members before it, with no padding between: every
+ * member's rows are whole groups of its layout).
+ *
  * The blob is never built in memory: its chunk hashes are computed from the sources, in parallel, and its
  * bytes go from them straight to the output file, interleaved weights packed a few group blocks at a
  * time. The metadata GGUF carries what the program needs at run time besides weights: the tokenizer.*
@@ -41,6 +46,7 @@ struct pack_build {
     int64_t *n, *k;          /* (n_weights) rows and row length (for the interleaved layouts) */
     uint64_t *bytes;         /* (n_weights) each weight's size in its layout */
     uint64_t *offset;        /* (n_weights) each weight's offset in the blob */
+    uint32_t *order;         /* (n_weights) the slots by increasing offset */
     uint64_t weights_size;   /* the blob's size */
     uint8_t (*chunk_hashes)[AE_HASH_BYTES]; /* the blob's chunks (AE_PACK_CHUNK bytes), when hashed */
     uint8_t weights_hash[AE_HASH_BYTES];    /* their root; all zeros when not hashed */
