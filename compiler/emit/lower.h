@@ -34,9 +34,9 @@ struct lower_target {
     const char *kernels;                    /* whose kernels: "no CPU matmul kernel for this weight type" */
     uint64_t arena_alignment;               /* the memory plan's alignment of every arena offset */
     bool (*matmul_supports)(uint32_t type); /* whether its matmul reads weights of this ggml type */
+    uint32_t missing_kinds;                 /* 1u << enum lower_kind for every step kind it has no kernel for */
     bool matmul_parts;                      /* its matmul runs a group of matmuls (pass_matmul_groups) as
                                              * one: one MATMUL step with parts at the group's head */
-    uint32_t missing_kinds;                 /* 1u << enum lower_kind for every step kind it has no kernel for */
 };
 
 /* A count, or a byte offset, that may depend on the step: k + t*T + p*P + r*R. R is the number of

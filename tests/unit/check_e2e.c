@@ -247,6 +247,31 @@ START_TEST(test_threads_bit_identical)
 }
 END_TEST
 
+/* Matmuls run as one multi-part matmul (Q, K and V with their biases and rope; gate and up; the experts'
+ * router and shared expert) and matrices stored merged give the bytes of a program built with --no-merge,
+ * in prefill (11 tokens, 2 threads) and in decode (-b 1: one token a step). */
+START_TEST(test_merged_bit_identical)
+{
+    static const char *const files[] = {"synthetic/tiny-llama-q4_k_m.gguf", "synthetic/tiny-qwen2-q8_0.gguf",
+                                         "synthetic/tiny-qwen2moe-f32.gguf"};
+    static const int64_t n_vocab[] = {512, 50257, 512};
+    static const char *const runs[] = {"-t 2", "-t 2 -b 1"};
+    const int32_t ids[] = {1, 403, 407, 261, 378, 300, 301, 302, 303, 304, 305};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        compile(files[i], "merged", "");
+        compile(files[i], "apart", "--no-merge");
+        for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+            float *a = prompt_logits("merged", ids, 11, n_vocab[i], runs[r]);
+            float *b = prompt_logits("apart", ids, 11, n_vocab[i], runs[r]);
+            ck_assert_msg(memcmp(a, b, (size_t)n_vocab[i] * sizeof(float)) == 0, "%s %s: merged and --no-merge logits differ",
+                          files[i], runs[r]);
+            free(a);
+            free(b);
+        }
+    }
+}
+END_TEST
+
 /* Models of shapes no shared model has: the program against the reference interpreter, with a prompt
  * longer than the program's step (--t-max 16), so that prefill runs in chunks at P > 0. The mixtures of
  * experts have odd expert counts and route to 3 and to 1 expert; deepseek2 has q_lora and 3 layers. */
@@ -684,6 +709,7 @@ int main(void)
     tcase_add_test(tc, test_stories_free_running);
     tcase_add_test(tc, test_tcc_build_matches_gcc);
     tcase_add_test(tc, test_threads_bit_identical);
+    tcase_add_test(tc, test_merged_bit_identical);
     tcase_add_test(tc, test_unseen_model_matches_interpreter);
     tcase_add_test(tc, test_scratch_sized_for_every_matmul);
     tcase_add_test(tc, test_generated_c_has_no_warnings);

@@ -7,7 +7,9 @@
  * printer: the C of graphs with step kinds no shared model uses (and of a MoE layer's) compiles with no
  * warnings. (check_e2e runs the C of every shared model.)
  */
+#include "ae_kernels.h"
 #include "emit_c.h"
+#include "frontend.h"
 #include "lower.h"
 #include "template.h"
 #include "test_util.h"
@@ -79,7 +81,7 @@ static bool matmul_not_q4_0(uint32_t type)
     return type != AE_TYPE_Q4_0;
 }
 
-static const struct lower_target test_target = {"test", "test", 64, matmul_not_q4_0, 0};
+static const struct lower_target test_target = {"test", "test", 64, matmul_not_q4_0, 0, false};
 
 /* A graph parsed, verified, planned with the given alignment and lowered; the weights take slots in graph
  * order, 4096 bytes apart in the pack. Returns lower_program's status. */
@@ -207,7 +209,12 @@ static char *describe(const struct lower_program *lp)
         case LOWER_GET_ROWS:
             fprintf(f, " n_rows=%" PRId64 " row_bytes=%" PRIu64, s->p.get_rows.n_rows, s->p.get_rows.row_bytes);
             break;
-        case LOWER_MATMUL: fprintf(f, " n=%" PRId64 " k=%" PRId64, s->p.matmul.n, s->p.matmul.k); break;
+        case LOWER_MATMUL:
+            fprintf(f, " n=%" PRId64 " k=%" PRId64, s->p.matmul.n, s->p.matmul.k);
+            for (uint32_t k = 0; s->p.matmul.n_parts > 1 && k < s->p.matmul.n_parts; k++)
+                fprintf(f, "%s%s", k ? "," : " parts=", ref_str(&s->p.matmul.parts[k].w, b)),
+                    fprintf(f, ":%s", ref_str(&s->p.matmul.parts[k].out, c));
+            break;
         case LOWER_RMS_NORM: case LOWER_LAYER_NORM: fprintf(f, " eps=%g", (double)s->p.norm.eps); break;
         case LOWER_SOFTMAX: fprintf(f, " scale=%g", (double)s->p.softmax.scale); break;
         case LOWER_ROPE:
@@ -470,37 +477,38 @@ START_TEST(test_lower_refuses)
 }
 END_TEST
 
-/* The batched step of the fused layer, for up to 4 sequences: the body as prefill, rope, the cache stores and
- * attention per sequence; last_row gathers each sequence's last row past the plan's peak (2048 bytes),
- * 4 rows of 8 floats (128 bytes, aligned to 64), and the tail's matmul and the logits run over R rows. */
+/* The batched step of the fused layer, for up to 4 sequences, on a target whose matmul takes parts: the
+ * body as prefill (q, k and v one matmul, up and gate another, each member's epilogue at its place), rope,
+ * the cache stores and attention per sequence; last_row gathers each sequence's last row past the plan's
+ * peak (2112 bytes), 4 rows of 8 floats (128 bytes, aligned to 64), and the tail's matmul and the logits
+ * run over R rows. */
 START_TEST(test_lower_batched)
 {
     struct lowered x;
     ck_assert_msg(lower_text(&x, fused_graph, 64) == 0, "%s", x.err.msg);
     lower_program_free(&x.lp);
     struct lower_target t = test_target;
+    t.matmul_parts = true;
     ck_assert_msg(lower_program_batched(&x.lp, x.g, &x.c, &x.pb, &t, 4, &x.err) == 0, "%s", x.err.msg);
     char *d = describe(&x.lp);
     static const char want[] =
         "%3 get_rows A+0 <- W0 tok [T x 8] n_rows=16 row_bytes=32\n"
         "%5 rms_norm A+512 <- A+0 W1 [T x 8] eps=1e-05\n"
-        "%8 matmul A+1024 <- A+512 W2 [T x 8] +add(W3 row) n=8 k=8\n"
+        "%8 matmul A+1024 <- A+512 W2 [T x 8] +add(W3 row) n=8 k=8 parts=W2:A+1024,W4:A+1536,W5:A+1792\n"
         "%8 rope/seq A+1024 <- A+1024 - [T x 4] heads=2 head_dim=4 n_dims=4 neox base=10000 attn=1\n"
-        "%10 matmul A+1536 <- A+512 W4 [T x 4] n=4 k=8\n"
         "%10 rope/seq A+1536 <- A+1536 - [T x 4] heads=1 head_dim=4 n_dims=4 neox base=10000 attn=1\n"
-        "%12 matmul A+1792 <- A+512 W5 [T x 4] n=4 k=8\n"
         "%16 kv_store/seq K0 <- A+1536 [T x 4] row_len=4\n"
         "%17 kv_store/seq V0 <- A+1792 [T x 4] row_len=4\n"
         "%18 attention/seq A+512 <- A+1024 K0 V0 [T x 4] heads=2/1 dims=4/4 scale=0.5 softcap=0 window=0\n"
         "%21 matmul A+1024 <- A+512 W6 [T x 8] +add(A+0) n=8 k=8\n"
-        "%23 matmul A+0 <- A+1024 W7 [T x 8] n=8 k=8\n"
-        "%25 matmul A+512 <- A+1024 W8 [T x 8] +silu +mul(A+0) n=8 k=8\n"
+        "%23 matmul A+0 <- A+1024 W7 [T x 8] n=8 k=8 parts=W7:A+0,W8:A+512\n"
+        "%25 ew A+512 <- A+512 [T x 8] +silu +mul(A+0)\n"
         "%26 ew A+0 <- A+512 [T x 8] +add(A+1024) +scale(0.5) +mul(W1 row) +softcap(30)\n"
-        "%27 last_rows A+2048 <- A+0 [R x 8]\n"
-        "%29 matmul A+2176 <- A+2048 W9 [R x 16] n=16 k=8\n"
-        "%30 copy logits <- A+2176 [R x 16]\n";
+        "%27 last_rows A+2112 <- A+0 [R x 8]\n"
+        "%29 matmul A+2240 <- A+2112 W9 [R x 16] n=16 k=8\n"
+        "%30 copy logits <- A+2240 [R x 16]\n";
     ck_assert_msg(strcmp(d, want) == 0, "%s", d);
-    ck_assert_uint_eq(x.lp.arena_bytes, 2176 + 256);
+    ck_assert_uint_eq(x.lp.arena_bytes, 2240 + 256);
     ck_assert_int_eq(x.lp.max_seqs, 4);
     free(d);
     lower_program_free(&x.lp);
@@ -587,6 +595,78 @@ START_TEST(test_c_compiles)
 }
 END_TEST
 
+/* The weights pack writes a merged group as one matrix: its members one after another in the merge's row
+ * order (up before gate here, against the slots' order), the bytes ae_layout_pack gives for all their
+ * rows at once, each member's slot a view of its rows; with merging off no weight is merged. */
+static void no_merge(struct pass_ctx *c, void *arg)
+{
+    (void)arg;
+    c->opt.merge = false;
+}
+
+START_TEST(test_pack_merged)
+{
+    static const char *const files[] = {"models/synthetic/tiny-llama-q4_k_m.gguf", "models/synthetic/tiny-llama-q2_k.gguf"};
+    ae_error err = {{0}};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        struct frontend fe;
+        ck_assert_msg(frontend_compile(&fe, test_shared_path(files[i]), NULL, NULL, NULL, &err) == 0, "%s", err.msg);
+        ck_assert_msg(fe.c.n_merges >= 2, "%s: %u merges", files[i], fe.c.n_merges);
+        struct pack_build pb;
+        ck_assert_msg(pack_build(&pb, fe.g, &fe.c, fe.f, true, NULL, &err) == 0, "%s", err.msg);
+        char *blob = NULL;
+        size_t blob_size = 0;
+        FILE *f = open_memstream(&blob, &blob_size);
+        struct ae_pack_weights w = pack_build_weights(&pb);
+        ck_assert_msg(w.write(w.ctx, f, &err) == 0, "%s", err.msg);
+        fclose(f);
+        ck_assert_uint_eq(blob_size, pb.weights_size);
+        for (uint32_t m = 0; m < fe.c.n_merges; m++) {
+            const struct pass_merge *mg = &fe.c.merges[m];
+            uint64_t row_bytes, at = 0, start = 0;
+            ck_assert(ae_type_row_bytes(mg->dtype, (uint64_t)mg->cols, &row_bytes, NULL) == 0);
+            uint8_t *rows = malloc((size_t)(row_bytes * (uint64_t)mg->rows));
+            uint32_t layout = AE_LAYOUT_ROWS;
+            for (int64_t row = 0; row < mg->rows;) { /* the members in row order */
+                const struct ir_node *member = NULL;
+                const struct pass_layout *l = NULL;
+                for (uint32_t n = 0; n < fe.g->n_nodes && !member; n++) {
+                    const struct ir_node *x = fe.g->nodes[n];
+                    l = x->op == IR_OP_WEIGHT ? pass_weight_find(&fe.c, x->name) : NULL;
+                    if (l && l->merge == (int32_t)m && l->row_begin == row)
+                        member = x;
+                }
+                ck_assert_msg(member != NULL, "%s merge %u: no part at row %" PRId64, files[i], m, row);
+                const uint32_t k = pb.slot[member->id];
+                if (row == 0)
+                    start = at = pb.offset[k];
+                ck_assert_msg(pb.offset[k] == at, "%s: %s at %" PRIu64 ", not right after the part before (%" PRIu64 ")",
+                              files[i], member->name, pb.offset[k], at);
+                at += pb.bytes[k];
+                layout = l->layout;
+                memcpy(rows + (uint64_t)row * row_bytes, ae_gguf_find_tensor(fe.f, member->name)->data,
+                       (size_t)(row_bytes * (uint64_t)member->shape[0]));
+                row = l->row_end;
+            }
+            const uint64_t bytes = ae_layout_bytes(mg->dtype, (enum ae_layout)layout, mg->rows, mg->cols);
+            ck_assert_uint_eq(at - start, bytes);
+            uint8_t *packed = malloc((size_t)bytes);
+            ck_assert_msg(ae_layout_pack(mg->dtype, (enum ae_layout)layout, rows, mg->rows, mg->cols, packed, &err) == 0,
+                          "%s", err.msg);
+            ck_assert_msg(memcmp(blob + start, packed, (size_t)bytes) == 0, "%s: merged matrix %u", files[i], m);
+            free(packed);
+            free(rows);
+        }
+        free(blob);
+        pack_build_free(&pb);
+        frontend_free(&fe);
+        ck_assert_msg(frontend_compile(&fe, test_shared_path(files[i]), NULL, no_merge, NULL, &err) == 0, "%s", err.msg);
+        ck_assert_uint_eq(fe.c.n_merges, 0);
+        frontend_free(&fe);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("emit");
@@ -596,6 +676,7 @@ int main(void)
     tcase_add_loop_test(tc, test_lower_refuses, 0, (int)(sizeof refused_rows / sizeof refused_rows[0]));
     tcase_add_test(tc, test_lower_alignment);
     tcase_add_test(tc, test_lower_batched);
+    tcase_add_test(tc, test_pack_merged);
     tcase_add_loop_test(tc, test_c_compiles, 0, 3);
     suite_add_tcase(s, tc);
     return test_run_suite(s);

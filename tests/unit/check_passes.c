@@ -745,6 +745,15 @@ START_TEST(test_driver)
     ck_assert_int_eq(run_driver((const char *[]){"plan", model, NULL}, &out, &errs), 0);
     ck_assert_msg(strstr(out, "\nweight ") && strstr(out, "\nblk.0.attn_q.weight ") && strstr(out, " x16-q4_0\n") &&
                   strstr(out, " rows-f32\n"), "%s", out);
+    /* and the merged matrices: layer 0's Q, K and V (64, 32 and 32 rows); its gate and up (172 rows, no
+     * whole x16 groups) stay apart */
+    ck_assert_msg(strstr(out, "\nblk.0.attn_q.weight                      x16-q4_0     qkv#0 rows 0..64 of 128\n") &&
+                  strstr(out, "\nblk.0.attn_v.weight                      x16-q4_0     qkv#0 rows 96..128 of 128\n") &&
+                  strstr(out, "\nblk.0.ffn_up.weight                      x16-q4_0\n"), "%s", out);
+    free(out);
+    free(errs);
+    ck_assert_int_eq(run_driver((const char *[]){"plan", model, "--no-merge", NULL}, &out, &errs), 0);
+    ck_assert_msg(strstr(out, "\nblk.0.attn_q.weight ") && !strstr(out, "qkv#"), "%s", out);
     free(out);
     free(errs);
 }
