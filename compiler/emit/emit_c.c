@@ -560,7 +560,8 @@ static int print_step(struct printer *p, const struct lower_step *s)
     return ae_fail(p->err, "the C printer has no step of kind %d", (int)s->kind);
 }
 
-/* What --profile counts a step's time under: "matmul q4_0 x16", "attention", ... */
+/* What --profile counts a step's time under: "matmul q4_0 x16", "attention", ... (a multi-part matmul under
+ * its first part's type: Q's, whose rows are the most) */
 static void step_kind(const struct lower_step *s, char *buf, size_t cap)
 {
     static const char *const names[LOWER_KIND_COUNT] = {
@@ -572,7 +573,10 @@ static void step_kind(const struct lower_step *s, char *buf, size_t cap)
         [LOWER_MOE_SUM] = "elementwise",
     };
     const char *name = (unsigned)s->kind < LOWER_KIND_COUNT && names[s->kind] ? names[s->kind] : "other";
-    if (s->kind == LOWER_MATMUL)
+    if (s->kind == LOWER_MATMUL && s->p.matmul.n_parts > 1)
+        snprintf(buf, cap, "matmul %s %s", ae_type_name(s->p.matmul.parts[0].w.dtype),
+                 ae_layout_name((enum ae_layout)s->p.matmul.parts[0].layout));
+    else if (s->kind == LOWER_MATMUL)
         snprintf(buf, cap, "matmul %s %s", ae_type_name(s->in[1].dtype), ae_layout_name((enum ae_layout)s->p.matmul.layout));
     else if (s->kind == LOWER_MATMUL_ID)
         snprintf(buf, cap, "matmul_id %s %s", ae_type_name(s->in[1].dtype),

@@ -290,7 +290,7 @@ static int lower_matmul(struct lowering *l, const struct ir_node *n, struct lowe
     s->p.matmul.layout = pass_weight_layout(l->c, w->name);
     if (!l->group)
         return 0;
-    /* the members, n first, then in the order of their weights in the pack */
+    /* the members in the order of their weights in the pack (a merged matrix: its rows in order) */
     const struct ir_node *members[LOWER_MAX_PARTS];
     uint32_t k = 0;
     for (uint32_t i = n->id; i < l->g->n_nodes; i++)

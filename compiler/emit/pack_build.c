@@ -1,7 +1,6 @@
 /* The weights of a program, laid out at compile time (pack_build.h). */
 #include "pack_build.h"
 
-#include <assert.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,7 +288,11 @@ int pack_build(struct pack_build *pb, const struct ir_graph *g, const struct pas
             row += rows[next] > 0 ? rows[next] : 1;
         }
     }
-    assert(placed == pb->n_weights);
+    if (placed != pb->n_weights) {
+        ae_fail(err, "a merged matrix's parts do not cover its rows: %" PRIu32 " of %" PRIu32 " weights placed", placed,
+                pb->n_weights);
+        goto fail;
+    }
     free(merge);
     free(begin);
     merge = NULL;
