@@ -120,6 +120,8 @@ static int forward(struct ae_state *s, const int32_t *tokens, int32_t T, int32_t
 
 static const uint64_t weight_offsets[$n_weights_or_1] = {$weight_offsets};
 
+static const struct ae_type_kernels *const kernels[] = {$kernels NULL};
+
 static const struct ae_model model = {
     .name = $model_name_string,
     .arch = "$arch",
@@ -150,6 +152,7 @@ static const struct ae_model model = {
     .cpu_only = "$cpu_only",
     .tokenizer = $tokenizer,
     .server = $server,
+    .kernels = kernels,
 };
 
 int main(int argc, char **argv)

@@ -658,6 +658,23 @@ static char *weight_offsets(const struct pack_build *pb)
     return out;
 }
 
+/* The kernel tables of the weight types the steps multiply by, for ae_model.kernels:
+ * "&ae_kernels_f32, &ae_kernels_q4_0, " (types in ascending order; empty when there is no matmul). */
+static void kernel_tables(const struct lower_program *lp, char *buf, size_t cap)
+{
+    bool used[AE_TYPE_ID_LIMIT] = {false};
+    for (uint32_t i = 0; i < lp->n_steps; i++) {
+        const struct lower_step *s = &lp->steps[i];
+        if ((s->kind == LOWER_MATMUL || s->kind == LOWER_MATMUL_ID) && s->in[1].dtype < AE_TYPE_ID_LIMIT)
+            used[s->in[1].dtype] = true;
+    }
+    size_t k = 0;
+    buf[0] = 0;
+    for (uint32_t t = 0; t < AE_TYPE_ID_LIMIT; t++)
+        if (used[t] && k < cap)
+            k += (size_t)snprintf(buf + k, cap - k, "&ae_kernels_%s, ", ae_type_name(t));
+}
+
 static int print_program_end(struct printer *p, const struct pack_build *pb, const struct import_hparams *hp,
                              const struct emit_options *o, const struct lower_program *batched, bool gpu,
                              const char *cpu_only)
@@ -701,6 +718,9 @@ static int print_program_end(struct printer *p, const struct pack_build *pb, con
     arg_c_string(&a, "cpu_only", cpu_only);
     arg(&a, "tokenizer", "%s", o->tokenizer ? o->tokenizer : "NULL");
     arg(&a, "server", "%s", o->no_server ? "NULL" : "&ae_server");
+    char kernels[AE_TYPE_ID_LIMIT * 24];
+    kernel_tables(p->lp, kernels, sizeof kernels);
+    arg(&a, "kernels", "%s", kernels);
     rc = put(p, tmpl_program, "program_end", &a);
 done:
     free(name);

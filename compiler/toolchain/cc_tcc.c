@@ -44,6 +44,10 @@ static const struct {
     /* and the runtime's objects it points to */
 #define DATA(v) {#v, (const void *)&v}
     DATA(ae_gpu_runtime), DATA(ae_tokenizer_spm), DATA(ae_tokenizer_bpe), DATA(ae_tokenizer_wpm), DATA(ae_server),
+    DATA(ae_kernels_f32), DATA(ae_kernels_f16), DATA(ae_kernels_bf16), DATA(ae_kernels_q4_0), DATA(ae_kernels_q4_1),
+    DATA(ae_kernels_q5_0), DATA(ae_kernels_q5_1), DATA(ae_kernels_q8_0), DATA(ae_kernels_q2_k), DATA(ae_kernels_q3_k),
+    DATA(ae_kernels_q4_k), DATA(ae_kernels_q5_k), DATA(ae_kernels_q6_k), DATA(ae_kernels_iq4_nl),
+    DATA(ae_kernels_iq4_xs), DATA(ae_kernels_tq1_0), DATA(ae_kernels_tq2_0),
 #undef DATA
 };
 
