@@ -84,7 +84,7 @@ static int forward_batch(struct ae_state *s, const struct ae_batch *b, ae_error 
 //@ step_locals
     uint8_t *const A = s->arena;
     const uint8_t *const *const W = s->weights;
-    const uint64_t step_t0 = s->profile ? ae_profile_now() : 0; /* --profile */
+    ae_profile_begin(s->profile, $phase); /* --profile (s->profile NULL: nothing) marks each step's end */
     (void)A;
     (void)W;
     (void)tokens;
@@ -99,14 +99,13 @@ static int forward_batch(struct ae_state *s, const struct ae_batch *b, ae_error 
     }
 
 //@ kind_begin
-        { const uint64_t kind_t0 = s->profile ? ae_profile_now() : 0;
+        {
 
 //@ kind_end
-        if (s->profile) ae_profile_add(s->profile, $phase, "$kind", kind_t0); }
+        ae_profile_mark(s->profile, "$kind"); }
 
 //@ step_end
-    if (s->profile)
-        ae_profile_step(s->profile, $phase, T, step_t0);
+    ae_profile_end(s->profile, T);
     return 0;
 }
 

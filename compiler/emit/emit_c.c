@@ -603,9 +603,10 @@ static int print_forward(struct printer *p, const char *begin)
     const struct lower_program *lp = p->lp;
     /* --profile counts the decode step's time apart; the batched step (the server's) with the prefill's */
     const char *phase = strcmp(begin, "decode_begin") == 0 ? "AE_PROFILE_DECODE" : "AE_PROFILE_PREFILL";
-    struct args head = {0};
+    struct args head = {0}, locals = {0};
     arg(&head, "max_seqs", "%" PRId32, lp->max_seqs);
-    if (put(p, tmpl_program, begin, &head) || put(p, tmpl_program, "step_locals", NULL))
+    arg(&locals, "phase", "%s", phase);
+    if (put(p, tmpl_program, begin, &head) || put(p, tmpl_program, "step_locals", &locals))
         return -1;
     for (uint32_t i = 0; i < lp->g->n_nodes; i++) {
         char line[512];
@@ -627,7 +628,6 @@ static int print_forward(struct printer *p, const char *begin)
             char kind[64];
             step_kind(&lp->steps[k], kind, sizeof kind);
             arg(&ka, "kind", "%s", kind);
-            arg(&ka, "phase", "%s", phase);
             if (put(p, tmpl_program, "kind_begin", NULL) || print_step(p, &lp->steps[k]) ||
                 put(p, tmpl_program, "kind_end", &ka))
                 return -1;
@@ -635,9 +635,7 @@ static int print_forward(struct printer *p, const char *begin)
         if (put(p, tmpl_program, "node_end", NULL))
             return -1;
     }
-    struct args e = {0};
-    arg(&e, "phase", "%s", phase);
-    return put(p, tmpl_program, "step_end", &e);
+    return put(p, tmpl_program, "step_end", NULL);
 }
 
 /* The weights' offsets in the pack: "\n    0, 4096, ..." eight a line. */

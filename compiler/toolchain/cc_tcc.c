@@ -39,7 +39,7 @@ static const struct {
 #define SYM(f) {#f, (const void *)f}
     SYM(ae_attention), SYM(ae_attention_scratch_size), SYM(ae_dequantize_row), SYM(ae_layout_get_row), SYM(ae_fail), SYM(ae_fail_prefix),
     SYM(ae_gelu), SYM(ae_kv_store), SYM(ae_matmul), SYM(ae_matmul_scratch_size), SYM(ae_program_main),
-    SYM(ae_rms_norm), SYM(ae_rope), SYM(ae_softmax), SYM(ae_profile_now), SYM(ae_profile_add), SYM(ae_profile_step),
+    SYM(ae_rms_norm), SYM(ae_rope), SYM(ae_softmax), SYM(ae_profile_begin), SYM(ae_profile_mark), SYM(ae_profile_end),
 #undef SYM
     /* and the runtime's objects it points to */
 #define DATA(v) {#v, (const void *)&v}
