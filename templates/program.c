@@ -84,6 +84,7 @@ static int forward_batch(struct ae_state *s, const struct ae_batch *b, ae_error 
 //@ step_locals
     uint8_t *const A = s->arena;
     const uint8_t *const *const W = s->weights;
+    const char *failed; /* the step whose kernel failed (AE_CHECK) */
     ae_profile_begin(s->profile, $phase); /* --profile (s->profile NULL: nothing) marks each step's end */
     (void)A;
     (void)W;
@@ -107,6 +108,8 @@ static int forward_batch(struct ae_state *s, const struct ae_batch *b, ae_error 
 //@ step_end
     ae_profile_end(s->profile, T);
     return 0;
+fail:
+    return ae_fail_prefix(err, "%s", failed);
 }
 
 //@ program_end
