@@ -122,7 +122,7 @@ static int forward(struct ae_state *s, const int32_t *tokens, int32_t T, int32_t
 
 static const uint64_t weight_offsets[$n_weights_or_1] = {$weight_offsets};
 
-static const struct ae_type_kernels *const kernels[] = {$kernels NULL};
+static const struct ae_type_kernels *const kernels[] = {$kernels};
 
 static const struct ae_model model = {
     .name = $model_name_string,

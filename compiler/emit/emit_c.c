@@ -657,7 +657,7 @@ static char *weight_offsets(const struct pack_build *pb)
 }
 
 /* The kernel tables of the weight types the steps multiply by, for ae_model.kernels:
- * "&ae_kernels_f32, &ae_kernels_q4_0, " (types in ascending order; empty when there is no matmul). */
+ * "&ae_kernels_f32, &ae_kernels_q4_0, NULL" (types in ascending order; "NULL" when there is no matmul). */
 static void kernel_tables(const struct lower_program *lp, char *buf, size_t cap)
 {
     bool used[AE_TYPE_ID_LIMIT] = {false};
@@ -671,6 +671,8 @@ static void kernel_tables(const struct lower_program *lp, char *buf, size_t cap)
     for (uint32_t t = 0; t < AE_TYPE_ID_LIMIT; t++)
         if (used[t] && k < cap)
             k += (size_t)snprintf(buf + k, cap - k, "&ae_kernels_%s, ", ae_type_name(t));
+    if (k < cap)
+        snprintf(buf + k, cap - k, "NULL");
 }
 
 static int print_program_end(struct printer *p, const struct pack_build *pb, const struct import_hparams *hp,

@@ -1258,10 +1258,42 @@ START_TEST(test_attention_errors)
 }
 END_TEST
 
+/* A program gives only its own types' kernel tables: a matmul of another type fails, naming it, and
+ * works once its table is given. (The suite's other cases give every table first.) */
+START_TEST(test_kernel_tables)
+{
+    float w[32], x[32], y[1], want = 0;
+    for (int i = 0; i < 32; i++) {
+        w[i] = (float)(i % 5) - 2.0f;
+        x[i] = (float)(i % 3);
+    }
+    ae_error err = {{0}};
+    ck_assert(ae_kernels_of(AE_TYPE_F32) == NULL && ae_kernel_gemm(AE_TYPE_F32, AE_LAYOUT_ROWS) == NULL);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_F32, AE_LAYOUT_ROWS, w, 1, 32, x, 1, y, NULL, NULL, &err), -1);
+    ck_assert_str_eq(err.msg, "matmul: no kernels for f32 weights were given (ae_kernels_use)");
+    ae_kernels_use((const struct ae_type_kernels *const[]){&ae_kernels_f32, NULL});
+    ck_assert(ae_kernels_of(AE_TYPE_F32) == &ae_kernels_f32 && ae_kernels_of(AE_TYPE_Q4_0) == NULL);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_F32, AE_LAYOUT_ROWS, w, 1, 32, x, 1, y, NULL, NULL, &err), 0);
+    for (int i = 0; i < 32; i++)
+        want += w[i] * x[i]; /* small integers: exact in any order */
+    ck_assert_float_eq(y[0], want);
+}
+END_TEST
+
+static void give_every_table(void)
+{
+    ae_kernels_use(ae_kernels_all);
+}
+
 static Suite *kernels_suite(void)
 {
     Suite *s = suite_create("kernels");
-    TCase *tc = tcase_create("matmul");
+    TCase *tc = tcase_create("tables"); /* first: before any case has given the tables */
+    tcase_add_test(tc, test_kernel_tables);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("matmul");
+    tcase_add_checked_fixture(tc, give_every_table, NULL);
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_matmul_model, 0, N_MM_ROWS);
     tcase_add_loop_test(tc, test_matmul_odd_shapes, 0, N_MM_ROWS);
@@ -1274,6 +1306,7 @@ static Suite *kernels_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("quantize");
+    tcase_add_checked_fixture(tc, give_every_table, NULL);
     tcase_add_test(tc, test_quantize_q8_0);
     tcase_add_test(tc, test_quantize_q8_1);
     tcase_add_test(tc, test_quantize_q8_k);
@@ -1281,6 +1314,7 @@ static Suite *kernels_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("ops");
+    tcase_add_checked_fixture(tc, give_every_table, NULL);
     tcase_add_test(tc, test_rms_norm);
     tcase_add_test(tc, test_softmax);
     tcase_add_test(tc, test_activations);
@@ -1293,6 +1327,5 @@ static Suite *kernels_suite(void)
 
 int main(void)
 {
-    ae_kernels_use(ae_kernels_all);
     return test_run_suite(kernels_suite());
 }
