@@ -657,10 +657,19 @@ static char *weight_offsets(const struct pack_build *pb)
 }
 
 /* The kernel tables of the weight types the steps multiply by, for ae_model.kernels:
- * "&ae_kernels_f32, &ae_kernels_q4_0, NULL" (types in ascending order; "NULL" when there is no matmul). */
+ * "&ae_kernels_f32, &ae_kernels_q4_0, NULL" (types in ascending order; "NULL" when there is no matmul).
+ * The types are those of the graph's matmul nodes' weights and of the lowered matmul steps' weights, so
+ * that a lowering that folds several matmuls into one step still names every type. */
 static void kernel_tables(const struct lower_program *lp, char *buf, size_t cap)
 {
     bool used[AE_TYPE_ID_LIMIT] = {false};
+    for (uint32_t i = 0; i < lp->g->n_nodes; i++) {
+        const struct ir_node *n = lp->g->nodes[i];
+        const bool matmul = n->op == IR_OP_MATMUL || n->op == IR_OP_MATMUL_EW || n->op == IR_OP_MATMUL_ROPE ||
+                            n->op == IR_OP_MATMUL_ID;
+        if (matmul && n->n_src > 1 && n->src[1]->dtype < AE_TYPE_ID_LIMIT && ae_matmul_supports(n->src[1]->dtype))
+            used[n->src[1]->dtype] = true;
+    }
     for (uint32_t i = 0; i < lp->n_steps; i++) {
         const struct lower_step *s = &lp->steps[i];
         if ((s->kind == LOWER_MATMUL || s->kind == LOWER_MATMUL_ID) && s->in[1].dtype < AE_TYPE_ID_LIMIT)
