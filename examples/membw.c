@@ -3,12 +3,13 @@
  * usage: membw BYTES THREADS
  * Fills a buffer of BYTES, then has THREADS threads (pinned to nothing, as the programs under test are)
  * each read their own contiguous slice of it, the way a decode step reads the weights: every byte once
- * per pass, THREADS slices at once. The reads are done three ways, each for PASSES passes: the widest
- * loads the compiler may use here (AVX-512 or AVX2 with -march=native, NEON on aarch64, 64-bit words
- * elsewhere), the same loads with software prefetch a few KiB ahead (as the matmul kernels do), and
- * plain 64-bit words. Prints the best pass of all in GB/s (10^9 bytes per second): the most the
- * hardware gave a reader like the kernels, which a neighbour's burst can lower but not raise. A model's
- * generation roofline is that rate divided by the bytes a token reads.
+ * per pass, THREADS slices at once. The reads are done three ways, each for at least MIN_PASSES passes
+ * and SECONDS seconds: the widest loads the compiler may use here (AVX-512 or AVX2 with -march=native,
+ * NEON on aarch64, 64-bit words elsewhere), the same loads with software prefetch a few KiB ahead (as
+ * the matmul kernels do), and plain 64-bit words. Prints the best pass of all in GB/s (10^9 bytes per
+ * second): the most the hardware gave a reader like the kernels, which a neighbour's burst can lower but
+ * not raise (so the passes go on for a while, to catch a quiet moment). A model's generation roofline is
+ * that rate divided by the bytes a token reads.
  *
  * Build it for the machine it runs on (cc -O2 -march=native -pthread); a build without -march (a cross
  * compiler's) falls back to SSE2/NEON or 64-bit words, which read more slowly on some machines.
@@ -26,7 +27,8 @@
 #include <arm_neon.h>
 #endif
 
-#define PASSES 8
+#define MIN_PASSES 4
+#define SECONDS 1.0 /* per way, at least */
 #define PREFETCH_AHEAD 4096 /* bytes: as far ahead as the kernels' prefetches reach */
 
 enum way { WIDE, WIDE_PREFETCH, WORDS, WAYS };
@@ -37,6 +39,7 @@ struct slice {
     size_t n;              /* bytes, a multiple of 256 */
     uint64_t sum;          /* keeps the reads from being optimized away */
     pthread_barrier_t *go; /* every thread starts each pass together */
+    const volatile int *way; /* the way of the next pass; WAYS: stop */
 };
 
 static double now(void)
@@ -145,13 +148,14 @@ static uint64_t read_words(const uint8_t *p, size_t n)
 static void *reader(void *arg)
 {
     struct slice *s = arg;
-    for (int way = 0; way < WAYS; way++)
-        for (int pass = 0; pass < PASSES; pass++) {
-            pthread_barrier_wait(s->go);
-            s->sum += way == WORDS ? read_words(s->p, s->n) : read_wide(s->p, s->n, way == WIDE_PREFETCH);
-            pthread_barrier_wait(s->go);
-        }
-    return NULL;
+    for (;;) {
+        pthread_barrier_wait(s->go);
+        const int way = *s->way;
+        if (way == WAYS)
+            return NULL;
+        s->sum += way == WORDS ? read_words(s->p, s->n) : read_wide(s->p, s->n, way == WIDE_PREFETCH);
+        pthread_barrier_wait(s->go);
+    }
 }
 
 int main(int argc, char **argv)
@@ -179,13 +183,16 @@ int main(int argc, char **argv)
     struct slice *sl = calloc((size_t)threads, sizeof *sl);
     pthread_t *tid = calloc((size_t)threads, sizeof *tid);
     const size_t per = bytes / (size_t)threads / 256 * 256;
+    volatile int current = 0;
     for (int t = 0; t < threads; t++) {
-        sl[t] = (struct slice){(const uint8_t *)buf + (size_t)t * per, per, 0, &go};
+        sl[t] = (struct slice){(const uint8_t *)buf + (size_t)t * per, per, 0, &go, &current};
         pthread_create(&tid[t], NULL, reader, &sl[t]);
     }
     double best = 0, best_of[WAYS] = {0};
-    for (int way = 0; way < WAYS; way++)
-        for (int pass = 0; pass < PASSES; pass++) {
+    for (int way = 0; way < WAYS; way++) {
+        const double start = now();
+        for (int pass = 0; pass < MIN_PASSES || now() - start < SECONDS; pass++) {
+            current = way;
             pthread_barrier_wait(&go);
             const double t0 = now();
             pthread_barrier_wait(&go);
@@ -193,6 +200,9 @@ int main(int argc, char **argv)
             best_of[way] = gbs > best_of[way] ? gbs : best_of[way];
             best = gbs > best ? gbs : best;
         }
+    }
+    current = WAYS;
+    pthread_barrier_wait(&go);
     uint64_t sum = 0;
     for (int t = 0; t < threads; t++) {
         pthread_join(tid[t], NULL);
