@@ -315,7 +315,13 @@ AVX512_INLINE void ktile(uint32_t type, int C, int64_t nb, const uint8_t *w, int
         acc[c] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *g = w + (size_t)b * gb;
-        _mm_prefetch((const char *)g + 2 * gb, _MM_HINT_T0);
+        if (C == 1) { /* decode reads each group block once: every line of the one two blocks ahead */
+            #pragma GCC unroll 64
+            for (size_t off = 0; off < gb; off += 64)
+                _mm_prefetch((const char *)g + 2 * gb + off, _MM_HINT_T0);
+        } else {
+            _mm_prefetch((const char *)g + 2 * gb, _MM_HINT_T0);
+        }
         struct kscales sc;
         __m512 d, dmin = _mm512_setzero_ps();
         if (type == AE_TYPE_Q6_K) {
