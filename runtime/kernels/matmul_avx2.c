@@ -209,6 +209,18 @@ ROWS32_FN(Q5_0, q5_0)
 ROWS32_FN(Q5_1, q5_1)
 ROWS32_FN(Q8_0, q8_0)
 
+/* Software prefetch of the weights, as matmul_avx512.c's: every line of the group block 16 blocks ahead,
+ * into L2. The two halves of a group read the same blocks, so the first half asks. On a quiet Sapphire
+ * Rapids host capped at this level, 2 threads: 1B Q4_0 decode 19 -> 24-27 tokens/s, Q8_0 13-15 -> 16-17,
+ * Q4_K_M 19-20 -> 21-24. */
+#define PREFETCH_BLOCKS 16
+
+AVX2_INLINE void prefetch_block(const uint8_t *block, size_t bytes)
+{
+    for (size_t o = 0; o < bytes; o += 64)
+        _mm_prefetch((const char *)block + o, _MM_HINT_T1);
+}
+
 /* ---- 32-value blocks, x16 layout --------------------------------------------------------------------- */
 
 /* Activation rows of one x16 tile. */
@@ -319,6 +331,8 @@ AVX2_INLINE void x16_half32(uint32_t type, int C, int64_t nb, const uint8_t *w, 
         acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         struct half32 o;
+        if (h == 0)
+            prefetch_block(w + (size_t)(b + PREFETCH_BLOCKS) * gb, gb);
         half32_load(type, w + (size_t)b * gb, h, &o);
         #pragma GCC unroll 8
         for (int c = 0; c < C; c++) {
@@ -449,6 +463,8 @@ AVX2_INLINE void ktile8(uint32_t type, int C, int64_t nb, const uint8_t *w, int 
         acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *g = w + (size_t)b * gb;
+        if (half == 0)
+            prefetch_block(g + PREFETCH_BLOCKS * gb, gb);
         struct kscales8 sc;
         __m256 d, dmin = _mm256_setzero_ps();
         d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * half)));

@@ -28,6 +28,19 @@
 #define AVX512_FN __attribute__((target(AVX512_TARGET)))
 #define AVX512_INLINE __attribute__((target(AVX512_TARGET), always_inline)) static inline
 
+/* Software prefetch of the weights. A decode step reads every weight byte once, so its speed is the
+ * number of cache lines in flight per core, and the hardware prefetcher alone leaves too few: on a quiet
+ * Sapphire Rapids host, 2 threads ran 1B Q4_0 decode at 31 tokens/s with one line requested per block
+ * and 37 with every line of the group block 16 blocks ahead requested into L2 (T1 hint); 7B Q4_0 4.5 ->
+ * 5.9, Q8_0 19 -> 23, Q4_K_M 27 -> 30 (distances of 1-16 blocks and 2-8 KiB, T0 and T1, were tried). */
+#define PREFETCH_BLOCKS 16
+
+AVX512_INLINE void prefetch_block(const uint8_t *block, size_t bytes)
+{
+    for (size_t o = 0; o < bytes; o += 64)
+        _mm_prefetch((const char *)block + o, _MM_HINT_T1);
+}
+
 /* Largest tile: groups and activation rows. */
 #define TILE_G 2
 #define TILE_C 4
@@ -145,7 +158,7 @@ AVX512_INLINE void tile32(uint32_t type, int G, int C, int64_t nb, const uint8_t
         #pragma GCC unroll 2
         for (int g = 0; g < G; g++) {
             const uint8_t *src = w + (size_t)g * w_stride + (size_t)b * gb;
-            _mm_prefetch((const char *)src + 4 * gb, _MM_HINT_T0);
+            prefetch_block(src + PREFETCH_BLOCKS * gb, gb);
             grp32_load(type, src, &o[g]);
         }
         #pragma GCC unroll 8
@@ -315,13 +328,7 @@ AVX512_INLINE void ktile(uint32_t type, int C, int64_t nb, const uint8_t *w, int
         acc[c] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *g = w + (size_t)b * gb;
-        if (C == 1) { /* decode reads each group block once: every line of the one two blocks ahead */
-            #pragma GCC unroll 64
-            for (size_t off = 0; off < gb; off += 64)
-                _mm_prefetch((const char *)g + 2 * gb + off, _MM_HINT_T0);
-        } else {
-            _mm_prefetch((const char *)g + 2 * gb, _MM_HINT_T0);
-        }
+        prefetch_block(g + PREFETCH_BLOCKS * gb, gb);
         struct kscales sc;
         __m512 d, dmin = _mm512_setzero_ps();
         if (type == AE_TYPE_Q6_K) {
