@@ -1,10 +1,10 @@
 /* AVX2 (+FMA +F16C) kernels for the matmul, chosen at run time (cpu.c) when the CPU has them.
  *
  * The library is built for baseline x86-64, so every function here carries a target attribute and is
- * only called through ae_kernels_avx2() after the feature check. Each kernel follows the canonical order
- * of docs/kernels.md (the scalar reference in matmul.c): exact integer sums per block, then one FMA per
- * block into each output's accumulator, blocks in order; F32/F16/BF16 in 16 lanes (two registers) with
- * the fixed reduction. The results are the scalar ones, bit for bit, only faster.
+ * only called through its type's kernel table (kernel_table.c) after the feature check. Each kernel
+ * follows the canonical order of docs/kernels.md (the scalar reference in matmul.c): exact integer sums
+ * per block, then one FMA per block into each output's accumulator, blocks in order; F32/F16/BF16 in 16
+ * lanes (two registers) with the fixed reduction. The results are the scalar ones, bit for bit, only faster.
  *
  * Integer sums come from maddubs (unsigned x signed bytes into saturating 16-bit pairs) and madd (pairs
  * into 32-bit lanes). The weights enter as unsigned values and the activations as signed ones in
@@ -23,6 +23,7 @@
 
 #include "ae_kernels.h"
 #include "ae_quant_blocks.h"
+#include "gemm_levels.h"
 #include "matmul_iq.h"
 
 #include <immintrin.h>
@@ -1111,33 +1112,28 @@ AVX2_FN static void to_f16(const float *x, uint16_t *y, int64_t n)
         y[i] = ae_fp32_to_fp16(x[i]);
 }
 
-static const struct ae_kernel_set avx2_set = {
-    .name = "avx2",
-    .gemm =
-        {
-            [AE_LAYOUT_ROWS] =
-                {
-                    [AE_TYPE_F32] = gemm_rows_f32,   [AE_TYPE_F16] = gemm_rows_f16,   [AE_TYPE_BF16] = gemm_rows_bf16,
-                    [AE_TYPE_Q4_0] = gemm_rows_q4_0, [AE_TYPE_Q4_1] = gemm_rows_q4_1, [AE_TYPE_Q5_0] = gemm_rows_q5_0,
-                    [AE_TYPE_Q5_1] = gemm_rows_q5_1, [AE_TYPE_Q8_0] = gemm_rows_q8_0, [AE_TYPE_Q2_K] = gemm_rows_q2_k,
-                    [AE_TYPE_Q3_K] = gemm_rows_q3_k, [AE_TYPE_Q4_K] = gemm_rows_q4_k, [AE_TYPE_Q5_K] = gemm_rows_q5_k,
-                    [AE_TYPE_Q6_K] = gemm_rows_q6_k, [AE_TYPE_IQ4_NL] = gemm_rows_iq4_nl,
-                    [AE_TYPE_IQ4_XS] = gemm_rows_iq4_xs, [AE_TYPE_TQ1_0] = gemm_rows_tq1_0,
-                    [AE_TYPE_TQ2_0] = gemm_rows_tq2_0,
-                },
-            [AE_LAYOUT_X16] =
-                {
-                    [AE_TYPE_Q4_0] = gemm_x16_q4_0, [AE_TYPE_Q4_1] = gemm_x16_q4_1, [AE_TYPE_Q5_0] = gemm_x16_q5_0,
-                    [AE_TYPE_Q5_1] = gemm_x16_q5_1, [AE_TYPE_Q8_0] = gemm_x16_q8_0, [AE_TYPE_Q4_K] = gemm_x16_q4_k,
-                    [AE_TYPE_Q5_K] = gemm_x16_q5_k, [AE_TYPE_Q6_K] = gemm_x16_q6_k,
-                },
-        },
-    .to_f16 = to_f16,
-};
+/* The AVX2 level's kernels: every type. */
+AE_GEMM_LEVEL(avx2, f32, gemm_rows_f32, NULL);
+AE_GEMM_LEVEL(avx2, f16, gemm_rows_f16, NULL);
+AE_GEMM_LEVEL(avx2, bf16, gemm_rows_bf16, NULL);
+AE_GEMM_LEVEL(avx2, q4_0, gemm_rows_q4_0, gemm_x16_q4_0);
+AE_GEMM_LEVEL(avx2, q4_1, gemm_rows_q4_1, gemm_x16_q4_1);
+AE_GEMM_LEVEL(avx2, q5_0, gemm_rows_q5_0, gemm_x16_q5_0);
+AE_GEMM_LEVEL(avx2, q5_1, gemm_rows_q5_1, gemm_x16_q5_1);
+AE_GEMM_LEVEL(avx2, q8_0, gemm_rows_q8_0, gemm_x16_q8_0);
+AE_GEMM_LEVEL(avx2, q2_k, gemm_rows_q2_k, NULL);
+AE_GEMM_LEVEL(avx2, q3_k, gemm_rows_q3_k, NULL);
+AE_GEMM_LEVEL(avx2, q4_k, gemm_rows_q4_k, gemm_x16_q4_k);
+AE_GEMM_LEVEL(avx2, q5_k, gemm_rows_q5_k, gemm_x16_q5_k);
+AE_GEMM_LEVEL(avx2, q6_k, gemm_rows_q6_k, gemm_x16_q6_k);
+AE_GEMM_LEVEL(avx2, iq4_nl, gemm_rows_iq4_nl, NULL);
+AE_GEMM_LEVEL(avx2, iq4_xs, gemm_rows_iq4_xs, NULL);
+AE_GEMM_LEVEL(avx2, tq1_0, gemm_rows_tq1_0, NULL);
+AE_GEMM_LEVEL(avx2, tq2_0, gemm_rows_tq2_0, NULL);
 
-const struct ae_kernel_set *ae_kernels_avx2(void)
+void ae_convert_row_f16_avx2(const float *x, uint16_t *y, int64_t n)
 {
-    return &avx2_set;
+    to_f16(x, y, n);
 }
 
 #else

@@ -19,6 +19,7 @@
 
 #include "ae_kernels.h"
 #include "ae_quant_blocks.h"
+#include "gemm_levels.h"
 #include "x16_avx512.h"
 
 #include <immintrin.h>
@@ -615,29 +616,18 @@ FLOAT_TYPE(f32, F32)
 FLOAT_TYPE(f16, F16)
 FLOAT_TYPE(bf16, BF16)
 
-static const struct ae_kernel_set avx512_set = {
-    .name = "avx512",
-    .gemm =
-        {
-            [AE_LAYOUT_ROWS] =
-                {
-                    [AE_TYPE_F32] = gemm_rows_f32,
-                    [AE_TYPE_F16] = gemm_rows_f16,
-                    [AE_TYPE_BF16] = gemm_rows_bf16,
-                },
-            [AE_LAYOUT_X16] =
-                {
-                    [AE_TYPE_Q4_0] = gemm_x16_q4_0, [AE_TYPE_Q4_1] = gemm_x16_q4_1, [AE_TYPE_Q5_0] = gemm_x16_q5_0,
-                    [AE_TYPE_Q5_1] = gemm_x16_q5_1, [AE_TYPE_Q8_0] = gemm_x16_q8_0, [AE_TYPE_Q4_K] = gemm_x16_q4_k,
-                    [AE_TYPE_Q5_K] = gemm_x16_q5_k, [AE_TYPE_Q6_K] = gemm_x16_q6_k,
-                },
-        },
-};
-
-const struct ae_kernel_set *ae_kernels_avx512(void)
-{
-    return &avx512_set;
-}
+/* The AVX-512 level's kernels: the float types, and the x16 layouts. */
+AE_GEMM_LEVEL(avx512, f32, gemm_rows_f32, NULL);
+AE_GEMM_LEVEL(avx512, f16, gemm_rows_f16, NULL);
+AE_GEMM_LEVEL(avx512, bf16, gemm_rows_bf16, NULL);
+AE_GEMM_LEVEL(avx512, q4_0, NULL, gemm_x16_q4_0);
+AE_GEMM_LEVEL(avx512, q4_1, NULL, gemm_x16_q4_1);
+AE_GEMM_LEVEL(avx512, q5_0, NULL, gemm_x16_q5_0);
+AE_GEMM_LEVEL(avx512, q5_1, NULL, gemm_x16_q5_1);
+AE_GEMM_LEVEL(avx512, q8_0, NULL, gemm_x16_q8_0);
+AE_GEMM_LEVEL(avx512, q4_k, NULL, gemm_x16_q4_k);
+AE_GEMM_LEVEL(avx512, q5_k, NULL, gemm_x16_q5_k);
+AE_GEMM_LEVEL(avx512, q6_k, NULL, gemm_x16_q6_k);
 
 #else
 
