@@ -3,13 +3,17 @@
 # embeddings) made by aetherc synth in each type of TYPES (default q4_0 q8_0 q4_k_m q6_k f16 bf16;
 # q4_k_m is llama-quantize's Q4_K_M mix), compiled, and timed on a 512-token prompt and 128 generated
 # tokens; with BENCH_7B=1 also a Llama-2-7B-shaped Q4_0 (dim 4096, 32 layers, 32 heads, ffn 11008,
-# untied). The same run measures this machine's memory read bandwidth over a buffer the size of each
-# model's weights (examples/membw.c) and gives each side's share of the generation roofline: bandwidth
-# / the bytes a token reads. With LLAMA_BENCH=path/to/llama-bench, llama.cpp runs the same files in the
-# same command and the table gives our speed over its. The table is Markdown, ready for the README.
+# untied). The same run measures this machine's memory read bandwidth (examples/membw.c: THREADS
+# threads reading a buffer the size of the model's weights, each its own slice, with the widest loads
+# the CPU has, with and without software prefetch, and as 64-bit words; the best pass of all), once
+# before and once after each model, and takes the better of the two, so that a neighbour's burst during
+# one measurement does not halve the roofline. Each side's share of the generation roofline is its
+# tokens/s over bandwidth / the bytes a token reads. With LLAMA_BENCH=path/to/llama-bench, llama.cpp runs
+# the same files in the same command and the table gives our speed over its. The table is Markdown,
+# ready for the README.
 # make bench-arm runs the same table on an aarch64 board: AETHERC_FLAGS go to every compile, MEMBW_CC
-# builds the bandwidth meter, RUN (examples/board_run.sh) starts every program there, BENCH_DIR is where
-# the files go here.
+# builds the bandwidth meter (default: cc -march=native, for this machine), RUN (examples/board_run.sh)
+# starts every program there, BENCH_DIR is where the files go here.
 # A mixture of experts of the same active size joins the table (MOE=0 leaves it out): Mixtral-shaped,
 # the same attention, 8 experts of width 4096 per layer and 2 of them per token, 1.0B active of 3.4B
 # parameters, Q4_0.
@@ -26,7 +30,7 @@ types=${TYPES:-"q4_0 q8_0 q4_k_m q6_k f16 bf16"}
 [ -f "$vocab" ] || { echo "bench: $vocab (the vocabulary to copy) is missing" >&2; exit 1; }
 mkdir -p "$dir"
 here=$(dirname "$0")
-${MEMBW_CC:-cc} -O2 -pthread -o "$dir/membw" "$here/membw.c"
+${MEMBW_CC:-cc -march=native} -O2 -pthread -o "$dir/membw" "$here/membw.c"
 
 # A fixed 512-token prompt: BOS, then ids spread over the vocabulary.
 prompt=$(awk 'BEGIN { printf "1"; for (i = 1; i < 512; i++) printf ",%d", 100 + (i * 7919) % 31000 }')
@@ -84,20 +88,22 @@ run_one() { # name, experts used, experts, synth flags...
     # shellcheck disable=SC2086
     "$aetherc" "$model" -o "$dir/$name" --weights=external ${AETHERC_FLAGS:-} >/dev/null 2>&1
     log=$dir/$name.log
+    wbytes=$(stat -c %s "$dir/$name.weights")
+    bw_before=$(${RUN:-} "$dir/membw" "$wbytes" "$threads" 2>/dev/null)
     ${RUN:-} "$dir/$name" --tokens "$prompt" -n 128 --temp 0 --ignore-eos --timings -t "$threads" --ctx 1024 \
         >/dev/null 2>"$log"
     pp=$(field prompt < "$log")
     tg=$(field generation < "$log")
-    wbytes=$(stat -c %s "$dir/$name.weights")
-    bw=$(${RUN:-} "$dir/membw" "$wbytes" "$threads" 2>/dev/null)
-    tbytes=$(token_bytes "$model" "$used" "$experts")
-    roof=$(awk -v bw="$bw" -v b="$tbytes" 'BEGIN { printf "%.1f", bw * 1e9 / b }')
     lpp="" ltg=""
     if [ -n "${LLAMA_BENCH:-}" ]; then
         csv=$(${RUN:-} "$LLAMA_BENCH" -m "$model" -p 512 -n 128 -t "$threads" -r "${LLAMA_REPS:-3}" -o csv 2>/dev/null || true)
         lpp=$(llama_ts "$csv" 512 0)
         ltg=$(llama_ts "$csv" 0 128)
     fi
+    bw_after=$(${RUN:-} "$dir/membw" "$wbytes" "$threads" 2>/dev/null)
+    bw=$(awk -v a="$bw_before" -v b="$bw_after" 'BEGIN { print (a + 0 > b + 0 ? a : b) }')
+    tbytes=$(token_bytes "$model" "$used" "$experts")
+    roof=$(awk -v bw="$bw" -v b="$tbytes" 'BEGIN { printf "%.1f", bw * 1e9 / b }')
     printf '| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n' "$name" $((wbytes / 1048576)) "$bw" "$roof" \
         "$pp" "${lpp:--}" "$(ratio "$pp" "$lpp")" "$tg" "${ltg:--}" "$(ratio "$tg" "$ltg")" "$(share "$tg" "$roof")" \
         "$(share "$ltg" "$roof")"
@@ -116,6 +122,6 @@ if [ "${BENCH_7B:-0}" = 1 ]; then
 fi
 echo
 echo "Prompt 512 tokens, 128 generated, greedy, EOS ignored, --ctx 1024; llama-bench -p 512 -n 128 -r ${LLAMA_REPS:-3}."
-echo "Roofline: the read bandwidth of $threads threads over a buffer the size of the weights, divided by the bytes a token reads."
+echo "Roofline: the read bandwidth of $threads threads over a buffer the size of the weights (the better of a measurement before and one after the model), divided by the bytes a token reads."
 echo "Load average (1 min) before the run: ${load_start:-?}$(awk -v a="${load_start:-0}" -v n="$(${RUN:-} nproc)" \
     'BEGIN { if (a + 0 > n / 2) printf "; other processes shared the cores: rerun on an idle machine" }')."

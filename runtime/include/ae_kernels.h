@@ -219,12 +219,15 @@ void ae_moe_sum(const float *x, const float *w, int64_t R, int64_t k, int64_t D,
  *   Q8_K: max = the value of largest magnitude, iscale = -127 / max, q = min(127, nearest(iscale * x))
  *         (ties to even), d = 1 / iscale as f32, bsums = sums of each 16 quants; an all-zero block
  *         has d = 0. Stored as struct ae_block_q8_k.
- * F16 and BF16 round to nearest even. */
+ * F16 and BF16 round to nearest even. ae_round_row_f16 / _bf16 give the values so rounded as f32 (exact),
+ * which is what the F16 and BF16 matmuls read: converted once, they feed every weight row as they are. */
 void ae_quantize_row_q8_0(const float *x, void *y, int64_t k);
 void ae_quantize_row_q8_1(const float *x, void *y, int64_t k);
 void ae_quantize_row_q8_k(const float *x, void *y, int64_t k);
 void ae_convert_row_f16(const float *x, uint16_t *y, int64_t k);
 void ae_convert_row_bf16(const float *x, uint16_t *y, int64_t k);
+void ae_round_row_f16(const float *x, float *y, int64_t k);
+void ae_round_row_bf16(const float *x, float *y, int64_t k);
 
 /* ---- Kernel tables (kernel_table.c) ------------------------------------------------------------ */
 

@@ -420,11 +420,12 @@ static float value_f32(const void *p, int64_t i) { return ((const float *)p)[i];
 static float value_f16(const void *p, int64_t i) { return ae_fp16_to_fp32(((const uint16_t *)p)[i]); }
 static float value_bf16(const void *p, int64_t i) { return ae_bf16_to_fp32(((const uint16_t *)p)[i]); }
 
-static float dot_float(float (*value)(const void *, int64_t), int64_t k, const void *w, const void *x)
+/* x: f32 activations (for F16 and BF16 weights, values rounded to that type). */
+static float dot_float(float (*value)(const void *, int64_t), int64_t k, const void *w, const float *x)
 {
     float acc[16] = {0};
     for (int64_t i = 0; i < k; i++)
-        acc[i % 16] = fmaf(value(w, i), value(x, i), acc[i % 16]);
+        acc[i % 16] = fmaf(value(w, i), x[i], acc[i % 16]);
     return lanes16_reduce(acc);
 }
 
@@ -435,7 +436,7 @@ static float dot_float(float (*value)(const void *, int64_t), int64_t k, const v
         for (int64_t c = 0; c < nc; c++)                                                                       \
             for (int64_t r = 0; r < nr; r++)                                                                   \
                 y[c * ys + r] = dot_float(value_##t, k, (const uint8_t *)w + (size_t)r * ws,                   \
-                                          (const uint8_t *)x + (size_t)c * xr);                                \
+                                          (const float *)((const uint8_t *)x + (size_t)c * xr));               \
     }
 FLOAT_KERNEL(f32)
 FLOAT_KERNEL(f16)
@@ -464,12 +465,12 @@ AE_GEMM_LEVEL(scalar, tq2_0, gemm_rows_tq2_0, NULL);
 
 static void quantize_f16(const float *x, void *y, int64_t k)
 {
-    ae_convert_row_f16_fast(x, y, k);
+    ae_round_row_f16(x, y, k);
 }
 
 static void quantize_bf16(const float *x, void *y, int64_t k)
 {
-    ae_convert_row_bf16(x, y, k);
+    ae_round_row_bf16(x, y, k);
 }
 
 struct matmul_type {
@@ -481,8 +482,8 @@ struct matmul_type {
 
 static const struct matmul_type matmul_types[AE_TYPE_ID_LIMIT] = {
     [AE_TYPE_F32] = {AE_TYPE_F32, 4, 1, NULL},
-    [AE_TYPE_F16] = {AE_TYPE_F16, 2, 1, quantize_f16},
-    [AE_TYPE_BF16] = {AE_TYPE_BF16, 2, 1, quantize_bf16},
+    [AE_TYPE_F16] = {AE_TYPE_F16, 4, 1, quantize_f16},   /* fp16 values held as f32 */
+    [AE_TYPE_BF16] = {AE_TYPE_BF16, 4, 1, quantize_bf16}, /* bf16 values held as f32 */
     [AE_TYPE_Q4_0] = {AE_TYPE_Q8_0, sizeof(struct ae_block_q8a), AE_QK, ae_quantize_row_q8_0},
     [AE_TYPE_Q5_0] = {AE_TYPE_Q8_0, sizeof(struct ae_block_q8a), AE_QK, ae_quantize_row_q8_0},
     [AE_TYPE_Q8_0] = {AE_TYPE_Q8_0, sizeof(struct ae_block_q8a), AE_QK, ae_quantize_row_q8_0},

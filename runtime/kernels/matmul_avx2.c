@@ -16,7 +16,8 @@
  * vector FMA (the 8 rows' block sums come out of a transposing horizontal add); K-quants one row at a
  * time. x16 layout: each group of 16 rows is two halves of 8 lanes; a group block's chunks are loaded
  * whole, each 32-bit lane one row's 4 quant bytes, and every activation row of a tile shares the
- * unpacked weights. On other hosts this file compiles to nothing.
+ * unpacked weights. F32/F16/BF16 with many activation rows widen the weights once into f32 panels that
+ * register tiles reuse. On other hosts this file compiles to nothing.
  */
 #if defined(__x86_64__)
 
@@ -890,8 +891,8 @@ static inline float value_at(uint32_t type, const void *p, int64_t i)
     }
 }
 
-/* R weight rows by C activation rows, 16 lanes each (lo: lanes 0-7, hi: 8-15). A last part shorter than
- * 16 values goes through the lanes one by one. */
+/* R weight rows by C activation rows (f32), 16 lanes each (lo: lanes 0-7, hi: 8-15). A last part
+ * shorter than 16 values goes through the lanes one by one. */
 AVX2_INLINE void tile_float(uint32_t type, int R, int C, int64_t k, const uint8_t *w, size_t w_row, const uint8_t *x,
                             size_t x_row, float *y, int64_t y_stride)
 {
@@ -907,8 +908,8 @@ AVX2_INLINE void tile_float(uint32_t type, int R, int C, int64_t k, const uint8_
         __m256 xl[4], xh[4];
         #pragma GCC unroll 8
         for (int c = 0; c < C; c++) {
-            xl[c] = load8(type, x + (size_t)c * x_row + (size_t)i * es);
-            xh[c] = load8(type, x + (size_t)c * x_row + (size_t)(i + 8) * es);
+            xl[c] = _mm256_loadu_ps((const float *)(x + (size_t)c * x_row) + i);
+            xh[c] = _mm256_loadu_ps((const float *)(x + (size_t)c * x_row) + i + 8);
         }
         #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
@@ -929,10 +930,139 @@ AVX2_INLINE void tile_float(uint32_t type, int R, int C, int64_t k, const uint8_
             _mm256_storeu_ps(a, lo[c][r]);
             _mm256_storeu_ps(a + 8, hi[c][r]);
             for (int64_t j = i; j < k; j++)
-                a[j - i] = fmaf(value_at(type, w + (size_t)r * w_row, j), value_at(type, x + (size_t)c * x_row, j),
+                a[j - i] = fmaf(value_at(type, w + (size_t)r * w_row, j), ((const float *)(x + (size_t)c * x_row))[j],
                                 a[j - i]);
             y[c * y_stride + r] = reduce16(_mm256_loadu_ps(a), _mm256_loadu_ps(a + 8));
         }
+}
+
+/* Panels, as in matmul_avx512.c: with many activation rows the weights are widened once into a panel
+ * (PANEL_R rows by up to PANEL_K values, f32, in L1) that PANEL_R x PANEL_C register tiles (12
+ * accumulators of two registers' halves) run over for up to PANEL_COLS activation rows; the accumulators
+ * wait in memory between panels, and each output takes its terms in increasing K. */
+#define PANEL_R 2
+#define PANEL_C 3
+#define PANEL_K 512
+#define PANEL_COLS 48
+#define PANEL_X_BYTES (1 << 20)
+#define PANEL_MIN_COLS 8 /* fewer activation rows take the direct tiles */
+
+/* Values k0..k0 + kc of weight rows 0..R-1 widened into p[r * PANEL_K + i]; rows R.. and the values past
+ * kc up to a multiple of 16 are zero. */
+AVX2_INLINE void panel_load(uint32_t type, int R, int64_t k0, int64_t kc, const uint8_t *w, size_t w_row, float *p)
+{
+    const size_t es = type == AE_TYPE_F32 ? 4 : 2;
+    for (int r = 0; r < PANEL_R; r++) {
+        float *pr = p + r * PANEL_K;
+        const uint8_t *wr = w + (size_t)r * w_row + (size_t)k0 * es;
+        int64_t i = 0;
+        if (r < R) {
+            for (; i + 8 <= kc; i += 8)
+                _mm256_store_ps(pr + i, load8(type, wr + (size_t)i * es));
+            for (; i < kc; i++)
+                pr[i] = value_at(type, wr, i);
+        }
+        for (; i < (kc + 15) / 16 * 16; i++)
+            pr[i] = 0.0f;
+    }
+}
+
+/* The register tile: the panel's rows by C activation rows (f32, at x, x_row bytes apart) over values
+ * 0..kc; acc[(c * PANEL_R + r) * 2 + h] holds the accumulators between panels: read unless first, written
+ * unless last; after the last panel, y[c * y_stride + r] = the output, for r < R. A last part shorter
+ * than 16 values goes through the lanes one by one. */
+AVX2_INLINE void panel_tile(int C, const float *p, int64_t kc, const uint8_t *x, size_t x_row, __m256 *acc,
+                            bool first, bool last, int R, float *y, int64_t y_stride)
+{
+    __m256 lo[PANEL_C][PANEL_R], hi[PANEL_C][PANEL_R];
+    #pragma GCC unroll 4
+    for (int c = 0; c < C; c++)
+        #pragma GCC unroll 2
+        for (int r = 0; r < PANEL_R; r++) {
+            lo[c][r] = first ? _mm256_setzero_ps() : acc[(c * PANEL_R + r) * 2];
+            hi[c][r] = first ? _mm256_setzero_ps() : acc[(c * PANEL_R + r) * 2 + 1];
+        }
+    int64_t i = 0;
+    for (; i + 16 <= kc; i += 16) {
+        __m256 wl[PANEL_R], wh[PANEL_R];
+        #pragma GCC unroll 2
+        for (int r = 0; r < PANEL_R; r++)
+            wl[r] = _mm256_load_ps(p + r * PANEL_K + i);
+        #pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            const __m256 xv = _mm256_loadu_ps((const float *)(x + (size_t)c * x_row) + i);
+            #pragma GCC unroll 2
+            for (int r = 0; r < PANEL_R; r++)
+                lo[c][r] = _mm256_fmadd_ps(wl[r], xv, lo[c][r]);
+        }
+        #pragma GCC unroll 2
+        for (int r = 0; r < PANEL_R; r++)
+            wh[r] = _mm256_load_ps(p + r * PANEL_K + i + 8);
+        #pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            const __m256 xv = _mm256_loadu_ps((const float *)(x + (size_t)c * x_row) + i + 8);
+            #pragma GCC unroll 2
+            for (int r = 0; r < PANEL_R; r++)
+                hi[c][r] = _mm256_fmadd_ps(wh[r], xv, hi[c][r]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int c = 0; c < C; c++)
+        #pragma GCC unroll 2
+        for (int r = 0; r < PANEL_R; r++) {
+            if (i < kc) {
+                float a[16];
+                _mm256_storeu_ps(a, lo[c][r]);
+                _mm256_storeu_ps(a + 8, hi[c][r]);
+                for (int64_t j = i; j < kc; j++)
+                    a[j - i] = fmaf(p[r * PANEL_K + j], ((const float *)(x + (size_t)c * x_row))[j], a[j - i]);
+                lo[c][r] = _mm256_loadu_ps(a);
+                hi[c][r] = _mm256_loadu_ps(a + 8);
+            }
+            if (!last) {
+                acc[(c * PANEL_R + r) * 2] = lo[c][r];
+                acc[(c * PANEL_R + r) * 2 + 1] = hi[c][r];
+            } else if (r < R) {
+                y[c * y_stride + r] = reduce16(lo[c][r], hi[c][r]);
+            }
+        }
+}
+
+typedef void (*panel_tile_fn)(const float *p, int64_t kc, const uint8_t *x, size_t x_row, __m256 *acc, bool first,
+                              bool last, int R, float *y, int64_t y_stride);
+
+#define PANEL_TILE(C)                                                                                            \
+    AVX2_FN static void panel_tile_##C(const float *p, int64_t kc, const uint8_t *x, size_t xr, __m256 *acc,      \
+                                       bool first, bool last, int R, float *y, int64_t ys)                       \
+    {                                                                                                            \
+        panel_tile(C, p, kc, x, xr, acc, first, last, R, y, ys);                                                 \
+    }
+PANEL_TILE(1) PANEL_TILE(2) PANEL_TILE(3)
+static const panel_tile_fn panel_tiles[PANEL_C] = {panel_tile_1, panel_tile_2, panel_tile_3};
+
+/* The panel path of a float type's block kernel (nc >= PANEL_MIN_COLS). */
+AVX2_INLINE void gemm_float_panels(uint32_t type, int64_t k, const uint8_t *w, size_t ws, int64_t nr, const uint8_t *x,
+                                   size_t xr, int64_t nc, float *y, int64_t ys)
+{
+    float panel[PANEL_R * PANEL_K] __attribute__((aligned(32)));
+    __m256 acc[PANEL_COLS * PANEL_R * 2];
+    int64_t cols = PANEL_X_BYTES / ((k + 1) * 4) / PANEL_C * PANEL_C;
+    cols = cols < PANEL_C ? PANEL_C : cols > PANEL_COLS ? PANEL_COLS : cols;
+    for (int64_t c0 = 0; c0 < nc; c0 += cols) {
+        const int64_t cb = nc - c0 < cols ? nc - c0 : cols;
+        for (int64_t r0 = 0; r0 < nr; r0 += PANEL_R) {
+            const int R = nr - r0 < PANEL_R ? (int)(nr - r0) : PANEL_R;
+            for (int64_t k0 = 0; k0 < k; k0 += PANEL_K) {
+                const int64_t kc = k - k0 < PANEL_K ? k - k0 : PANEL_K;
+                panel_load(type, R, k0, kc, w + (size_t)r0 * ws, ws, panel);
+                for (int64_t c = 0; c < cb; c += PANEL_C) {
+                    const int C = cb - c < PANEL_C ? (int)(cb - c) : PANEL_C;
+                    panel_tiles[C - 1](panel, kc, x + (size_t)(c0 + c) * xr + (size_t)k0 * 4, xr,
+                                       acc + c * PANEL_R * 2, k0 == 0, k0 + kc == k, R, y + (c0 + c) * ys + r0, ys);
+                }
+            }
+        }
+    }
 }
 
 #define FLOAT_TILE(T, t, R, C)                                                                                    \
@@ -944,12 +1074,16 @@ AVX2_INLINE void tile_float(uint32_t type, int R, int C, int64_t k, const uint8_
 #define FLOAT_TYPE(T, t)                                                                                          \
     FLOAT_TILE(T, t, 1, 1) FLOAT_TILE(T, t, 2, 1) FLOAT_TILE(T, t, 3, 1) FLOAT_TILE(T, t, 4, 1)                   \
     FLOAT_TILE(T, t, 1, 2) FLOAT_TILE(T, t, 2, 2)                                                                 \
-    static void gemm_rows_##t(int64_t k, const void *w, size_t ws, int64_t nr, const void *x, size_t xr,           \
-                              int64_t nc, float *y, int64_t ys)                                                   \
+    AVX2_FN static void gemm_rows_##t(int64_t k, const void *w, size_t ws, int64_t nr, const void *x, size_t xr,   \
+                                      int64_t nc, float *y, int64_t ys)                                           \
     {                                                                                                             \
         static void (*const r1[4])(int64_t, const uint8_t *, size_t, const uint8_t *, size_t, float *, int64_t) = { \
             tile_##t##_1x1, tile_##t##_2x1, tile_##t##_3x1, tile_##t##_4x1};                                      \
         const uint8_t *w8 = w, *x8 = x;                                                                           \
+        if (nc >= PANEL_MIN_COLS) {                                                                               \
+            gemm_float_panels(AE_TYPE_##T, k, w8, ws, nr, x8, xr, nc, y, ys);                                     \
+            return;                                                                                               \
+        }                                                                                                         \
         int64_t c = 0;                                                                                            \
         for (; c + 2 <= nc; c += 2)                                                                               \
             for (int64_t r = 0; r < nr; r += 2) {                                                                 \

@@ -11,8 +11,9 @@
  *
  * A tile is G groups (16 or 32 rows) by C activation rows; the group blocks are unpacked once per tile
  * step and serve all C columns. Decode (one activation row) takes two groups at a time. F32/F16/BF16 in
- * the rows layout keep the canonical 16 lanes in one register. Types and layouts without a kernel here
- * use the AVX2 ones. On other hosts this file compiles to nothing.
+ * the rows layout keep the canonical 16 lanes in one register; with many activation rows the weights are
+ * widened once into f32 panels that 4 x 6 register tiles reuse (see "Panels" below). Types and layouts
+ * without a kernel here use the AVX2 ones. On other hosts this file compiles to nothing.
  */
 #if defined(__x86_64__)
 
@@ -434,10 +435,11 @@ AVX512_INLINE float reduce16(__m512 a)
     return _mm_cvtss_f32(v1);
 }
 
-#define FLOAT_R 4 /* weight rows of a float tile */
-#define FLOAT_C 4 /* activation rows of a float tile */
+#define FLOAT_R 4 /* weight rows of a direct tile */
+#define FLOAT_C 4 /* activation rows of a direct tile */
 
-/* R weight rows by C activation rows. Masked lanes of a last short part add fmaf(0, 0, acc) = acc. */
+/* A direct tile: R weight rows by C activation rows (f32), the weights widened as they are read. Masked
+ * lanes of a last short part leave the accumulator as it is. */
 AVX512_INLINE void tile_float(uint32_t type, int R, int C, int64_t k, const uint8_t *w, size_t w_row, const uint8_t *x,
                               size_t x_row, float *y, int64_t y_stride)
 {
@@ -453,7 +455,7 @@ AVX512_INLINE void tile_float(uint32_t type, int R, int C, int64_t k, const uint
         __m512 xv[FLOAT_C];
         #pragma GCC unroll 8
         for (int c = 0; c < C; c++)
-            xv[c] = load16(type, x + (size_t)c * x_row + (size_t)i * es, m);
+            xv[c] = _mm512_maskz_loadu_ps(m, (const float *)(x + (size_t)c * x_row) + i);
         #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             const __m512 wv = load16(type, w + (size_t)r * w_row + (size_t)i * es, m);
@@ -472,6 +474,125 @@ AVX512_INLINE void tile_float(uint32_t type, int R, int C, int64_t k, const uint
 typedef void (*float_tile_fn)(int64_t k, const uint8_t *w, size_t w_row, const uint8_t *x, size_t x_row, float *y,
                               int64_t y_stride);
 
+/* Panels. With many activation rows, the weights are widened once into a panel (PANEL_R rows by up to
+ * PANEL_K values, f32, in L1), which PANEL_R x PANEL_C register tiles then run over, up to PANEL_COLS
+ * activation rows (as many as keep their f32 rows within PANEL_X_BYTES, in L2) before the next panel.
+ * The 16-lane accumulators of every output a panel serves wait in memory between panels; each output
+ * still gets its terms in the canonical order, K in increasing order. */
+#define PANEL_R 4
+#define PANEL_C 6 /* 24 accumulators, 4 weight registers, 1 activation register */
+#define PANEL_K 512
+#define PANEL_COLS 48
+#define PANEL_X_BYTES (1 << 20)
+#define PANEL_MIN_COLS 8 /* fewer activation rows take the direct tiles */
+
+/* Values k0..k0 + kc of weight rows 0..R-1 widened into p[r * PANEL_K + i]; rows R.. and the values past
+ * kc up to a multiple of 16 are zero. */
+AVX512_INLINE void panel_load(uint32_t type, int R, int64_t k0, int64_t kc, const uint8_t *w, size_t w_row, float *p)
+{
+    const size_t es = type == AE_TYPE_F32 ? 4 : 2;
+    for (int r = 0; r < PANEL_R; r++)
+        for (int64_t i = 0; i < kc; i += 16) {
+            const __mmask16 m = kc - i >= 16 ? 0xffff : (__mmask16)((1u << (kc - i)) - 1);
+            _mm512_store_ps(p + r * PANEL_K + i,
+                            r < R ? load16(type, w + (size_t)r * w_row + (size_t)(k0 + i) * es, m) : _mm512_setzero_ps());
+        }
+}
+
+/* The register tile: the panel's rows by C activation rows (f32, at x, x_row bytes apart) over values
+ * 0..kc. acc[c * PANEL_R + r] holds the accumulators between panels: read unless first, written unless
+ * last; after the last panel, y[c * y_stride + r] = the output, for r < R. */
+AVX512_INLINE void panel_tile(int C, const float *p, int64_t kc, const uint8_t *x, size_t x_row, __m512 *acc,
+                              bool first, bool last, int R, float *y, int64_t y_stride)
+{
+    __m512 a[PANEL_C][PANEL_R];
+    #pragma GCC unroll 8
+    for (int c = 0; c < C; c++)
+        #pragma GCC unroll 4
+        for (int r = 0; r < PANEL_R; r++)
+            a[c][r] = first ? _mm512_setzero_ps() : acc[c * PANEL_R + r];
+    int64_t i = 0;
+    for (; i + 16 <= kc; i += 16) {
+        __m512 wv[PANEL_R];
+        #pragma GCC unroll 4
+        for (int r = 0; r < PANEL_R; r++)
+            wv[r] = _mm512_load_ps(p + r * PANEL_K + i);
+        #pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            const __m512 xv = _mm512_loadu_ps((const float *)(x + (size_t)c * x_row) + i);
+            #pragma GCC unroll 4
+            for (int r = 0; r < PANEL_R; r++)
+                a[c][r] = _mm512_fmadd_ps(wv[r], xv, a[c][r]);
+        }
+    }
+    if (i < kc) {
+        const __mmask16 m = (__mmask16)((1u << (kc - i)) - 1);
+        #pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            const __m512 xv = _mm512_maskz_loadu_ps(m, (const float *)(x + (size_t)c * x_row) + i);
+            #pragma GCC unroll 4
+            for (int r = 0; r < PANEL_R; r++)
+                a[c][r] = _mm512_mask3_fmadd_ps(_mm512_load_ps(p + r * PANEL_K + i), xv, a[c][r], m);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int c = 0; c < C; c++)
+        #pragma GCC unroll 4
+        for (int r = 0; r < PANEL_R; r++) {
+            if (!last)
+                acc[c * PANEL_R + r] = a[c][r];
+            else if (r < R)
+                y[c * y_stride + r] = reduce16(a[c][r]);
+        }
+}
+
+typedef void (*panel_tile_fn)(const float *p, int64_t kc, const uint8_t *x, size_t x_row, __m512 *acc, bool first,
+                              bool last, int R, float *y, int64_t y_stride);
+
+#define PANEL_TILE(C)                                                                                            \
+    AVX512_FN static void panel_tile_##C(const float *p, int64_t kc, const uint8_t *x, size_t xr, __m512 *acc,    \
+                                         bool first, bool last, int R, float *y, int64_t ys)                     \
+    {                                                                                                            \
+        panel_tile(C, p, kc, x, xr, acc, first, last, R, y, ys);                                                 \
+    }
+PANEL_TILE(1) PANEL_TILE(2) PANEL_TILE(3) PANEL_TILE(4) PANEL_TILE(5) PANEL_TILE(6)
+static const panel_tile_fn panel_tiles[PANEL_C] = {panel_tile_1, panel_tile_2, panel_tile_3,
+                                                   panel_tile_4, panel_tile_5, panel_tile_6};
+
+/* The block kernel of a float type: direct tiles for few activation rows, panels for many. */
+AVX512_INLINE void gemm_float(uint32_t type, const float_tile_fn tiles[FLOAT_R][FLOAT_C], int64_t k, const uint8_t *w,
+                              size_t ws, int64_t nr, const uint8_t *x, size_t xr, int64_t nc, float *y, int64_t ys)
+{
+    if (nc < PANEL_MIN_COLS) {
+        for (int64_t r = 0; r < nr; r += FLOAT_R)
+            for (int64_t c = 0; c < nc; c += FLOAT_C) {
+                const int R = nr - r < FLOAT_R ? (int)(nr - r) : FLOAT_R;
+                const int C = nc - c < FLOAT_C ? (int)(nc - c) : FLOAT_C;
+                tiles[R - 1][C - 1](k, w + (size_t)r * ws, ws, x + (size_t)c * xr, xr, y + c * ys + r, ys);
+            }
+        return;
+    }
+    float panel[PANEL_R * PANEL_K] __attribute__((aligned(64)));
+    __m512 acc[PANEL_COLS * PANEL_R];
+    int64_t cols = PANEL_X_BYTES / ((k + 1) * 4) / PANEL_C * PANEL_C;
+    cols = cols < PANEL_C ? PANEL_C : cols > PANEL_COLS ? PANEL_COLS : cols;
+    for (int64_t c0 = 0; c0 < nc; c0 += cols) {
+        const int64_t cb = nc - c0 < cols ? nc - c0 : cols;
+        for (int64_t r0 = 0; r0 < nr; r0 += PANEL_R) {
+            const int R = nr - r0 < PANEL_R ? (int)(nr - r0) : PANEL_R;
+            for (int64_t k0 = 0; k0 < k; k0 += PANEL_K) {
+                const int64_t kc = k - k0 < PANEL_K ? k - k0 : PANEL_K;
+                panel_load(type, R, k0, kc, w + (size_t)r0 * ws, ws, panel);
+                for (int64_t c = 0; c < cb; c += PANEL_C) {
+                    const int C = cb - c < PANEL_C ? (int)(cb - c) : PANEL_C;
+                    panel_tiles[C - 1](panel, kc, x + (size_t)(c0 + c) * xr + (size_t)k0 * 4, xr, acc + c * PANEL_R,
+                                       k0 == 0, k0 + kc == k, R, y + (c0 + c) * ys + r0, ys);
+                }
+            }
+        }
+    }
+}
+
 #define FLOAT_TILE(t, T, R, C)                                                                                   \
     AVX512_FN static void tile_##t##_##R##x##C(int64_t k, const uint8_t *w, size_t wr, const uint8_t *x,          \
                                               size_t xr, float *y, int64_t ys)                                   \
@@ -486,16 +607,10 @@ typedef void (*float_tile_fn)(int64_t k, const uint8_t *w, size_t w_row, const u
         {tile_##t##_2x1, tile_##t##_2x2, tile_##t##_2x3, tile_##t##_2x4},                                        \
         {tile_##t##_3x1, tile_##t##_3x2, tile_##t##_3x3, tile_##t##_3x4},                                        \
         {tile_##t##_4x1, tile_##t##_4x2, tile_##t##_4x3, tile_##t##_4x4}};                                       \
-    static void gemm_rows_##t(int64_t k, const void *w, size_t ws, int64_t nr, const void *x, size_t xr,          \
-                              int64_t nc, float *y, int64_t ys)                                                  \
+    AVX512_FN static void gemm_rows_##t(int64_t k, const void *w, size_t ws, int64_t nr, const void *x, size_t xr, \
+                                        int64_t nc, float *y, int64_t ys)                                        \
     {                                                                                                            \
-        for (int64_t r = 0; r < nr; r += FLOAT_R)                                                                \
-            for (int64_t c = 0; c < nc; c += FLOAT_C) {                                                          \
-                const int R = nr - r < FLOAT_R ? (int)(nr - r) : FLOAT_R;                                        \
-                const int C = nc - c < FLOAT_C ? (int)(nc - c) : FLOAT_C;                                        \
-                ftiles_##t[R - 1][C - 1](k, (const uint8_t *)w + (size_t)r * ws, ws,                             \
-                                         (const uint8_t *)x + (size_t)c * xr, xr, y + c * ys + r, ys);           \
-            }                                                                                                    \
+        gemm_float(AE_TYPE_##T, ftiles_##t, k, w, ws, nr, x, xr, nc, y, ys);                                     \
     }
 FLOAT_TYPE(f32, F32)
 FLOAT_TYPE(f16, F16)

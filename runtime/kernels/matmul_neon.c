@@ -325,20 +325,20 @@ static inline float value_at(uint32_t type, const void *p, int64_t i)
     return type == AE_TYPE_F16 ? h2f(h) : ae_bf16_to_fp32(h);
 }
 
-/* One row by one activation row: value i goes to lane i % 16, fmaf each. */
-static inline __attribute__((always_inline)) float dot_float(uint32_t type, int64_t k, const void *w, const void *x)
+/* One row by one activation row (f32): value i goes to lane i % 16, fmaf each. */
+static inline __attribute__((always_inline)) float dot_float(uint32_t type, int64_t k, const void *w, const float *x)
 {
     float32x4_t a[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
     int64_t i = 0;
     for (; i + 16 <= k; i += 16)
         for (int j = 0; j < 4; j++)
-            a[j] = vfmaq_f32(a[j], load4(type, w, i + 4 * j), load4(type, x, i + 4 * j));
+            a[j] = vfmaq_f32(a[j], load4(type, w, i + 4 * j), vld1q_f32(x + i + 4 * j));
     if (i < k) {
         float lanes[16];
         for (int j = 0; j < 4; j++)
             vst1q_f32(lanes + 4 * j, a[j]);
         for (int64_t l = 0; i + l < k; l++)
-            lanes[l] = fmaf(value_at(type, w, i + l), value_at(type, x, i + l), lanes[l]);
+            lanes[l] = fmaf(value_at(type, w, i + l), x[i + l], lanes[l]);
         for (int j = 0; j < 4; j++)
             a[j] = vld1q_f32(lanes + 4 * j);
     }
@@ -352,7 +352,7 @@ static inline __attribute__((always_inline)) float dot_float(uint32_t type, int6
         for (int64_t c = 0; c < nc; c++)                                                                        \
             for (int64_t r = 0; r < nr; r++)                                                                    \
                 y[c * ys + r] = dot_float(AE_TYPE_##T, k, (const uint8_t *)w + (size_t)r * ws,                  \
-                                          (const uint8_t *)x + (size_t)c * xr);                                 \
+                                          (const float *)((const uint8_t *)x + (size_t)c * xr));                \
     }
 NEON_FLOAT(F32, f32)
 NEON_FLOAT(F16, f16)

@@ -9,7 +9,9 @@
  * fuses it into an FMA. The conversions run once per activation row, which is cheap next to the
  * matmul; only Q8_0, which a prefill of 512 tokens spends a few percent of its time in, has an AVX2
  * path, and it gives the scalar bytes exactly (the maximum is exact in any order, the product is the
- * same single rounding, and roundf is rebuilt from truncation and the exact remainder).
+ * same single rounding, and roundf is rebuilt from truncation and the exact remainder). The F16 and
+ * BF16 matmuls read their activations as f32 values rounded to fp16 / bf16 (ae_round_row_f16, _bf16),
+ * so that their kernels widen them once per matmul rather than once per weight row.
  */
 #include "ae_kernels.h"
 #include "ae_quant_blocks.h"
@@ -19,6 +21,8 @@
 #include <string.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
 #endif
 
 /* The absolute maximum of n floats (0 for an all-zero block). */
@@ -155,6 +159,59 @@ void ae_quantize_row_q8_k(const float *x, void *vy, int64_t k)
         }
         y[i].d = 1.0f / iscale;
     }
+}
+
+#if defined(__x86_64__)
+/* ae_round_row_f16 and ae_round_row_bf16 with AVX2 and F16C; the same bits for every input. */
+__attribute__((target("avx2,fma,f16c"))) static int64_t round_row_f16_avx2(const float *x, float *y, int64_t k)
+{
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+    return i;
+}
+
+__attribute__((target("avx2,fma,f16c"))) static int64_t round_row_bf16_avx2(const float *x, float *y, int64_t k)
+{
+    const __m256i abs = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    const __m256i high = _mm256_set1_epi32((int)0xffff0000u), one = _mm256_set1_epi32(1);
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8) {
+        const __m256i u = _mm256_loadu_si256((const __m256i *)(x + i));
+        /* nearest even: add 0x7fff plus the bit that is kept last, drop the low half */
+        const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
+        const __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), odd));
+        const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs), inf); /* NaNs are quieted */
+        const __m256i q = _mm256_or_si256(u, _mm256_set1_epi32(0x00400000));
+        _mm256_storeu_si256((__m256i *)(y + i), _mm256_and_si256(_mm256_blendv_epi8(r, q, nan), high));
+    }
+    return i;
+}
+#endif
+
+void ae_round_row_f16(const float *x, float *y, int64_t k)
+{
+    int64_t i = 0;
+#if defined(__x86_64__)
+    if (ae_cpu_isa() >= AE_ISA_AVX2)
+        i = round_row_f16_avx2(x, y, k);
+#elif defined(__aarch64__)
+    for (; i + 4 <= k; i += 4)
+        vst1q_f32(y + i, vcvt_f32_f16(vcvt_f16_f32(vld1q_f32(x + i))));
+#endif
+    for (; i < k; i++)
+        y[i] = ae_fp16_to_fp32(ae_fp32_to_fp16(x[i]));
+}
+
+void ae_round_row_bf16(const float *x, float *y, int64_t k)
+{
+    int64_t i = 0;
+#if defined(__x86_64__)
+    if (ae_cpu_isa() >= AE_ISA_AVX2)
+        i = round_row_bf16_avx2(x, y, k);
+#endif
+    for (; i < k; i++)
+        y[i] = ae_bf16_to_fp32(ae_fp32_to_bf16(x[i]));
 }
 
 void ae_convert_row_f16(const float *x, uint16_t *y, int64_t k)

@@ -496,6 +496,55 @@ START_TEST(test_matmul_gemm_tiles)
 }
 END_TEST
 
+/* The float kernels' panels (many activation rows): K longer than one panel with a tail shorter than 16
+ * (1100), and a K whose row of f32 activations leaves room for fewer than the most activation rows per
+ * pass, with a last panel of 8 values (8200); 37 weight rows (a last panel of 1) by 61 activation rows
+ * (passes of 48 or 30, tiles of 6 with remainders). Every level against the scalar kernel, bit for bit.
+ * About 0.3 s. */
+START_TEST(test_matmul_float_panels)
+{
+    static const uint32_t types[] = {AE_TYPE_F32, AE_TYPE_F16, AE_TYPE_BF16};
+    static const int64_t ks[] = {1100, 8200};
+    enum { R = 37, C = 61 };
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+            const uint32_t type = types[t];
+            const int64_t k = ks[ki];
+            const size_t w_row = type_row_bytes(type, k);
+            const size_t x_row = (size_t)k * 4;
+            rng_seed(500 + t * 2 + ki);
+            uint8_t *w = xmalloc(R * w_row);
+            float *xf = xmalloc((size_t)(C * k) * sizeof(float));
+            float *x = xmalloc((size_t)(C * k) * sizeof(float));
+            random_weights(type, w, R, k);
+            for (int64_t i = 0; i < C * k; i++)
+                xf[i] = rng_normal();
+            ae_error err = {{0}};
+            if (type == AE_TYPE_F32)
+                memcpy(x, xf, (size_t)(C * k) * sizeof(float));
+            else
+                ck_assert_msg(ae_matmul_quantize(type, xf, k, C, x, NULL, &err) == 0, "%s", err.msg);
+            float *expect = xmalloc(R * C * sizeof(float)), *y = xmalloc(R * C * sizeof(float));
+            const struct ae_type_kernels *tk = ae_kernels_of(type);
+            tk->level[AE_ISA_SCALAR]->gemm[AE_LAYOUT_ROWS](k, w, w_row, R, x, x_row, C, expect, R);
+            for (int level = 1; level < AE_ISA_COUNT; level++) {
+                const struct ae_gemm_level *lv = tk->level[level];
+                if ((int)ae_cpu_host_isa() < level || !lv || !lv->gemm[AE_LAYOUT_ROWS])
+                    continue;
+                lv->gemm[AE_LAYOUT_ROWS](k, w, w_row, R, x, x_row, C, y, R);
+                for (int i = 0; i < R * C; i++)
+                    EXPECT(memcmp(&y[i], &expect[i], sizeof y[i]) == 0, "%s %s k=%" PRId64 ": y[%d][%d] = %.9g, scalar %.9g",
+                           lv->name, ae_type_name(type), k, i / R, i % R, y[i], expect[i]);
+            }
+            free(y);
+            free(expect);
+            free(x);
+            free(xf);
+            free(w);
+        }
+}
+END_TEST
+
 /* Packing into x16 and back gives the GGUF rows; the padding rows of the last group are zeros. */
 START_TEST(test_layout_pack)
 {
@@ -899,6 +948,29 @@ START_TEST(test_convert_f16_bf16)
         ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT - 1));
         ae_convert_row_f16_fast(many, a, 37);
         ck_assert(memcmp(s, a, sizeof s) == 0);
+    }
+    /* the matmul's activations: the rounded values as f32, at every level (ties, subnormals, overflow,
+     * -0, NaN quieted as ae_fp32_to_bf16 does, and a tail past the SIMD width) */
+    float many[43];
+    for (int i = 0; i < 43; i++)
+        many[i] = i < n ? x[i] : rng_normal() * (i % 3 ? 1.0f : 30000.0f);
+    uint32_t nan_bits = 0x7f800001u, tie_bits = 0x3f808000u; /* a signalling NaN; 1 + 2^-8 + 2^-16, a bf16 tie */
+    memcpy(&many[n], &nan_bits, 4);
+    memcpy(&many[n + 1], &tie_bits, 4);
+    many[n + 2] = 3.0e-6f; /* an fp16 subnormal */
+    for (int isa = 0; isa <= (int)ae_cpu_host_isa(); isa++) {
+        float rh[43], rb[43];
+        ae_cpu_set_max_isa((enum ae_isa)isa);
+        ae_round_row_f16(many, rh, 43);
+        ae_round_row_bf16(many, rb, 43);
+        ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT - 1));
+        for (int i = 0; i < 43; i++) {
+            const float wh = ae_fp16_to_fp32(ae_fp32_to_fp16(many[i])), wb = ae_bf16_to_fp32(ae_fp32_to_bf16(many[i]));
+            EXPECT(i == n ? isnan(rh[i]) : memcmp(&rh[i], &wh, 4) == 0, "%s: f16 rounding of %.9g gave %.9g, not %.9g",
+                   ae_isa_name((enum ae_isa)isa), many[i], rh[i], wh);
+            EXPECT(memcmp(&rb[i], &wb, 4) == 0, "%s: bf16 rounding of %.9g gave %.9g, not %.9g",
+                   ae_isa_name((enum ae_isa)isa), many[i], rb[i], wb);
+        }
     }
 }
 END_TEST
@@ -1355,6 +1427,7 @@ static Suite *kernels_suite(void)
     tcase_add_loop_test(tc, test_matmul_odd_shapes, 0, N_MM_ROWS);
     tcase_add_test(tc, test_matmul_exact_q8_0);
     tcase_add_test(tc, test_matmul_gemm_tiles);
+    tcase_add_test(tc, test_matmul_float_panels);
     tcase_add_test(tc, test_layout_pack);
     tcase_add_test(tc, test_matmul_prequantized);
     tcase_add_test(tc, test_matmul_parts);
