@@ -388,8 +388,8 @@ QUANT_ROWS(Q4_1, q4_1) QUANT_X16(Q4_1, q4_1)
 QUANT_ROWS(Q5_0, q5_0) QUANT_X16(Q5_0, q5_0)
 QUANT_ROWS(Q5_1, q5_1) QUANT_X16(Q5_1, q5_1)
 QUANT_ROWS(Q8_0, q8_0) QUANT_X16(Q8_0, q8_0)
-QUANT_ROWS(Q2_K, q2_k)
-QUANT_ROWS(Q3_K, q3_k)
+QUANT_ROWS(Q2_K, q2_k) QUANT_X16(Q2_K, q2_k)
+QUANT_ROWS(Q3_K, q3_k) QUANT_X16(Q3_K, q3_k)
 QUANT_ROWS(Q4_K, q4_k) QUANT_X16(Q4_K, q4_k)
 QUANT_ROWS(Q5_K, q5_k) QUANT_X16(Q5_K, q5_k)
 QUANT_ROWS(Q6_K, q6_k) QUANT_X16(Q6_K, q6_k)
@@ -457,6 +457,7 @@ static const struct ae_kernel_set scalar_set = {
                     [AE_TYPE_Q4_0] = gemm_x16_q4_0, [AE_TYPE_Q4_1] = gemm_x16_q4_1, [AE_TYPE_Q5_0] = gemm_x16_q5_0,
                     [AE_TYPE_Q5_1] = gemm_x16_q5_1, [AE_TYPE_Q8_0] = gemm_x16_q8_0, [AE_TYPE_Q4_K] = gemm_x16_q4_k,
                     [AE_TYPE_Q5_K] = gemm_x16_q5_k, [AE_TYPE_Q6_K] = gemm_x16_q6_k,
+                    [AE_TYPE_Q2_K] = gemm_x16_q2_k, [AE_TYPE_Q3_K] = gemm_x16_q3_k,
                 },
         },
     .to_f16 = ae_convert_row_f16,

@@ -499,8 +499,8 @@ END_TEST
 /* Packing into x16 and back gives the GGUF rows; the padding rows of the last group are zeros. */
 START_TEST(test_layout_pack)
 {
-    static const uint32_t types[] = {AE_TYPE_Q4_0, AE_TYPE_Q4_1, AE_TYPE_Q5_0, AE_TYPE_Q5_1,
-                                     AE_TYPE_Q8_0, AE_TYPE_Q4_K, AE_TYPE_Q5_K, AE_TYPE_Q6_K};
+    static const uint32_t types[] = {AE_TYPE_Q4_0, AE_TYPE_Q4_1, AE_TYPE_Q5_0, AE_TYPE_Q5_1, AE_TYPE_Q8_0,
+                                     AE_TYPE_Q2_K, AE_TYPE_Q3_K, AE_TYPE_Q4_K, AE_TYPE_Q5_K, AE_TYPE_Q6_K};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         const uint32_t type = types[t];
         const int64_t k = 2 * ae_type_info(type)->block_size, n = 19;
@@ -528,10 +528,10 @@ START_TEST(test_layout_pack)
         free(w);
     }
     ae_error err = {{0}};
-    ck_assert(!ae_layout_supports(AE_TYPE_Q2_K, AE_LAYOUT_X16));
-    ck_assert(ae_layout_supports(AE_TYPE_Q2_K, AE_LAYOUT_ROWS));
-    ck_assert_int_eq(ae_layout_pack(AE_TYPE_Q2_K, AE_LAYOUT_X16, NULL, 1, 256, NULL, &err), -1);
-    ck_assert_msg(strstr(err.msg, "x16") && strstr(err.msg, "q2_k"), "%s", err.msg);
+    ck_assert(!ae_layout_supports(AE_TYPE_IQ4_XS, AE_LAYOUT_X16));
+    ck_assert(ae_layout_supports(AE_TYPE_IQ4_XS, AE_LAYOUT_ROWS));
+    ck_assert_int_eq(ae_layout_pack(AE_TYPE_IQ4_XS, AE_LAYOUT_X16, NULL, 1, 256, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "x16") && strstr(err.msg, "iq4_xs"), "%s", err.msg);
     ck_assert_str_eq(ae_layout_name(AE_LAYOUT_X16), "x16");
     ck_assert_int_eq(ae_layout_from_name("rows"), AE_LAYOUT_ROWS);
     ck_assert_int_eq(ae_layout_from_name("x8"), -1);
@@ -587,8 +587,8 @@ START_TEST(test_matmul_errors)
     ck_assert_int_eq(ae_matmul(AE_TYPE_Q4_0, AE_LAYOUT_ROWS, w, 1, 32, x, 1, y, NULL, NULL, &err), -1);
     ck_assert_msg(strstr(err.msg, "scratch"), "%s", err.msg);
 
-    ck_assert_int_eq(ae_matmul(AE_TYPE_Q2_K, AE_LAYOUT_X16, w, 1, 256, x, 1, y, scratch, NULL, &err), -1);
-    ck_assert_msg(strstr(err.msg, "q2_k") && strstr(err.msg, "x16"), "%s", err.msg);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_IQ4_XS, AE_LAYOUT_X16, w, 1, 256, x, 1, y, scratch, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "iq4_xs") && strstr(err.msg, "x16"), "%s", err.msg);
     ck_assert(!ae_matmul_supports(AE_TYPE_Q8_K));
     ck_assert_uint_eq(ae_matmul_vec_type(AE_TYPE_Q5_1), AE_TYPE_Q8_1);
     ck_assert_uint_eq(ae_matmul_vec_type(AE_TYPE_Q3_K), AE_TYPE_Q8_K);
@@ -657,10 +657,12 @@ START_TEST(test_cpu_isa)
     if (host >= AE_ISA_AMX) {
         ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q4_0, AE_LAYOUT_X16), "amx");
         ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q6_K, AE_LAYOUT_X16), "amx");
+        ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q2_K, AE_LAYOUT_X16), "amx");
+        ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q3_K, AE_LAYOUT_X16), "amx");
         ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q4_1, AE_LAYOUT_X16), "avx512");
     }
     ck_assert(ae_kernel_gemm(AE_TYPE_IQ2_XS, AE_LAYOUT_ROWS) == NULL);
-    ck_assert(ae_kernel_gemm_level(AE_TYPE_Q2_K, AE_LAYOUT_X16) == NULL);
+    ck_assert(ae_kernel_gemm_level(AE_TYPE_IQ4_XS, AE_LAYOUT_X16) == NULL);
     ck_assert_int_eq(ae_isa_from_name("SCALAR"), AE_ISA_SCALAR);
     ck_assert_int_eq(ae_isa_from_name("avx9"), -1);
 
