@@ -496,7 +496,8 @@ START_TEST(test_matmul_gemm_tiles)
 }
 END_TEST
 
-/* Packing into x16 and back gives the GGUF rows; the padding rows of the last group are zeros. */
+/* Packing into x16 and back gives the GGUF rows; the padding rows of the last group are zeros; a row read
+ * from the packed weights (get_rows of a tied embedding) is the dequantized GGUF row. */
 START_TEST(test_layout_pack)
 {
     static const uint32_t types[] = {AE_TYPE_Q4_0, AE_TYPE_Q4_1, AE_TYPE_Q5_0, AE_TYPE_Q5_1, AE_TYPE_Q8_0,
@@ -515,11 +516,16 @@ START_TEST(test_layout_pack)
         ae_error err = {{0}};
         ck_assert_msg(ae_layout_pack(type, AE_LAYOUT_X16, w, n, k, p, &err) == 0, "%s", err.msg);
         uint8_t *back = xmalloc(row);
+        float got[2 * AE_QK_K], want[2 * AE_QK_K];
         for (int64_t r = 0; r < 32; r++) {
             ck_assert_msg(ae_layout_unpack_row(type, AE_LAYOUT_X16, p, k, r, back, &err) == 0, "%s", err.msg);
-            if (r < n)
+            if (r < n) {
                 ck_assert_msg(memcmp(back, w + (size_t)r * row, row) == 0, "%s row %" PRId64, ae_type_name(type), r);
-            else
+                ck_assert_msg(ae_layout_get_row(type, AE_LAYOUT_X16, p, k, r, got, &err) == 0, "%s", err.msg);
+                ck_assert_msg(ae_dequantize_row(type, w + (size_t)r * row, want, k, &err) == 0, "%s", err.msg);
+                ck_assert_msg(memcmp(got, want, (size_t)k * sizeof got[0]) == 0, "%s get_row %" PRId64,
+                              ae_type_name(type), r);
+            } else
                 for (size_t i = 0; i < row; i++)
                     ck_assert_msg(back[i] == 0, "%s padding row %" PRId64 " byte %zu", ae_type_name(type), r, i);
         }
