@@ -84,7 +84,8 @@ static int forward_batch(struct ae_state *s, const struct ae_batch *b, ae_error 
 //@ step_locals
     uint8_t *const A = s->arena;
     const uint8_t *const *const W = s->weights;
-    const uint64_t step_t0 = s->profile ? ae_profile_now() : 0; /* --profile */
+    const char *failed; /* the step whose kernel failed (AE_CHECK) */
+    ae_profile_begin(s->profile, $phase); /* --profile (s->profile NULL: nothing) marks each step's end */
     (void)A;
     (void)W;
     (void)tokens;
@@ -99,15 +100,16 @@ static int forward_batch(struct ae_state *s, const struct ae_batch *b, ae_error 
     }
 
 //@ kind_begin
-        { const uint64_t kind_t0 = s->profile ? ae_profile_now() : 0;
+        {
 
 //@ kind_end
-        if (s->profile) ae_profile_add(s->profile, $phase, "$kind", kind_t0); }
+        ae_profile_mark(s->profile, "$kind"); }
 
 //@ step_end
-    if (s->profile)
-        ae_profile_step(s->profile, $phase, T, step_t0);
+    ae_profile_end(s->profile, T);
     return 0;
+fail:
+    return ae_fail_prefix(err, "%s", failed);
 }
 
 //@ program_end
@@ -119,6 +121,8 @@ static int forward(struct ae_state *s, const int32_t *tokens, int32_t T, int32_t
 }
 
 static const uint64_t weight_offsets[$n_weights_or_1] = {$weight_offsets};
+
+static const struct ae_type_kernels *const kernels[] = {$kernels};
 
 static const struct ae_model model = {
     .name = $model_name_string,
@@ -150,6 +154,7 @@ static const struct ae_model model = {
     .cpu_only = "$cpu_only",
     .tokenizer = $tokenizer,
     .server = $server,
+    .kernels = kernels,
 };
 
 int main(int argc, char **argv)

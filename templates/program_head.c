@@ -25,9 +25,13 @@ static inline float ew_gelu(float x)
 
 static inline float ew_softcap(float x, float cap) { return tanhf(x * (1.0f / cap)) * cap; }
 
-/* Stops the step when a kernel refuses its arguments; the kernel has said why in err. */
+/* Stops the step when a kernel refuses its arguments; the kernel has said why in err, and the forward
+ * function's one exit for failures (its label fail) names the step. A shared exit keeps each call's
+ * check to a test and a jump. */
 #define AE_CHECK(call, what)                                                                       \
     do {                                                                                           \
-        if ((call) != 0)                                                                           \
-            return ae_fail_prefix(err, "%s", what);                                                \
+        if ((call) != 0) {                                                                         \
+            failed = what;                                                                         \
+            goto fail;                                                                             \
+        }                                                                                          \
     } while (0)

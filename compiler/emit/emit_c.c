@@ -603,9 +603,10 @@ static int print_forward(struct printer *p, const char *begin)
     const struct lower_program *lp = p->lp;
     /* --profile counts the decode step's time apart; the batched step (the server's) with the prefill's */
     const char *phase = strcmp(begin, "decode_begin") == 0 ? "AE_PROFILE_DECODE" : "AE_PROFILE_PREFILL";
-    struct args head = {0};
+    struct args head = {0}, locals = {0};
     arg(&head, "max_seqs", "%" PRId32, lp->max_seqs);
-    if (put(p, tmpl_program, begin, &head) || put(p, tmpl_program, "step_locals", NULL))
+    arg(&locals, "phase", "%s", phase);
+    if (put(p, tmpl_program, begin, &head) || put(p, tmpl_program, "step_locals", &locals))
         return -1;
     for (uint32_t i = 0; i < lp->g->n_nodes; i++) {
         char line[512];
@@ -627,7 +628,6 @@ static int print_forward(struct printer *p, const char *begin)
             char kind[64];
             step_kind(&lp->steps[k], kind, sizeof kind);
             arg(&ka, "kind", "%s", kind);
-            arg(&ka, "phase", "%s", phase);
             if (put(p, tmpl_program, "kind_begin", NULL) || print_step(p, &lp->steps[k]) ||
                 put(p, tmpl_program, "kind_end", &ka))
                 return -1;
@@ -635,9 +635,7 @@ static int print_forward(struct printer *p, const char *begin)
         if (put(p, tmpl_program, "node_end", NULL))
             return -1;
     }
-    struct args e = {0};
-    arg(&e, "phase", "%s", phase);
-    return put(p, tmpl_program, "step_end", &e);
+    return put(p, tmpl_program, "step_end", NULL);
 }
 
 /* The weights' offsets in the pack: "\n    0, 4096, ..." eight a line. */
@@ -656,6 +654,34 @@ static char *weight_offsets(const struct pack_build *pb)
         return NULL;
     }
     return out;
+}
+
+/* The kernel tables of the weight types the steps multiply by, for ae_model.kernels:
+ * "&ae_kernels_f32, &ae_kernels_q4_0, NULL" (types in ascending order; "NULL" when there is no matmul).
+ * The types are those of the graph's matmul nodes' weights and of the lowered matmul steps' weights, so
+ * that a lowering that folds several matmuls into one step still names every type. */
+static void kernel_tables(const struct lower_program *lp, char *buf, size_t cap)
+{
+    bool used[AE_TYPE_ID_LIMIT] = {false};
+    for (uint32_t i = 0; i < lp->g->n_nodes; i++) {
+        const struct ir_node *n = lp->g->nodes[i];
+        const bool matmul = n->op == IR_OP_MATMUL || n->op == IR_OP_MATMUL_EW || n->op == IR_OP_MATMUL_ROPE ||
+                            n->op == IR_OP_MATMUL_ID;
+        if (matmul && n->n_src > 1 && n->src[1]->dtype < AE_TYPE_ID_LIMIT && ae_matmul_supports(n->src[1]->dtype))
+            used[n->src[1]->dtype] = true;
+    }
+    for (uint32_t i = 0; i < lp->n_steps; i++) {
+        const struct lower_step *s = &lp->steps[i];
+        if ((s->kind == LOWER_MATMUL || s->kind == LOWER_MATMUL_ID) && s->in[1].dtype < AE_TYPE_ID_LIMIT)
+            used[s->in[1].dtype] = true;
+    }
+    size_t k = 0;
+    buf[0] = 0;
+    for (uint32_t t = 0; t < AE_TYPE_ID_LIMIT; t++)
+        if (used[t] && k < cap)
+            k += (size_t)snprintf(buf + k, cap - k, "&ae_kernels_%s, ", ae_type_name(t));
+    if (k < cap)
+        snprintf(buf + k, cap - k, "NULL");
 }
 
 static int print_program_end(struct printer *p, const struct pack_build *pb, const struct import_hparams *hp,
@@ -701,6 +727,9 @@ static int print_program_end(struct printer *p, const struct pack_build *pb, con
     arg_c_string(&a, "cpu_only", cpu_only);
     arg(&a, "tokenizer", "%s", o->tokenizer ? o->tokenizer : "NULL");
     arg(&a, "server", "%s", o->no_server ? "NULL" : "&ae_server");
+    char kernels[AE_TYPE_ID_LIMIT * 24];
+    kernel_tables(p->lp, kernels, sizeof kernels);
+    arg(&a, "kernels", "%s", kernels);
     rc = put(p, tmpl_program, "program_end", &a);
 done:
     free(name);

@@ -39,11 +39,15 @@ static const struct {
 #define SYM(f) {#f, (const void *)f}
     SYM(ae_attention), SYM(ae_attention_scratch_size), SYM(ae_dequantize_row), SYM(ae_layout_get_row), SYM(ae_fail), SYM(ae_fail_prefix),
     SYM(ae_gelu), SYM(ae_kv_store), SYM(ae_matmul), SYM(ae_matmul_scratch_size), SYM(ae_program_main),
-    SYM(ae_rms_norm), SYM(ae_rope), SYM(ae_softmax), SYM(ae_profile_now), SYM(ae_profile_add), SYM(ae_profile_step),
+    SYM(ae_rms_norm), SYM(ae_rope), SYM(ae_softmax), SYM(ae_profile_begin), SYM(ae_profile_mark), SYM(ae_profile_end),
 #undef SYM
     /* and the runtime's objects it points to */
 #define DATA(v) {#v, (const void *)&v}
     DATA(ae_gpu_runtime), DATA(ae_tokenizer_spm), DATA(ae_tokenizer_bpe), DATA(ae_tokenizer_wpm), DATA(ae_server),
+    DATA(ae_kernels_f32), DATA(ae_kernels_f16), DATA(ae_kernels_bf16), DATA(ae_kernels_q4_0), DATA(ae_kernels_q4_1),
+    DATA(ae_kernels_q5_0), DATA(ae_kernels_q5_1), DATA(ae_kernels_q8_0), DATA(ae_kernels_q2_k), DATA(ae_kernels_q3_k),
+    DATA(ae_kernels_q4_k), DATA(ae_kernels_q5_k), DATA(ae_kernels_q6_k), DATA(ae_kernels_iq4_nl),
+    DATA(ae_kernels_iq4_xs), DATA(ae_kernels_tq1_0), DATA(ae_kernels_tq2_0),
 #undef DATA
 };
 

@@ -142,7 +142,8 @@ size_t ae_matmul_scratch_size(uint32_t type, int64_t K, int64_t M);
  *   X: M rows of K floats; Y: M rows of N floats; scratch: ae_matmul_scratch_size(type, K, M) bytes.
  * Every output follows the canonical order of docs/kernels.md, so the result is the same bytes for any
  * layout, instruction-set level and thread count. Fails (-1, err set) for an unsupported type or
- * layout, K not a multiple of the type's block size, a negative size, or a misaligned W or scratch.
+ * layout, a type whose kernel table was not given (ae_kernels_use), K not a multiple of the type's
+ * block size, a negative size, or a misaligned W or scratch.
  * pool may be NULL (one thread). */
 int ae_matmul(uint32_t type, enum ae_layout layout, const void *W, int64_t N, int64_t K, const float *X, int64_t M,
               float *Y, void *scratch, ae_pool *pool, ae_error *err);
@@ -204,7 +205,7 @@ void ae_quantize_row_q8_k(const float *x, void *y, int64_t k);
 void ae_convert_row_f16(const float *x, uint16_t *y, int64_t k);
 void ae_convert_row_bf16(const float *x, uint16_t *y, int64_t k);
 
-/* ---- Kernel sets ---------------------------------------------------------------------------------- */
+/* ---- Kernel tables (kernel_table.c) ------------------------------------------------------------ */
 
 /* A block of outputs: y[c * y_stride + r] = the canonical dot product (docs/kernels.md) of weight row r
  * with converted activation row c (at x + c * x_row), for r < n_rows and c < n_cols. The weights start
@@ -214,32 +215,49 @@ void ae_convert_row_bf16(const float *x, uint16_t *y, int64_t k);
 typedef void (*ae_gemm_fn)(int64_t k, const void *w, size_t w_stride, int64_t n_rows, const void *x, size_t x_row,
                            int64_t n_cols, float *y, int64_t y_stride);
 
-/* The kernels of one instruction-set level. A NULL entry means the level has no kernel of its own for
- * it, and the next lower level's is used. */
-struct ae_kernel_set {
-    const char *name;
-    ae_gemm_fn gemm[AE_LAYOUT_COUNT][AE_TYPE_ID_LIMIT];     /* by layout and weight type */
-    void (*to_f16)(const float *x, uint16_t *y, int64_t n); /* f32 -> fp16, nearest even */
+/* The block kernels of one weight type at one instruction-set level, by layout. A NULL entry means the
+ * level has no kernel of its own for that layout, and the next lower level's is used. */
+struct ae_gemm_level {
+    const char *name; /* the level's: "scalar", "avx2", ... */
+    ae_gemm_fn gemm[AE_LAYOUT_COUNT];
 };
 
-/* The scalar set (complete for every supported type and layout), the AVX2, AVX-512 and AMX sets (NULL
- * on hosts other than x86-64, whatever the CPU) and the NEON, dotprod and i8mm sets (NULL on hosts other
- * than aarch64). */
-const struct ae_kernel_set *ae_kernels_scalar(void);
-const struct ae_kernel_set *ae_kernels_avx2(void);
-const struct ae_kernel_set *ae_kernels_avx512(void);
-const struct ae_kernel_set *ae_kernels_amx(void);
-const struct ae_kernel_set *ae_kernels_neon(void);
-const struct ae_kernel_set *ae_kernels_dotprod(void);
-const struct ae_kernel_set *ae_kernels_i8mm(void);
+/* The kernels of one weight type: its block kernels per level of the host (enum ae_isa; NULL: none at
+ * that level). The unit of linking: a program names the tables of the types its weights have (as it
+ * names its tokenizer), and a program links with --gc-sections, so the SIMD code of the other types is
+ * not in it. */
+struct ae_type_kernels {
+    uint32_t type;
+    const struct ae_gemm_level *level[AE_ISA_COUNT];
+};
+
+extern const struct ae_type_kernels ae_kernels_f32, ae_kernels_f16, ae_kernels_bf16, ae_kernels_q4_0,
+    ae_kernels_q4_1, ae_kernels_q5_0, ae_kernels_q5_1, ae_kernels_q8_0, ae_kernels_q2_k, ae_kernels_q3_k,
+    ae_kernels_q4_k, ae_kernels_q5_k, ae_kernels_q6_k, ae_kernels_iq4_nl, ae_kernels_iq4_xs, ae_kernels_tq1_0,
+    ae_kernels_tq2_0;
+
+/* Every supported type's table, NULL-terminated: for tools and tests, which link them all. */
+extern const struct ae_type_kernels *const ae_kernels_all[];
+
+/* Makes the kernels of these types (a NULL-terminated list) the ones ae_matmul and ae_matmul_id use, in
+ * addition to any given before; call it before the kernels run. A generated program passes its model's
+ * list (ae_model.kernels). A matmul of a type whose table was never given fails, naming the type. */
+void ae_kernels_use(const struct ae_type_kernels *const *types);
+
+/* The table given for this type; NULL when none was. */
+const struct ae_type_kernels *ae_kernels_of(uint32_t type);
 
 /* The block kernel that the matmul uses for this type and layout at the current level; NULL when
- * unsupported. */
+ * unsupported or the type's table was not given. */
 ae_gemm_fn ae_kernel_gemm(uint32_t type, enum ae_layout layout);
 
 /* The name of the level whose kernel ae_kernel_gemm returns ("scalar", "avx2", ...); NULL when
- * unsupported. */
+ * ae_kernel_gemm is NULL. */
 const char *ae_kernel_gemm_level(uint32_t type, enum ae_layout layout);
+
+/* f32 -> fp16, rounding to nearest even, with the best conversion of the current level (the same bytes
+ * as ae_convert_row_f16). */
+void ae_convert_row_f16_fast(const float *x, uint16_t *y, int64_t n);
 
 /* ---- Ops (kernels_ops.c) ------------------------------------------------------------------------- */
 

@@ -25,6 +25,7 @@
 struct ae_gpu_model;
 struct ae_tokenizer_algo;
 struct ae_server;
+struct ae_type_kernels;
 
 /* The server (--serve), for ae_model.server. */
 extern const struct ae_server ae_server;
@@ -100,6 +101,10 @@ struct ae_model {
     /* &ae_server, or NULL in a program linked with --static: such a program cannot load the libraries
      * the server needs at run time, so it links none of the server (nor glibc's dlopen). */
     const struct ae_server *server;
+    /* The CPU kernel tables of the weight types the steps multiply by (&ae_kernels_q4_0, ...; ae_kernels.h),
+     * NULL-terminated: given to ae_kernels_use at start-up. Naming only these is what keeps the other
+     * types' SIMD kernels out of the program. */
+    const struct ae_type_kernels *const *kernels;
 };
 
 /* The most sequences a batched step is compiled for (fewer when t_max is smaller). */

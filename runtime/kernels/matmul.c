@@ -13,6 +13,7 @@
  */
 #include "ae_kernels.h"
 #include "ae_quant_blocks.h"
+#include "gemm_levels.h"
 #include "matmul_iq.h"
 
 #include <inttypes.h>
@@ -438,106 +439,30 @@ FLOAT_KERNEL(f32)
 FLOAT_KERNEL(f16)
 FLOAT_KERNEL(bf16)
 
-static const struct ae_kernel_set scalar_set = {
-    .name = "scalar",
-    .gemm =
-        {
-            [AE_LAYOUT_ROWS] =
-                {
-                    [AE_TYPE_F32] = gemm_rows_f32,   [AE_TYPE_F16] = gemm_rows_f16,   [AE_TYPE_BF16] = gemm_rows_bf16,
-                    [AE_TYPE_Q4_0] = gemm_rows_q4_0, [AE_TYPE_Q4_1] = gemm_rows_q4_1, [AE_TYPE_Q5_0] = gemm_rows_q5_0,
-                    [AE_TYPE_Q5_1] = gemm_rows_q5_1, [AE_TYPE_Q8_0] = gemm_rows_q8_0, [AE_TYPE_Q2_K] = gemm_rows_q2_k,
-                    [AE_TYPE_Q3_K] = gemm_rows_q3_k, [AE_TYPE_Q4_K] = gemm_rows_q4_k, [AE_TYPE_Q5_K] = gemm_rows_q5_k,
-                    [AE_TYPE_Q6_K] = gemm_rows_q6_k, [AE_TYPE_IQ4_NL] = gemm_rows_iq4_nl,
-                    [AE_TYPE_IQ4_XS] = gemm_rows_iq4_xs, [AE_TYPE_TQ1_0] = gemm_rows_tq1_0,
-                    [AE_TYPE_TQ2_0] = gemm_rows_tq2_0,
-                },
-            [AE_LAYOUT_X16] =
-                {
-                    [AE_TYPE_Q4_0] = gemm_x16_q4_0, [AE_TYPE_Q4_1] = gemm_x16_q4_1, [AE_TYPE_Q5_0] = gemm_x16_q5_0,
-                    [AE_TYPE_Q5_1] = gemm_x16_q5_1, [AE_TYPE_Q8_0] = gemm_x16_q8_0, [AE_TYPE_Q4_K] = gemm_x16_q4_k,
-                    [AE_TYPE_Q5_K] = gemm_x16_q5_k, [AE_TYPE_Q6_K] = gemm_x16_q6_k,
-                    [AE_TYPE_Q2_K] = gemm_x16_q2_k, [AE_TYPE_Q3_K] = gemm_x16_q3_k,
-                },
-        },
-    .to_f16 = ae_convert_row_f16,
-};
-
-const struct ae_kernel_set *ae_kernels_scalar(void)
-{
-    return &scalar_set;
-}
-
-#if !defined(__x86_64__)
-const struct ae_kernel_set *ae_kernels_avx2(void)
-{
-    return NULL;
-}
-
-const struct ae_kernel_set *ae_kernels_avx512(void)
-{
-    return NULL;
-}
-
-const struct ae_kernel_set *ae_kernels_amx(void)
-{
-    return NULL;
-}
-#endif
-
-/* The sets of the current level and the levels below it, best first, the scalar set last. */
-static int kernels_current(const struct ae_kernel_set *sets[AE_ISA_COUNT])
-{
-    static const struct ae_kernel_set *(*const level_sets[AE_ISA_COUNT])(void) = {
-#if defined(__aarch64__)
-        [AE_ISA_NEON] = ae_kernels_neon, [AE_ISA_DOTPROD] = ae_kernels_dotprod, [AE_ISA_I8MM] = ae_kernels_i8mm,
-#else
-        [AE_ISA_AVX2] = ae_kernels_avx2, [AE_ISA_AVX512] = ae_kernels_avx512, [AE_ISA_AMX] = ae_kernels_amx,
-#endif
-    };
-    int n = 0;
-    for (int level = (int)ae_cpu_isa(); level > AE_ISA_SCALAR; level--)
-        if (level_sets[level] && level_sets[level]())
-            sets[n++] = level_sets[level]();
-    sets[n++] = &scalar_set;
-    return n;
-}
-
-static const struct ae_kernel_set *gemm_set(uint32_t type, enum ae_layout layout)
-{
-    if (!ae_layout_supports(type, layout))
-        return NULL;
-    const struct ae_kernel_set *sets[AE_ISA_COUNT];
-    const int n = kernels_current(sets);
-    for (int i = 0; i < n; i++)
-        if (sets[i]->gemm[layout][type])
-            return sets[i];
-    return NULL;
-}
-
-ae_gemm_fn ae_kernel_gemm(uint32_t type, enum ae_layout layout)
-{
-    const struct ae_kernel_set *set = gemm_set(type, layout);
-    return set ? set->gemm[layout][type] : NULL;
-}
-
-const char *ae_kernel_gemm_level(uint32_t type, enum ae_layout layout)
-{
-    const struct ae_kernel_set *set = gemm_set(type, layout);
-    return set ? set->name : NULL;
-}
+/* The scalar level's kernels of every type: complete for every supported type and layout. */
+AE_GEMM_LEVEL(scalar, f32, gemm_rows_f32, NULL);
+AE_GEMM_LEVEL(scalar, f16, gemm_rows_f16, NULL);
+AE_GEMM_LEVEL(scalar, bf16, gemm_rows_bf16, NULL);
+AE_GEMM_LEVEL(scalar, q4_0, gemm_rows_q4_0, gemm_x16_q4_0);
+AE_GEMM_LEVEL(scalar, q4_1, gemm_rows_q4_1, gemm_x16_q4_1);
+AE_GEMM_LEVEL(scalar, q5_0, gemm_rows_q5_0, gemm_x16_q5_0);
+AE_GEMM_LEVEL(scalar, q5_1, gemm_rows_q5_1, gemm_x16_q5_1);
+AE_GEMM_LEVEL(scalar, q8_0, gemm_rows_q8_0, gemm_x16_q8_0);
+AE_GEMM_LEVEL(scalar, q2_k, gemm_rows_q2_k, gemm_x16_q2_k);
+AE_GEMM_LEVEL(scalar, q3_k, gemm_rows_q3_k, gemm_x16_q3_k);
+AE_GEMM_LEVEL(scalar, q4_k, gemm_rows_q4_k, gemm_x16_q4_k);
+AE_GEMM_LEVEL(scalar, q5_k, gemm_rows_q5_k, gemm_x16_q5_k);
+AE_GEMM_LEVEL(scalar, q6_k, gemm_rows_q6_k, gemm_x16_q6_k);
+AE_GEMM_LEVEL(scalar, iq4_nl, gemm_rows_iq4_nl, NULL);
+AE_GEMM_LEVEL(scalar, iq4_xs, gemm_rows_iq4_xs, NULL);
+AE_GEMM_LEVEL(scalar, tq1_0, gemm_rows_tq1_0, NULL);
+AE_GEMM_LEVEL(scalar, tq2_0, gemm_rows_tq2_0, NULL);
 
 /* ---- vec types and activation conversion ---------------------------------------------------------- */
 
 static void quantize_f16(const float *x, void *y, int64_t k)
 {
-    const struct ae_kernel_set *sets[AE_ISA_COUNT];
-    const int n = kernels_current(sets);
-    for (int i = 0; i < n; i++)
-        if (sets[i]->to_f16) {
-            sets[i]->to_f16(x, y, k);
-            return;
-        }
+    ae_convert_row_f16_fast(x, y, k);
 }
 
 static void quantize_bf16(const float *x, void *y, int64_t k)
@@ -574,7 +499,7 @@ static const struct matmul_type matmul_types[AE_TYPE_ID_LIMIT] = {
 
 bool ae_matmul_supports(uint32_t type)
 {
-    return type < AE_TYPE_ID_LIMIT && scalar_set.gemm[AE_LAYOUT_ROWS][type] != NULL;
+    return type < AE_TYPE_ID_LIMIT && matmul_types[type].act_values != 0;
 }
 
 uint32_t ae_matmul_vec_type(uint32_t type)
@@ -707,6 +632,9 @@ int ae_matmul_prequantized(uint32_t type, enum ae_layout layout, const void *W, 
 {
     if (matmul_check("matmul", type, layout, N, K, M, err) != 0)
         return -1;
+    const ae_gemm_fn gemm = ae_kernel_gemm(type, layout);
+    if (!gemm)
+        return ae_fail(err, "matmul: no kernels for %s weights were given (ae_kernels_use)", ae_type_name(type));
     if (N == 0 || M == 0)
         return 0;
     if (!Y)
@@ -724,7 +652,7 @@ int ae_matmul_prequantized(uint32_t type, enum ae_layout layout, const void *W, 
         return ae_fail(err, "matmul: converted activations at %p are not aligned", Xq);
 
     struct matmul_job job = {
-        .gemm = ae_kernel_gemm(type, layout),
+        .gemm = gemm,
         .W = W,
         .w_stride = (size_t)ae_layout_group_bytes(type, layout, K),
         .group = ae_layout_rows_per_group(layout),

@@ -20,6 +20,7 @@
 
 #include "ae_kernels.h"
 #include "ae_quant_blocks.h"
+#include "gemm_levels.h"
 #include "x16_avx512.h"
 
 #include <immintrin.h>
@@ -205,8 +206,8 @@ AMX_INLINE void gemm_amx32(uint32_t type, int64_t k, const void *w, size_t ws, i
         for (int64_t c = 0; c < nc; c += AMX_MAX_COLS) {                                                          \
             const int64_t n = nc - c < AMX_MAX_COLS ? nc - c : AMX_MAX_COLS;                                      \
             if (n < AMX_MIN_COLS)                                                                                 \
-                ae_kernels_avx512()->gemm[AE_LAYOUT_X16][AE_TYPE_##T](k, w, ws, nr, (const uint8_t *)x + c * xr,   \
-                                                                      xr, n, y + c * ys, ys);                     \
+                ae_gemm_avx512_##t.gemm[AE_LAYOUT_X16](k, w, ws, nr, (const uint8_t *)x + c * xr, xr, n,          \
+                                                       y + c * ys, ys);                                           \
             else                                                                                                  \
                 amx_##t(k, w, ws, nr, (const uint8_t *)x + c * xr, xr, n, y + c * ys, ys);                         \
         }                                                                                                         \
@@ -461,33 +462,20 @@ AMX_INLINE void gemm_amx_k(uint32_t type, int64_t k, const void *w, size_t ws, i
     }
 }
 
+AMX_GEMM(q2_k, Q2_K, gemm_amx_k)
+AMX_GEMM(q3_k, Q3_K, gemm_amx_k)
 AMX_GEMM(q4_k, Q4_K, gemm_amx_k)
 AMX_GEMM(q5_k, Q5_K, gemm_amx_k)
 AMX_GEMM(q6_k, Q6_K, gemm_amx_k)
-AMX_GEMM(q2_k, Q2_K, gemm_amx_k)
-AMX_GEMM(q3_k, Q3_K, gemm_amx_k)
 
-static const struct ae_kernel_set amx_set = {
-    .name = "amx",
-    .gemm =
-        {
-            [AE_LAYOUT_X16] =
-                {
-                    [AE_TYPE_Q4_0] = gemm_x16_q4_0,
-                    [AE_TYPE_Q8_0] = gemm_x16_q8_0,
-                    [AE_TYPE_Q4_K] = gemm_x16_q4_k,
-                    [AE_TYPE_Q5_K] = gemm_x16_q5_k,
-                    [AE_TYPE_Q6_K] = gemm_x16_q6_k,
-                    [AE_TYPE_Q2_K] = gemm_x16_q2_k,
-                    [AE_TYPE_Q3_K] = gemm_x16_q3_k,
-                },
-        },
-};
-
-const struct ae_kernel_set *ae_kernels_amx(void)
-{
-    return &amx_set;
-}
+/* The AMX level's kernels: x16 Q4_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K. */
+AE_GEMM_LEVEL(amx, q4_0, NULL, gemm_x16_q4_0);
+AE_GEMM_LEVEL(amx, q8_0, NULL, gemm_x16_q8_0);
+AE_GEMM_LEVEL(amx, q2_k, NULL, gemm_x16_q2_k);
+AE_GEMM_LEVEL(amx, q3_k, NULL, gemm_x16_q3_k);
+AE_GEMM_LEVEL(amx, q4_k, NULL, gemm_x16_q4_k);
+AE_GEMM_LEVEL(amx, q5_k, NULL, gemm_x16_q5_k);
+AE_GEMM_LEVEL(amx, q6_k, NULL, gemm_x16_q6_k);
 
 #else
 

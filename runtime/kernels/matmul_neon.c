@@ -21,6 +21,7 @@
 #if defined(__aarch64__)
 
 #include "ae_quant_blocks.h"
+#include "gemm_levels.h"
 
 #include <arm_neon.h>
 #include <math.h>
@@ -621,85 +622,52 @@ KQ_GEMM(q6_k, 0)
 
 #pragma GCC pop_options
 
-/* ---- the sets ------------------------------------------------------------------------------------- */
+/* ---- the tables ----------------------------------------------------------------------------------- */
 
-#define NEON_SET(level)                                                                                         \
-    [AE_LAYOUT_ROWS] =                                                                                          \
-        {                                                                                                       \
-            [AE_TYPE_Q4_0] = gemm_rows_q4_0_##level, [AE_TYPE_Q4_1] = gemm_rows_q4_1_##level,                   \
-            [AE_TYPE_Q5_0] = gemm_rows_q5_0_##level, [AE_TYPE_Q5_1] = gemm_rows_q5_1_##level,                   \
-            [AE_TYPE_Q8_0] = gemm_rows_q8_0_##level, [AE_TYPE_Q2_K] = gemm_rows_q2_k_##level,                   \
-            [AE_TYPE_Q3_K] = gemm_rows_q3_k_##level, [AE_TYPE_Q4_K] = gemm_rows_q4_k_##level,                   \
-            [AE_TYPE_Q5_K] = gemm_rows_q5_k_##level, [AE_TYPE_Q6_K] = gemm_rows_q6_k_##level,                   \
-            [AE_TYPE_F32] = gemm_rows_f32,           [AE_TYPE_F16] = gemm_rows_f16,                             \
-            [AE_TYPE_BF16] = gemm_rows_bf16,                                                                    \
-        },                                                                                                      \
-    [AE_LAYOUT_X16] = {                                                                                         \
-        [AE_TYPE_Q4_0] = gemm_x16_q4_0_##level, [AE_TYPE_Q4_1] = gemm_x16_q4_1_##level,                         \
-        [AE_TYPE_Q5_0] = gemm_x16_q5_0_##level, [AE_TYPE_Q5_1] = gemm_x16_q5_1_##level,                         \
-        [AE_TYPE_Q8_0] = gemm_x16_q8_0_##level, [AE_TYPE_Q4_K] = gemm_x16_q4_k_##level,                         \
-        [AE_TYPE_Q5_K] = gemm_x16_q5_k_##level, [AE_TYPE_Q6_K] = gemm_x16_q6_k_##level,                         \
-        [AE_TYPE_Q2_K] = gemm_x16_q2_k_##level, [AE_TYPE_Q3_K] = gemm_x16_q3_k_##level,                         \
-    }
+/* The NEON and dotprod levels' kernels: the integer kernels compiled for each, F32, F16 and BF16 the same
+ * NEON kernels at both (named by the level, as the level they run at). */
+AE_GEMM_LEVEL(neon, f32, gemm_rows_f32, NULL);
+AE_GEMM_LEVEL(neon, f16, gemm_rows_f16, NULL);
+AE_GEMM_LEVEL(neon, bf16, gemm_rows_bf16, NULL);
+AE_GEMM_LEVEL(neon, q4_0, gemm_rows_q4_0_neon, gemm_x16_q4_0_neon);
+AE_GEMM_LEVEL(neon, q4_1, gemm_rows_q4_1_neon, gemm_x16_q4_1_neon);
+AE_GEMM_LEVEL(neon, q5_0, gemm_rows_q5_0_neon, gemm_x16_q5_0_neon);
+AE_GEMM_LEVEL(neon, q5_1, gemm_rows_q5_1_neon, gemm_x16_q5_1_neon);
+AE_GEMM_LEVEL(neon, q8_0, gemm_rows_q8_0_neon, gemm_x16_q8_0_neon);
+AE_GEMM_LEVEL(neon, q2_k, gemm_rows_q2_k_neon, gemm_x16_q2_k_neon);
+AE_GEMM_LEVEL(neon, q3_k, gemm_rows_q3_k_neon, gemm_x16_q3_k_neon);
+AE_GEMM_LEVEL(neon, q4_k, gemm_rows_q4_k_neon, gemm_x16_q4_k_neon);
+AE_GEMM_LEVEL(neon, q5_k, gemm_rows_q5_k_neon, gemm_x16_q5_k_neon);
+AE_GEMM_LEVEL(neon, q6_k, gemm_rows_q6_k_neon, gemm_x16_q6_k_neon);
 
-static const struct ae_kernel_set neon_set = {
-    .name = "neon",
-    .gemm = {NEON_SET(neon)},
-    .to_f16 = to_f16,
-};
+AE_GEMM_LEVEL(dotprod, f32, gemm_rows_f32, NULL);
+AE_GEMM_LEVEL(dotprod, f16, gemm_rows_f16, NULL);
+AE_GEMM_LEVEL(dotprod, bf16, gemm_rows_bf16, NULL);
+AE_GEMM_LEVEL(dotprod, q4_0, gemm_rows_q4_0_dotprod, gemm_x16_q4_0_dotprod);
+AE_GEMM_LEVEL(dotprod, q4_1, gemm_rows_q4_1_dotprod, gemm_x16_q4_1_dotprod);
+AE_GEMM_LEVEL(dotprod, q5_0, gemm_rows_q5_0_dotprod, gemm_x16_q5_0_dotprod);
+AE_GEMM_LEVEL(dotprod, q5_1, gemm_rows_q5_1_dotprod, gemm_x16_q5_1_dotprod);
+AE_GEMM_LEVEL(dotprod, q8_0, gemm_rows_q8_0_dotprod, gemm_x16_q8_0_dotprod);
+AE_GEMM_LEVEL(dotprod, q2_k, gemm_rows_q2_k_dotprod, gemm_x16_q2_k_dotprod);
+AE_GEMM_LEVEL(dotprod, q3_k, gemm_rows_q3_k_dotprod, gemm_x16_q3_k_dotprod);
+AE_GEMM_LEVEL(dotprod, q4_k, gemm_rows_q4_k_dotprod, gemm_x16_q4_k_dotprod);
+AE_GEMM_LEVEL(dotprod, q5_k, gemm_rows_q5_k_dotprod, gemm_x16_q5_k_dotprod);
+AE_GEMM_LEVEL(dotprod, q6_k, gemm_rows_q6_k_dotprod, gemm_x16_q6_k_dotprod);
+/* The i8mm level's: only the rows-layout K-quants' block kernels; everything else is the dotprod level's. */
+AE_GEMM_LEVEL(i8mm, q2_k, gemm_i8mm_q2_k, NULL);
+AE_GEMM_LEVEL(i8mm, q3_k, gemm_i8mm_q3_k, NULL);
+AE_GEMM_LEVEL(i8mm, q4_k, gemm_i8mm_q4_k, NULL);
+AE_GEMM_LEVEL(i8mm, q5_k, gemm_i8mm_q5_k, NULL);
+AE_GEMM_LEVEL(i8mm, q6_k, gemm_i8mm_q6_k, NULL);
 
-/* F32, F16 and BF16 are the NEON level's kernels. */
-static const struct ae_kernel_set dotprod_set = {
-    .name = "dotprod",
-    .gemm = {NEON_SET(dotprod)},
-};
-
-/* Only the rows-layout K-quants' block kernels; everything else is the dotprod level's. */
-static const struct ae_kernel_set i8mm_set = {
-    .name = "i8mm",
-    .gemm =
-        {
-            [AE_LAYOUT_ROWS] =
-                {
-                    [AE_TYPE_Q2_K] = gemm_i8mm_q2_k,
-                    [AE_TYPE_Q3_K] = gemm_i8mm_q3_k,
-                    [AE_TYPE_Q4_K] = gemm_i8mm_q4_k,
-                    [AE_TYPE_Q5_K] = gemm_i8mm_q5_k,
-                    [AE_TYPE_Q6_K] = gemm_i8mm_q6_k,
-                },
-        },
-};
-
-const struct ae_kernel_set *ae_kernels_neon(void)
+void ae_convert_row_f16_neon(const float *x, uint16_t *y, int64_t n)
 {
-    return &neon_set;
-}
-
-const struct ae_kernel_set *ae_kernels_dotprod(void)
-{
-    return &dotprod_set;
-}
-
-const struct ae_kernel_set *ae_kernels_i8mm(void)
-{
-    return &i8mm_set;
+    to_f16(x, y, n);
 }
 
 #else
 
-const struct ae_kernel_set *ae_kernels_neon(void)
-{
-    return NULL;
-}
-
-const struct ae_kernel_set *ae_kernels_dotprod(void)
-{
-    return NULL;
-}
-
-const struct ae_kernel_set *ae_kernels_i8mm(void)
-{
-    return NULL;
-}
+/* ISO C wants at least one declaration in a translation unit; this one emits nothing. */
+typedef int kernels_matmul_neon_not_built;
 
 #endif

@@ -172,6 +172,9 @@ int ae_matmul_id(uint32_t type, enum ae_layout layout, const void *W, int64_t E,
     if (!ae_matmul_supports(type) || !ae_layout_supports(type, layout))
         return ae_fail(err, "matmul_id: weight type %s (%" PRIu32 ") is not supported in layout %s", ae_type_name(type),
                        type, ae_layout_name(layout));
+    const ae_gemm_fn gemm = ae_kernel_gemm(type, layout);
+    if (!gemm)
+        return ae_fail(err, "matmul_id: no kernels for %s weights were given (ae_kernels_use)", ae_type_name(type));
     if (!id_layout(type, E, N, K, R, k, x_per_slot, &l))
         return ae_fail(err, "matmul_id: bad sizes (experts %" PRId64 ", N %" PRId64 ", K %" PRId64 ", rows %" PRId64
                        ", k %" PRId64 ") for type %s", E, N, K, R, k, ae_type_name(type));
@@ -238,7 +241,7 @@ int ae_matmul_id(uint32_t type, enum ae_layout layout, const void *W, int64_t E,
         task0[e + 1] = task0[e] + (first[e + 1] > first[e] ? per_expert : 0);
 
     struct id_job job = {
-        .gemm = ae_kernel_gemm(type, layout),
+        .gemm = gemm,
         .W = W,
         .expert_bytes = (size_t)ae_layout_bytes(type, layout, N, K),
         .w_stride = (size_t)w_stride,

@@ -195,13 +195,6 @@ int ae_rope(const float *x, float *y, int64_t n_tokens, int64_t n_heads, int64_t
 
 /* ---- the KV cache ---------------------------------------------------------------------------------- */
 
-/* The kernel set of the current level, falling back to scalar entries. */
-static const struct ae_kernel_set *ops_kernels(void)
-{
-    const struct ae_kernel_set *set = ae_cpu_isa() >= AE_ISA_AVX2 ? ae_kernels_avx2() : NULL;
-    return set ? set : ae_kernels_scalar();
-}
-
 int ae_kv_store(uint32_t kv_type, void *cache, int64_t n_ctx, int64_t row_len, int64_t pos0, const float *src,
                 int64_t n_rows, ae_error *err)
 {
@@ -217,7 +210,7 @@ int ae_kv_store(uint32_t kv_type, void *cache, int64_t n_ctx, int64_t row_len, i
     const int64_t n = n_rows * row_len;
     if (kv_type == AE_TYPE_F16) {
         uint16_t *dst = (uint16_t *)cache + pos0 * row_len;
-        ops_kernels()->to_f16(src, dst, n);
+        ae_convert_row_f16_fast(src, dst, n);
     } else {
         memcpy((float *)cache + pos0 * row_len, src, (size_t)n * sizeof(float));
     }

@@ -21,6 +21,8 @@ struct profile_phase {
 
 struct ae_profile {
     struct profile_phase phase[2];
+    struct profile_phase *now; /* the phase of the forward function begun last */
+    uint64_t t0, last;         /* its start, and its previous mark */
 };
 
 ae_profile *ae_profile_create(void)
@@ -33,17 +35,28 @@ void ae_profile_destroy(ae_profile *p)
     free(p);
 }
 
-uint64_t ae_profile_now(void)
+static uint64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-void ae_profile_add(ae_profile *p, enum ae_profile_phase phase, const char *kind, uint64_t t0)
+void ae_profile_begin(ae_profile *p, enum ae_profile_phase phase)
 {
-    const uint64_t dt = ae_profile_now() - t0;
-    struct profile_phase *ph = &p->phase[phase == AE_PROFILE_DECODE];
+    if (!p)
+        return;
+    p->now = &p->phase[phase == AE_PROFILE_DECODE];
+    p->t0 = p->last = now_ns();
+}
+
+void ae_profile_mark(ae_profile *p, const char *kind)
+{
+    if (!p)
+        return;
+    const uint64_t t = now_ns(), dt = t - p->last;
+    p->last = t;
+    struct profile_phase *ph = p->now;
     int i = 0;
     while (i < ph->n_kinds && ph->kind[i].name != kind && strcmp(ph->kind[i].name, kind) != 0)
         i++;
@@ -57,10 +70,12 @@ void ae_profile_add(ae_profile *p, enum ae_profile_phase phase, const char *kind
     ph->kind[i].calls++;
 }
 
-void ae_profile_step(ae_profile *p, enum ae_profile_phase phase, int64_t tokens, uint64_t t0)
+void ae_profile_end(ae_profile *p, int64_t tokens)
 {
-    struct profile_phase *ph = &p->phase[phase == AE_PROFILE_DECODE];
-    ph->step_ns += ae_profile_now() - t0;
+    if (!p)
+        return;
+    struct profile_phase *ph = p->now;
+    ph->step_ns += now_ns() - p->t0;
     ph->steps++;
     ph->tokens += (uint64_t)(tokens > 0 ? tokens : 0);
 }

@@ -242,7 +242,17 @@ static int prog_info(const struct prog_opts *o, const struct ae_model *m)
     }
     printf("compiled: %s\n", m->info ? m->info : "(no details)");
     ae_prog_device_info(o, m, n_ctx);
-    printf("kernels: %s (this CPU: %s)\n", ae_isa_name(ae_cpu_isa()), ae_isa_name(ae_cpu_host_isa()));
+    /* the level, then per weight type the level whose block kernel each layout runs */
+    printf("kernels: %s (this CPU: %s)", ae_isa_name(ae_cpu_isa()), ae_isa_name(ae_cpu_host_isa()));
+    for (const struct ae_type_kernels *const *tk = m->kernels; tk && *tk; tk++) {
+        printf("; %s:", ae_type_name((*tk)->type));
+        for (int l = 0, n = 0; l < AE_LAYOUT_COUNT; l++) {
+            const char *level = ae_kernel_gemm_level((*tk)->type, (enum ae_layout)l);
+            if (level)
+                printf("%s %s %s", n++ ? "," : "", ae_layout_name((enum ae_layout)l), level);
+        }
+    }
+    printf("\n");
     return AE_PROG_EXIT_OK;
 }
 
@@ -862,6 +872,7 @@ int ae_program_main(int argc, char **argv, const struct ae_model *m)
         fprintf(stderr, "%s: %s\n", argc > 0 && argv[0] ? argv[0] : "aether", err.msg);
         return AE_PROG_EXIT_USAGE;
     }
+    ae_kernels_use(m->kernels);
     if (ae_prog_parse_args(&o, argc, argv, m, &err) < 0) {
         fprintf(stderr, "%s: %s\n", o.prog, err.msg);
         rc = AE_PROG_EXIT_USAGE;

@@ -85,6 +85,8 @@ static const struct cli_row {
      * --verify; --help says what is and is not checked; --info gives the hash. */
     {"./p --help", 0, "*table of chunk*hashes (BLAKE2b)*sampled chunks*--verify hashes every chunk*", NULL},
     {"./p --info", 0, "weights: 1171200 bytes (1.12 MiB) in 48 tensors, BLAKE2b-256 ", NULL},
+    /* --info names the kernel level per weight type and layout (this F32 model: rows only). */
+    {"AETHER_ISA=scalar ./p --info", 0, "*kernels: scalar (this CPU: *); f32: rows scalar\n", NULL},
     {"cp p pt && printf 'X' | dd of=pt bs=1 seek=$(($(stat -c %s pt) - 5000)) conv=notrunc 2>/dev/null && "
      "./pt -p hi -n 1", 1, "pt: the weights pack (*) does not belong to this program or was changed*does not match its "
      "hash", NULL},

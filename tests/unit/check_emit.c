@@ -582,6 +582,17 @@ START_TEST(test_c_compiles)
     log[n] = 0;
     int rc = pclose(p);
     ck_assert_msg(rc == 0, "the C of graph %d has warnings:\n%s", _i, log);
+    /* The program names the kernel tables of the types its matmuls read, and no other. */
+    static const char *const kernels[] = {
+        "kernels[] = {&ae_kernels_f16, NULL};",
+        "kernels[] = {NULL};",
+        "kernels[] = {&ae_kernels_f32, &ae_kernels_f16, NULL};",
+    };
+    size_t c_len;
+    char *c = test_read_file(path, &c_len);
+    ck_assert_msg(memmem(c, c_len, kernels[_i], strlen(kernels[_i])), "graph %d does not name its kernel tables as %s",
+                  _i, kernels[_i]);
+    free(c);
     unlink(path);
     lowered_free(&x);
 }

@@ -454,9 +454,8 @@ START_TEST(test_matmul_gemm_tiles)
                 ck_assert_msg(ae_matmul_quantize(type, xf, k, MAX_C, x, NULL, &err) == 0, "%s", err.msg);
             ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT - 1));
             float expect[MAX_C][MAX_R];
-            ae_kernels_scalar()->gemm[AE_LAYOUT_ROWS][type](k, w, w_row, MAX_R, x, x_row, MAX_C, &expect[0][0], MAX_R);
-            const struct ae_kernel_set *sets[] = {ae_kernels_scalar(), ae_kernels_avx2(), ae_kernels_avx512(),
-                                                  ae_kernels_amx()};
+            const struct ae_type_kernels *tk = ae_kernels_of(type);
+            tk->level[AE_ISA_SCALAR]->gemm[AE_LAYOUT_ROWS](k, w, w_row, MAX_R, x, x_row, MAX_C, &expect[0][0], MAX_R);
             for (int layout = 0; layout < AE_LAYOUT_COUNT; layout++) {
                 if (!ae_layout_supports(type, (enum ae_layout)layout))
                     continue;
@@ -464,9 +463,10 @@ START_TEST(test_matmul_gemm_tiles)
                 uint8_t *pw = packed_weights(&m, (enum ae_layout)layout);
                 const size_t stride = (size_t)ae_layout_group_bytes(type, (enum ae_layout)layout, k);
                 for (int level = 0; level < AE_ISA_COUNT; level++) {
-                    if ((int)ae_cpu_host_isa() < level || !sets[level] || !sets[level]->gemm[layout][type])
+                    const struct ae_gemm_level *lv = tk->level[level];
+                    if ((int)ae_cpu_host_isa() < level || !lv || !lv->gemm[layout])
                         continue;
-                    const ae_gemm_fn gemm = sets[level]->gemm[layout][type];
+                    const ae_gemm_fn gemm = lv->gemm[layout];
                     for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++)
                         for (size_t ci = 0; ci < sizeof cols / sizeof cols[0]; ci++) {
                             const int R = rows[ri], C = cols[ci];
@@ -479,10 +479,10 @@ START_TEST(test_matmul_gemm_tiles)
                                     if (c < C && r < R)
                                         EXPECT(memcmp(&v, &expect[c][r], sizeof v) == 0,
                                                "%s %s %s k=%" PRId64 " %dx%d: y[%d][%d] = %.9g, scalar %.9g",
-                                               sets[level]->name, ae_layout_name((enum ae_layout)layout),
+                                               lv->name, ae_layout_name((enum ae_layout)layout),
                                                ae_type_name(type), k, R, C, c, r, v, expect[c][r]);
                                     else
-                                        EXPECT(isnan(v), "%s %s %s %dx%d wrote y[%d][%d]", sets[level]->name,
+                                        EXPECT(isnan(v), "%s %s %s %dx%d wrote y[%d][%d]", lv->name,
                                                ae_layout_name((enum ae_layout)layout), ae_type_name(type), R, C, c, r);
                                 }
                         }
@@ -629,31 +629,33 @@ START_TEST(test_cpu_isa)
 #endif
     ae_cpu_set_max_isa(AE_ISA_SCALAR);
     ck_assert_int_eq(ae_cpu_isa(), AE_ISA_SCALAR);
-    ck_assert(ae_kernel_gemm(AE_TYPE_Q4_0, AE_LAYOUT_X16) == ae_kernels_scalar()->gemm[AE_LAYOUT_X16][AE_TYPE_Q4_0]);
+    ck_assert(ae_kernels_of(AE_TYPE_Q4_0) == &ae_kernels_q4_0);
+    ck_assert(ae_kernel_gemm(AE_TYPE_Q4_0, AE_LAYOUT_X16) == ae_kernels_q4_0.level[AE_ISA_SCALAR]->gemm[AE_LAYOUT_X16]);
     ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q4_0, AE_LAYOUT_X16), "scalar");
 #if defined(__x86_64__)
     ae_cpu_set_max_isa(AE_ISA_AVX2);
     ck_assert_int_eq(ae_cpu_isa(), host < AE_ISA_AVX2 ? host : AE_ISA_AVX2);
     if (host >= AE_ISA_AVX2) {
-        ck_assert(ae_kernel_gemm(AE_TYPE_Q4_0, AE_LAYOUT_X16) == ae_kernels_avx2()->gemm[AE_LAYOUT_X16][AE_TYPE_Q4_0]);
+        ck_assert(ae_kernel_gemm(AE_TYPE_Q4_0, AE_LAYOUT_X16) == ae_kernels_q4_0.level[AE_ISA_AVX2]->gemm[AE_LAYOUT_X16]);
         ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q4_0, AE_LAYOUT_ROWS), "avx2");
     }
     ae_cpu_set_max_isa(AE_ISA_AVX512);
     ck_assert_int_eq(ae_cpu_isa(), host < AE_ISA_AVX512 ? host : AE_ISA_AVX512);
     if (host >= AE_ISA_AVX512) {
-        ck_assert(ae_kernel_gemm(AE_TYPE_Q8_0, AE_LAYOUT_X16) == ae_kernels_avx512()->gemm[AE_LAYOUT_X16][AE_TYPE_Q8_0]);
+        ck_assert(ae_kernel_gemm(AE_TYPE_Q8_0, AE_LAYOUT_X16) == ae_kernels_q8_0.level[AE_ISA_AVX512]->gemm[AE_LAYOUT_X16]);
         /* a type without an AVX-512 kernel of its own falls back to the AVX2 one */
-        ck_assert(ae_kernels_avx512()->gemm[AE_LAYOUT_ROWS][AE_TYPE_Q6_K] == NULL);
-        ck_assert(ae_kernel_gemm(AE_TYPE_Q6_K, AE_LAYOUT_ROWS) == ae_kernels_avx2()->gemm[AE_LAYOUT_ROWS][AE_TYPE_Q6_K]);
+        ck_assert(ae_kernels_q6_k.level[AE_ISA_AVX512]->gemm[AE_LAYOUT_ROWS] == NULL);
+        ck_assert(ae_kernel_gemm(AE_TYPE_Q6_K, AE_LAYOUT_ROWS) == ae_kernels_q6_k.level[AE_ISA_AVX2]->gemm[AE_LAYOUT_ROWS]);
     }
-    ck_assert(ae_kernels_neon() == NULL && ae_kernels_dotprod() == NULL && ae_kernels_i8mm() == NULL);
+    ck_assert(ae_kernels_iq4_xs.level[AE_ISA_AVX512] == NULL && ae_kernels_iq4_xs.level[AE_ISA_AMX] == NULL);
     ck_assert_str_eq(ae_isa_name(AE_ISA_AVX2), "avx2");
     ck_assert_str_eq(ae_isa_name(AE_ISA_AVX512), "avx512");
     ck_assert_int_eq(ae_isa_from_name("AVX512"), AE_ISA_AVX512);
     ck_assert_int_eq(ae_isa_from_name("neon"), -1);
     ck_assert_str_eq(ae_isa_name(AE_ISA_AMX), "amx");
 #elif defined(__aarch64__)
-    ck_assert(ae_kernels_avx2() == NULL && ae_kernels_avx512() == NULL);
+    ck_assert(ae_kernels_iq4_nl.level[AE_ISA_NEON] == NULL); /* IQ4_NL has the scalar kernel only */
+    ck_assert(ae_kernels_q4_k.level[AE_ISA_I8MM]->gemm[AE_LAYOUT_X16] == NULL);
     ck_assert_str_eq(ae_isa_name(AE_ISA_DOTPROD), "dotprod");
     ck_assert_int_eq(ae_isa_from_name("I8MM"), AE_ISA_I8MM);
     ck_assert_int_eq(ae_isa_from_name("avx2"), -1);
@@ -844,8 +846,10 @@ START_TEST(test_convert_f16_bf16)
         rng_seed(14);
         for (int i = 0; i < 37; i++)
             many[i] = rng_normal() * (i % 3 ? 1.0f : 30000.0f);
-        ae_kernels_scalar()->to_f16(many, s, 37);
-        ae_kernels_avx2()->to_f16(many, a, 37);
+        ae_cpu_set_max_isa(AE_ISA_SCALAR);
+        ae_convert_row_f16_fast(many, s, 37);
+        ae_cpu_set_max_isa((enum ae_isa)(AE_ISA_COUNT - 1));
+        ae_convert_row_f16_fast(many, a, 37);
         ck_assert(memcmp(s, a, sizeof s) == 0);
     }
 }
@@ -1262,10 +1266,42 @@ START_TEST(test_attention_errors)
 }
 END_TEST
 
+/* A program gives only its own types' kernel tables: a matmul of another type fails, naming it, and
+ * works once its table is given. (The suite's other cases give every table first.) */
+START_TEST(test_kernel_tables)
+{
+    float w[32], x[32], y[1], want = 0;
+    for (int i = 0; i < 32; i++) {
+        w[i] = (float)(i % 5) - 2.0f;
+        x[i] = (float)(i % 3);
+    }
+    ae_error err = {{0}};
+    ck_assert(ae_kernels_of(AE_TYPE_F32) == NULL && ae_kernel_gemm(AE_TYPE_F32, AE_LAYOUT_ROWS) == NULL);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_F32, AE_LAYOUT_ROWS, w, 1, 32, x, 1, y, NULL, NULL, &err), -1);
+    ck_assert_str_eq(err.msg, "matmul: no kernels for f32 weights were given (ae_kernels_use)");
+    ae_kernels_use((const struct ae_type_kernels *const[]){&ae_kernels_f32, NULL});
+    ck_assert(ae_kernels_of(AE_TYPE_F32) == &ae_kernels_f32 && ae_kernels_of(AE_TYPE_Q4_0) == NULL);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_F32, AE_LAYOUT_ROWS, w, 1, 32, x, 1, y, NULL, NULL, &err), 0);
+    for (int i = 0; i < 32; i++)
+        want += w[i] * x[i]; /* small integers: exact in any order */
+    ck_assert_float_eq(y[0], want);
+}
+END_TEST
+
+static void give_every_table(void)
+{
+    ae_kernels_use(ae_kernels_all);
+}
+
 static Suite *kernels_suite(void)
 {
     Suite *s = suite_create("kernels");
-    TCase *tc = tcase_create("matmul");
+    TCase *tc = tcase_create("tables"); /* first: before any case has given the tables */
+    tcase_add_test(tc, test_kernel_tables);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("matmul");
+    tcase_add_checked_fixture(tc, give_every_table, NULL);
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_matmul_model, 0, N_MM_ROWS);
     tcase_add_loop_test(tc, test_matmul_odd_shapes, 0, N_MM_ROWS);
@@ -1278,6 +1314,7 @@ static Suite *kernels_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("quantize");
+    tcase_add_checked_fixture(tc, give_every_table, NULL);
     tcase_add_test(tc, test_quantize_q8_0);
     tcase_add_test(tc, test_quantize_q8_1);
     tcase_add_test(tc, test_quantize_q8_k);
@@ -1285,6 +1322,7 @@ static Suite *kernels_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("ops");
+    tcase_add_checked_fixture(tc, give_every_table, NULL);
     tcase_add_test(tc, test_rms_norm);
     tcase_add_test(tc, test_softmax);
     tcase_add_test(tc, test_activations);

@@ -243,5 +243,6 @@ static Suite *moe_suite(void)
 
 int main(void)
 {
+    ae_kernels_use(ae_kernels_all);
     return test_run_suite(moe_suite());
 }
