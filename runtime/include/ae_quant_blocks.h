@@ -195,6 +195,20 @@ struct ae_x16_q8_0 {
     int8_t qs[8][16][4];   /* chunk j, row r: the row's qs[4j..4j+3] */
 };
 
+struct ae_x16_q2_k {
+    uint16_t d[16];
+    uint16_t dmin[16];
+    uint8_t scales[16][16];               /* group g of each row: scale in the low nibble, min in the high */
+    uint8_t qs[16][16][4];                /* chunk c, row r: the row's qs[4c..4c+3] */
+};
+
+struct ae_x16_q3_k {
+    uint16_t d[16];
+    uint8_t scales[AE_K_SCALE_BYTES][16]; /* byte j of each row's packed scales */
+    uint8_t hmask[8][16][4];              /* chunk c: the row's hmask[4c..4c+3] */
+    uint8_t qs[16][16][4];                /* chunk c: the row's qs[4c..4c+3] */
+};
+
 struct ae_x16_q4_k {
     uint16_t d[16];
     uint16_t dmin[16];
@@ -223,6 +237,8 @@ _Static_assert(sizeof(struct ae_x16_q4_1) == 16 * AE_BLOCK_BYTES_Q4_1, "x16 q4_1
 _Static_assert(sizeof(struct ae_x16_q5_0) == 16 * AE_BLOCK_BYTES_Q5_0, "x16 q5_0 layout");
 _Static_assert(sizeof(struct ae_x16_q5_1) == 16 * AE_BLOCK_BYTES_Q5_1, "x16 q5_1 layout");
 _Static_assert(sizeof(struct ae_x16_q8_0) == 16 * AE_BLOCK_BYTES_Q8_0, "x16 q8_0 layout");
+_Static_assert(sizeof(struct ae_x16_q2_k) == 16 * AE_BLOCK_BYTES_Q2_K, "x16 q2_k layout");
+_Static_assert(sizeof(struct ae_x16_q3_k) == 16 * AE_BLOCK_BYTES_Q3_K, "x16 q3_k layout");
 _Static_assert(sizeof(struct ae_x16_q4_k) == 16 * AE_BLOCK_BYTES_Q4_K, "x16 q4_k layout");
 _Static_assert(sizeof(struct ae_x16_q5_k) == 16 * AE_BLOCK_BYTES_Q5_K, "x16 q5_k layout");
 _Static_assert(sizeof(struct ae_x16_q6_k) == 16 * AE_BLOCK_BYTES_Q6_K, "x16 q6_k layout");

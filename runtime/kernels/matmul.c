@@ -391,8 +391,8 @@ QUANT_ROWS(Q4_1, q4_1) QUANT_X16(Q4_1, q4_1)
 QUANT_ROWS(Q5_0, q5_0) QUANT_X16(Q5_0, q5_0)
 QUANT_ROWS(Q5_1, q5_1) QUANT_X16(Q5_1, q5_1)
 QUANT_ROWS(Q8_0, q8_0) QUANT_X16(Q8_0, q8_0)
-QUANT_ROWS(Q2_K, q2_k)
-QUANT_ROWS(Q3_K, q3_k)
+QUANT_ROWS(Q2_K, q2_k) QUANT_X16(Q2_K, q2_k)
+QUANT_ROWS(Q3_K, q3_k) QUANT_X16(Q3_K, q3_k)
 QUANT_ROWS(Q4_K, q4_k) QUANT_X16(Q4_K, q4_k)
 QUANT_ROWS(Q5_K, q5_k) QUANT_X16(Q5_K, q5_k)
 QUANT_ROWS(Q6_K, q6_k) QUANT_X16(Q6_K, q6_k)
@@ -451,8 +451,8 @@ AE_GEMM_LEVEL(scalar, q4_1, gemm_rows_q4_1, gemm_x16_q4_1);
 AE_GEMM_LEVEL(scalar, q5_0, gemm_rows_q5_0, gemm_x16_q5_0);
 AE_GEMM_LEVEL(scalar, q5_1, gemm_rows_q5_1, gemm_x16_q5_1);
 AE_GEMM_LEVEL(scalar, q8_0, gemm_rows_q8_0, gemm_x16_q8_0);
-AE_GEMM_LEVEL(scalar, q2_k, gemm_rows_q2_k, NULL);
-AE_GEMM_LEVEL(scalar, q3_k, gemm_rows_q3_k, NULL);
+AE_GEMM_LEVEL(scalar, q2_k, gemm_rows_q2_k, gemm_x16_q2_k);
+AE_GEMM_LEVEL(scalar, q3_k, gemm_rows_q3_k, gemm_x16_q3_k);
 AE_GEMM_LEVEL(scalar, q4_k, gemm_rows_q4_k, gemm_x16_q4_k);
 AE_GEMM_LEVEL(scalar, q5_k, gemm_rows_q5_k, gemm_x16_q5_k);
 AE_GEMM_LEVEL(scalar, q6_k, gemm_rows_q6_k, gemm_x16_q6_k);

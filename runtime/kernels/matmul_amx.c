@@ -1,5 +1,6 @@
-/* AMX kernels for the matmul's prefill: Q4_0, Q8_0, Q4_K, Q5_K and Q6_K weights in the x16 layout, chosen at run time
- * (cpu.c) when the CPU has AMX-TILE and AMX-INT8 and the OS lets the process use them.
+/* AMX kernels for the matmul's prefill: Q4_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K weights in the x16
+ * layout, chosen at run time (cpu.c) when the CPU has AMX-TILE and AMX-INT8 and the OS lets the process
+ * use them.
  *
  * An AMX tile multiply (tdpbssd) adds, for 16 activation rows by 16 weight rows, the exact int32 sums of
  * 4-byte products over up to 64 bytes. With K = 32 bytes it gives one block's integer sums for a whole
@@ -136,6 +137,16 @@ AMX_INLINE void scales_q8_0(const uint8_t *g, size_t gb, int n, float (*dw)[16])
         _mm512_store_ps(dw[b], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g)));
 }
 
+/* The finished accumulators of one group (weight rows r0.., n_rows in all) for n_cols activation rows:
+ * y[c][r0 + r] for the group's rows below n_rows. */
+AMX_INLINE void group_store(const float (*accs)[16], int64_t n_cols, int64_t r0, int64_t n_rows, float *y,
+                            int64_t y_stride)
+{
+    const int nr = n_rows - r0 < 16 ? (int)(n_rows - r0) : 16;
+    for (int64_t c = 0; c < n_cols; c++)
+        _mm512_mask_storeu_ps(y + c * y_stride + r0, (__mmask16)((1u << nr) - 1), _mm512_load_ps(accs[c]));
+}
+
 AMX_INLINE void gemm_amx32(uint32_t type, int64_t k, const void *w, size_t ws, int64_t n_rows, const void *x,
                            size_t x_row, int64_t n_cols, float *y, int64_t y_stride)
 {
@@ -176,18 +187,18 @@ AMX_INLINE void gemm_amx32(uint32_t type, int64_t k, const void *w, size_t ws, i
                     _mm512_store_ps(accs[c0 + m], acc[m]);
             }
         }
-        const int nr = n_rows - r0 < 16 ? (int)(n_rows - r0) : 16;
-        for (int64_t c = 0; c < n_cols; c++)
-            _mm512_mask_storeu_ps(y + c * y_stride + r0, (__mmask16)((1u << nr) - 1), _mm512_load_ps(accs[c]));
+        group_store((const float(*)[16])accs, n_cols, r0, n_rows, y, y_stride);
     }
-    _tile_release();
 }
 
-#define AMX32_FN(t, T)                                                                                            \
+/* A type's kernel: AMX for AMX_MIN_COLS activation rows or more, in passes of at most AMX_MAX_COLS; the
+ * AVX-512 kernel for fewer. The tiles are released after each pass. */
+#define AMX_GEMM(t, T, kernel)                                                                                    \
     AMX_FN static void amx_##t(int64_t k, const void *w, size_t ws, int64_t nr, const void *x, size_t xr,          \
                                int64_t nc, float *y, int64_t ys)                                                  \
     {                                                                                                             \
-        gemm_amx32(AE_TYPE_##T, k, w, ws, nr, x, xr, nc, y, ys);                                                  \
+        kernel(AE_TYPE_##T, k, w, ws, nr, x, xr, nc, y, ys);                                                      \
+        _tile_release();                                                                                          \
     }                                                                                                             \
     static void gemm_x16_##t(int64_t k, const void *w, size_t ws, int64_t nr, const void *x, size_t xr,            \
                              int64_t nc, float *y, int64_t ys)                                                    \
@@ -201,25 +212,25 @@ AMX_INLINE void gemm_amx32(uint32_t type, int64_t k, const void *w, size_t ws, i
                 amx_##t(k, w, ws, nr, (const uint8_t *)x + c * xr, xr, n, y + c * ys, ys);                         \
         }                                                                                                         \
     }
-AMX32_FN(q4_0, Q4_0)
-AMX32_FN(q8_0, Q8_0)
+AMX_GEMM(q4_0, Q4_0, gemm_amx32)
+AMX_GEMM(q8_0, Q8_0, gemm_amx32)
 
 /* ---- K-quants -------------------------------------------------------------------------------------- */
 
-/* Q4_K, Q5_K (groups of 32) and Q6_K (groups of 16): one tile multiply per group gives the group's exact
- * integer sums for 16 activation rows by 16 weight rows (B: the group's values as signed bytes, Q6_K's
- * as q - 32); they are scaled by the rows' group scales (vpmulld) and summed into the super-block's
- * isum. The mins term of Q4_K/Q5_K is a tile multiply too: msum = sum over the super-block's values of
- * x * the min of the value's group, with the mins repeated over their groups' values in B. Then the
- * canonical float steps per super-block. */
+/* Q4_K, Q5_K (groups of 32), Q2_K, Q3_K and Q6_K (groups of 16): one tile multiply per group gives the
+ * group's exact integer sums for 16 activation rows by 16 weight rows (B: the group's values as signed
+ * bytes, Q3_K's as q - 4 and Q6_K's as q - 32); they are scaled by the rows' group scales (vpmulld) and
+ * summed into the super-block's isum. The mins term of Q2_K/Q4_K/Q5_K is a tile multiply too: msum = sum
+ * over the super-block's values of x * the min of the value's group, with the mins repeated over their
+ * groups' values in B. Then the canonical float steps per super-block. */
 
 /* Super-blocks unpacked at a time. */
 #define AMX_KSB 4
 
 /* One super-block of one group of 16 weight rows, unpacked. */
 struct kpack {
-    int8_t b[4096] __attribute__((aligned(64))); /* per group: its B tile (Q4_K/Q5_K: 8 x 64, Q6_K: 4 x 64) */
-    int8_t bmin[4][16][64];                      /* Q4_K/Q5_K: the mins' B tiles, 64 values each */
+    int8_t b[4096] __attribute__((aligned(64))); /* per group: its B tile (groups of 32: 8 x 64, of 16: 4 x 64) */
+    int8_t bmin[4][16][64];                      /* Q2_K/Q4_K/Q5_K: the mins' B tiles, 64 values each */
     int32_t sc[16][16];                          /* per group: the 16 rows' scales */
     float d[16], dmin[16];
 };
@@ -291,6 +302,54 @@ AMX_INLINE void kpack_q6(const uint8_t *g, struct kpack *k)
     _mm512_store_ps(k->d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)q->d)));
 }
 
+/* Q2_K and Q3_K: value 128h + 32s + 4j + i is in bits 2s, 2s + 1 of byte i of qs chunk 8h + j (Q3_K: less
+ * 4 unless bit 4h + s of hmask chunk j is set), in group 8h + 2s + j / 4, B row j % 4. */
+AMX_INLINE void kpack_q23(uint32_t type, const uint8_t *g, struct kpack *k)
+{
+    const struct ae_x16_q2_k *q2 = (const struct ae_x16_q2_k *)g;
+    const struct ae_x16_q3_k *q3 = (const struct ae_x16_q3_k *)g;
+    const uint8_t *qs = type == AE_TYPE_Q2_K ? q2->qs[0][0] : q3->qs[0][0];
+    const __m512i m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(4);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++)
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            const __m512i raw = _mm512_loadu_si512(qs + 64 * (8 * h + j));
+            const __m512i hm = type == AE_TYPE_Q3_K ? _mm512_loadu_si512(q3->hmask[j]) : _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int s = 0; s < 4; s++) {
+                __m512i u = _mm512_and_si512(_mm512_srli_epi16(raw, 2 * s), m3);
+                if (type == AE_TYPE_Q3_K) {
+                    const int b = 4 * h + s; /* to bit 2 */
+                    const __m512i t = b >= 2 ? _mm512_srli_epi16(hm, b - 2) : _mm512_slli_epi16(hm, 2 - b);
+                    u = _mm512_sub_epi8(_mm512_or_si512(u, _mm512_and_si512(t, m4)), m4);
+                }
+                _mm512_store_si512(k->b + 256 * (8 * h + 2 * s + j / 4) + 64 * (j % 4), u);
+            }
+        }
+    struct kscales sc;
+    if (type == AE_TYPE_Q2_K) {
+        kscales_q2(q2->scales[0], &sc);
+        const __m512i spread = _mm512_set4_epi32(0x0c0c0c0c, 0x08080808, 0x04040404, 0); /* byte 0 of each lane, 4 times */
+#pragma GCC unroll 16
+        for (int gi = 0; gi < 16; gi++) {
+            /* values 16 gi .. 16 gi + 15: B rows 4 (gi % 4) .. of 64-value chunk gi / 4 */
+            const __m512i m = _mm512_srli_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)q2->scales[gi])), 4);
+            const __m512i m4b = _mm512_shuffle_epi8(m, spread);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++)
+                _mm512_store_si512(k->bmin[gi / 4][4 * (gi % 4) + r], m4b);
+        }
+        _mm512_store_ps(k->dmin, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)q2->dmin)));
+    } else {
+        kscales_q3(q3->scales[0], &sc);
+    }
+#pragma GCC unroll 16
+    for (int gi = 0; gi < 16; gi++)
+        _mm512_store_si512(k->sc[gi], sc.sc[gi]);
+    _mm512_store_ps(k->d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g)));
+}
+
 /* The tiles: tmm0 C, tmm1 a group's A (rows x gbytes), tmm2 its B, tmm3 A of 64 values, tmm4 the mins'
  * B, tmm5 the mins' C. */
 AMX_INLINE void ktiles_configure(int rows, int gbytes)
@@ -312,8 +371,9 @@ AMX_INLINE void ktiles_configure(int rows, int gbytes)
 AMX_INLINE void ktile_sb(uint32_t type, int mt, const uint8_t *x, size_t x_row, int64_t sb, const struct kpack *k,
                          float (*accs)[16])
 {
-    const bool q6 = type == AE_TYPE_Q6_K;
-    const int groups = q6 ? 16 : 8, gbytes = q6 ? 16 : 32;
+    const bool g16 = type == AE_TYPE_Q2_K || type == AE_TYPE_Q3_K || type == AE_TYPE_Q6_K;
+    const bool mins = type == AE_TYPE_Q2_K || type == AE_TYPE_Q4_K || type == AE_TYPE_Q5_K;
+    const int groups = g16 ? 16 : 8, gbytes = g16 ? 16 : 32;
     const uint8_t *xb = x + (size_t)sb * sizeof(struct ae_block_q8_k);
     const uint8_t *xs = xb + offsetof(struct ae_block_q8_k, qs);
     int32_t c[16][16] __attribute__((aligned(64)));
@@ -324,7 +384,7 @@ AMX_INLINE void ktile_sb(uint32_t type, int mt, const uint8_t *x, size_t x_row, 
     for (int gi = 0; gi < groups; gi++) {
         _tile_zero(0);
         _tile_loadd(1, xs + gbytes * gi, (long)x_row);
-        _tile_loadd(2, k->b + (q6 ? 256 : 512) * gi, 64);
+        _tile_loadd(2, k->b + (g16 ? 256 : 512) * gi, 64);
         _tile_dpbssd(0, 1, 2);
         _tile_stored(0, c, 64);
         const __m512i sc = _mm512_load_si512(k->sc[gi]);
@@ -334,7 +394,7 @@ AMX_INLINE void ktile_sb(uint32_t type, int mt, const uint8_t *x, size_t x_row, 
                 isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(_mm512_load_si512(c[m]), sc));
     }
     int32_t cm[16][16] __attribute__((aligned(64)));
-    if (!q6) {
+    if (mins) {
         _tile_zero(5);
 #pragma GCC unroll 4
         for (int cc = 0; cc < 4; cc++) {
@@ -352,7 +412,7 @@ AMX_INLINE void ktile_sb(uint32_t type, int mt, const uint8_t *x, size_t x_row, 
         const float dx = ((const struct ae_block_q8_k *)(xb + (size_t)m * x_row))->d;
         __m512 acc = _mm512_load_ps(accs[m]);
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[m]), _mm512_mul_ps(d, _mm512_set1_ps(dx)), acc);
-        if (!q6) {
+        if (mins) {
             const __m512 nm = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(_mm512_cvtepi32_ps(_mm512_load_si512(cm[m]))),
                                                                    _mm512_set1_epi32(INT32_MIN))); /* -(float)msum */
             acc = _mm512_fmadd_ps(nm, _mm512_mul_ps(dmin, _mm512_set1_ps(dx)), acc);
@@ -365,28 +425,32 @@ AMX_INLINE void gemm_amx_k(uint32_t type, int64_t k, const void *w, size_t ws, i
                            size_t x_row, int64_t n_cols, float *y, int64_t y_stride)
 {
     const int64_t nb = k / AE_QK_K;
-    const bool q6 = type == AE_TYPE_Q6_K;
-    const size_t gb = type == AE_TYPE_Q4_K ? sizeof(struct ae_x16_q4_k)
+    const int gbytes = type == AE_TYPE_Q4_K || type == AE_TYPE_Q5_K ? 32 : 16; /* a group's A tile row */
+    const size_t gb = type == AE_TYPE_Q2_K ? sizeof(struct ae_x16_q2_k)
+                    : type == AE_TYPE_Q3_K ? sizeof(struct ae_x16_q3_k)
+                    : type == AE_TYPE_Q4_K ? sizeof(struct ae_x16_q4_k)
                     : type == AE_TYPE_Q5_K ? sizeof(struct ae_x16_q5_k) : sizeof(struct ae_x16_q6_k);
     struct kpack kp[AMX_KSB];
     float accs[AMX_MAX_COLS][16] __attribute__((aligned(64)));
     int configured = 16;
-    ktiles_configure(16, q6 ? 16 : 32);
+    ktiles_configure(16, gbytes);
     for (int64_t r0 = 0; r0 < n_rows; r0 += AE_X16_ROWS) {
         const uint8_t *grp = (const uint8_t *)w + (size_t)(r0 / AE_X16_ROWS) * ws;
         memset(accs, 0, (size_t)n_cols * sizeof accs[0]);
         for (int64_t b0 = 0; b0 < nb; b0 += AMX_KSB) {
             const int n = nb - b0 < AMX_KSB ? (int)(nb - b0) : AMX_KSB;
             for (int i = 0; i < n; i++) {
-                if (q6)
+                if (type == AE_TYPE_Q6_K)
                     kpack_q6(grp + (size_t)(b0 + i) * gb, &kp[i]);
+                else if (type == AE_TYPE_Q2_K || type == AE_TYPE_Q3_K)
+                    kpack_q23(type, grp + (size_t)(b0 + i) * gb, &kp[i]);
                 else
                     kpack_q45(type, grp + (size_t)(b0 + i) * gb, &kp[i]);
             }
             for (int64_t c0 = 0; c0 < n_cols; c0 += 16) {
                 const int mt = n_cols - c0 < 16 ? (int)(n_cols - c0) : 16;
                 if (mt != configured) {
-                    ktiles_configure(mt, q6 ? 16 : 32);
+                    ktiles_configure(mt, gbytes);
                     configured = mt;
                 }
                 const uint8_t *xt = (const uint8_t *)x + (size_t)c0 * x_row;
@@ -394,38 +458,21 @@ AMX_INLINE void gemm_amx_k(uint32_t type, int64_t k, const void *w, size_t ws, i
                     ktile_sb(type, mt, xt, x_row, b0 + i, &kp[i], accs + c0);
             }
         }
-        const int nr = n_rows - r0 < 16 ? (int)(n_rows - r0) : 16;
-        for (int64_t c = 0; c < n_cols; c++)
-            _mm512_mask_storeu_ps(y + c * y_stride + r0, (__mmask16)((1u << nr) - 1), _mm512_load_ps(accs[c]));
+        group_store((const float(*)[16])accs, n_cols, r0, n_rows, y, y_stride);
     }
-    _tile_release();
 }
 
-#define AMXK_FN(t, T)                                                                                             \
-    AMX_FN static void amx_##t(int64_t k, const void *w, size_t ws, int64_t nr, const void *x, size_t xr,          \
-                               int64_t nc, float *y, int64_t ys)                                                  \
-    {                                                                                                             \
-        gemm_amx_k(AE_TYPE_##T, k, w, ws, nr, x, xr, nc, y, ys);                                                  \
-    }                                                                                                             \
-    static void gemm_x16_##t(int64_t k, const void *w, size_t ws, int64_t nr, const void *x, size_t xr,            \
-                             int64_t nc, float *y, int64_t ys)                                                    \
-    {                                                                                                             \
-        for (int64_t c = 0; c < nc; c += AMX_MAX_COLS) {                                                          \
-            const int64_t n = nc - c < AMX_MAX_COLS ? nc - c : AMX_MAX_COLS;                                      \
-            if (n < AMX_MIN_COLS)                                                                                 \
-                ae_gemm_avx512_##t.gemm[AE_LAYOUT_X16](k, w, ws, nr, (const uint8_t *)x + c * xr, xr, n,          \
-                                                       y + c * ys, ys);                                           \
-            else                                                                                                  \
-                amx_##t(k, w, ws, nr, (const uint8_t *)x + c * xr, xr, n, y + c * ys, ys);                         \
-        }                                                                                                         \
-    }
-AMXK_FN(q4_k, Q4_K)
-AMXK_FN(q5_k, Q5_K)
-AMXK_FN(q6_k, Q6_K)
+AMX_GEMM(q2_k, Q2_K, gemm_amx_k)
+AMX_GEMM(q3_k, Q3_K, gemm_amx_k)
+AMX_GEMM(q4_k, Q4_K, gemm_amx_k)
+AMX_GEMM(q5_k, Q5_K, gemm_amx_k)
+AMX_GEMM(q6_k, Q6_K, gemm_amx_k)
 
-/* The AMX level's kernels: x16 Q4_0, Q8_0, Q4_K, Q5_K and Q6_K. */
+/* The AMX level's kernels: x16 Q4_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K. */
 AE_GEMM_LEVEL(amx, q4_0, NULL, gemm_x16_q4_0);
 AE_GEMM_LEVEL(amx, q8_0, NULL, gemm_x16_q8_0);
+AE_GEMM_LEVEL(amx, q2_k, NULL, gemm_x16_q2_k);
+AE_GEMM_LEVEL(amx, q3_k, NULL, gemm_x16_q3_k);
 AE_GEMM_LEVEL(amx, q4_k, NULL, gemm_x16_q4_k);
 AE_GEMM_LEVEL(amx, q5_k, NULL, gemm_x16_q5_k);
 AE_GEMM_LEVEL(amx, q6_k, NULL, gemm_x16_q6_k);

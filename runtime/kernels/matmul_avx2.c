@@ -106,6 +106,8 @@ static inline size_t x16_block_bytes(uint32_t type)
     case AE_TYPE_Q5_0: return sizeof(struct ae_x16_q5_0);
     case AE_TYPE_Q5_1: return sizeof(struct ae_x16_q5_1);
     case AE_TYPE_Q8_0: return sizeof(struct ae_x16_q8_0);
+    case AE_TYPE_Q2_K: return sizeof(struct ae_x16_q2_k);
+    case AE_TYPE_Q3_K: return sizeof(struct ae_x16_q3_k);
     case AE_TYPE_Q4_K: return sizeof(struct ae_x16_q4_k);
     case AE_TYPE_Q5_K: return sizeof(struct ae_x16_q5_k);
     default: return sizeof(struct ae_x16_q6_k);
@@ -399,7 +401,8 @@ X16_32_TYPE(Q8_0, q8_0)
 
 /* The per-row integer scales of one half (8 rows) of a group's super-block, as 16-bit pairs per 32-bit
  * lane: sc[g] = (sc_g, sc_g), so that madd of 16-bit pair sums with it gives sc_g * (p0 + p1) exactly;
- * mp[k] = (m_k, m_k) (Q4_K, Q5_K) or (sc_2k, sc_2k+1) (Q6_K), for madd with a pair of bsums. */
+ * mp[k] = (m_k, m_k) (Q4_K, Q5_K), (m_2k, m_2k+1) (Q2_K) or (sc_2k, sc_2k+1) (Q3_K, Q6_K), for madd with
+ * a pair of bsums. */
 struct kscales8 {
     __m256i sc[16];
     __m256i mp[8];
@@ -433,6 +436,14 @@ AVX2_INLINE void kscales8_q45(const uint8_t *scales, int half, struct kscales8 *
     }
 }
 
+/* mp[k] = (v[2k], v[2k+1]) as a lane's 16-bit pair. */
+AVX2_INLINE void kscales8_pairs(const __m256i v[16], __m256i mp[8])
+{
+    #pragma GCC unroll 8
+    for (int k = 0; k < 8; k++)
+        mp[k] = _mm256_or_si256(_mm256_and_si256(v[2 * k], _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(v[2 * k + 1], 16));
+}
+
 AVX2_INLINE void kscales8_q6(const int8_t *scales, int half, struct kscales8 *o)
 {
     __m256i v[16];
@@ -441,9 +452,37 @@ AVX2_INLINE void kscales8_q6(const int8_t *scales, int half, struct kscales8 *o)
         v[g] = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(scales + 16 * g + 8 * half)));
         o->sc[g] = dup16(v[g]);
     }
-    #pragma GCC unroll 8
-    for (int k = 0; k < 8; k++)
-        o->mp[k] = _mm256_or_si256(_mm256_and_si256(v[2 * k], _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(v[2 * k + 1], 16));
+    kscales8_pairs(v, o->mp);
+}
+
+/* Q2_K: byte g of each row holds group g's scale (low nibble) and min (high nibble). */
+AVX2_INLINE void kscales8_q2(const uint8_t *scales, int half, struct kscales8 *o)
+{
+    __m256i m[16];
+    #pragma GCC unroll 16
+    for (int g = 0; g < 16; g++) {
+        const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(scales + 16 * g + 8 * half)));
+        o->sc[g] = dup16(_mm256_and_si256(v, _mm256_set1_epi32(0x0f)));
+        m[g] = _mm256_srli_epi32(v, 4);
+    }
+    kscales8_pairs(m, o->mp);
+}
+
+/* Q3_K: the 16 6-bit scales less 32 (matmul.c's blk_q3_k), from byte j of each row's 12. */
+AVX2_INLINE void kscales8_q3(const uint8_t *scales, int half, struct kscales8 *o)
+{
+    __m256i v[AE_K_SCALE_BYTES], sc[16];
+    #pragma GCC unroll 12
+    for (int j = 0; j < AE_K_SCALE_BYTES; j++)
+        v[j] = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(scales + 16 * j + 8 * half)));
+    #pragma GCC unroll 16
+    for (int g = 0; g < 16; g++) {
+        const __m256i low = g < 8 ? _mm256_and_si256(v[g], _mm256_set1_epi32(0x0f)) : _mm256_srli_epi32(v[g - 8], 4);
+        const __m256i high = _mm256_and_si256(_mm256_srli_epi32(v[8 + g % 4], 2 * (g / 4)), _mm256_set1_epi32(3));
+        sc[g] = _mm256_sub_epi32(_mm256_or_si256(low, _mm256_slli_epi32(high, 4)), _mm256_set1_epi32(32));
+        o->sc[g] = dup16(sc[g]);
+    }
+    kscales8_pairs(sc, o->mp);
 }
 
 /* 16-bit pair sums of u (unsigned, 4 values per lane) with the 4 activation bytes at p. */
@@ -457,7 +496,8 @@ AVX2_INLINE void ktile8(uint32_t type, int C, int64_t nb, const uint8_t *w, int 
                         __m256 acc[KX16_COLS])
 {
     const size_t gb = x16_block_bytes(type);
-    const bool has_min = type != AE_TYPE_Q6_K;
+    const bool has_min = type == AE_TYPE_Q2_K || type == AE_TYPE_Q4_K || type == AE_TYPE_Q5_K;
+    const int bias_shift = type == AE_TYPE_Q3_K ? 2 : 5; /* Q3_K's values enter as q + 4, Q6_K's as q + 32 */
     const __m256i m0f = _mm256_set1_epi8(0x0f);
     #pragma GCC unroll 8
     for (int c = 0; c < C; c++)
@@ -471,6 +511,11 @@ AVX2_INLINE void ktile8(uint32_t type, int C, int64_t nb, const uint8_t *w, int 
         d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * half)));
         if (type == AE_TYPE_Q6_K) {
             kscales8_q6(((const struct ae_x16_q6_k *)g)->scales[0], half, &sc);
+        } else if (type == AE_TYPE_Q2_K) {
+            kscales8_q2(((const struct ae_x16_q2_k *)g)->scales[0], half, &sc);
+            dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * half)));
+        } else if (type == AE_TYPE_Q3_K) {
+            kscales8_q3(((const struct ae_x16_q3_k *)g)->scales[0], half, &sc);
         } else {
             kscales8_q45(((const struct ae_x16_q4_k *)g)->scales[0], half, &sc); /* same offset in Q5_K */
             dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * half)));
@@ -487,9 +532,45 @@ AVX2_INLINE void ktile8(uint32_t type, int C, int64_t nb, const uint8_t *w, int 
                 t = _mm256_add_epi32(t, _mm256_madd_epi16(sc.mp[k], _mm256_set1_epi32(pair)));
             }
             msum[c] = t;
-            isum[c] = has_min ? _mm256_setzero_si256() : _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(t, 5));
+            isum[c] = has_min ? _mm256_setzero_si256()
+                              : _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(t, bias_shift));
         }
-        if (type == AE_TYPE_Q6_K) {
+        if (type == AE_TYPE_Q2_K || type == AE_TYPE_Q3_K) {
+            const uint8_t *qs = type == AE_TYPE_Q2_K ? ((const struct ae_x16_q2_k *)g)->qs[0][0]
+                                                     : ((const struct ae_x16_q3_k *)g)->qs[0][0];
+            const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
+            #pragma GCC unroll 2
+            for (int h = 0; h < 2; h++)
+                #pragma GCC unroll 4
+                for (int s = 0; s < 4; s++) {
+                    /* u[j]: values 128h + 32s + 4j.., bits 2s, 2s + 1 of qs chunk 8h + j; Q3_K's as q + 4, with 4
+                     * added where bit 4h + s of hmask chunk j is set */
+                    __m256i u[8];
+                    #pragma GCC unroll 8
+                    for (int j = 0; j < 8; j++) {
+                        const __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 64 * (8 * h + j) + 32 * half));
+                        u[j] = _mm256_and_si256(_mm256_srli_epi16(raw, 2 * s), m3);
+                        if (type == AE_TYPE_Q3_K) {
+                            const __m256i hm = _mm256_loadu_si256((const __m256i *)(((const struct ae_x16_q3_k *)g)->hmask[j][8 * half]));
+                            const int bit = 4 * h + s; /* to bit 2 */
+                            const __m256i t = bit >= 2 ? _mm256_srli_epi16(hm, bit - 2) : _mm256_slli_epi16(hm, 2 - bit);
+                            u[j] = _mm256_or_si256(u[j], _mm256_and_si256(t, m4));
+                        }
+                    }
+                    #pragma GCC unroll 8
+                    for (int c = 0; c < C; c++) {
+                        const int8_t *xs = ((const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b)->qs + 128 * h + 32 * s;
+                        #pragma GCC unroll 2
+                        for (int gi = 0; gi < 2; gi++) { /* group 8h + 2s + gi: u[4 gi..4 gi + 3] */
+                            /* each pair <= 2 * 7 * 127: four of them fit in 16 bits */
+                            const __m256i p = _mm256_add_epi16(
+                                _mm256_add_epi16(pairs4(u[4 * gi], xs + 16 * gi), pairs4(u[4 * gi + 1], xs + 16 * gi + 4)),
+                                _mm256_add_epi16(pairs4(u[4 * gi + 2], xs + 16 * gi + 8), pairs4(u[4 * gi + 3], xs + 16 * gi + 12)));
+                            isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, sc.sc[8 * h + 2 * s + gi]));
+                        }
+                    }
+                }
+        } else if (type == AE_TYPE_Q6_K) {
             const struct ae_x16_q6_k *q = (const struct ae_x16_q6_k *)g;
             const __m256i m30 = _mm256_set1_epi8(0x30);
             #pragma GCC unroll 2
@@ -600,6 +681,8 @@ AVX2_INLINE void ktile8(uint32_t type, int C, int64_t nb, const uint8_t *w, int 
 KX16_TYPE(q4_k, Q4_K)
 KX16_TYPE(q5_k, Q5_K)
 KX16_TYPE(q6_k, Q6_K)
+KX16_TYPE(q2_k, Q2_K)
+KX16_TYPE(q3_k, Q3_K)
 
 /* ---- K-quants, rows layout --------------------------------------------------------------------------- */
 
@@ -1121,8 +1204,8 @@ AE_GEMM_LEVEL(avx2, q4_1, gemm_rows_q4_1, gemm_x16_q4_1);
 AE_GEMM_LEVEL(avx2, q5_0, gemm_rows_q5_0, gemm_x16_q5_0);
 AE_GEMM_LEVEL(avx2, q5_1, gemm_rows_q5_1, gemm_x16_q5_1);
 AE_GEMM_LEVEL(avx2, q8_0, gemm_rows_q8_0, gemm_x16_q8_0);
-AE_GEMM_LEVEL(avx2, q2_k, gemm_rows_q2_k, NULL);
-AE_GEMM_LEVEL(avx2, q3_k, gemm_rows_q3_k, NULL);
+AE_GEMM_LEVEL(avx2, q2_k, gemm_rows_q2_k, gemm_x16_q2_k);
+AE_GEMM_LEVEL(avx2, q3_k, gemm_rows_q3_k, gemm_x16_q3_k);
 AE_GEMM_LEVEL(avx2, q4_k, gemm_rows_q4_k, gemm_x16_q4_k);
 AE_GEMM_LEVEL(avx2, q5_k, gemm_rows_q5_k, gemm_x16_q5_k);
 AE_GEMM_LEVEL(avx2, q6_k, gemm_rows_q6_k, gemm_x16_q6_k);

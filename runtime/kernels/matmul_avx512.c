@@ -55,6 +55,8 @@ static inline size_t x16_block_bytes(uint32_t type)
     case AE_TYPE_Q5_0: return sizeof(struct ae_x16_q5_0);
     case AE_TYPE_Q5_1: return sizeof(struct ae_x16_q5_1);
     case AE_TYPE_Q8_0: return sizeof(struct ae_x16_q8_0);
+    case AE_TYPE_Q2_K: return sizeof(struct ae_x16_q2_k);
+    case AE_TYPE_Q3_K: return sizeof(struct ae_x16_q3_k);
     case AE_TYPE_Q4_K: return sizeof(struct ae_x16_q4_k);
     case AE_TYPE_Q5_K: return sizeof(struct ae_x16_q5_k);
     default: return sizeof(struct ae_x16_q6_k);
@@ -242,11 +244,42 @@ AVX512_INLINE __m512i bcast4(const int8_t *p)
     return _mm512_set1_epi32(v);
 }
 
-/* One sub-block of 64 values (Q4_K/Q5_K: h = 0..3, groups 2h and 2h+1) or 128 (Q6_K: h = 0, 1, groups
- * 8h..8h+7) unpacked into u[]: u[j] (and u[8 + j], u[16 + j], u[24 + j] for Q6_K) hold 4 values per row. */
+/* Whether a K-quant's groups are 16 values (Q2_K, Q3_K, Q6_K) rather than 32 (Q4_K, Q5_K). */
+static inline bool groups_of_16(uint32_t type)
+{
+    return type == AE_TYPE_Q2_K || type == AE_TYPE_Q3_K || type == AE_TYPE_Q6_K;
+}
+
+/* One sub-block of 64 values (Q4_K/Q5_K: h = 0..3, groups 2h and 2h+1) or 128 (Q2_K, Q3_K, Q6_K: h = 0, 1,
+ * groups 8h..8h+7) unpacked into u[]: u[j] (and u[8 + j], u[16 + j], u[24 + j] for groups of 16) hold 4
+ * values per row. */
 AVX512_INLINE void ksub_load(uint32_t type, const uint8_t *g, int h, __m512i u[32])
 {
     const __m512i m0f = _mm512_set1_epi8(0x0f);
+    if (type == AE_TYPE_Q2_K || type == AE_TYPE_Q3_K) {
+        /* u[8s + j] holds values 128h + 32s + 4j..: bits 2s, 2s + 1 of qs chunk 8h + j; Q3_K's as q + 4, with
+         * 4 added where bit 4h + s of hmask chunk j is set */
+        const uint8_t *qs = type == AE_TYPE_Q2_K ? ((const struct ae_x16_q2_k *)g)->qs[0][0]
+                                                 : ((const struct ae_x16_q3_k *)g)->qs[0][0];
+        const __m512i m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(4);
+        #pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            const __m512i raw = _mm512_loadu_si512(qs + 64 * (8 * h + j));
+            __m512i hm = _mm512_setzero_si512();
+            if (type == AE_TYPE_Q3_K)
+                hm = _mm512_loadu_si512(((const struct ae_x16_q3_k *)g)->hmask[j]);
+            #pragma GCC unroll 4
+            for (int s = 0; s < 4; s++) {
+                u[8 * s + j] = _mm512_and_si512(_mm512_srli_epi16(raw, 2 * s), m3);
+                if (type == AE_TYPE_Q3_K) {
+                    const int b = 4 * h + s; /* to bit 2 */
+                    const __m512i t = b >= 2 ? _mm512_srli_epi16(hm, b - 2) : _mm512_slli_epi16(hm, 2 - b);
+                    u[8 * s + j] = _mm512_or_si512(u[8 * s + j], _mm512_and_si512(t, m4));
+                }
+            }
+        }
+        return;
+    }
     if (type == AE_TYPE_Q6_K) {
         const struct ae_x16_q6_k *q = (const struct ae_x16_q6_k *)g;
         const __m512i m30 = _mm512_set1_epi8(0x30);
@@ -286,7 +319,7 @@ AVX512_INLINE void ksub_load(uint32_t type, const uint8_t *g, int h, __m512i u[3
 AVX512_INLINE __m512i ksub_dot(uint32_t type, const __m512i u[32], const struct kscales *sc, int h, const int8_t *xs,
                                __m512i isum)
 {
-    if (type == AE_TYPE_Q6_K) {
+    if (groups_of_16(type)) {
         /* u[8s + j] holds values 128h + 32s + 4j..; group 8h + 2s + j / 4 */
         #pragma GCC unroll 4
         for (int s = 0; s < 4; s++)
@@ -321,8 +354,9 @@ AVX512_INLINE void ktile(uint32_t type, int C, int64_t nb, const uint8_t *w, int
                          float *y, int64_t y_stride)
 {
     const size_t gb = x16_block_bytes(type);
-    const bool has_min = type != AE_TYPE_Q6_K;
-    const int subs = type == AE_TYPE_Q6_K ? 2 : 4;
+    const bool has_min = type == AE_TYPE_Q2_K || type == AE_TYPE_Q4_K || type == AE_TYPE_Q5_K;
+    const int subs = groups_of_16(type) ? 2 : 4;
+    const int bias_shift = type == AE_TYPE_Q3_K ? 2 : 5; /* Q3_K's values enter as q + 4, Q6_K's as q + 32 */
     __m512 acc[KTILE_C];
     #pragma GCC unroll 8
     for (int c = 0; c < C; c++)
@@ -335,6 +369,13 @@ AVX512_INLINE void ktile(uint32_t type, int C, int64_t nb, const uint8_t *w, int
         if (type == AE_TYPE_Q6_K) {
             kscales_q6(((const struct ae_x16_q6_k *)g)->scales[0], &sc);
             d = load_f16x16(g);
+        } else if (type == AE_TYPE_Q2_K) {
+            kscales_q2(((const struct ae_x16_q2_k *)g)->scales[0], &sc);
+            d = load_f16x16(g);
+            dmin = load_f16x16(g + 32);
+        } else if (type == AE_TYPE_Q3_K) {
+            kscales_q3(((const struct ae_x16_q3_k *)g)->scales[0], &sc);
+            d = load_f16x16(g);
         } else {
             kscales_q45(type == AE_TYPE_Q4_K ? ((const struct ae_x16_q4_k *)g)->scales[0]
                                              : ((const struct ae_x16_q5_k *)g)->scales[0], &sc);
@@ -345,7 +386,8 @@ AVX512_INLINE void ktile(uint32_t type, int C, int64_t nb, const uint8_t *w, int
         #pragma GCC unroll 8
         for (int c = 0; c < C; c++) {
             const struct ae_block_q8_k *xb = (const struct ae_block_q8_k *)(x + (size_t)c * x_row) + b;
-            /* Q4_K/Q5_K: msum = sum of m_g * bsums of group g; Q6_K: isum starts at -32 sum of sc_g * bsum_g */
+            /* Q2_K/Q4_K/Q5_K: msum = sum of m_g * bsums of group g; Q3_K, Q6_K: isum starts at -4 or -32 times
+             * the sum of sc_g * bsum_g */
             __m512i t = _mm512_setzero_si512();
             #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) {
@@ -354,7 +396,8 @@ AVX512_INLINE void ktile(uint32_t type, int C, int64_t nb, const uint8_t *w, int
                 t = _mm512_add_epi32(t, _mm512_madd_epi16(sc.mp[k], _mm512_set1_epi32(pair)));
             }
             msum[c] = t;
-            isum[c] = has_min ? _mm512_setzero_si512() : _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(t, 5));
+            isum[c] = has_min ? _mm512_setzero_si512()
+                              : _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(t, bias_shift));
         }
         #pragma GCC unroll 4
         for (int h = 0; h < subs; h++) {
@@ -409,6 +452,8 @@ typedef void (*ktile_fn)(int64_t nb, const uint8_t *w, int n_rows, const uint8_t
 KTILE_TYPE(q4_k, Q4_K)
 KTILE_TYPE(q5_k, Q5_K)
 KTILE_TYPE(q6_k, Q6_K)
+KTILE_TYPE(q2_k, Q2_K)
+KTILE_TYPE(q3_k, Q3_K)
 
 /* ---- F32, F16, BF16, rows layout --------------------------------------------------------------------- */
 
@@ -625,6 +670,8 @@ AE_GEMM_LEVEL(avx512, q4_1, NULL, gemm_x16_q4_1);
 AE_GEMM_LEVEL(avx512, q5_0, NULL, gemm_x16_q5_0);
 AE_GEMM_LEVEL(avx512, q5_1, NULL, gemm_x16_q5_1);
 AE_GEMM_LEVEL(avx512, q8_0, NULL, gemm_x16_q8_0);
+AE_GEMM_LEVEL(avx512, q2_k, NULL, gemm_x16_q2_k);
+AE_GEMM_LEVEL(avx512, q3_k, NULL, gemm_x16_q3_k);
 AE_GEMM_LEVEL(avx512, q4_k, NULL, gemm_x16_q4_k);
 AE_GEMM_LEVEL(avx512, q5_k, NULL, gemm_x16_q5_k);
 AE_GEMM_LEVEL(avx512, q6_k, NULL, gemm_x16_q6_k);

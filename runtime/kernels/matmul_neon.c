@@ -207,10 +207,11 @@ static inline float kq_step(float acc, int isum, int msum, float d, float dmin, 
 }
 
 /* The per-row integer scales of one x16 K-quant group block, per group and quarter of 4 rows: sc[g][q]
- * (Q4_K/Q5_K: 8 groups of 32; Q6_K: 16 groups of 16) and Q4_K/Q5_K's mins m[g][q]. */
+ * (Q4_K/Q5_K: 8 groups of 32; Q2_K, Q3_K, Q6_K: 16 groups of 16) and the mins m[g][q] (Q4_K/Q5_K: 8,
+ * Q2_K: 16). */
 struct kscales16 {
     int32x4_t sc[16][4];
-    int32x4_t m[8][4];
+    int32x4_t m[16][4];
 };
 
 /* scales: byte j of the 16 rows' packed scales at scales + 16 j; decoded for all 16 rows at once. */
@@ -238,6 +239,30 @@ static inline void kscales16_q6(const int8_t *scales, struct kscales16 *o)
 {
     for (int g = 0; g < 16; g++)
         widen_scales_signed(vld1q_s8(scales + 16 * g), o->sc[g]);
+}
+
+/* Q2_K: byte g of each row holds group g's scale (low nibble) and min (high nibble). */
+static inline void kscales16_q2(const uint8_t *scales, struct kscales16 *o)
+{
+    for (int g = 0; g < 16; g++) {
+        const uint8x16_t v = vld1q_u8(scales + 16 * g);
+        widen_scales(vandq_u8(v, vdupq_n_u8(0x0f)), o->sc[g]);
+        widen_scales(vshrq_n_u8(v, 4), o->m[g]);
+    }
+}
+
+/* Q3_K: the 16 6-bit scales less 32 (matmul.c's blk_q3_k) from byte j of the 16 rows' 12 at scales + 16 j. */
+static inline void kscales16_q3(const uint8_t *scales, struct kscales16 *o)
+{
+    uint8x16_t s[AE_K_SCALE_BYTES];
+    for (int j = 0; j < AE_K_SCALE_BYTES; j++)
+        s[j] = vld1q_u8(scales + 16 * j);
+    for (int g = 0; g < 16; g++) {
+        const uint8x16_t low = g < 8 ? vandq_u8(s[g], vdupq_n_u8(0x0f)) : vshrq_n_u8(s[g - 8], 4);
+        const uint8x16_t high = vandq_u8(shr_u8(s[8 + g % 4], 2 * (g / 4)), vdupq_n_u8(3));
+        const uint8x16_t sc = vsubq_u8(vorrq_u8(low, vshlq_n_u8(high, 4)), vdupq_n_u8(32));
+        widen_scales_signed(vreinterpretq_s8_u8(sc), o->sc[g]);
+    }
 }
 
 /* A tile kernel: one x16 group (n_rows of its 16 written) by a fixed number of activation rows. */
@@ -609,8 +634,8 @@ AE_GEMM_LEVEL(neon, q4_1, gemm_rows_q4_1_neon, gemm_x16_q4_1_neon);
 AE_GEMM_LEVEL(neon, q5_0, gemm_rows_q5_0_neon, gemm_x16_q5_0_neon);
 AE_GEMM_LEVEL(neon, q5_1, gemm_rows_q5_1_neon, gemm_x16_q5_1_neon);
 AE_GEMM_LEVEL(neon, q8_0, gemm_rows_q8_0_neon, gemm_x16_q8_0_neon);
-AE_GEMM_LEVEL(neon, q2_k, gemm_rows_q2_k_neon, NULL);
-AE_GEMM_LEVEL(neon, q3_k, gemm_rows_q3_k_neon, NULL);
+AE_GEMM_LEVEL(neon, q2_k, gemm_rows_q2_k_neon, gemm_x16_q2_k_neon);
+AE_GEMM_LEVEL(neon, q3_k, gemm_rows_q3_k_neon, gemm_x16_q3_k_neon);
 AE_GEMM_LEVEL(neon, q4_k, gemm_rows_q4_k_neon, gemm_x16_q4_k_neon);
 AE_GEMM_LEVEL(neon, q5_k, gemm_rows_q5_k_neon, gemm_x16_q5_k_neon);
 AE_GEMM_LEVEL(neon, q6_k, gemm_rows_q6_k_neon, gemm_x16_q6_k_neon);
@@ -623,8 +648,8 @@ AE_GEMM_LEVEL(dotprod, q4_1, gemm_rows_q4_1_dotprod, gemm_x16_q4_1_dotprod);
 AE_GEMM_LEVEL(dotprod, q5_0, gemm_rows_q5_0_dotprod, gemm_x16_q5_0_dotprod);
 AE_GEMM_LEVEL(dotprod, q5_1, gemm_rows_q5_1_dotprod, gemm_x16_q5_1_dotprod);
 AE_GEMM_LEVEL(dotprod, q8_0, gemm_rows_q8_0_dotprod, gemm_x16_q8_0_dotprod);
-AE_GEMM_LEVEL(dotprod, q2_k, gemm_rows_q2_k_dotprod, NULL);
-AE_GEMM_LEVEL(dotprod, q3_k, gemm_rows_q3_k_dotprod, NULL);
+AE_GEMM_LEVEL(dotprod, q2_k, gemm_rows_q2_k_dotprod, gemm_x16_q2_k_dotprod);
+AE_GEMM_LEVEL(dotprod, q3_k, gemm_rows_q3_k_dotprod, gemm_x16_q3_k_dotprod);
 AE_GEMM_LEVEL(dotprod, q4_k, gemm_rows_q4_k_dotprod, gemm_x16_q4_k_dotprod);
 AE_GEMM_LEVEL(dotprod, q5_k, gemm_rows_q5_k_dotprod, gemm_x16_q5_k_dotprod);
 AE_GEMM_LEVEL(dotprod, q6_k, gemm_rows_q6_k_dotprod, gemm_x16_q6_k_dotprod);

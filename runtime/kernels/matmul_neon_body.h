@@ -199,10 +199,10 @@ NEON_ROWS32(Q8_0, q8_0)
 
 /* ---- K-quants, x16 layout ------------------------------------------------------------------------- */
 
-/* The exact sums of quarter q (4 rows) of one Q4_K / Q5_K / Q6_K group block g with the activation
- * super-blocks xb[c], c < C (each unpacked chunk serves them all): isum = sum over groups of sc * (q . x)
- * (Q6_K: the quants taken as q + 32, the 32 taken back out through the scales and bsums), msum = sum over
- * groups of m * bsum (Q4_K, Q5_K). */
+/* The exact sums of quarter q (4 rows) of one K-quant group block g with the activation super-blocks
+ * xb[c], c < C (each unpacked chunk serves them all): isum = sum over groups of sc * (q . x) (Q6_K: the
+ * quants taken as q + 32, the 32 taken back out through the scales and bsums), msum = sum over groups of
+ * m * bsum (Q2_K, Q4_K, Q5_K). */
 static inline __attribute__((always_inline)) void NEON_FN(kx16_sums)(uint32_t type, const uint8_t *g, int q, int C,
                                                                      const struct kscales16 *ks,
                                                                      const struct ae_block_q8_k *const *xb,
@@ -212,6 +212,40 @@ static inline __attribute__((always_inline)) void NEON_FN(kx16_sums)(uint32_t ty
     for (int c = 0; c < C; c++) {
         isum[c] = vdupq_n_s32(0);
         msum[c] = vdupq_n_s32(0);
+    }
+    if (type == AE_TYPE_Q2_K || type == AE_TYPE_Q3_K) {
+        /* value 128h + 32s + 4j + i: bits 2s, 2s + 1 of byte i of qs chunk 8h + j (Q3_K: less 4 unless bit
+         * 4h + s of hmask chunk j is set), in group 8h + 2s + j / 4 */
+        const uint8_t *qs = type == AE_TYPE_Q2_K ? ((const struct ae_x16_q2_k *)g)->qs[0][0]
+                                                 : ((const struct ae_x16_q3_k *)g)->qs[0][0];
+        const uint8_t *hm = type == AE_TYPE_Q3_K ? ((const struct ae_x16_q3_k *)g)->hmask[0][0] : NULL;
+        const uint8x16_t m3 = vdupq_n_u8(3), one = vdupq_n_u8(1), four = vdupq_n_u8(4);
+        for (int h = 0; h < 2; h++) {
+            int32x4_t gs[KX16_COLS][8];
+            for (int c = 0; c < C; c++)
+                for (int i = 0; i < 8; i++)
+                    gs[c][i] = vdupq_n_s32(0);
+            for (int j = 0; j < 8; j++) {
+                const uint8x16_t raw = vld1q_u8(qs + 64 * (8 * h + j) + 16 * q);
+                const uint8x16_t bits = hm ? vld1q_u8(hm + 64 * j + 16 * q) : vdupq_n_u8(0);
+                for (int s = 0; s < 4; s++) {
+                    uint8x16_t u = vandq_u8(shr_u8(raw, 2 * s), m3);
+                    if (hm)
+                        u = vsubq_u8(vorrq_u8(u, vshlq_n_u8(vandq_u8(shr_u8(bits, 4 * h + s), one), 2)), four);
+                    const int gi = 2 * s + j / 4;
+                    for (int c = 0; c < C; c++)
+                        gs[c][gi] = ROWS4(gs[c][gi], vreinterpretq_s8_u8(u), xb[c]->qs + 128 * h + 32 * s + 4 * j);
+                }
+            }
+            for (int c = 0; c < C; c++)
+                for (int i = 0; i < 8; i++)
+                    isum[c] = vmlaq_s32(isum[c], gs[c][i], ks->sc[8 * h + i][q]);
+        }
+        if (type == AE_TYPE_Q2_K)
+            for (int c = 0; c < C; c++)
+                for (int gi = 0; gi < 16; gi++)
+                    msum[c] = vmlaq_n_s32(msum[c], ks->m[gi][q], xb[c]->bsums[gi]);
+        return;
     }
     if (type == AE_TYPE_Q6_K) {
         const struct ae_x16_q6_k *w = (const struct ae_x16_q6_k *)g;
@@ -292,7 +326,7 @@ static inline __attribute__((always_inline)) void NEON_FN(kx16_group)(uint32_t t
                                                                       size_t x_row, float *y, int64_t y_stride)
 {
     const size_t gb = ae_layout_group_bytes(type, AE_LAYOUT_X16, AE_QK_K);
-    const bool has_min = type != AE_TYPE_Q6_K;
+    const bool has_min = type == AE_TYPE_Q2_K || type == AE_TYPE_Q4_K || type == AE_TYPE_Q5_K;
     float32x4_t acc[KX16_COLS][4];
     for (int c = 0; c < C; c++)
         for (int q = 0; q < 4; q++)
@@ -307,6 +341,11 @@ static inline __attribute__((always_inline)) void NEON_FN(kx16_group)(uint32_t t
         load_f16x16(g, d);
         if (type == AE_TYPE_Q6_K) {
             kscales16_q6(((const struct ae_x16_q6_k *)g)->scales[0], &ks);
+        } else if (type == AE_TYPE_Q2_K) {
+            kscales16_q2(((const struct ae_x16_q2_k *)g)->scales[0], &ks);
+            load_f16x16(g + 32, dmin);
+        } else if (type == AE_TYPE_Q3_K) {
+            kscales16_q3(((const struct ae_x16_q3_k *)g)->scales[0], &ks);
         } else {
             kscales16_q45(((const struct ae_x16_q4_k *)g)->scales[0], &ks); /* at the same offset in Q5_K */
             load_f16x16(g + 32, dmin);
@@ -344,6 +383,8 @@ static inline __attribute__((always_inline)) void NEON_FN(kx16_group)(uint32_t t
 NEON_KX16(Q4_K, q4_k)
 NEON_KX16(Q5_K, q5_k)
 NEON_KX16(Q6_K, q6_k)
+NEON_KX16(Q2_K, q2_k)
+NEON_KX16(Q3_K, q3_k)
 #undef NEON_KX16
 
 /* ---- K-quants, rows layout ------------------------------------------------------------------------ */

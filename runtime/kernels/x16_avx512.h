@@ -14,8 +14,8 @@
 
 /* The per-row integer scales of one super-block of a group, as int32 lanes: sc[g] for the groups of 32
  * (Q4_K, Q5_K: 8) or 16 (Q6_K: 16), and the mins as 16-bit pairs (m_g, m_g) per lane (Q4_K, Q5_K), so
- * that vpmaddwd with a pair of bsums gives m_g * (bsum_2g + bsum_2g+1); Q6_K's scale pairs (sc_2k,
- * sc_2k+1) for its bias term. */
+ * that vpmaddwd with a pair of bsums gives m_g * (bsum_2g + bsum_2g+1); Q2_K's min pairs (m_2k, m_2k+1)
+ * (groups of 16); Q3_K's and Q6_K's scale pairs (sc_2k, sc_2k+1) for their bias terms. */
 struct kscales {
     __m512i sc[16];
     __m512i mp[8];
@@ -41,15 +41,50 @@ X16_AVX512_INLINE void kscales_q45(const uint8_t *scales, struct kscales *o)
     }
 }
 
+/* (v[2k] & 0xffff) | v[2k+1] << 16: two groups' int32 values as one lane's 16-bit pair. */
+X16_AVX512_INLINE void kscales_pairs(const __m512i v[16], __m512i mp[8])
+{
+    #pragma GCC unroll 8
+    for (int k = 0; k < 8; k++)
+        mp[k] = _mm512_or_si512(_mm512_and_si512(v[2 * k], _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(v[2 * k + 1], 16));
+}
+
 X16_AVX512_INLINE void kscales_q6(const int8_t *scales, struct kscales *o)
 {
     #pragma GCC unroll 16
     for (int g = 0; g < 16; g++)
         o->sc[g] = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(scales + 16 * g)));
-    #pragma GCC unroll 8
-    for (int k = 0; k < 8; k++)
-        o->mp[k] = _mm512_or_si512(_mm512_and_si512(o->sc[2 * k], _mm512_set1_epi32(0xffff)),
-                                   _mm512_slli_epi32(o->sc[2 * k + 1], 16));
+    kscales_pairs(o->sc, o->mp);
+}
+
+/* Q2_K: scales[g] holds group g's scale in the low nibble and its min in the high one. */
+X16_AVX512_INLINE void kscales_q2(const uint8_t *scales, struct kscales *o)
+{
+    __m512i m[16];
+    #pragma GCC unroll 16
+    for (int g = 0; g < 16; g++) {
+        const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(scales + 16 * g)));
+        o->sc[g] = _mm512_and_si512(v, _mm512_set1_epi32(0x0f));
+        m[g] = _mm512_srli_epi32(v, 4);
+    }
+    kscales_pairs(m, o->mp);
+}
+
+/* Q3_K: 16 6-bit scales, offset by 32, from 12 bytes (see blk_q3_k in matmul.c): the low 4 bits of group
+ * g in byte g % 8 (the high nibble for g >= 8), the top 2 in byte 8 + g % 4 at bit 2 (g / 4). */
+X16_AVX512_INLINE void kscales_q3(const uint8_t *scales, struct kscales *o)
+{
+    __m512i v[AE_K_SCALE_BYTES];
+    #pragma GCC unroll 12
+    for (int j = 0; j < AE_K_SCALE_BYTES; j++)
+        v[j] = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(scales + 16 * j)));
+    #pragma GCC unroll 16
+    for (int g = 0; g < 16; g++) {
+        const __m512i low = g < 8 ? _mm512_and_si512(v[g], _mm512_set1_epi32(0x0f)) : _mm512_srli_epi32(v[g - 8], 4);
+        const __m512i high = _mm512_and_si512(_mm512_srli_epi32(v[8 + g % 4], 2 * (g / 4)), _mm512_set1_epi32(3));
+        o->sc[g] = _mm512_sub_epi32(_mm512_or_si512(low, _mm512_slli_epi32(high, 4)), _mm512_set1_epi32(32));
+    }
+    kscales_pairs(o->sc, o->mp);
 }
 
 #endif

@@ -545,11 +545,12 @@ START_TEST(test_matmul_float_panels)
 }
 END_TEST
 
-/* Packing into x16 and back gives the GGUF rows; the padding rows of the last group are zeros. */
+/* Packing into x16 and back gives the GGUF rows; the padding rows of the last group are zeros; a row read
+ * from the packed weights (get_rows of a tied embedding) is the dequantized GGUF row. */
 START_TEST(test_layout_pack)
 {
-    static const uint32_t types[] = {AE_TYPE_Q4_0, AE_TYPE_Q4_1, AE_TYPE_Q5_0, AE_TYPE_Q5_1,
-                                     AE_TYPE_Q8_0, AE_TYPE_Q4_K, AE_TYPE_Q5_K, AE_TYPE_Q6_K};
+    static const uint32_t types[] = {AE_TYPE_Q4_0, AE_TYPE_Q4_1, AE_TYPE_Q5_0, AE_TYPE_Q5_1, AE_TYPE_Q8_0,
+                                     AE_TYPE_Q2_K, AE_TYPE_Q3_K, AE_TYPE_Q4_K, AE_TYPE_Q5_K, AE_TYPE_Q6_K};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         const uint32_t type = types[t];
         const int64_t k = 2 * ae_type_info(type)->block_size, n = 19;
@@ -564,11 +565,16 @@ START_TEST(test_layout_pack)
         ae_error err = {{0}};
         ck_assert_msg(ae_layout_pack(type, AE_LAYOUT_X16, w, n, k, p, &err) == 0, "%s", err.msg);
         uint8_t *back = xmalloc(row);
+        float got[2 * AE_QK_K], want[2 * AE_QK_K];
         for (int64_t r = 0; r < 32; r++) {
             ck_assert_msg(ae_layout_unpack_row(type, AE_LAYOUT_X16, p, k, r, back, &err) == 0, "%s", err.msg);
-            if (r < n)
+            if (r < n) {
                 ck_assert_msg(memcmp(back, w + (size_t)r * row, row) == 0, "%s row %" PRId64, ae_type_name(type), r);
-            else
+                ck_assert_msg(ae_layout_get_row(type, AE_LAYOUT_X16, p, k, r, got, &err) == 0, "%s", err.msg);
+                ck_assert_msg(ae_dequantize_row(type, w + (size_t)r * row, want, k, &err) == 0, "%s", err.msg);
+                ck_assert_msg(memcmp(got, want, (size_t)k * sizeof got[0]) == 0, "%s get_row %" PRId64,
+                              ae_type_name(type), r);
+            } else
                 for (size_t i = 0; i < row; i++)
                     ck_assert_msg(back[i] == 0, "%s padding row %" PRId64 " byte %zu", ae_type_name(type), r, i);
         }
@@ -577,10 +583,10 @@ START_TEST(test_layout_pack)
         free(w);
     }
     ae_error err = {{0}};
-    ck_assert(!ae_layout_supports(AE_TYPE_Q2_K, AE_LAYOUT_X16));
-    ck_assert(ae_layout_supports(AE_TYPE_Q2_K, AE_LAYOUT_ROWS));
-    ck_assert_int_eq(ae_layout_pack(AE_TYPE_Q2_K, AE_LAYOUT_X16, NULL, 1, 256, NULL, &err), -1);
-    ck_assert_msg(strstr(err.msg, "x16") && strstr(err.msg, "q2_k"), "%s", err.msg);
+    ck_assert(!ae_layout_supports(AE_TYPE_IQ4_XS, AE_LAYOUT_X16));
+    ck_assert(ae_layout_supports(AE_TYPE_IQ4_XS, AE_LAYOUT_ROWS));
+    ck_assert_int_eq(ae_layout_pack(AE_TYPE_IQ4_XS, AE_LAYOUT_X16, NULL, 1, 256, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "x16") && strstr(err.msg, "iq4_xs"), "%s", err.msg);
     ck_assert_str_eq(ae_layout_name(AE_LAYOUT_X16), "x16");
     ck_assert_int_eq(ae_layout_from_name("rows"), AE_LAYOUT_ROWS);
     ck_assert_int_eq(ae_layout_from_name("x8"), -1);
@@ -692,8 +698,8 @@ START_TEST(test_matmul_errors)
     ck_assert_int_eq(ae_matmul(AE_TYPE_Q4_0, AE_LAYOUT_ROWS, w, 1, 32, x, 1, y, NULL, NULL, &err), -1);
     ck_assert_msg(strstr(err.msg, "scratch"), "%s", err.msg);
 
-    ck_assert_int_eq(ae_matmul(AE_TYPE_Q2_K, AE_LAYOUT_X16, w, 1, 256, x, 1, y, scratch, NULL, &err), -1);
-    ck_assert_msg(strstr(err.msg, "q2_k") && strstr(err.msg, "x16"), "%s", err.msg);
+    ck_assert_int_eq(ae_matmul(AE_TYPE_IQ4_XS, AE_LAYOUT_X16, w, 1, 256, x, 1, y, scratch, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "iq4_xs") && strstr(err.msg, "x16"), "%s", err.msg);
     ck_assert(!ae_matmul_supports(AE_TYPE_Q8_K));
     ck_assert_uint_eq(ae_matmul_vec_type(AE_TYPE_Q5_1), AE_TYPE_Q8_1);
     ck_assert_uint_eq(ae_matmul_vec_type(AE_TYPE_Q3_K), AE_TYPE_Q8_K);
@@ -746,7 +752,7 @@ START_TEST(test_cpu_isa)
         ck_assert(ae_kernels_q6_k.level[AE_ISA_AVX512]->gemm[AE_LAYOUT_ROWS] == NULL);
         ck_assert(ae_kernel_gemm(AE_TYPE_Q6_K, AE_LAYOUT_ROWS) == ae_kernels_q6_k.level[AE_ISA_AVX2]->gemm[AE_LAYOUT_ROWS]);
     }
-    ck_assert(ae_kernels_q2_k.level[AE_ISA_AVX512] == NULL && ae_kernels_q2_k.level[AE_ISA_AMX] == NULL);
+    ck_assert(ae_kernels_iq4_xs.level[AE_ISA_AVX512] == NULL && ae_kernels_iq4_xs.level[AE_ISA_AMX] == NULL);
     ck_assert_str_eq(ae_isa_name(AE_ISA_AVX2), "avx2");
     ck_assert_str_eq(ae_isa_name(AE_ISA_AVX512), "avx512");
     ck_assert_int_eq(ae_isa_from_name("AVX512"), AE_ISA_AVX512);
@@ -764,10 +770,12 @@ START_TEST(test_cpu_isa)
     if (host >= AE_ISA_AMX) {
         ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q4_0, AE_LAYOUT_X16), "amx");
         ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q6_K, AE_LAYOUT_X16), "amx");
+        ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q2_K, AE_LAYOUT_X16), "amx");
+        ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q3_K, AE_LAYOUT_X16), "amx");
         ck_assert_str_eq(ae_kernel_gemm_level(AE_TYPE_Q4_1, AE_LAYOUT_X16), "avx512");
     }
     ck_assert(ae_kernel_gemm(AE_TYPE_IQ2_XS, AE_LAYOUT_ROWS) == NULL);
-    ck_assert(ae_kernel_gemm_level(AE_TYPE_Q2_K, AE_LAYOUT_X16) == NULL);
+    ck_assert(ae_kernel_gemm_level(AE_TYPE_IQ4_XS, AE_LAYOUT_X16) == NULL);
     ck_assert_int_eq(ae_isa_from_name("SCALAR"), AE_ISA_SCALAR);
     ck_assert_int_eq(ae_isa_from_name("avx9"), -1);
 
