@@ -25,6 +25,7 @@
 #include "ae_quant_blocks.h"
 #include "gemm_levels.h"
 #include "matmul_iq.h"
+#include "prefetch_x86.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -212,18 +213,6 @@ ROWS32_FN(Q5_0, q5_0)
 ROWS32_FN(Q5_1, q5_1)
 ROWS32_FN(Q8_0, q8_0)
 
-/* Software prefetch of the weights, as matmul_avx512.c's: every line of the group block 16 blocks ahead,
- * into L2. The two halves of a group read the same blocks, so the first half asks. On a quiet Sapphire
- * Rapids host capped at this level, 2 threads: 1B Q4_0 decode 19 -> 24-27 tokens/s, Q8_0 13-15 -> 16-17,
- * Q4_K_M 19-20 -> 21-24. */
-#define PREFETCH_BLOCKS 16
-
-AVX2_INLINE void prefetch_block(const uint8_t *block, size_t bytes)
-{
-    for (size_t o = 0; o < bytes; o += 64)
-        _mm_prefetch((const char *)block + o, _MM_HINT_T1);
-}
-
 /* ---- 32-value blocks, x16 layout --------------------------------------------------------------------- */
 
 /* Activation rows of one x16 tile. */
@@ -334,7 +323,7 @@ AVX2_INLINE void x16_half32(uint32_t type, int C, int64_t nb, const uint8_t *w, 
         acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         struct half32 o;
-        if (h == 0)
+        if (h == 0) /* the two halves read the same blocks: the first asks */
             prefetch_block(w + (size_t)(b + PREFETCH_BLOCKS) * gb, gb);
         half32_load(type, w + (size_t)b * gb, h, &o);
         #pragma GCC unroll 8

@@ -20,6 +20,7 @@
 #include "ae_kernels.h"
 #include "ae_quant_blocks.h"
 #include "gemm_levels.h"
+#include "prefetch_x86.h"
 #include "x16_avx512.h"
 
 #include <immintrin.h>
@@ -28,19 +29,6 @@
 #define AVX512_TARGET "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"
 #define AVX512_FN __attribute__((target(AVX512_TARGET)))
 #define AVX512_INLINE __attribute__((target(AVX512_TARGET), always_inline)) static inline
-
-/* Software prefetch of the weights. A decode step reads every weight byte once, so its speed is the
- * number of cache lines in flight per core, and the hardware prefetcher alone leaves too few: on a quiet
- * Sapphire Rapids host, 2 threads ran 1B Q4_0 decode at 31 tokens/s with one line requested per block
- * and 37 with every line of the group block 16 blocks ahead requested into L2 (T1 hint); 7B Q4_0 4.5 ->
- * 5.9, Q8_0 19 -> 23, Q4_K_M 27 -> 30 (distances of 1-16 blocks and 2-8 KiB, T0 and T1, were tried). */
-#define PREFETCH_BLOCKS 16
-
-AVX512_INLINE void prefetch_block(const uint8_t *block, size_t bytes)
-{
-    for (size_t o = 0; o < bytes; o += 64)
-        _mm_prefetch((const char *)block + o, _MM_HINT_T1);
-}
 
 /* Largest tile: groups and activation rows. */
 #define TILE_G 2
